@@ -1,0 +1,38 @@
+# labeltriage: `make demo` runs the whole loop on this machine, `make test` runs every test.
+SHELL := /bin/bash
+VENV := .venv
+BIN := $(VENV)/bin
+export HF_HUB_DISABLE_TELEMETRY := 1
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: setup demo test lint format stack-up stack-down bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	$(BIN)/labeltriage demo
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+test: setup lint
+	bash scripts/run_tests.sh
+
+stack-up: setup
+	$(BIN)/labeltriage stack up
+
+stack-down:
+	$(BIN)/labeltriage stack down
+
+bench: setup
+	$(BIN)/python benchmarks/argilla_stack.py
+
+clean:
+	rm -rf $(VENV) .cache .pytest_cache .ruff_cache
