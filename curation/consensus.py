@@ -155,7 +155,9 @@ def dawid_skene(
     E-step: ``P(t | unit) ∝ prior_t * prod_r confusion[r, t, label_r]``; M-step: priors and
     confusion rows from the expected counts. Start from the soft majority vote (vote shares),
     the usual choice that converges to the "reviewers are better than chance" solution; the
-    ``"random"`` start (Dirichlet, seeded) is for checking that the optimum is stable.
+    ``"random"`` start (Dirichlet, seeded) is for checking that the optimum is stable; it may
+    land on a label-switched optimum (same likelihood, classes permuted), which the majority
+    start avoids by tying class t to what the reviewers call t.
 
     Args:
         data: ``(n_units, n_raters)`` category codes, NaN for missing.
