@@ -1,0 +1,134 @@
+"""Process entry points of the stack: ``python -m argilla_stack.launch server|worker|create-owner|sync``.
+
+Each imports `argilla_stack.engine` first, which registers the embedded engine with Argilla's
+registry, then runs the stock argilla-server code unchanged. Configuration comes from the
+environment (``ARGILLA_*``, ``LABELTRIAGE_*``) that `argilla_stack.stack` prepares; secrets never
+appear on a command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+import argilla_stack.engine  # noqa: F401  (registers the "embedded" engine)
+from argilla_stack.engine import ENGINE_NAME, get_store, store_path
+from argilla_stack.store import StoreCorruptError
+
+
+def _remove_store_files() -> None:
+    path = store_path()
+    for suffix in ("", "-wal", "-shm"):
+        candidate = path.with_name(path.name + suffix)
+        if candidate.exists():
+            candidate.unlink()
+
+
+async def sync_store(verbose: bool = True) -> dict[str, int]:
+    """Bring the embedded store in line with Argilla's database; returns records reindexed per dataset.
+
+    A missing or corrupt store is rebuilt whole. Otherwise each dataset whose record or response
+    count differs between the database and the store (a crash between the database commit and the
+    index write, a store restored from an old copy) is reindexed, and indexes of deleted datasets
+    are dropped.
+    """
+    from argilla_server.cli.search_engine.reindex import Reindexer
+    from argilla_server.database import AsyncSessionLocal
+    from argilla_server.models import Dataset, Record, Response
+    from argilla_server.search_engine import SearchEngine
+    from sqlalchemy import func, select
+
+    store = get_store()
+    try:
+        store.check()
+    except StoreCorruptError as exc:
+        print(f"labeltriage: {exc}; rebuilding it from Argilla's database", file=sys.stderr)
+        store.close()
+        _remove_store_files()
+    reindexed: dict[str, int] = {}
+    async with AsyncSessionLocal() as db:
+        db_records = dict((await db.execute(select(Record.dataset_id, func.count()).group_by(Record.dataset_id))).all())
+        db_responses = dict(
+            (await db.execute(select(Record.dataset_id, func.count()).join(Response).group_by(Record.dataset_id))).all()
+        )
+        dataset_ids = [row[0] for row in (await db.execute(select(Dataset.id))).all()]
+        store_records = store.dataset_counts()
+        store_responses = dict(
+            store.query(
+                "SELECT r.dataset_id, count(*) FROM responses rs JOIN records r ON r.rid = rs.rid GROUP BY r.dataset_id"
+            )
+        )
+        async with SearchEngine.get_by_name(ENGINE_NAME) as engine:
+            for dataset_id in dataset_ids:
+                key = str(dataset_id)
+                in_db = (db_records.get(dataset_id, 0), db_responses.get(dataset_id, 0))
+                in_store = (store_records.get(key), store_responses.get(key, 0))
+                if in_store == in_db:
+                    continue
+                dataset = await Reindexer.reindex_dataset(db, engine, dataset_id)
+                count = 0
+                async for batch in Reindexer.reindex_dataset_records(db, engine, dataset):
+                    count += len(batch)
+                reindexed[key] = count
+                if verbose:
+                    print(f"labeltriage: reindexed dataset {dataset.name} ({count} records)", file=sys.stderr)
+            known = {str(dataset_id) for dataset_id in dataset_ids}
+            for key in store_records:
+                if key not in known:
+                    store.delete_index(key)
+    return reindexed
+
+
+def _create_owner() -> None:
+    from argilla_server.cli.database.users.create import _create
+    from argilla_server.models import UserRole
+
+    username = os.environ["LABELTRIAGE_OWNER_USERNAME"]
+    asyncio.run(
+        _create(
+            first_name=username,
+            username=username,
+            role=UserRole.owner,
+            password=os.environ["LABELTRIAGE_OWNER_PASSWORD"],
+            api_key=os.environ["LABELTRIAGE_OWNER_API_KEY"],
+            workspace=[os.environ.get("LABELTRIAGE_WORKSPACE", "labeltriage")],
+        )
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m argilla_stack.launch")
+    sub = parser.add_subparsers(dest="command", required=True)
+    server = sub.add_parser("server")
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=6900)
+    worker = sub.add_parser("worker")
+    worker.add_argument("--num-workers", type=int, default=1)
+    sub.add_parser("create-owner")
+    sub.add_parser("sync")
+    args = parser.parse_args(argv)
+
+    embedded = os.environ.get("ARGILLA_SEARCH_ENGINE") == ENGINE_NAME
+    if args.command == "server":
+        import uvicorn
+
+        if embedded:
+            asyncio.run(sync_store())
+        uvicorn.run("argilla_server:app", host=args.host, port=args.port, access_log=False)
+    elif args.command == "worker":
+        from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION
+        from rq.worker_pool import WorkerPool
+
+        WorkerPool(
+            connection=REDIS_CONNECTION, queues=[DEFAULT_QUEUE.name, HIGH_QUEUE.name], num_workers=args.num_workers
+        ).start()
+    elif args.command == "create-owner":
+        _create_owner()
+    elif args.command == "sync":
+        print(asyncio.run(sync_store()))
+
+
+if __name__ == "__main__":
+    main()

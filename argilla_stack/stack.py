@@ -1,0 +1,397 @@
+"""Start, stop and inspect a local Argilla stack: redis-server, argilla-server 2.8.0 and its rq worker.
+
+Everything lives under one home directory::
+
+    <home>/stack.json         what is running (ports, engine, pids); removed by `down`
+    <home>/secrets.json       0600: owner and reviewer passwords, API key, Redis password
+    <home>/argilla/           ARGILLA_HOME_PATH: SQLite database, embedded search store
+    <home>/redis/             Redis working directory
+    <home>/logs/              server.log, worker.log, redis.log
+
+Services bind to 127.0.0.1 only. No default credentials: the first `up` generates the owner's
+password and API key and a Redis password, and keeps them in the 0600 secrets file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import platformdirs
+
+HOST = "127.0.0.1"
+DEFAULT_PORT = 6900
+WORKSPACE = "labeltriage"
+OWNER = "owner"
+ENGINES = ("embedded", "opensearch", "elasticsearch")
+
+
+class StackError(RuntimeError):
+    """A stack operation failed; the message says what is wrong and what to do."""
+
+
+def default_home() -> Path:
+    configured = os.environ.get("LABELTRIAGE_STACK_HOME")
+    return Path(configured) if configured else Path(platformdirs.user_data_dir("labeltriage")) / "stack"
+
+
+@dataclass
+class StackState:
+    """What `up` started: written to ``stack.json``."""
+
+    port: int
+    redis_port: int
+    search_engine: str
+    search_url: str | None
+    database_url: str
+    pids: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def _port_in_use(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((HOST, port))
+        except OSError:
+            return True
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); treat it as gone.
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+class Stack:
+    """One local stack, identified by its home directory."""
+
+    def __init__(self, home: Path | str | None = None):
+        self.home = Path(home) if home else default_home()
+        self.state_file = self.home / "stack.json"
+        self.secrets_file = self.home / "secrets.json"
+        self.logs = self.home / "logs"
+
+    # -- secrets ---------------------------------------------------------------------------------
+    def secrets(self) -> dict:
+        if not self.secrets_file.exists():
+            return {}
+        mode = self.secrets_file.stat().st_mode & 0o777
+        if mode & 0o077:
+            raise StackError(f"{self.secrets_file} is readable by others (mode {mode:o}); run: chmod 600 it")
+        return json.loads(self.secrets_file.read_text())
+
+    def _save_secrets(self, data: dict) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        tmp = self.secrets_file.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            json.dump(data, handle, indent=2)
+        os.replace(tmp, self.secrets_file)
+
+    def _ensure_secrets(self) -> dict:
+        data = self.secrets()
+        changed = False
+        for key, factory in (
+            ("owner_password", lambda: secrets.token_urlsafe(18)),
+            ("api_key", lambda: "lt." + secrets.token_urlsafe(32)),
+            ("redis_password", lambda: secrets.token_urlsafe(24)),
+        ):
+            if key not in data:
+                data[key], changed = factory(), True
+        data.setdefault("owner_username", OWNER)
+        data.setdefault("users", {})
+        if changed:
+            self._save_secrets(data)
+        return data
+
+    # -- state -----------------------------------------------------------------------------------
+    def state(self) -> StackState | None:
+        if not self.state_file.exists():
+            return None
+        try:
+            return StackState(**json.loads(self.state_file.read_text()))
+        except (ValueError, TypeError):
+            return None
+
+    def running_processes(self) -> dict[str, int]:
+        """Name -> pid of the stack's processes that are still alive (and are ours)."""
+        state = self.state()
+        if state is None:
+            return {}
+        return {
+            name: pid
+            for name, pid in state.pids.items()
+            if _alive(pid) and ("redis" in _cmdline(pid) or "argilla_stack" in _cmdline(pid))
+        }
+
+    def is_up(self) -> bool:
+        state = self.state()
+        return state is not None and self._api_ready(state) and set(self.running_processes()) == set(state.pids)
+
+    def _api_ready(self, state: StackState) -> bool:
+        try:
+            response = httpx.get(f"{state.api_url}/api/v1/version", timeout=2)
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200
+
+    def environment(self, state: StackState, data: dict) -> dict[str, str]:
+        """The environment of the server and the worker."""
+        argilla_home = self.home / "argilla"
+        env = {
+            **os.environ,
+            "ARGILLA_HOME_PATH": str(argilla_home),
+            "ARGILLA_DATABASE_URL": state.database_url,
+            "ARGILLA_REDIS_URL": f"redis://:{data['redis_password']}@{HOST}:{state.redis_port}/0",
+            "ARGILLA_SEARCH_ENGINE": state.search_engine,
+            "ARGILLA_ENABLE_TELEMETRY": "0",
+            "HF_HUB_DISABLE_TELEMETRY": "1",
+            "LABELTRIAGE_SEARCH_STORE": str(argilla_home / "search.sqlite3"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if state.search_url:
+            env["ARGILLA_ELASTICSEARCH"] = state.search_url
+        for name in ("ARGILLA_API_KEY", "ARGILLA_API_URL", "LABELTRIAGE_OWNER_PASSWORD", "LABELTRIAGE_OWNER_API_KEY"):
+            env.pop(name, None)
+        return env
+
+    # -- commands --------------------------------------------------------------------------------
+    def up(
+        self,
+        port: int = DEFAULT_PORT,
+        search_engine: str = "embedded",
+        search_url: str | None = None,
+        database_url: str | None = None,
+        timeout: float = 180.0,
+        log: callable = print,
+    ) -> StackState:
+        """Start the stack and return once the API answers. A second `up` is a no-op."""
+        if search_engine not in ENGINES:
+            raise StackError(f"unknown search engine {search_engine!r}; choose one of {', '.join(ENGINES)}")
+        if search_engine != "embedded" and not search_url:
+            raise StackError(f"--search-engine {search_engine} needs --search-url (for example http://127.0.0.1:9200)")
+        current = self.state()
+        if current is not None and self.is_up():
+            log(f"stack already running at {current.api_url} (home {self.home})")
+            return current
+        self._stop_leftovers()
+        if _port_in_use(port):
+            raise StackError(f"port {port} on {HOST} is already in use by another program; pass --port with a free one")
+        redis_server = shutil.which("redis-server")
+        if redis_server is None:
+            raise StackError(
+                "redis-server is not installed; run `make setup` (as root) or `apt-get install redis-server`"
+            )
+        data = self._ensure_secrets()
+        for directory in (self.home / "argilla", self.home / "redis", self.logs):
+            directory.mkdir(parents=True, exist_ok=True)
+        state = StackState(
+            port=port,
+            redis_port=_free_port(),
+            search_engine=search_engine,
+            search_url=search_url,
+            database_url=database_url
+            or f"sqlite+aiosqlite:///{self.home / 'argilla' / 'argilla.db'}?check_same_thread=False",
+        )
+        env = self.environment(state, data)
+        try:
+            state.pids["redis"] = self._start_redis(redis_server, state, data)
+            self._write_state(state)
+            self._run([sys.executable, "-m", "argilla_server", "database", "migrate"], env, "migrate")
+            owner_env = {
+                **env,
+                "LABELTRIAGE_OWNER_USERNAME": data["owner_username"],
+                "LABELTRIAGE_OWNER_PASSWORD": data["owner_password"],
+                "LABELTRIAGE_OWNER_API_KEY": data["api_key"],
+                "LABELTRIAGE_WORKSPACE": WORKSPACE,
+            }
+            self._run([sys.executable, "-m", "argilla_stack.launch", "create-owner"], owner_env, "create-owner")
+            state.pids["server"] = self._spawn(
+                [sys.executable, "-m", "argilla_stack.launch", "server", "--host", HOST, "--port", str(port)],
+                env,
+                "server",
+            )
+            state.pids["worker"] = self._spawn(
+                [sys.executable, "-m", "argilla_stack.launch", "worker", "--num-workers", "1"], env, "worker"
+            )
+            self._write_state(state)
+            self._wait_ready(state, timeout)
+        except BaseException:
+            self.down(log=lambda *_: None)
+            raise
+        log(f"Argilla is up at {state.api_url} (search engine: {search_engine}; home {self.home})")
+        log(f"Log in as {data['owner_username']}; password in {self.secrets_file} (or `labeltriage stack env`)")
+        return state
+
+    def _write_state(self, state: StackState) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+
+    def _start_redis(self, redis_server: str, state: StackState, data: dict) -> int:
+        config = self.home / "redis" / "redis.conf"
+        fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(
+                f"bind {HOST}\nport {state.redis_port}\nprotected-mode yes\nrequirepass {data['redis_password']}\n"
+                f'dir {self.home / "redis"}\nsave ""\nappendonly no\ndaemonize no\n'
+            )
+        pid = self._spawn([redis_server, str(config)], dict(os.environ), "redis")
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise StackError(f"redis-server exited at start; see {self.logs / 'redis.log'}")
+            if _port_in_use(state.redis_port):
+                return pid
+            time.sleep(0.1)
+        raise StackError(f"redis-server did not open port {state.redis_port}; see {self.logs / 'redis.log'}")
+
+    def _spawn(self, command: list[str], env: dict[str, str], name: str) -> int:
+        log_file = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
+        process = subprocess.Popen(
+            command,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log_file.close()
+        return process.pid
+
+    def _run(self, command: list[str], env: dict[str, str], name: str) -> None:
+        with open(self.logs / f"{name}.log", "ab") as log_file:
+            result = subprocess.run(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, check=False)
+        if result.returncode != 0:
+            raise StackError(f"`{name}` failed (exit {result.returncode}); see {self.logs / (name + '.log')}")
+
+    def _wait_ready(self, state: StackState, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name in ("server", "worker", "redis"):
+                if not _alive(state.pids[name]):
+                    tail = self._log_tail(name)
+                    raise StackError(f"the {name} process exited during start-up; last log lines:\n{tail}")
+            if self._api_ready(state):
+                return
+            time.sleep(0.5)
+        raise StackError(f"Argilla did not answer on {state.api_url} within {timeout:.0f} s; see {self.logs}")
+
+    def _log_tail(self, name: str, lines: int = 15) -> str:
+        path = self.logs / f"{name}.log"
+        if not path.exists():
+            return "(no log)"
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+    def _stop_leftovers(self) -> None:
+        """Stop what a crashed stack left running and forget stale pid files."""
+        if self.state() is not None:
+            self.down(log=lambda *_: None)
+
+    def down(self, log: callable = print, timeout: float = 20.0) -> list[str]:
+        """Stop exactly the processes `up` started. Nothing running is a no-op."""
+        state = self.state()
+        if state is None:
+            log("stack is not running (nothing to stop)")
+            return []
+        alive = self.running_processes()
+        # Worker and server first, Redis last: the server flushes to Redis on shutdown.
+        order = [name for name in ("worker", "server", "redis") if name in alive]
+        for name in order:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(alive[name], signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_alive(alive[name]) for name in order):
+            time.sleep(0.2)
+        for name in order:
+            if _alive(alive[name]):
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(alive[name], signal.SIGKILL)
+        self.state_file.unlink(missing_ok=True)
+        log("stopped: " + (", ".join(order) if order else "nothing was running (removed stale state)"))
+        return order
+
+    def status(self) -> dict:
+        state = self.state()
+        if state is None:
+            return {"running": False, "home": str(self.home)}
+        alive = self.running_processes()
+        return {
+            "running": self._api_ready(state) and set(alive) == set(state.pids),
+            "home": str(self.home),
+            "api_url": state.api_url,
+            "search_engine": state.search_engine,
+            "search_url": state.search_url,
+            "database_url": state.database_url,
+            "processes": {
+                name: {
+                    "pid": pid,
+                    "alive": name in alive,
+                    "port": {"server": state.port, "redis": state.redis_port}.get(name),
+                }
+                for name, pid in state.pids.items()
+            },
+        }
+
+    def credentials(self) -> tuple[str, str]:
+        """(API URL, owner API key) of the running stack."""
+        state = self.state()
+        if state is None:
+            raise StackError("the stack is not running; start it with `labeltriage stack up`")
+        data = self.secrets()
+        return state.api_url, data["api_key"]
+
+    def add_user(self, username: str, role: str = "annotator", password: str | None = None) -> str:
+        """Create a user in the stack's workspace; returns its password (kept in the secrets file)."""
+        import argilla as rg
+
+        api_url, api_key = self.credentials()
+        client = rg.Argilla(api_url=api_url, api_key=api_key)
+        data = self.secrets()
+        password = password or data.get("users", {}).get(username) or secrets.token_urlsafe(12)
+        user = client.users(username)
+        if user is None:
+            user = rg.User(username=username, password=password, role=role, client=client).create()
+        workspace = client.workspaces(WORKSPACE)
+        if username not in {member.username for member in workspace.users}:
+            workspace.add_user(user)
+        data.setdefault("users", {})[username] = password
+        self._save_secrets(data)
+        return password

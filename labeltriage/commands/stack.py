@@ -1,0 +1,102 @@
+"""`labeltriage stack ...`: wiring for `argilla_stack.stack`."""
+
+from __future__ import annotations
+
+import json
+import shlex
+from pathlib import Path
+
+import click
+
+from argilla_stack.stack import DEFAULT_PORT, ENGINES, Stack, StackError
+
+home_option = click.option(
+    "--home",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Stack home directory (default: $LABELTRIAGE_STACK_HOME or the user data dir).",
+)
+
+
+def _fail(exc: Exception) -> None:
+    raise click.ClickException(str(exc)) from exc
+
+
+@click.group()
+def stack() -> None:
+    """Start, stop and inspect the local Argilla stack (server, worker, Redis, search engine).
+
+    \b
+    Examples:
+      labeltriage stack up                      # embedded search engine, SQLite, port 6900
+      labeltriage stack up --port 6901 --database-url postgresql+asyncpg://u:p@127.0.0.1/argilla
+      labeltriage stack up --search-engine opensearch --search-url http://127.0.0.1:9200
+      eval "$(labeltriage stack env)"           # ARGILLA_API_URL / ARGILLA_API_KEY for the SDK
+      labeltriage stack add-user alice --role annotator
+      labeltriage stack status
+      labeltriage stack down
+    """
+
+
+@stack.command()
+@home_option
+@click.option("--port", default=DEFAULT_PORT, show_default=True, help="Port of the Argilla API and UI on 127.0.0.1.")
+@click.option("--search-engine", type=click.Choice(ENGINES), default="embedded", show_default=True)
+@click.option("--search-url", default=None, help="Elasticsearch/OpenSearch URL (with those engines).")
+@click.option("--database-url", default=None, help="SQLAlchemy URL; default SQLite in the stack home.")
+def up(home: Path | None, port: int, search_engine: str, search_url: str | None, database_url: str | None) -> None:
+    """Start the stack; returns when the API answers."""
+    try:
+        Stack(home).up(port=port, search_engine=search_engine, search_url=search_url, database_url=database_url)
+    except StackError as exc:
+        _fail(exc)
+
+
+@stack.command()
+@home_option
+def down(home: Path | None) -> None:
+    """Stop exactly the processes `up` started."""
+    Stack(home).down()
+
+
+@stack.command()
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def status(home: Path | None, as_json: bool) -> None:
+    """Show each process, its port and the search engine."""
+    info = Stack(home).status()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    if "api_url" not in info:
+        click.echo(f"stack is not running (home {info['home']})")
+        return
+    click.echo(f"{'running' if info['running'] else 'NOT HEALTHY'}: {info['api_url']}  engine={info['search_engine']}")
+    for name, proc in info["processes"].items():
+        port = f" port {proc['port']}" if proc["port"] else ""
+        click.echo(f"  {name:<7} pid {proc['pid']:<8}{'alive' if proc['alive'] else 'DEAD'}{port}")
+
+
+@stack.command()
+@home_option
+def env(home: Path | None) -> None:
+    """Print `export` lines for the Argilla SDK (use with eval)."""
+    try:
+        api_url, api_key = Stack(home).credentials()
+    except StackError as exc:
+        _fail(exc)
+    click.echo(f"export ARGILLA_API_URL={shlex.quote(api_url)}")
+    click.echo(f"export ARGILLA_API_KEY={shlex.quote(api_key)}")
+
+
+@stack.command("add-user")
+@home_option
+@click.argument("username")
+@click.option("--role", type=click.Choice(["annotator", "admin", "owner"]), default="annotator", show_default=True)
+def add_user(home: Path | None, username: str, role: str) -> None:
+    """Create a reviewer account in the stack's workspace and print its password once."""
+    try:
+        password = Stack(home).add_user(username, role=role)
+    except StackError as exc:
+        _fail(exc)
+    click.echo(f"user {username} ({role}) ready; password: {password}")
