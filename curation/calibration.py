@@ -1,0 +1,409 @@
+"""Confidence calibration on gold labels: metrics, calibrators and the reliability diagram.
+
+Everything here works on the *top-label* view of a classifier or an LLM: one confidence per record
+(the probability it gives to the label it chose) and one boolean saying whether that label was
+correct on gold. Shapes: ``confidences`` is ``(n,)`` float in [0, 1], ``correct`` is ``(n,)`` bool
+(or 0/1).
+
+ECE convention used throughout (state it in every report, libraries differ):
+
+* top-label confidence (not classwise),
+* ``n_bins=15`` by default,
+* ``strategy="uniform"``: bins ``[0, 1/15], (1/15, 2/15], ..., (14/15, 1]`` (right-closed, the first
+  bin also holds exactly 0); ``strategy="quantile"`` ("equal-mass"): records sorted by confidence
+  and split into ``n_bins`` groups of (near-)equal size, ties kept in the same bin,
+* ``ECE = sum_b (n_b / n) * |accuracy_b - mean_confidence_b|`` over non-empty bins (L1, weighted),
+* ``MCE = max_b |accuracy_b - mean_confidence_b|`` over non-empty bins.
+
+Pure module: numpy, scipy and sklearn only; the only I/O is a calibrator's own ``save``/``load`` and
+the PNG written by :func:`reliability_diagram`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from scipy.optimize import minimize, minimize_scalar
+from scipy.stats import rankdata
+
+Strategy = Literal["uniform", "quantile"]
+Method = Literal["isotonic", "temperature", "platt", "histogram"]
+METHODS: tuple[str, ...] = ("isotonic", "temperature", "platt", "histogram")
+
+# Confidences are clipped to [EPS, 1 - EPS] before taking a logit so that a stated confidence of
+# exactly 1.0 (common for small LLMs) does not become an infinite logit.
+EPS = 1e-6
+
+
+# ----------------------------------------------------------------------------------------------
+# input checks
+# ----------------------------------------------------------------------------------------------
+def check_confidences(confidences: Any, name: str = "confidences") -> np.ndarray:
+    """Return ``confidences`` as a 1-D float64 array in [0, 1], or raise a ValueError naming it."""
+    arr = np.asarray(confidences, dtype=np.float64)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D (one top-label confidence per record), got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} is empty: need at least one record")
+    if not np.isfinite(arr).all():
+        bad = int((~np.isfinite(arr)).sum())
+        raise ValueError(f"{name} contains {bad} NaN or inf value(s); drop or fill those records first")
+    if arr.min() < 0.0 or arr.max() > 1.0:
+        raise ValueError(
+            f"{name} must lie in [0, 1], got min={arr.min():.4g}, max={arr.max():.4g} "
+            "(pass probabilities, not logits or percentages)"
+        )
+    return arr
+
+
+def check_correct(correct: Any, n: int, name: str = "correct") -> np.ndarray:
+    """Return ``correct`` as a 1-D bool array of length ``n``, or raise a ValueError naming it."""
+    arr = np.asarray(correct)
+    if arr.ndim != 1 or arr.shape[0] != n:
+        raise ValueError(f"{name} must be 1-D with {n} entries (one per confidence), got shape {arr.shape}")
+    if arr.dtype != bool:
+        as_float = arr.astype(np.float64)
+        if not np.isfinite(as_float).all() or not np.isin(as_float, (0.0, 1.0)).all():
+            raise ValueError(f"{name} must be boolean or 0/1 (was the LLM label equal to gold?)")
+        arr = as_float.astype(bool)
+    return arr
+
+
+def _check_pair(confidences: Any, correct: Any) -> tuple[np.ndarray, np.ndarray]:
+    conf = check_confidences(confidences)
+    return conf, check_correct(correct, conf.shape[0])
+
+
+def _check_two_classes(correct: np.ndarray, what: str) -> None:
+    # A calibrator or an AUROC needs both right and wrong records on gold.
+    n_right = int(correct.sum())
+    if n_right == 0 or n_right == correct.shape[0]:
+        kind = "correct" if n_right else "wrong"
+        raise ValueError(
+            f"correct is one-class: all {correct.shape[0]} gold records are {kind}; {what} needs both "
+            "right and wrong pre-labels on gold (label more gold records)"
+        )
+
+
+# ----------------------------------------------------------------------------------------------
+# binning and metrics
+# ----------------------------------------------------------------------------------------------
+def bin_assignments(confidences: np.ndarray, n_bins: int = 15, strategy: Strategy = "uniform") -> np.ndarray:
+    """Bin index in ``[0, n_bins)`` for each confidence, shape ``(n,)`` (see the module docstring)."""
+    if not isinstance(n_bins, int | np.integer) or n_bins < 1:
+        raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
+    conf = np.asarray(confidences, dtype=np.float64)
+    if strategy == "uniform":
+        # right-closed bins: ceil(c * B) - 1, with c = 0 going to bin 0
+        idx = np.ceil(conf * n_bins).astype(np.int64) - 1
+        return np.clip(idx, 0, n_bins - 1)
+    if strategy == "quantile":
+        order = np.argsort(conf, kind="stable")
+        ranks = np.empty(conf.shape[0], dtype=np.int64)
+        ranks[order] = np.arange(conf.shape[0])
+        idx = (ranks * n_bins) // conf.shape[0]
+        # ties must share a bin: give every tied group the bin of its first member
+        sorted_conf = conf[order]
+        first_of_group = np.searchsorted(sorted_conf, sorted_conf, side="left")
+        idx_sorted = idx[order][first_of_group]
+        out = np.empty_like(idx)
+        out[order] = idx_sorted
+        return out
+    raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
+
+
+def calibration_bins(
+    confidences: Any, correct: Any, n_bins: int = 15, strategy: Strategy = "uniform"
+) -> dict[str, np.ndarray]:
+    """Per-bin statistics, each array of shape ``(n_bins,)``.
+
+    Returns ``count``, ``mean_confidence``, ``accuracy`` (NaN for empty bins), ``lower`` and ``upper``
+    (the bin's confidence range: fixed edges for ``uniform``, observed min/max for ``quantile``).
+    """
+    conf, corr = _check_pair(confidences, correct)
+    idx = bin_assignments(conf, n_bins, strategy)
+    count = np.bincount(idx, minlength=n_bins).astype(np.int64)
+    sum_conf = np.bincount(idx, weights=conf, minlength=n_bins)
+    sum_corr = np.bincount(idx, weights=corr.astype(np.float64), minlength=n_bins)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean_conf = np.where(count > 0, sum_conf / count, np.nan)
+        acc = np.where(count > 0, sum_corr / count, np.nan)
+    if strategy == "uniform":
+        edges = np.linspace(0.0, 1.0, n_bins + 1)
+        lower, upper = edges[:-1], edges[1:]
+    else:
+        lower = np.full(n_bins, np.nan)
+        upper = np.full(n_bins, np.nan)
+        np.fmin.at(lower, idx, conf)
+        np.fmax.at(upper, idx, conf)
+    return {"count": count, "mean_confidence": mean_conf, "accuracy": acc, "lower": lower, "upper": upper}
+
+
+def expected_calibration_error(
+    confidences: Any, correct: Any, n_bins: int = 15, strategy: Strategy = "uniform"
+) -> float:
+    """Top-label ECE: ``sum_b (n_b/n) |acc_b - conf_b|`` (15 right-closed uniform bins by default).
+
+    Args:
+        confidences: ``(n,)`` top-label confidences in [0, 1].
+        correct: ``(n,)`` bool, whether the top label matched gold.
+        n_bins: number of bins.
+        strategy: ``"uniform"`` (equal width) or ``"quantile"`` (equal mass).
+    """
+    b = calibration_bins(confidences, correct, n_bins, strategy)
+    n = b["count"].sum()
+    nz = b["count"] > 0
+    gaps = np.abs(b["accuracy"][nz] - b["mean_confidence"][nz])
+    return float(np.sum(b["count"][nz] / n * gaps))
+
+
+def maximum_calibration_error(
+    confidences: Any, correct: Any, n_bins: int = 15, strategy: Strategy = "uniform"
+) -> float:
+    """Top-label MCE: the largest ``|acc_b - conf_b|`` over non-empty bins (same binning as ECE)."""
+    b = calibration_bins(confidences, correct, n_bins, strategy)
+    nz = b["count"] > 0
+    return float(np.max(np.abs(b["accuracy"][nz] - b["mean_confidence"][nz])))
+
+
+def brier_score(confidences: Any, correct: Any) -> float:
+    """Brier score of the confidence as a forecast of correctness: ``mean((conf - correct)^2)``.
+
+    Equal to ``sklearn.metrics.brier_score_loss(correct, confidences)``.
+    """
+    conf, corr = _check_pair(confidences, correct)
+    return float(np.mean((conf - corr.astype(np.float64)) ** 2))
+
+
+def auroc(confidences: Any, correct: Any) -> float:
+    """Area under the ROC curve of confidence as a score for "the label is correct" (ties count 1/2).
+
+    Computed as the Mann-Whitney U statistic on average ranks; equal to
+    ``sklearn.metrics.roc_auc_score(correct, confidences)``. Raises if ``correct`` is one-class.
+    """
+    conf, corr = _check_pair(confidences, correct)
+    _check_two_classes(corr, "AUROC")
+    ranks = rankdata(conf)  # average ranks for ties
+    n_pos = int(corr.sum())
+    n_neg = corr.shape[0] - n_pos
+    u = ranks[corr].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))
+
+
+def calibration_metrics(confidences: Any, correct: Any, n_bins: int = 15) -> dict[str, float | int | None]:
+    """All metrics in one dict: ECE (uniform and equal-mass), MCE, Brier, AUROC, accuracy, n.
+
+    AUROC is ``None`` when ``correct`` is one-class (it is undefined there).
+    """
+    conf, corr = _check_pair(confidences, correct)
+    try:
+        au: float | None = auroc(conf, corr)
+    except ValueError:
+        au = None
+    return {
+        "n": int(conf.shape[0]),
+        "accuracy": float(corr.mean()),
+        "mean_confidence": float(conf.mean()),
+        "ece": expected_calibration_error(conf, corr, n_bins, "uniform"),
+        "ece_equal_mass": expected_calibration_error(conf, corr, n_bins, "quantile"),
+        "mce": maximum_calibration_error(conf, corr, n_bins, "uniform"),
+        "brier": brier_score(conf, corr),
+        "auroc": au,
+        "n_bins": n_bins,
+    }
+
+
+# ----------------------------------------------------------------------------------------------
+# calibrators
+# ----------------------------------------------------------------------------------------------
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(p, EPS, 1.0 - EPS)
+    return np.log(p) - np.log1p(-p)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free logistic
+
+
+@dataclass
+class Calibrator:
+    """A fitted map from raw top-label confidence to calibrated probability of being correct.
+
+    ``params`` holds everything needed to apply it (no hidden state): for ``isotonic`` the
+    breakpoints ``x``/``y`` (linear interpolation, clipped at the ends), for ``temperature`` the
+    temperature ``t`` (``sigmoid(logit(c) / t)``), for ``platt`` ``a``/``b``
+    (``sigmoid(a * logit(c) + b)``), for ``histogram`` the bin ``edges`` and per-bin ``values``.
+    """
+
+    method: str
+    params: dict[str, Any]
+    n_fit: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def transform(self, confidences: Any) -> np.ndarray:
+        """Calibrated confidences, shape ``(n,)``, in [0, 1]."""
+        conf = check_confidences(confidences)
+        p = self.params
+        if self.method == "isotonic":
+            out = np.interp(conf, np.asarray(p["x"]), np.asarray(p["y"]))
+        elif self.method == "temperature":
+            out = _sigmoid(_logit(conf) / float(p["t"]))
+        elif self.method == "platt":
+            out = _sigmoid(float(p["a"]) * _logit(conf) + float(p["b"]))
+        elif self.method == "histogram":
+            edges = np.asarray(p["edges"])
+            idx = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, len(p["values"]) - 1)
+            out = np.asarray(p["values"])[idx]
+        else:  # pragma: no cover - guarded by fit_calibrator / load_calibrator
+            raise ValueError(f"unknown calibrator method {self.method!r}")
+        return np.clip(out, 0.0, 1.0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"method": self.method, "params": self.params, "n_fit": self.n_fit, "meta": self.meta}
+
+    def save(self, path: str | Path) -> None:
+        """Write the calibrator as JSON (``calibrator.json`` in a run directory)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+
+
+def load_calibrator(path: str | Path) -> Calibrator:
+    """Read a calibrator written by :meth:`Calibrator.save`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path}: no calibrator here; run `labeltriage calibrate` first") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: not a calibrator JSON file ({exc})") from None
+    if not isinstance(data, dict) or data.get("method") not in METHODS or "params" not in data:
+        raise ValueError(f"{path}: not a calibrator file (needs 'method' in {METHODS} and 'params')")
+    return Calibrator(data["method"], data["params"], int(data.get("n_fit", 0)), data.get("meta", {}))
+
+
+def _nll(p: np.ndarray, y: np.ndarray) -> float:
+    p = np.clip(p, 1e-12, 1 - 1e-12)
+    return float(-np.mean(y * np.log(p) + (1 - y) * np.log1p(-p)))
+
+
+def fit_calibrator(confidences: Any, correct: Any, method: Method = "isotonic", n_bins: int = 15) -> Calibrator:
+    """Fit a calibrator on gold: raw top-label confidence -> P(label is correct).
+
+    Args:
+        confidences: ``(n,)`` raw confidences in [0, 1] on the gold records.
+        correct: ``(n,)`` bool, whether the pre-label matched gold.
+        method: ``"isotonic"`` (monotone step fit, sklearn's IsotonicRegression, stored as
+            breakpoints), ``"temperature"`` (one scalar on the logit, NLL-fitted),
+            ``"platt"`` (logistic regression on the logit, NLL-fitted, unregularised),
+            ``"histogram"`` (equal-mass histogram binning with ``n_bins`` bins).
+        n_bins: bins for ``histogram`` only.
+
+    Raises:
+        ValueError: empty input, NaN/inf, confidences outside [0, 1], one-class ``correct``,
+            unknown ``method``.
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    conf, corr = _check_pair(confidences, correct)
+    _check_two_classes(corr, f"fitting a {method} calibrator")
+    y = corr.astype(np.float64)
+    n = int(conf.shape[0])
+
+    if method == "isotonic":
+        from sklearn.isotonic import IsotonicRegression
+
+        iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip").fit(conf, y)
+        # sklearn predicts by linear interpolation between these thresholds, clipped at the ends;
+        # storing them lets transform() use np.interp with no sklearn object to pickle.
+        params: dict[str, Any] = {
+            "x": iso.X_thresholds_.tolist(),
+            "y": iso.y_thresholds_.tolist(),
+        }
+    elif method == "temperature":
+        z = _logit(conf)
+        res = minimize_scalar(
+            lambda log_t: _nll(_sigmoid(z / math.exp(log_t)), y), bounds=(-5.0, 5.0), method="bounded"
+        )
+        params = {"t": float(math.exp(res.x))}
+    elif method == "platt":
+        z = _logit(conf)
+
+        def loss(ab: np.ndarray) -> tuple[float, np.ndarray]:
+            p = _sigmoid(ab[0] * z + ab[1])
+            r = p - y
+            return _nll(p, y), np.array([np.mean(r * z), np.mean(r)])
+
+        res = minimize(loss, x0=np.array([1.0, 0.0]), jac=True, method="L-BFGS-B")
+        params = {"a": float(res.x[0]), "b": float(res.x[1])}
+    else:  # histogram
+        idx = bin_assignments(conf, n_bins, "quantile")
+        used = np.unique(idx)
+        values, uppers = [], []
+        for b in used:
+            m = idx == b
+            values.append(float(y[m].mean()))
+            uppers.append(float(conf[m].max()))
+        # bin b covers (upper_{b-1}, upper_b]; the outer edges are opened to [0, 1]
+        edges = [0.0, *uppers[:-1], 1.0]
+        params = {"edges": edges, "values": values}
+    return Calibrator(method=method, params=params, n_fit=n, meta={"accuracy_fit": float(y.mean())})
+
+
+# ----------------------------------------------------------------------------------------------
+# reliability diagram
+# ----------------------------------------------------------------------------------------------
+def reliability_diagram(
+    confidences: Any,
+    correct: Any,
+    path: str | Path,
+    calibrated: Any | None = None,
+    n_bins: int = 15,
+    strategy: Strategy = "uniform",
+    title: str = "Reliability diagram",
+) -> Path:
+    """Write a reliability diagram PNG: accuracy vs confidence per bin, with the count per bin.
+
+    One panel for the raw confidences and, if ``calibrated`` (shape ``(n,)``) is given, one for the
+    calibrated ones. Each panel shows the bars (accuracy per bin), the diagonal, the ECE in the
+    legend and the number of records written above each bar. Uses the Agg backend (no display).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conf, corr = _check_pair(confidences, correct)
+    panels = [("raw", conf)]
+    if calibrated is not None:
+        panels.append(("calibrated", check_confidences(calibrated, "calibrated")))
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5.2), squeeze=False)
+    for ax, (name, c) in zip(axes[0], panels, strict=True):
+        b = calibration_bins(c, corr, n_bins, strategy)
+        ece = expected_calibration_error(c, corr, n_bins, strategy)
+        edges = np.linspace(0, 1, n_bins + 1)
+        width = 1.0 / n_bins
+        centers = edges[:-1] + width / 2
+        nz = b["count"] > 0
+        ax.bar(
+            centers[nz], b["accuracy"][nz], width=width * 0.95, color="#4C72B0", edgecolor="k",
+            label=f"accuracy (ECE={ece:.3f})",
+        )  # fmt: skip
+        ax.scatter(centers[nz], b["mean_confidence"][nz], color="#DD8452", zorder=3, s=18, label="mean conf.")
+        ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
+        for x, a, k in zip(centers[nz], b["accuracy"][nz], b["count"][nz], strict=True):
+            ax.text(x, min(a + 0.02, 1.02), str(int(k)), ha="center", va="bottom", fontsize=7)
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1.08)
+        ax.set_xlabel(f"confidence ({strategy} bins, n={conf.shape[0]})")
+        ax.set_ylabel("accuracy on gold")
+        ax.set_title(f"{title}: {name}")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

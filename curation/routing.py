@@ -1,0 +1,250 @@
+"""Routing pre-labels to auto-accept, human review or spot-check, at a stated precision.
+
+The auto-accept threshold is chosen on gold so that the *lower confidence bound* of the precision
+of the auto-accepted set (Wilson score or Clopper-Pearson, one-sided) reaches the target, not the
+point estimate: a threshold that is 95% precise on 40 gold records is not a 95% threshold.
+
+Shapes: ``confidences`` ``(n,)`` floats in [0, 1] (calibrated ones, normally), ``correct`` ``(n,)``
+bool on gold, ``ok`` ``(n,)`` bool (False = the pre-label failed). Pure module: numpy and scipy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy.stats import beta, norm
+
+from curation.calibration import check_confidences, check_correct
+
+BoundMethod = Literal["wilson", "clopper-pearson"]
+ROUTES = ("auto_accept", "human_review", "spot_check")
+
+
+def precision_lower_bound(
+    successes: Any, n: Any, confidence_level: float = 0.95, method: BoundMethod = "wilson"
+) -> np.ndarray:
+    """One-sided lower confidence bound of a binomial proportion, elementwise.
+
+    ``confidence_level=0.95`` gives the bound that the true proportion exceeds with 95% confidence;
+    it equals the lower end of the *two-sided* interval at ``alpha = 2 * (1 - confidence_level)``
+    (statsmodels ``proportion_confint(successes, n, alpha, method="wilson" | "beta")``).
+    Entries with ``n == 0`` get 0.0.
+    """
+    if not 0.5 < confidence_level < 1.0:
+        raise ValueError(f"confidence_level must be in (0.5, 1), got {confidence_level}")
+    k = np.asarray(successes, dtype=np.float64)
+    nn = np.asarray(n, dtype=np.float64)
+    if np.any(k < 0) or np.any(k > nn):
+        raise ValueError("successes must satisfy 0 <= successes <= n")
+    safe_n = np.where(nn > 0, nn, 1.0)
+    if method == "wilson":
+        z = norm.ppf(confidence_level)
+        p = k / safe_n
+        denom = 1.0 + z * z / safe_n
+        center = (p + z * z / (2 * safe_n)) / denom
+        half = z * np.sqrt(p * (1 - p) / safe_n + z * z / (4 * safe_n * safe_n)) / denom
+        lb = center - half
+    elif method == "clopper-pearson":
+        alpha = 1.0 - confidence_level
+        with np.errstate(invalid="ignore"):
+            lb = np.where(k > 0, beta.ppf(alpha, np.maximum(k, 1e-300), safe_n - k + 1), 0.0)
+    else:
+        raise ValueError(f"method must be 'wilson' or 'clopper-pearson', got {method!r}")
+    return np.where(nn > 0, np.clip(lb, 0.0, 1.0), 0.0)
+
+
+def coverage_precision_curve(
+    confidences: Any, correct: Any, confidence_level: float = 0.95, method: BoundMethod = "wilson"
+) -> dict[str, np.ndarray]:
+    """For every distinct confidence ``t`` on gold: auto-accept ``conf >= t`` and report its stats.
+
+    Returns arrays of shape ``(k,)`` (``k`` distinct confidences, descending ``threshold``):
+    ``threshold``, ``n_accepted``, ``coverage`` (share of gold records accepted), ``precision``
+    (share of accepted that are correct) and ``lower_bound`` (of that precision).
+    """
+    conf = check_confidences(confidences)
+    corr = check_correct(correct, conf.shape[0])
+    order = np.argsort(-conf, kind="stable")
+    c_sorted = conf[order]
+    cum_correct = np.cumsum(corr[order])
+    # the last position of every run of equal confidences: accepting ">= t" takes the whole run
+    last = np.r_[np.nonzero(np.diff(c_sorted))[0], c_sorted.shape[0] - 1]
+    n_acc = last + 1
+    k = cum_correct[last]
+    return {
+        "threshold": c_sorted[last],
+        "n_accepted": n_acc.astype(np.int64),
+        "coverage": n_acc / conf.shape[0],
+        "precision": k / n_acc,
+        "lower_bound": precision_lower_bound(k, n_acc, confidence_level, method),
+    }
+
+
+@dataclass
+class ThresholdChoice:
+    """The chosen auto-accept threshold (``inf`` = nothing can be auto-accepted at this target)."""
+
+    threshold: float
+    lower_bound: float
+    precision: float
+    n_accepted: int
+    coverage: float
+    achievable: bool
+    target_precision: float
+    confidence_level: float
+    method: str
+    n_gold: int
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["threshold"] = None if not np.isfinite(self.threshold) else float(self.threshold)
+        return d
+
+
+def choose_threshold(
+    confidences: Any,
+    correct: Any,
+    target_precision: float = 0.95,
+    confidence_level: float = 0.95,
+    method: BoundMethod = "wilson",
+) -> ThresholdChoice:
+    """Lowest threshold (largest coverage) whose precision lower bound on gold reaches the target.
+
+    Args:
+        confidences: ``(n,)`` gold records' (calibrated) confidences.
+        correct: ``(n,)`` bool, pre-label == gold.
+        target_precision: precision the auto-accepted set must reach (with ``confidence_level``).
+        confidence_level: one-sided level of the lower bound.
+        method: ``"wilson"`` or ``"clopper-pearson"``.
+
+    Note: scanning many thresholds and keeping the best one is itself a selection; the bound is
+    per threshold, not simultaneous. Use Clopper-Pearson and a larger gold set when it matters.
+    """
+    if not 0.0 < target_precision < 1.0:
+        raise ValueError(f"target_precision must be in (0, 1), got {target_precision}")
+    conf = check_confidences(confidences)
+    corr = check_correct(correct, conf.shape[0])
+    if corr.shape[0] == 0:  # pragma: no cover - check_confidences rejects empty input
+        raise ValueError("correct is empty")
+    curve = coverage_precision_curve(conf, corr, confidence_level, method)
+    ok = np.nonzero(curve["lower_bound"] >= target_precision)[0]
+    common = {
+        "target_precision": float(target_precision),
+        "confidence_level": float(confidence_level),
+        "method": method,
+        "n_gold": int(conf.shape[0]),
+    }
+    if ok.size == 0:
+        return ThresholdChoice(
+            threshold=float("inf"), lower_bound=0.0, precision=float("nan"), n_accepted=0,
+            coverage=0.0, achievable=False, **common,
+        )  # fmt: skip
+    i = int(ok[-1])  # thresholds descend, so the last qualifying one covers the most
+    return ThresholdChoice(
+        threshold=float(curve["threshold"][i]),
+        lower_bound=float(curve["lower_bound"][i]),
+        precision=float(curve["precision"][i]),
+        n_accepted=int(curve["n_accepted"][i]),
+        coverage=float(curve["coverage"][i]),
+        achievable=True,
+        **common,
+    )
+
+
+def route_records(
+    confidences: Any,
+    ok: Any,
+    threshold: float,
+    spot_check_rate: float = 0.05,
+    seed: int = 0,
+) -> np.ndarray:
+    """Route every record; returns ``(n,)`` object array of ``auto_accept|human_review|spot_check``.
+
+    * ``ok == False`` (failed pre-label): always ``human_review`` (its confidence may be NaN);
+    * ``confidence >= threshold``: ``auto_accept``, except a random share ``spot_check_rate`` of
+      them (exactly ``round(rate * n_auto)``, drawn with ``seed``) which become ``spot_check``;
+    * otherwise ``human_review``.
+    """
+    if not 0.0 <= spot_check_rate <= 1.0:
+        raise ValueError(f"spot_check_rate must be in [0, 1], got {spot_check_rate}")
+    ok_arr = np.asarray(ok, dtype=bool)
+    conf = np.asarray(confidences, dtype=np.float64)
+    if conf.ndim != 1 or ok_arr.shape != conf.shape:
+        raise ValueError(f"confidences and ok must be 1-D of equal length, got {conf.shape} and {ok_arr.shape}")
+    if ok_arr.any():
+        check_confidences(conf[ok_arr], "confidences (of ok records)")
+    routes = np.full(conf.shape[0], "human_review", dtype=object)
+    auto = ok_arr & (conf >= threshold)
+    auto_idx = np.nonzero(auto)[0]
+    routes[auto_idx] = "auto_accept"
+    n_spot = int(round(spot_check_rate * auto_idx.size))
+    if n_spot:
+        rng = np.random.default_rng(seed)
+        routes[rng.choice(auto_idx, size=n_spot, replace=False)] = "spot_check"
+    return routes
+
+
+def priority_scores(confidences: Any, ok: Any, disagreement: Any | None = None, weight: float = 0.5) -> np.ndarray:
+    """Review priority, ``(n,)`` float in [0, 1], higher = review first.
+
+    ``1 - calibrated confidence`` (the estimated chance the pre-label is wrong); if
+    ``disagreement`` (``(n,)`` in [0, 1], e.g. a student classifier disagreeing with the LLM) is
+    given, ``(1 - weight) * (1 - conf) + weight * disagreement``. Failed pre-labels get 1.0.
+    """
+    ok_arr = np.asarray(ok, dtype=bool)
+    conf = np.asarray(confidences, dtype=np.float64)
+    pri = np.ones(conf.shape[0])
+    if ok_arr.any():
+        pri[ok_arr] = 1.0 - check_confidences(conf[ok_arr], "confidences (of ok records)")
+    if disagreement is not None:
+        dis = np.asarray(disagreement, dtype=np.float64)
+        if dis.shape != conf.shape or not np.isfinite(dis).all():
+            raise ValueError("disagreement must be finite with the same shape as confidences")
+        pri = np.where(ok_arr, (1 - weight) * pri + weight * dis, 1.0)
+    return pri
+
+
+def errors_caught_table(
+    confidences: Any, correct: Any, budgets: tuple[float, ...] = (0.05, 0.1, 0.2, 0.3, 0.5)
+) -> list[dict[str, float]]:
+    """ "Review x% of records, catch y% of the LLM's errors", lowest confidence first, vs random.
+
+    For each budget ``x`` the ``round(x * n)`` gold records of lowest confidence are reviewed. Ties
+    at the cut are shared out in expectation (as if broken at random), so coarse confidences are
+    not flattered. Random review catches ``x`` of the errors in expectation. Needs at least one
+    error in ``correct``.
+    """
+    conf = check_confidences(confidences)
+    corr = check_correct(correct, conf.shape[0])
+    if corr.all():
+        raise ValueError("correct has no errors: every gold pre-label is right, nothing to catch")
+    wrong = ~corr
+    n, n_err = conf.shape[0], int(wrong.sum())
+    rows = []
+    for x in budgets:
+        if not 0.0 < x <= 1.0:
+            raise ValueError(f"budgets must be in (0, 1], got {x}")
+        k = int(round(x * n))
+        if k == 0:
+            caught = 0.0
+        else:
+            v = np.partition(conf, k - 1)[k - 1]  # confidence of the k-th lowest
+            below = conf < v
+            tied = conf == v
+            need = k - int(below.sum())
+            caught = float(wrong[below].sum()) + float(wrong[tied].sum()) * need / float(tied.sum())
+        share = caught / n_err
+        rand = k / n
+        rows.append(
+            {
+                "budget": float(x),
+                "n_reviewed": k,
+                "errors_caught": caught,
+                "errors_caught_share": share,
+                "random_share": rand,
+                "lift": share / rand if rand > 0 else float("nan"),
+            }
+        )
+    return rows
