@@ -613,9 +613,7 @@ def ratings_from_long(
     col = {u: j for j, u in enumerate(users)}
     code = {c: i for i, c in enumerate(categories)}
     data = np.full((len(record_ids), len(users)), np.nan)
-    data[df[record_col].map(row).to_numpy(), df[user_col].map(col).to_numpy()] = (
-        df[label_col].map(code).to_numpy()
-    )
+    data[df[record_col].map(row).to_numpy(), df[user_col].map(col).to_numpy()] = df[label_col].map(code).to_numpy()
     return Ratings(data=data, record_ids=record_ids, users=users, categories=categories)
 
 
@@ -696,12 +694,9 @@ def agreement_report(
         ]
         favours = llm_favours_reviewer(llm, data, k, margin=favour_margin, min_items=min_items)
         report["llm_favours_reviewer"] = [
-            {"user": str(ratings.users[d["rater"]]), **{k_: v for k_, v in d.items() if k_ != "rater"}}
-            for d in favours
+            {"user": str(ratings.users[d["rater"]]), **{k_: v for k_, v in d.items() if k_ != "rater"}} for d in favours
         ]
-        report["llm_favours_reviewer_flagged"] = [
-            d["user"] for d in report["llm_favours_reviewer"] if d["flagged"]
-        ]
+        report["llm_favours_reviewer_flagged"] = [d["user"] for d in report["llm_favours_reviewer"] if d["flagged"]]
     return _json_safe(report)
 
 

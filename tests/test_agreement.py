@@ -203,9 +203,7 @@ def test_fleiss_subsample_is_seeded_and_keeps_k():
 def ratings_with_missing(draw, max_units=30, max_raters=6, n_values=5):
     n_units = draw(st.integers(2, max_units))
     n_raters = draw(st.integers(2, max_raters))
-    values = draw(
-        hnp.arrays(np.float64, (n_units, n_raters), elements=st.integers(0, n_values - 1).map(float))
-    )
+    values = draw(hnp.arrays(np.float64, (n_units, n_raters), elements=st.integers(0, n_values - 1).map(float)))
     missing = draw(hnp.arrays(np.bool_, (n_units, n_raters), elements=st.booleans()))
     data = np.where(missing, np.nan, values)
     return data
@@ -256,9 +254,7 @@ def test_per_reviewer_uses_leave_one_out_majority():
 def test_llm_vs_majority_and_per_class_f1_match_sklearn():
     rng = np.random.default_rng(3)
     truth = rng.integers(0, 3, 300)
-    data = np.column_stack(
-        [np.where(rng.random(300) < 0.8, truth, rng.integers(0, 3, 300)) for _ in range(3)]
-    )
+    data = np.column_stack([np.where(rng.random(300) < 0.8, truth, rng.integers(0, 3, 300)) for _ in range(3)])
     data = data.astype(float)
     llm = np.where(rng.random(300) < 0.7, truth, rng.integers(0, 3, 300))
     from curation.consensus import majority_vote

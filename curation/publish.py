@@ -1,0 +1,582 @@
+"""Publish a run: final labels, the dataset card, local parquet and the Hugging Face Hub.
+
+The final dataset has one row per record whose label is settled:
+
+=============  ===========================================================================
+column         meaning
+=============  ===========================================================================
+id             stable record id (from ``routed.parquet``)
+text           the text
+label          the final label
+label_source   ``human``: every reviewer who answered gave this label (one or more);
+               ``consensus``: reviewers disagreed and the consensus method chose it;
+               ``llm_auto``: auto-accepted LLM label (routed ``auto_accept`` or an unreviewed
+               ``spot_check``), never seen by a reviewer
+confidence     ``human``/``consensus``: P(label) under the consensus method (vote share for
+               majority vote, posterior for Dawid-Skene); ``llm_auto``: the calibrated confidence
+agreement      share of this record's reviewers who gave the final label (null for llm_auto)
+n_reviewers    submitted responses on the record (0 for llm_auto)
+llm_label      the LLM's label (kept beside human labels, so disagreements can be studied)
+reasoning      the LLM's reasoning
+=============  ===========================================================================
+
+Left out (and counted in the card): records in the adjudication queue (ties, low agreement),
+records routed to review that nobody answered yet, and failed pre-labels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+
+from curation.agreement import Ratings, agreement_report, ratings_from_long
+from curation.consensus import adjudication_queue, dawid_skene, majority_vote
+
+__all__ = [
+    "FINAL_COLUMNS",
+    "FinalDataset",
+    "RunFiles",
+    "build_dataset_card",
+    "build_final_dataset",
+    "load_run",
+    "push_to_hub",
+    "write_local",
+]
+
+FINAL_COLUMNS = [
+    "id",
+    "text",
+    "label",
+    "label_source",
+    "confidence",
+    "agreement",
+    "n_reviewers",
+    "llm_label",
+    "reasoning",
+]
+ROUTED_REQUIRED = ("id", "text", "llm_label", "route")
+RESPONSES_REQUIRED = ("record_id", "user", "label")
+
+
+class RunDirError(ValueError):
+    """A run directory file is missing or malformed; the message names the file and the fix."""
+
+
+@dataclass
+class RunFiles:
+    """The inputs of a publish, read from a run directory (see docs/CONTRACTS.md)."""
+
+    run_dir: Path
+    routed: pd.DataFrame
+    responses: pd.DataFrame
+    run: dict[str, Any] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
+    routing: dict[str, Any] = field(default_factory=dict)
+    pull: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    config_path: Path | None = None
+
+    @property
+    def categories(self) -> list[str] | None:
+        labels = self.config.get("labels")
+        if labels:
+            return [lab["name"] if isinstance(lab, dict) else str(lab) for lab in labels]
+        return None
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc}); rerun the step that writes it") from exc
+
+
+def _normalise_label(value: Any) -> Any:
+    """Multi-label answers (lists) become a canonical JSON string so they compare as sets."""
+    if isinstance(value, list | tuple | np.ndarray):
+        return json.dumps(sorted(str(v) for v in value))
+    return value
+
+
+def load_run(run_dir: str | Path, config_path: str | Path | None = None) -> RunFiles:
+    """Read ``routed.parquet``, ``responses.parquet`` and the JSON side files of a run.
+
+    ``responses.parquet`` may be absent (nothing pulled yet: only auto-accepted labels publish).
+    The task config is taken from ``config_path`` or from ``run.json`` (key ``config`` or
+    ``config_path``); without it the categories are the observed labels.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunDirError(f"{run_dir}: no such run directory; pass the directory given to `labeltriage prelabel`")
+    routed_path = run_dir / "routed.parquet"
+    if not routed_path.exists():
+        raise RunDirError(f"{routed_path}: missing; run `labeltriage route {run_dir}` first")
+    routed = pd.read_parquet(routed_path)
+    missing = [c for c in ROUTED_REQUIRED if c not in routed.columns]
+    if missing:
+        raise RunDirError(
+            f"{routed_path}: missing column(s) {missing}; rerun `labeltriage route {run_dir}` "
+            "(routed.parquet must carry the prelabels plus route/calibrated_confidence)"
+        )
+    if routed["id"].duplicated().any():
+        dup = routed.loc[routed["id"].duplicated(), "id"].head(3).tolist()
+        raise RunDirError(f"{routed_path}: column 'id' has duplicates (e.g. {dup}); ids must be unique")
+    responses_path = run_dir / "responses.parquet"
+    if responses_path.exists():
+        responses = pd.read_parquet(responses_path)
+        missing = [c for c in RESPONSES_REQUIRED if c not in responses.columns]
+        if missing:
+            raise RunDirError(
+                f"{responses_path}: missing column(s) {missing}; expected {list(RESPONSES_REQUIRED)} "
+                f"(+ status, updated_at); rerun `labeltriage pull {run_dir}`"
+            )
+        if "status" in responses.columns:
+            # drafts and discarded answers are counted by pull, never used as labels
+            responses = responses[responses["status"].fillna("submitted") == "submitted"]
+        responses = responses.assign(label=responses["label"].map(_normalise_label))
+    else:
+        responses = pd.DataFrame(columns=[*RESPONSES_REQUIRED, "status", "updated_at"])
+    run = _read_json(run_dir / "run.json")
+    if config_path is None:
+        ref = run.get("config") or run.get("config_path")
+        if isinstance(ref, str):
+            candidate = Path(ref)
+            if not candidate.is_absolute() and not candidate.exists():
+                candidate = run_dir / ref
+            config_path = candidate if candidate.exists() else None
+    config: dict[str, Any] = {}
+    if config_path is not None:
+        import yaml
+
+        config_path = Path(config_path)
+        if not config_path.exists():
+            raise RunDirError(f"{config_path}: task config not found; pass --config PATH")
+        config = yaml.safe_load(config_path.read_text()) or {}
+    return RunFiles(
+        run_dir=run_dir,
+        routed=routed.reset_index(drop=True),
+        responses=responses.reset_index(drop=True),
+        run=run,
+        calibration=_read_json(run_dir / "calibration.json"),
+        routing=_read_json(run_dir / "routing.json"),
+        pull=_read_json(run_dir / "pull.json"),
+        config=config,
+        config_path=Path(config_path) if config_path else None,
+    )
+
+
+@dataclass
+class FinalDataset:
+    """Result of :func:`build_final_dataset`.
+
+    Attributes:
+        final: the published rows, columns :data:`FINAL_COLUMNS`.
+        adjudication: records needing an adjudicator: ``id, reason, agreement, n_reviewers,
+            votes`` (votes = JSON ``{label: count}``); push back to Argilla as metadata.
+        pending: ids routed to review with no submitted response yet.
+        ratings: the reviewers' ratings (rows = reviewed records).
+        summary: counts (per label source, adjudication, pending, failed, ignored responses)
+            and the consensus settings, for the card.
+    """
+
+    final: pd.DataFrame
+    adjudication: pd.DataFrame
+    pending: list[str]
+    ratings: Ratings | None
+    summary: dict[str, Any]
+
+
+def build_final_dataset(
+    run: RunFiles,
+    *,
+    method: Literal["majority", "dawid_skene"] = "majority",
+    tie_policy: Literal["abstain", "llm", "random"] = "abstain",
+    min_agreement: float = 0.6,
+    min_reviewers: int = 1,
+    random_state: int = 0,
+) -> FinalDataset:
+    """Turn routed LLM labels and reviewers' responses into the final dataset.
+
+    Args:
+        run: from :func:`load_run`.
+        method: ``"majority"`` (plurality vote with ``tie_policy``) or ``"dawid_skene"``
+            (EM weighting reviewers by their estimated confusion matrices).
+        tie_policy: majority-vote ties: ``"abstain"`` sends them to adjudication, ``"llm"``
+            lets the LLM label break them when it is among the tied labels, ``"random"``
+            is seeded by ``random_state``.
+        min_agreement: records whose winning label has a smaller vote share go to
+            adjudication (0.6 keeps 2-of-3, flags 1-1-1).
+        min_reviewers: records with fewer responses go to adjudication.
+        random_state: seed for random tie-breaks and Fleiss subsampling.
+    """
+    routed, responses = run.routed, run.responses
+    known = set(routed["id"])
+    unknown = responses.loc[~responses["record_id"].isin(known), "record_id"].unique().tolist()
+    responses = responses[responses["record_id"].isin(known)]
+    categories = run.categories
+    observed = sorted(set(responses["label"].dropna()) | set(routed["llm_label"].dropna().map(_normalise_label)))
+    if categories is None or run.config.get("task_type") == "multi_label":
+        categories = observed
+    conf_col = "calibrated_confidence" if "calibrated_confidence" in routed.columns else "llm_confidence"
+    by_id = routed.set_index("id")
+    llm_labels = by_id["llm_label"].map(_normalise_label)
+
+    rows: list[dict[str, Any]] = []
+    adjudication = pd.DataFrame(columns=["id", "reason", "agreement", "n_reviewers", "votes"])
+    ratings: Ratings | None = None
+    reviewed: set[Any] = set()
+    if len(responses):
+        ratings = ratings_from_long(responses, categories)
+        k = len(ratings.categories)
+        llm_codes = ratings.encode([llm_labels.get(r) for r in ratings.record_ids])
+        mv = majority_vote(ratings.data, k, tie_policy=tie_policy, llm_labels=llm_codes, random_state=random_state)
+        labels, share = mv.labels, mv.agreement
+        confidence = share
+        if method == "dawid_skene":
+            ds = dawid_skene(ratings.data, k, random_state=random_state)
+            labels = ds.labels
+            confidence = ds.posteriors[np.arange(len(labels)), np.maximum(labels, 0)]
+            counts = np.stack([np.sum(ratings.data == c, axis=1) for c in range(k)], axis=1)
+            share = np.where(
+                mv.n_votes > 0,
+                counts[np.arange(len(labels)), np.maximum(labels, 0)] / np.maximum(mv.n_votes, 1),
+                np.nan,
+            )
+        elif method != "majority":
+            raise ValueError(f"method must be 'majority' or 'dawid_skene', got {method!r}")
+        flagged, reasons = adjudication_queue(
+            labels, share, mv.n_votes, min_agreement=min_agreement, min_reviewers=min_reviewers
+        )
+        adj_rows = []
+        for i, rid in enumerate(ratings.record_ids):
+            if mv.n_votes[i] == 0:
+                continue
+            reviewed.add(rid)
+            if flagged[i]:
+                votes = {
+                    str(ratings.categories[c]): int(n)
+                    for c, n in enumerate(
+                        np.bincount(ratings.data[i][~np.isnan(ratings.data[i])].astype(int), minlength=k)
+                    )
+                    if n
+                }
+                adj_rows.append(
+                    {
+                        "id": rid,
+                        "reason": reasons[i],
+                        "agreement": float(share[i]),
+                        "n_reviewers": int(mv.n_votes[i]),
+                        "votes": json.dumps(votes),
+                    }
+                )
+                continue
+            rec = by_id.loc[rid]
+            rows.append(
+                {
+                    "id": rid,
+                    "text": rec["text"],
+                    "label": ratings.categories[labels[i]],
+                    "label_source": "human" if share[i] >= 1.0 else "consensus",
+                    "confidence": float(confidence[i]),
+                    "agreement": float(share[i]),
+                    "n_reviewers": int(mv.n_votes[i]),
+                    "llm_label": llm_labels.get(rid),
+                    "reasoning": rec.get("reasoning"),
+                }
+            )
+        if adj_rows:
+            adjudication = pd.DataFrame(adj_rows)
+
+    status_ok = (
+        routed["status"].fillna("ok").eq("ok") if "status" in routed.columns else pd.Series(True, index=routed.index)
+    )
+    auto = routed["route"].isin(["auto_accept", "spot_check"]) & status_ok & ~routed["id"].isin(reviewed)
+    for rec in routed[auto].itertuples(index=False):
+        rec_d = rec._asdict()
+        conf = rec_d.get(conf_col)
+        rows.append(
+            {
+                "id": rec_d["id"],
+                "text": rec_d["text"],
+                "label": _normalise_label(rec_d["llm_label"]),
+                "label_source": "llm_auto",
+                "confidence": float(conf) if conf is not None else float("nan"),
+                "agreement": float("nan"),
+                "n_reviewers": 0,
+                "llm_label": _normalise_label(rec_d["llm_label"]),
+                "reasoning": rec_d.get("reasoning"),
+            }
+        )
+    pending = routed.loc[routed["route"].eq("human_review") & status_ok & ~routed["id"].isin(reviewed), "id"].tolist()
+    final = pd.DataFrame(rows, columns=FINAL_COLUMNS)
+    # published order follows routed.parquet, so reruns give byte-identical files
+    order = {rid: i for i, rid in enumerate(routed["id"])}
+    final = final.sort_values("id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
+    final = final.astype({"confidence": "float64", "agreement": "float64", "n_reviewers": "int64"})
+    for col in ("id", "text", "label", "label_source", "llm_label", "reasoning"):
+        final[col] = final[col].astype(object).where(final[col].notna(), None)
+    summary = {
+        "n_routed": int(len(routed)),
+        "n_published": int(len(final)),
+        "per_label_source": {s: int((final["label_source"] == s).sum()) for s in ("human", "consensus", "llm_auto")},
+        "per_label": {str(k): int(v) for k, v in final["label"].value_counts().sort_index().items()},
+        "n_adjudication": int(len(adjudication)),
+        "adjudication_reasons": {str(k): int(v) for k, v in adjudication["reason"].value_counts().items()},
+        "n_pending_review": len(pending),
+        "n_failed_prelabels": int((~status_ok).sum()),
+        "n_responses_used": int(len(responses)),
+        "n_responses_unknown_record": int(len(unknown)),
+        "consensus": {
+            "method": method,
+            "tie_policy": tie_policy,
+            "min_agreement": min_agreement,
+            "min_reviewers": min_reviewers,
+            "random_state": random_state,
+        },
+        "categories": [str(c) for c in categories],
+    }
+    return FinalDataset(final=final, adjudication=adjudication, pending=pending, ratings=ratings, summary=summary)
+
+
+def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int = 0) -> dict[str, Any]:
+    """Agreement report of the run's responses (see :func:`curation.agreement.agreement_report`)."""
+    if final.ratings is None:
+        return {"note": "no submitted responses; agreement is undefined", "n_responses": 0}
+    llm = run.routed.set_index("id")["llm_label"].map(_normalise_label).to_dict()
+    return agreement_report(final.ratings, llm, fleiss_seed=random_state)
+
+
+# ------------------------------------------------------------------------------------------- card
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return "n/a" if not np.isfinite(value) else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _size_category(n: int) -> str:
+    for limit, name in ((1_000, "n<1K"), (10_000, "1K<n<10K"), (100_000, "10K<n<100K"), (1_000_000, "100K<n<1M")):
+        if n < limit:
+            return name
+    return "n>1M"
+
+
+def _first(df: pd.DataFrame, column: str) -> Any:
+    if column in df.columns and df[column].notna().any():
+        values = df[column].dropna().unique().tolist()
+        return values[0] if len(values) == 1 else ", ".join(map(str, values))
+    return None
+
+
+def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, Any]) -> str:
+    """The dataset card (README.md with YAML front matter) for a published run."""
+    import yaml
+
+    cfg, routed, summary = run.config, run.routed, final.summary
+    task = cfg.get("name") or run.run.get("task") or run.run.get("task_name") or "labeltriage task"
+    model = run.run.get("model") or _first(routed, "model") or (cfg.get("model") or {}).get("name")
+    prompt_hash = run.run.get("prompt_hash") or _first(routed, "prompt_hash")
+    cost = float(routed["cost_usd"].fillna(0).sum()) if "cost_usd" in routed.columns else None
+    tokens_in = int(routed["input_tokens"].fillna(0).sum()) if "input_tokens" in routed.columns else None
+    tokens_out = int(routed["output_tokens"].fillna(0).sum()) if "output_tokens" in routed.columns else None
+    meta = {
+        "pretty_name": f"{task} (labeltriage)",
+        "task_categories": ["text-classification"],
+        "tags": ["labeltriage", "argilla", "llm-assisted-labelling", "active-learning"],
+        "size_categories": [_size_category(len(final.final))],
+        "labeltriage": {
+            "task": task,
+            "model": model,
+            "prompt_hash": prompt_hash,
+            "label_sources": summary["per_label_source"],
+            "consensus": summary["consensus"],
+        },
+    }
+    lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", ""]
+    lines += [f"# {task}", "", cfg.get("description") or "Labels made with labeltriage.", ""]
+    lines += ["## How the labels were made", ""]
+    lines += [
+        "An LLM pre-labelled every record with a label, a confidence and its reasoning. The confidence "
+        "was calibrated on gold labels; records above the auto-accept threshold kept the LLM label "
+        "(`llm_auto`), the rest (and a random spot-check share) went to human reviewers in Argilla. "
+        "Reviewed records carry the reviewers' label: `human` when every reviewer agreed, `consensus` "
+        f"when they disagreed and the consensus method ({summary['consensus']['method']}, ties: "
+        f"{summary['consensus']['tie_policy']}) decided. Records with low agreement "
+        f"(winning share < {summary['consensus']['min_agreement']}) or a tie went to an adjudication "
+        "queue and are not in this dataset.",
+        "",
+        "| label_source | records |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in summary["per_label_source"].items()]
+    lines += [
+        "",
+        f"Not published: {summary['n_adjudication']} in adjudication "
+        f"({', '.join(f'{k}: {v}' for k, v in summary['adjudication_reasons'].items()) or 'none'}), "
+        f"{summary['n_pending_review']} awaiting review, {summary['n_failed_prelabels']} failed pre-labels.",
+        "",
+        "| label | records |",
+        "|---|---|",
+    ]
+    lines += [f"| {k} | {v} |" for k, v in summary["per_label"].items()]
+    labels = cfg.get("labels") or []
+    if labels:
+        lines += ["", "## Labels", ""]
+        lines += [
+            f"- **{lab.get('name')}**: {lab.get('description', '')}" if isinstance(lab, dict) else f"- {lab}"
+            for lab in labels
+        ]
+    if cfg.get("guidelines"):
+        lines += ["", "## Guidelines", "", cfg["guidelines"].strip()]
+    lines += ["", "## Model", "", f"- model: `{_fmt(model)}`", f"- prompt hash: `{_fmt(prompt_hash)}`"]
+    if cfg.get("confidence"):
+        lines.append(f"- confidence used for routing: {cfg['confidence'].get('routing', 'n/a')}")
+    lines += ["", "## Calibration", ""]
+    if run.calibration:
+        lines += ["```json", json.dumps(_short(run.calibration), indent=2, default=str), "```"]
+    else:
+        lines.append("No calibration.json in the run directory.")
+    lines += ["", "## Routing thresholds", ""]
+    thresholds = cfg.get("thresholds") or {}
+    for key, value in thresholds.items():
+        lines.append(f"- {key}: {value}")
+    for key in ("threshold", "lower_bound", "precision", "coverage", "target_precision"):
+        if key in run.routing:
+            lines.append(f"- chosen {key}: {_fmt(run.routing[key])}")
+    if not thresholds and not run.routing:
+        lines.append("No routing.json in the run directory.")
+    lines += ["", "## Agreement", ""]
+    if agreement.get("n_responses"):
+        a = agreement
+        lines += [
+            f"- reviewers: {a.get('n_reviewers')}, responses: {a.get('n_responses')}, records reviewed by "
+            f"two or more: {a.get('n_records_multi_reviewed')}",
+            f"- percent agreement: {_fmt(a.get('percent_agreement'))}",
+            f"- Fleiss' kappa: {_fmt(a.get('fleiss_kappa'))} ({a.get('fleiss_band', 'n/a')}; subsampled to "
+            f"k={a.get('fleiss_k')} ratings per record, seed {a.get('fleiss_seed')})",
+            f"- Krippendorff's alpha (nominal): {_fmt(a.get('krippendorff_alpha_nominal'))} "
+            f"({a.get('krippendorff_alpha_band', 'n/a')})",
+        ]
+        lvm = a.get("llm_vs_majority") or {}
+        if lvm:
+            lines.append(
+                f"- LLM vs human majority: kappa {_fmt(lvm.get('kappa'))} ({lvm.get('band')}), accuracy "
+                f"{_fmt(lvm.get('accuracy'))} on {lvm.get('n_items')} records"
+            )
+        if a.get("llm_favours_reviewer_flagged"):
+            lines.append(
+                f"- warning: the LLM agrees with {', '.join(a['llm_favours_reviewer_flagged'])} far more "
+                "than with the other reviewers' majority (it may share that reviewer's biases)"
+            )
+        lines.append(
+            "- bands: > 0.80 almost perfect, > 0.60 substantial, > 0.40 moderate, > 0.20 fair, else slight/poor"
+        )
+    else:
+        lines.append("No reviewer responses yet.")
+    lines += ["", "## Cost", ""]
+    lines.append(
+        f"- LLM cost: ${_fmt(cost, 4)} (input tokens {_fmt(tokens_in)}, output tokens {_fmt(tokens_out)})"
+        if cost is not None
+        else "- LLM cost: not recorded"
+    )
+    lines += ["", "## Columns", ""]
+    lines += [
+        "`id`, `text`, `label`, `label_source` (human | consensus | llm_auto), `confidence` (P(label): "
+        "consensus share or posterior for reviewed records, calibrated LLM confidence for llm_auto), "
+        "`agreement` (share of reviewers who chose the label; null for llm_auto), `n_reviewers`, "
+        "`llm_label`, `reasoning` (the LLM's).",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _short(obj: Any, depth: int = 0) -> Any:
+    """Scalars and short lists only: calibration.json may hold whole curves."""
+    if isinstance(obj, dict):
+        return {k: _short(v, depth + 1) for k, v in obj.items() if not (isinstance(v, list) and len(v) > 12)}
+    return obj
+
+
+# ---------------------------------------------------------------------------------- local and Hub
+
+
+def write_local(final: FinalDataset, card: str, agreement: dict[str, Any], output_dir: str | Path) -> dict[str, Path]:
+    """Write ``final.parquet``, ``README.md``, ``agreement.json`` and ``adjudication.parquet``."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "final": out / "final.parquet",
+        "card": out / "README.md",
+        "agreement": out / "agreement.json",
+        "adjudication": out / "adjudication.parquet",
+    }
+    final.final.to_parquet(paths["final"], index=False)
+    paths["card"].write_text(card)
+    paths["agreement"].write_text(json.dumps(agreement, indent=2, allow_nan=False) + "\n")
+    final.adjudication.to_parquet(paths["adjudication"], index=False)
+    return paths
+
+
+def push_to_hub(
+    final: pd.DataFrame,
+    card: str,
+    repo_id: str,
+    *,
+    private: bool = True,
+    token: str | None = None,
+    commit_message: str = "labeltriage publish",
+) -> str:
+    """Push the final rows with ``datasets.Dataset.push_to_hub`` and then the card.
+
+    ``private`` applies when the repo is created (an existing repo keeps its visibility). The
+    token comes from ``token`` or the ``HF_TOKEN`` environment variable and is never printed.
+    The card keeps the ``configs``/``dataset_info`` metadata that `datasets` wrote, so
+    ``load_dataset(repo_id)`` reads the parquet shards with their features.
+
+    Returns:
+        the dataset URL on the Hub (or the ``HF_ENDPOINT`` server).
+    """
+    import datasets
+    from huggingface_hub import DatasetCard, HfApi
+
+    token = token or os.environ.get("HF_TOKEN")
+    if not token:
+        raise RuntimeError(
+            "no Hugging Face token: set HF_TOKEN in the environment (a write token), or publish "
+            "locally only (omit --repo-id)"
+        )
+    if "/" not in repo_id:
+        raise ValueError(f"repo_id must be 'namespace/name', got {repo_id!r}")
+    ds = datasets.Dataset.from_pandas(final, preserve_index=False)
+    ds.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
+    pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
+    ours = DatasetCard(card)
+    merged = pushed.data.to_dict() | ours.data.to_dict()
+    for key in ("configs", "dataset_info"):  # written by datasets: load_dataset relies on them
+        if key in pushed.data.to_dict():
+            merged[key] = pushed.data.to_dict()[key]
+    import yaml
+
+    text = "---\n" + yaml.safe_dump(merged, sort_keys=False).strip() + "\n---\n" + ours.text
+    api = HfApi(token=token)
+    # upload_file, not DatasetCard.push_to_hub: in huggingface_hub 0.36 the card's validate()
+    # posts to a hard-coded https://huggingface.co, ignoring HF_ENDPOINT
+    api.upload_file(
+        path_or_fileobj=text.encode("utf-8"),
+        path_in_repo="README.md",
+        repo_id=repo_id,
+        repo_type="dataset",
+        commit_message=f"{commit_message}: card",
+    )
+    return f"{api.endpoint}/datasets/{repo_id}"

@@ -1,0 +1,278 @@
+"""Publish: final labels from a run directory, the card, the CLI, and a round trip through a
+Hub-compatible HTTP server (the real `huggingface_hub`/`datasets` clients in a subprocess)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import krippendorff
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+from sklearn.metrics import cohen_kappa_score
+
+from curation.publish import FINAL_COLUMNS, build_final_dataset, load_run
+from labeltriage.commands.publish import agreement as agreement_cmd
+from labeltriage.commands.publish import publish as publish_cmd
+from tests.support.hub_server import HubServer
+
+LABELS = ["positive", "negative", "neutral", "mixed"]
+USERS = ["ann", "bob", "cy"]
+
+
+def make_run(root: Path, n: int = 60, seed: int = 0) -> Path:
+    """A run directory as prelabel/route/pull leave it (CONTRACTS.md), with known answers."""
+    rng = np.random.default_rng(seed)
+    run = root / "run"
+    run.mkdir()
+    config = {
+        "name": "sentiment",
+        "description": "Classify the overall sentiment of a product review.",
+        "task_type": "single_label",
+        "labels": [{"name": lab, "description": f"{lab} reviews"} for lab in LABELS],
+        "guidelines": "Judge the overall attitude.",
+        "thresholds": {"target_precision": 0.95, "review_below": 0.85, "spot_check_rate": 0.05},
+    }
+    (root / "sentiment.yaml").write_text(yaml.safe_dump(config))
+    truth = rng.choice(LABELS, n)
+    llm = np.where(rng.random(n) < 0.8, truth, rng.choice(LABELS, n))
+    routes = np.array(["auto_accept"] * (n // 3) + ["human_review"] * (n - n // 3 - 4) + ["spot_check"] * 4)
+    routed = pd.DataFrame(
+        {
+            "id": [f"rec{i:03d}" for i in range(n)],
+            "text": [f"review number {i} é ✓" for i in range(n)],
+            "llm_label": llm,
+            "llm_confidence": rng.uniform(0.5, 1.0, n),
+            "calibrated_confidence": rng.uniform(0.5, 1.0, n),
+            "reasoning": [f"because {i}" for i in range(n)],
+            "model": "qwen-test",
+            "prompt_hash": "abc123",
+            "input_tokens": 100,
+            "output_tokens": 20,
+            "cost_usd": 0.0001,
+            "status": ["failed" if i == 1 else "ok" for i in range(n)],
+            "route": routes,
+            "priority": rng.random(n),
+        }
+    )
+    routed.to_parquet(run / "routed.parquet", index=False)
+    rows = []
+    t0 = pd.Timestamp("2024-05-01")
+    reviewed = [i for i in range(n) if routes[i] == "human_review"][:-5] + [n - 4, n - 3]  # 5 pending
+    for j, i in enumerate(reviewed):
+        for u in USERS if j % 2 == 0 else USERS[: 1 + j % 3]:
+            lab = truth[i] if rng.random() < 0.8 else rng.choice(LABELS)
+            rows.append((f"rec{i:03d}", u, lab, "submitted", t0 + pd.Timedelta(minutes=len(rows))))
+    # a forced three-way tie, a draft and a discarded answer (never used), a response to an
+    # unknown record (ignored and counted)
+    tie = f"rec{reviewed[0]:03d}"
+    rows = [r for r in rows if r[0] != tie]
+    rows += [(tie, "ann", "positive", "submitted", t0), (tie, "bob", "negative", "submitted", t0)]
+    rows += [(tie, "cy", "neutral", "submitted", t0), (tie, "cy", "mixed", "draft", t0)]
+    rows += [(f"rec{reviewed[1]:03d}", "ann", "mixed", "discarded", t0), ("ghost", "ann", "positive", "submitted", t0)]
+    pd.DataFrame(rows, columns=["record_id", "user", "label", "status", "updated_at"]).to_parquet(
+        run / "responses.parquet", index=False
+    )
+    (run / "run.json").write_text(
+        json.dumps(
+            {"config": str(root / "sentiment.yaml"), "task": "sentiment", "model": "qwen-test", "prompt_hash": "abc123"}
+        )
+    )
+    (run / "calibration.json").write_text(
+        json.dumps({"method": "isotonic", "before": {"ece": 0.12}, "after": {"ece": 0.03}})
+    )
+    (run / "routing.json").write_text(json.dumps({"threshold": 0.91, "lower_bound": 0.95, "coverage": 0.33}))
+    return run
+
+
+@pytest.fixture
+def run_dir(tmp_path: Path) -> Path:
+    return make_run(tmp_path)
+
+
+def test_final_dataset_label_sources_and_queue(run_dir: Path):
+    run = load_run(run_dir)
+    res = build_final_dataset(run)
+    final, routed = res.final, run.routed
+    assert list(final.columns) == FINAL_COLUMNS
+    assert final["id"].is_unique
+    responses = pd.read_parquet(run_dir / "responses.parquet")
+    sub = responses[(responses.status == "submitted") & responses.record_id.isin(routed.id)]
+    # every reviewed record is either published with the reviewers' majority or queued
+    for rid, grp in sub.groupby("record_id"):
+        counts = grp["label"].value_counts()
+        if rid in set(res.adjudication["id"]):
+            assert (counts == counts.max()).sum() > 1 or counts.max() / counts.sum() < 0.6
+            continue
+        row = final.set_index("id").loc[rid]
+        assert row["label"] == counts.idxmax()
+        assert row["n_reviewers"] == len(grp)
+        assert row["agreement"] == pytest.approx(counts.max() / len(grp))
+        assert row["label_source"] == ("human" if counts.size == 1 else "consensus")
+    tie = res.adjudication.set_index("id")
+    assert "tie" in set(tie["reason"])
+    # drafts/discarded never counted: the tie record has exactly its 3 submitted answers
+    assert (tie["n_reviewers"] <= 3).all()
+    auto = final[final.label_source == "llm_auto"]
+    expected_auto = routed[(routed.route == "auto_accept") & (routed.status == "ok")]
+    assert set(expected_auto.id) <= set(auto.id)
+    assert (auto["label"] == auto["llm_label"]).all()
+    assert auto["n_reviewers"].eq(0).all() and auto["agreement"].isna().all()
+    merged = auto.merge(routed, on="id")
+    np.testing.assert_allclose(merged["confidence"], merged["calibrated_confidence"])
+    assert "rec001" not in set(final.id)  # failed pre-label
+    s = res.summary
+    assert s["n_pending_review"] == 5 and s["n_failed_prelabels"] == 1 and s["n_responses_unknown_record"] == 1
+    assert sum(s["per_label_source"].values()) == len(final)
+
+
+def test_dawid_skene_method_and_llm_tie_policy(run_dir: Path):
+    run = load_run(run_dir)
+    ds = build_final_dataset(run, method="dawid_skene").final
+    reviewed = ds[ds.label_source != "llm_auto"]
+    assert ((reviewed.confidence > 0) & (reviewed.confidence <= 1)).all()
+    llm = build_final_dataset(run, tie_policy="llm")
+    # the three-way tie includes the LLM label only if the LLM said one of them
+    assert len(llm.adjudication) <= len(build_final_dataset(run).adjudication)
+
+
+def test_agreement_cli_matches_direct_metrics(run_dir: Path):
+    result = CliRunner().invoke(agreement_cmd, [str(run_dir)])
+    assert result.exit_code == 0, result.output
+    assert "Krippendorff" in result.output
+    report = json.loads((run_dir / "agreement.json").read_text())
+    responses = pd.read_parquet(run_dir / "responses.parquet")
+    sub = responses[(responses.status == "submitted") & (responses.record_id != "ghost")]
+    wide = sub.pivot(index="record_id", columns="user", values="label")
+    codes = wide.apply(lambda col: col.map({lab: i for i, lab in enumerate(LABELS)})).to_numpy(dtype=float)
+    assert report["krippendorff_alpha_nominal"] == pytest.approx(
+        krippendorff.alpha(reliability_data=codes.T, level_of_measurement="nominal")
+    )
+    both = wide[["ann", "bob"]].dropna()
+    pair = next(p for p in report["pairwise_kappa"] if {p["a"], p["b"]} == {"ann", "bob"})
+    assert pair["kappa"] == pytest.approx(cohen_kappa_score(both["ann"], both["bob"]))
+    assert report["n_responses"] == len(sub)
+
+
+def test_bad_response_label_names_file_and_fix(run_dir: Path):
+    responses = pd.read_parquet(run_dir / "responses.parquet")
+    responses.loc[0, "label"] = "meh"
+    responses.to_parquet(run_dir / "responses.parquet", index=False)
+    result = CliRunner().invoke(publish_cmd, [str(run_dir)])
+    assert result.exit_code != 0
+    assert "responses.parquet" in result.output and "'meh'" in result.output
+
+
+def test_missing_routed_names_the_step(tmp_path: Path):
+    (tmp_path / "empty").mkdir()
+    result = CliRunner().invoke(publish_cmd, [str(tmp_path / "empty")])
+    assert result.exit_code != 0 and "labeltriage route" in result.output
+
+
+def test_publish_without_token_is_a_clear_error(run_dir: Path, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    result = CliRunner().invoke(publish_cmd, [str(run_dir), "--repo-id", "org/x"])
+    assert result.exit_code != 0 and "HF_TOKEN" in result.output
+    assert (run_dir / "final.parquet").exists()  # the local copy is written first
+
+
+def _hub_env(hub: HubServer, tmp: Path, token: str | None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env |= {
+        "HF_ENDPOINT": hub.url,
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_TELEMETRY": "1",
+        "HF_HOME": str(tmp / "hf_home"),
+        "HF_DATASETS_CACHE": str(tmp / "hf_datasets"),
+        "NO_PROXY": "127.0.0.1,localhost",
+    }
+    if token:
+        env["HF_TOKEN"] = token
+    return env
+
+
+LOAD = """
+import sys, datasets
+ds = datasets.load_dataset(sys.argv[1], split="train")
+ds.to_pandas().to_parquet(sys.argv[2], index=False)
+"""
+
+
+def test_publish_round_trip_through_hub(run_dir: Path, tmp_path: Path):
+    with HubServer(token="hf_secret_test_token") as hub:
+        env = _hub_env(hub, tmp_path, hub.token)
+        out = tmp_path / "out"
+        cli = [sys.executable, "-c", "from labeltriage.cli import main; main()"]
+        p = subprocess.run(
+            [*cli, "publish", str(run_dir), "--repo-id", "org/reviews", "--output", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert hub.token not in p.stdout + p.stderr  # never logged
+        assert "private" in p.stdout
+
+        loaded = tmp_path / "loaded.parquet"
+        p = subprocess.run(
+            [sys.executable, "-c", LOAD, "org/reviews", str(loaded)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        local = pd.read_parquet(out / "final.parquet")
+        remote = pd.read_parquet(loaded)
+        assert len(local) > 0
+        pd.testing.assert_frame_equal(remote, local, check_dtype=True)
+
+        files = hub.files("org/reviews")
+        card = files["README.md"].decode()
+        front = yaml.safe_load(card.split("---")[1])
+        assert front["labeltriage"]["prompt_hash"] == "abc123"
+        assert "configs" in front and "dataset_info" in front  # kept from datasets' own card
+        counts = local["label_source"].value_counts().to_dict()
+        assert front["labeltriage"]["label_sources"] == {
+            k: counts.get(k, 0) for k in ("human", "consensus", "llm_auto")
+        }
+        for needle in (
+            "Guidelines",
+            "Judge the overall attitude",
+            "qwen-test",
+            "Krippendorff",
+            "Calibration",
+            "$0.0060",
+        ):
+            assert needle in card
+        assert hub.state.repos[("dataset", "org/reviews")].private
+        assert hub.state.unhandled == []
+
+        # private: an anonymous client cannot read it
+        anon = _hub_env(hub, tmp_path / "anon", None)
+        p = subprocess.run(
+            [sys.executable, "-c", LOAD, "org/reviews", str(tmp_path / "x.parquet")],
+            env=anon,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert p.returncode != 0
+
+        # republishing is idempotent: same rows, one more commit
+        p = subprocess.run(
+            [*cli, "publish", str(run_dir), "--repo-id", "org/reviews", "--output", str(out)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert p.returncode == 0, p.stderr[-3000:]
+        assert hub.files("org/reviews").keys() == files.keys()
