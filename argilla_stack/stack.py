@@ -55,6 +55,7 @@ class StackState:
     search_engine: str
     search_url: str | None
     database_url: str
+    launcher: str = "argilla_stack.launch"
     pids: dict[str, int] = field(default_factory=dict)
 
     @property
@@ -159,7 +160,7 @@ class Stack:
         return {
             name: pid
             for name, pid in state.pids.items()
-            if _alive(pid) and ("redis" in _cmdline(pid) or "argilla_stack" in _cmdline(pid))
+            if _alive(pid) and (state.launcher if name != "redis" else "redis-server") in _cmdline(pid)
         }
 
     def is_up(self) -> bool:
@@ -202,11 +203,17 @@ class Stack:
         database_url: str | None = None,
         timeout: float = 180.0,
         log: callable = print,
+        launcher: str = "argilla_stack.launch",
     ) -> StackState:
-        """Start the stack and return once the API answers. A second `up` is a no-op."""
-        if search_engine not in ENGINES:
+        """Start the stack and return once the API answers. A second `up` is a no-op.
+
+        ``launcher`` is the module run as ``python -m <launcher> server|worker``; a benchmark may
+        pass its own module that registers another engine before delegating to
+        :func:`argilla_stack.launch.main` (then ``search_engine`` is that engine's name).
+        """
+        if search_engine not in ENGINES and launcher == "argilla_stack.launch":
             raise StackError(f"unknown search engine {search_engine!r}; choose one of {', '.join(ENGINES)}")
-        if search_engine != "embedded" and not search_url:
+        if search_engine in ("opensearch", "elasticsearch") and not search_url:
             raise StackError(f"--search-engine {search_engine} needs --search-url (for example http://127.0.0.1:9200)")
         current = self.state()
         if current is not None and self.is_up():
@@ -245,12 +252,12 @@ class Stack:
             }
             self._run([sys.executable, "-m", "argilla_stack.launch", "create-owner"], owner_env, "create-owner")
             state.pids["server"] = self._spawn(
-                [sys.executable, "-m", "argilla_stack.launch", "server", "--host", HOST, "--port", str(port)],
+                [sys.executable, "-m", launcher, "server", "--host", HOST, "--port", str(port)],
                 env,
                 "server",
             )
             state.pids["worker"] = self._spawn(
-                [sys.executable, "-m", "argilla_stack.launch", "worker", "--num-workers", "1"], env, "worker"
+                [sys.executable, "-m", launcher, "worker", "--num-workers", "1"], env, "worker"
             )
             self._write_state(state)
             self._wait_ready(state, timeout)
