@@ -1,0 +1,290 @@
+"""Task configs (`datasets_config/<task>.yaml`): load, validate, and derive the output schema.
+
+`load_task_config(path)` returns a :class:`TaskConfig`. Every validation error names the file and
+the key (dotted path) and says how to fix it, e.g.::
+
+    datasets_config/sentiment.yaml: model.backend: got 'olama'; expected one of
+    'local', 'openai', 'openai-batch'. Fix: set model.backend to one of them.
+
+`TaskConfig.output_schema()` builds the JSON schema the model must answer with, from the label set:
+``{label, confidence, reasoning}`` for single-label tasks, ``{labels, confidence, reasoning}`` for
+multi-label tasks. The property order is the generation order under a grammar (label first).
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
+BACKENDS = ("local", "openai", "openai-batch")
+CONFIDENCE_KINDS = ("stated", "logprob", "consistency")
+
+
+class ConfigError(ValueError):
+    """A task config is invalid. The message names the file, the key and the fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Label(_Strict):
+    name: str = Field(min_length=1)
+    description: str = ""
+
+
+class FewShotExample(_Strict):
+    text: str = Field(min_length=1)
+    label: str | list[str]
+
+
+class Price(_Strict):
+    """US dollars per one million tokens."""
+
+    input: float = Field(default=0.0, ge=0)
+    output: float = Field(default=0.0, ge=0)
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
+
+
+class Generation(_Strict):
+    temperature: float = Field(default=0.0, ge=0, le=2)
+    max_tokens: int = Field(default=128, ge=16, le=4096)
+    seed: int = 0
+    reasoning_max_chars: int = Field(default=160, ge=0, le=2000)
+    # Texts longer than this are truncated (and flagged) so the prompt fits the context window.
+    max_text_chars: int = Field(default=2000, ge=16)
+    n_ctx: int = Field(default=2048, ge=256)
+    top_logprobs: int = Field(default=5, ge=0, le=20)
+
+
+class ModelSettings(_Strict):
+    backend: Literal["local", "openai", "openai-batch"] = "local"
+    name: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
+    # local: a GGUF file path; empty = the packaged model named by `name`.
+    path: str | None = None
+    base_url: str | None = None
+    api_key_env: str | None = "OPENAI_API_KEY"
+    generation: Generation = Generation()
+    concurrency: int = Field(default=16, ge=1, le=1024)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    timeout_s: float = Field(default=60.0, gt=0)
+    price: Price = Price()
+    n_threads: int | None = Field(default=None, ge=1)
+    batch_size: int = Field(default=64, ge=1)
+
+
+class ConfidenceSettings(_Strict):
+    routing: Literal["stated", "logprob", "consistency"] = "logprob"
+    # k sampled answers for self-consistency; 0 turns it off.
+    consistency_samples: int = Field(default=0, ge=0, le=20)
+    consistency_temperature: float = Field(default=0.8, gt=0, le=2)
+
+
+class Thresholds(_Strict):
+    target_precision: float = Field(default=0.95, gt=0, le=1)
+    review_below: float = Field(default=0.85, ge=0, le=1)
+    spot_check_rate: float = Field(default=0.05, ge=0, le=1)
+
+
+class ArgillaSettings(_Strict):
+    dataset: str
+    workspace: str = "labeltriage"
+    question: str = "label"
+    min_submitted: int = Field(default=1, ge=1)
+
+
+class TaskConfig(_Strict):
+    name: str = Field(min_length=1)
+    description: str
+    task_type: Literal["single_label", "multi_label"] = "single_label"
+    text_column: str = "text"
+    labels: list[Label] = Field(min_length=2)
+    guidelines: str = ""
+    few_shot: list[FewShotExample] = []
+    prompt_template: str
+    model: ModelSettings = ModelSettings()
+    confidence: ConfidenceSettings = ConfidenceSettings()
+    thresholds: Thresholds = Thresholds()
+    argilla: ArgillaSettings
+    source_path: str | None = Field(default=None, exclude=True)
+
+    @field_validator("labels")
+    @classmethod
+    def _unique_labels(cls, labels: list[Label]) -> list[Label]:
+        names = [label.name for label in labels]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"duplicate label names {duplicates}. Fix: give every label a distinct name")
+        return labels
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        try:
+            fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+        except ValueError as error:
+            raise ValueError(
+                f"not a valid template ({error}). Fix: write literal braces as '{{{{' and '}}}}'"
+            ) from None
+        unknown = sorted(fields - set(PROMPT_PLACEHOLDERS))
+        if unknown:
+            raise ValueError(
+                "unknown placeholder(s) "
+                + ", ".join("{" + u + "}" for u in unknown)
+                + ". Fix: use only "
+                + ", ".join("{" + p + "}" for p in PROMPT_PLACEHOLDERS)
+                + " (write literal braces as '{{' and '}}')"
+            )
+        if "text" not in fields:
+            raise ValueError("has no {text} placeholder. Fix: add {text} where the record's text goes")
+        return template
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> TaskConfig:
+        names = set(self.label_names)
+        for i, example in enumerate(self.few_shot):
+            given = [example.label] if isinstance(example.label, str) else list(example.label)
+            if self.task_type == "single_label" and not isinstance(example.label, str):
+                raise _KeyError(f"few_shot.{i}.label", "a single-label task needs one label (a string)")
+            outside = [g for g in given if g not in names]
+            if outside:
+                raise _KeyError(
+                    f"few_shot.{i}.label",
+                    f"{outside} not in labels {sorted(names)}. Fix: use a label defined under labels",
+                )
+        conf = self.confidence
+        if conf.routing == "consistency" and conf.consistency_samples < 2:
+            raise _KeyError(
+                "confidence.consistency_samples",
+                "routing on 'consistency' needs at least 2 samples. Fix: set consistency_samples: 3",
+            )
+        if self.model.backend != "local" and not self.model.api_key_env:
+            raise _KeyError(
+                "model.api_key_env",
+                "the openai backends need the name of the environment variable holding the key. "
+                "Fix: set api_key_env: OPENAI_API_KEY (or any variable name)",
+            )
+        return self
+
+    # -- derived ------------------------------------------------------------------------------
+
+    @property
+    def label_names(self) -> list[str]:
+        return [label.name for label in self.labels]
+
+    @property
+    def label_key(self) -> str:
+        """The output key holding the answer: `label` or `labels`."""
+        return "labels" if self.task_type == "multi_label" else "label"
+
+    def output_schema(self) -> dict[str, Any]:
+        """JSON schema of one answer. Labels are an enum, so a grammar can constrain them."""
+        if self.task_type == "multi_label":
+            answer: dict[str, Any] = {
+                "type": "array",
+                "items": {"type": "string", "enum": self.label_names},
+                "uniqueItems": True,
+                "maxItems": len(self.labels),
+            }
+        else:
+            answer = {"type": "string", "enum": self.label_names}
+        reasoning: dict[str, Any] = {"type": "string"}
+        if self.model.generation.reasoning_max_chars:
+            reasoning["maxLength"] = self.model.generation.reasoning_max_chars
+        return {
+            "type": "object",
+            "properties": {
+                self.label_key: answer,
+                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                "reasoning": reasoning,
+            },
+            "required": [self.label_key, "confidence", "reasoning"],
+            "additionalProperties": False,
+        }
+
+    def fingerprint(self, *parts: Any) -> str:
+        """Short stable hash of JSON-serialisable parts."""
+        payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+class _KeyError(ValueError):
+    """Raised inside validators to point at a precise key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+def _format_validation_error(path: str, error: ValidationError, data: dict[str, Any]) -> str:
+    lines = []
+    for item in error.errors():
+        loc = ".".join(str(p) for p in item["loc"])
+        kind = item["type"]
+        ctx_error = (item.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, _KeyError):
+            lines.append(f"{path}: {ctx_error.key}: {ctx_error.message}")
+            continue
+        if kind == "extra_forbidden":
+            key = str(item["loc"][-1])
+            parent_fields = _fields_at(item["loc"][:-1])
+            close = difflib.get_close_matches(key, parent_fields, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"known keys: {', '.join(parent_fields)}"
+            lines.append(f"{path}: {loc}: unknown key. Fix: remove it or rename it ({hint})")
+        elif kind == "missing":
+            lines.append(f"{path}: {loc}: required key is missing. Fix: add '{loc}' to the file")
+        else:
+            msg = item["msg"]
+            if msg.startswith("Value error, "):
+                msg = msg[len("Value error, ") :]
+            got = item.get("input")
+            got_text = f" (got {got!r})" if not isinstance(got, dict | list) else ""
+            if "Fix:" not in msg:
+                msg = f"{msg}{got_text}. Fix: correct '{loc}'"
+            lines.append(f"{path}: {loc}: {msg}")
+    return "\n".join(lines)
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    model: Any = TaskConfig
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return []
+        annotation = field.annotation
+        inner = getattr(annotation, "__args__", None)
+        candidates = [annotation, *(inner or ())]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if model is None:
+            return []
+    return sorted(model.model_fields)
+
+
+def load_task_config(path: str | Path) -> TaskConfig:
+    """Read and validate a task config. Raises :class:`ConfigError` with file, key and fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such file. Fix: pass a task config such as datasets_config/sentiment.yaml")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}. Fix: correct the YAML syntax") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys (name, labels, ...)")
+    try:
+        return TaskConfig.model_validate({**data, "source_path": str(path)})
+    except ValidationError as error:
+        raise ConfigError(_format_validation_error(str(path), error, data)) from None

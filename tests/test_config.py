@@ -1,0 +1,88 @@
+"""Task configs: the shipped ones load; every error names the file, the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+
+from labeltriage.config import ConfigError, load_task_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SENTIMENT = ROOT / "datasets_config" / "sentiment.yaml"
+ASPECTS = ROOT / "datasets_config" / "aspects.yaml"
+
+
+def test_shipped_configs_load() -> None:
+    sentiment = load_task_config(SENTIMENT)
+    assert sentiment.label_names == ["positive", "negative", "neutral", "mixed"]
+    assert sentiment.task_type == "single_label"
+    assert all(label.description for label in sentiment.labels)
+    assert sentiment.thresholds.target_precision == 0.95
+    assert sentiment.argilla.dataset == "sentiment-review"
+    aspects = load_task_config(ASPECTS)
+    assert aspects.task_type == "multi_label"
+    assert aspects.label_names == ["battery", "screen", "camera", "price", "durability"]
+
+
+def test_schema_accepts_valid_and_rejects_invalid_answers() -> None:
+    schema = load_task_config(SENTIMENT).output_schema()
+    assert list(schema["properties"]) == ["label", "confidence", "reasoning"]
+    jsonschema.validate({"label": "mixed", "confidence": 0.4, "reasoning": "both"}, schema)
+    for bad in (
+        {"label": "great", "confidence": 0.4, "reasoning": ""},
+        {"label": "mixed", "confidence": 1.5, "reasoning": ""},
+        {"label": "mixed", "reasoning": ""},
+        {"label": "mixed", "confidence": "high", "reasoning": ""},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    multi = load_task_config(ASPECTS).output_schema()
+    jsonschema.validate({"labels": ["battery", "price"], "confidence": 0.7, "reasoning": "x"}, multi)
+    jsonschema.validate({"labels": [], "confidence": 0.7, "reasoning": "x"}, multi)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"labels": ["wifi"], "confidence": 0.7, "reasoning": "x"}, multi)
+
+
+def _write_variant(tmp_path: Path, mutate) -> Path:
+    data = yaml.safe_load(SENTIMENT.read_text())
+    mutate(data)
+    path = tmp_path / "variant.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("mutate", "key", "words"),
+    [
+        (lambda d: d["model"].update(backend="olama"), "model.backend", ["local", "openai"]),
+        (lambda d: d["model"].update(temprature=0.2), "model.temprature", ["unknown key", "Fix"]),
+        (lambda d: d["model"]["generation"].update(temprature=0.2), "model.generation.temprature", ["temperature"]),
+        (lambda d: d["few_shot"][0].update(label="great"), "few_shot.0.label", ["not in labels", "Fix"]),
+        (lambda d: d["confidence"].update(routing="consistency"), "confidence.consistency_samples", ["Fix"]),
+        (lambda d: d.pop("argilla"), "argilla", ["missing", "Fix"]),
+        (lambda d: d.update(prompt_template="Classify: {txt}"), "prompt_template", ["{txt}", "{text}"]),
+        (lambda d: d["labels"].append({"name": "positive"}), "labels", ["duplicate", "Fix"]),
+        (lambda d: d["model"]["price"].update(input=-1), "model.price.input", ["greater than or equal", "Fix"]),
+    ],
+)
+def test_errors_name_file_key_and_fix(tmp_path: Path, mutate, key: str, words: list[str]) -> None:
+    path = _write_variant(tmp_path, mutate)
+    with pytest.raises(ConfigError) as caught:
+        load_task_config(path)
+    message = str(caught.value)
+    assert str(path) in message
+    assert f"{key}:" in message
+    for word in words:
+        assert word in message, message
+
+
+def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such file"):
+        load_task_config(tmp_path / "nope.yaml")
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_task_config(broken)
