@@ -384,12 +384,15 @@ def reliability_diagram(
     for ax, (name, c) in zip(axes[0], panels, strict=True):
         b = calibration_bins(c, corr, n_bins, strategy)
         ece = expected_calibration_error(c, corr, n_bins, strategy)
-        edges = np.linspace(0, 1, n_bins + 1)
-        width = 1.0 / n_bins
-        centers = edges[:-1] + width / 2
         nz = b["count"] > 0
+        if strategy == "uniform":
+            width = np.full(n_bins, 1.0 / n_bins)
+            centers = np.linspace(0, 1, n_bins + 1)[:-1] + width / 2
+        else:  # equal-mass bins: draw each bar over the confidences it actually holds
+            width = np.where(nz, np.maximum(b["upper"] - b["lower"], 0.01), 0.01)
+            centers = np.where(nz, (b["upper"] + b["lower"]) / 2, 0.0)
         ax.bar(
-            centers[nz], b["accuracy"][nz], width=width * 0.95, color="#4C72B0", edgecolor="k",
+            centers[nz], b["accuracy"][nz], width=width[nz] * 0.95, color="#4C72B0", edgecolor="k",
             label=f"accuracy (ECE={ece:.3f})",
         )  # fmt: skip
         ax.scatter(centers[nz], b["mean_confidence"][nz], color="#DD8452", zorder=3, s=18, label="mean conf.")
