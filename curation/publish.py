@@ -44,6 +44,7 @@ __all__ = [
     "RunFiles",
     "build_dataset_card",
     "build_final_dataset",
+    "compute_agreement",
     "load_run",
     "push_to_hub",
     "write_local",
