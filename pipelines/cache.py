@@ -1,0 +1,53 @@
+"""Per-record result cache: append-only JSONL keyed by (prompt hash, model, text, settings).
+
+Robust to interruption: every batch is appended and fsync'ed as it finishes; a torn last line
+(killed mid-write) is skipped on load. The last entry for a key wins.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+
+def cache_key(*parts: Any) -> str:
+    payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:32]
+
+
+class RecordCache:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._entries: dict[str, dict[str, Any]] = {}
+        self.torn_lines = 0
+        if path.is_file():
+            with path.open(encoding="utf-8") as handle:
+                for line in handle:
+                    try:
+                        entry = json.loads(line)
+                        self._entries[entry["key"]] = entry["value"]
+                    except (json.JSONDecodeError, KeyError, TypeError):
+                        self.torn_lines += 1
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._entries
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        return self._entries.get(key)
+
+    def put_many(self, items: dict[str, dict[str, Any]]) -> None:
+        if not items:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.path.open("a", encoding="utf-8") as handle:
+            for key, value in items.items():
+                handle.write(json.dumps({"key": key, "value": value}, ensure_ascii=False, default=str) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        self._entries.update(items)

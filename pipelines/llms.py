@@ -1,0 +1,382 @@
+"""LLM backends as distilabel `LLM`s: one job each, same output shape.
+
+* :class:`LocalLlamaLLM` (`local`): llama-cpp-python in process, the JSON schema compiled to a
+  grammar; records the sampled tokens' log-probs (the model's own, before the grammar).
+* :class:`OpenAICompatibleLLM` (`openai`): any OpenAI-compatible endpoint through the official
+  async client: a concurrency limit, retries with exponential backoff on 429/5xx/timeouts (the
+  client's own, honouring Retry-After), a per-request timeout.
+
+Both return distilabel's ``GenerateOutput`` per input plus an ``errors`` list (one entry per
+generation; None when the call succeeded) so a failed call never takes its batch down. Every call
+is counted in :class:`CallStats` and charged to a :class:`Budget`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlparse
+
+import numpy as np
+from distilabel.models.llms.base import LLM, AsyncLLM
+from pydantic import Field, PrivateAttr
+
+from labeltriage.config import Price
+
+BUDGET_EXHAUSTED = "budget_exhausted"
+
+
+@dataclass
+class CallStats:
+    """Model calls actually sent to a backend (a cache hit is not a call)."""
+
+    calls: int = 0
+    failed_calls: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def record(self, input_tokens: int, output_tokens: int, failed: bool = False) -> None:
+        with self._lock:
+            self.calls += 1
+            self.failed_calls += int(failed)
+            self.input_tokens += input_tokens
+            self.output_tokens += output_tokens
+
+
+class Budget:
+    """Dollar budget. A call reserves its worst case first (prompt + max_tokens), so the total
+    never exceeds `max_cost`; the reservation is replaced by the real cost when the call ends."""
+
+    def __init__(self, price: Price, max_cost: float | None = None, spent: float = 0.0) -> None:
+        self.price = price
+        self.max_cost = max_cost
+        self.spent = spent
+        self.reserved = 0.0
+        self.exhausted = False
+        self._lock = threading.Lock()
+
+    def estimate(self, prompt_chars: int, max_tokens: int) -> float:
+        # ~4 characters per token in English; 3 over-estimates on purpose (+ chat template overhead).
+        return self.price.cost(prompt_chars // 3 + 32, max_tokens)
+
+    def reserve(self, amount: float) -> bool:
+        with self._lock:
+            if self.max_cost is not None and self.spent + self.reserved + amount > self.max_cost:
+                self.exhausted = True
+                return False
+            self.reserved += amount
+            return True
+
+    def settle(self, reserved: float, actual: float) -> None:
+        with self._lock:
+            self.reserved -= reserved
+            self.spent += actual
+
+
+def _output(text: str | None, tokens_in: int, tokens_out: int, logprobs: Any, error: str | None) -> dict:
+    return {
+        "generations": [text],
+        "statistics": {"input_tokens": [tokens_in], "output_tokens": [tokens_out]},
+        "logprobs": [logprobs or []],
+        "errors": [error],
+    }
+
+
+def merge_generations(outputs: list[dict]) -> dict:
+    merged: dict[str, Any] = {
+        "generations": [],
+        "statistics": {"input_tokens": [], "output_tokens": []},
+        "logprobs": [],
+        "errors": [],
+    }
+    for out in outputs:
+        merged["generations"] += out["generations"]
+        merged["statistics"]["input_tokens"] += out["statistics"]["input_tokens"]
+        merged["statistics"]["output_tokens"] += out["statistics"]["output_tokens"]
+        merged["logprobs"] += out["logprobs"]
+        merged["errors"] += out["errors"]
+    return merged
+
+
+def _prompt_chars(messages: list[dict[str, str]]) -> int:
+    return sum(len(m.get("content") or "") for m in messages)
+
+
+class _Accounting:
+    """Mixin: call statistics and budget shared with the runner."""
+
+    price: Price
+
+    def attach(self, stats: CallStats, budget: Budget) -> None:
+        self._stats = stats
+        self._budget = budget
+
+    @property
+    def stats(self) -> CallStats:
+        return self._stats
+
+    @property
+    def budget(self) -> Budget:
+        return self._budget
+
+
+class _LogprobRecorder:
+    """A llama.cpp logits processor that keeps the log-prob of every sampled token.
+
+    It runs first in the sampler chain, i.e. on the raw logits before the grammar masks them.
+    At step t it sees the token chosen at step t-1 (last input id) and the logits of step t.
+    """
+
+    def __init__(self) -> None:
+        self.previous: np.ndarray | None = None
+        self.tokens: list[tuple[int, float]] = []
+
+    def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        if self.previous is not None:
+            chosen = int(input_ids[-1])
+            prev = self.previous
+            top = float(prev.max())
+            log_norm = top + float(np.log(np.exp(prev - top).sum()))
+            self.tokens.append((chosen, float(prev[chosen]) - log_norm))
+        self.previous = np.array(logits, dtype=np.float32, copy=True)
+        return logits
+
+
+class LocalLlamaLLM(_Accounting, LLM):
+    """llama-cpp-python in process, JSON-schema grammar, token log-probs."""
+
+    model_path: str
+    model_id: str
+    response_schema: dict[str, Any] | None = None
+    n_ctx: int = 2048
+    n_threads: int | None = None
+    want_logprobs: bool = True
+    price: Price = Price()
+
+    _llama: Any = PrivateAttr(None)
+    _stats: CallStats = PrivateAttr(default_factory=CallStats)
+    _budget: Budget = PrivateAttr(default_factory=lambda: Budget(Price()))
+    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def load(self) -> None:
+        super().load()
+        if self._llama is not None:
+            return
+        from llama_cpp import Llama
+
+        self._llama = Llama(
+            model_path=self.model_path,
+            n_ctx=self.n_ctx,
+            n_threads=self.n_threads or max(1, os.cpu_count() or 1),
+            seed=0,
+            verbose=False,
+        )
+
+    def unload(self) -> None:
+        if self._llama is not None:
+            self._llama.close()
+            self._llama = None
+
+    @property
+    def model_name(self) -> str:
+        return self.model_id
+
+    def generate(  # type: ignore[override]
+        self,
+        inputs: list[list[dict[str, str]]],
+        num_generations: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 128,
+        seed: int = 0,
+    ) -> list[dict]:
+        results = []
+        for messages in inputs:
+            outs = [self._one(messages, temperature, max_tokens, seed + g) for g in range(num_generations)]
+            results.append(merge_generations(outs))
+        return results
+
+    def _one(self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int) -> dict:
+        from llama_cpp import LogitsProcessorList
+
+        estimate = self.budget.estimate(_prompt_chars(messages), max_tokens)
+        if not self.budget.reserve(estimate):
+            return _output(None, 0, 0, None, BUDGET_EXHAUSTED)
+        recorder = _LogprobRecorder() if self.want_logprobs else None
+        kwargs: dict[str, Any] = {}
+        if self.response_schema is not None:
+            kwargs["response_format"] = {"type": "json_object", "schema": self.response_schema}
+        if recorder is not None:
+            kwargs["logits_processor"] = LogitsProcessorList([recorder])
+        try:
+            with self._lock:  # one llama context: calls are serialised
+                response = self._llama.create_chat_completion(
+                    messages=messages, temperature=temperature, max_tokens=max_tokens, seed=seed, **kwargs
+                )
+        except Exception as error:  # a backend failure is recorded, never raised mid-batch
+            self.budget.settle(estimate, 0.0)
+            self.stats.record(0, 0, failed=True)
+            return _output(None, 0, 0, None, f"backend_error: {type(error).__name__}: {error}")
+        usage = response.get("usage") or {}
+        tokens_in, tokens_out = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
+        self.budget.settle(estimate, self.price.cost(tokens_in, tokens_out))
+        self.stats.record(tokens_in, tokens_out)
+        text = response["choices"][0]["message"]["content"]
+        logprobs = None
+        if recorder is not None:
+            # latin-1 keeps one character per byte, so spans line up over multi-byte characters
+            logprobs = [
+                [{"token": self._llama.detokenize([tid]).decode("latin-1"), "logprob": lp}]
+                for tid, lp in recorder.tokens
+            ]
+        return _output(text, tokens_in, tokens_out, logprobs, None)
+
+
+StructuredOutput = Literal["auto", "json_object_schema", "json_schema", "json_object", "none"]
+
+
+class OpenAICompatibleLLM(_Accounting, AsyncLLM):
+    """Any OpenAI-compatible chat endpoint (OpenAI, vLLM, llama.cpp server, Ollama)."""
+
+    model: str
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = Field(default=16, ge=1)
+    max_retries: int = 3
+    timeout_s: float = 60.0
+    response_schema: dict[str, Any] | None = None
+    structured_output_mode: StructuredOutput = "auto"
+    want_logprobs: bool = True
+    price: Price = Price()
+
+    _client: Any = PrivateAttr(None)
+    _semaphore: asyncio.Semaphore | None = PrivateAttr(None)
+    _logprobs_supported: bool = PrivateAttr(True)
+    _stats: CallStats = PrivateAttr(default_factory=CallStats)
+    _budget: Budget = PrivateAttr(default_factory=lambda: Budget(Price()))
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    def _is_local(self) -> bool:
+        host = urlparse(self.base_url or "").hostname or ""
+        return host in {"127.0.0.1", "localhost", "::1"}
+
+    def api_key(self) -> str:
+        key = os.environ.get(self.api_key_env)
+        if key:
+            return key
+        if self._is_local():
+            return "sk-local-no-key"  # local servers ignore it
+        raise RuntimeError(
+            f"environment variable {self.api_key_env} is not set. Fix: export {self.api_key_env}=<your key> "
+            "(the variable is named by model.api_key_env in the task config)"
+        )
+
+    def load(self) -> None:
+        super().load()
+        from openai import AsyncOpenAI
+
+        self._client = AsyncOpenAI(
+            api_key=self.api_key(),
+            base_url=self.base_url,
+            max_retries=self.max_retries,
+            timeout=self.timeout_s,
+        )
+
+    def _response_format(self) -> dict[str, Any] | None:
+        if self.response_schema is None or self.structured_output_mode == "none":
+            return None
+        mode = self.structured_output_mode
+        if mode == "auto":
+            host = urlparse(self.base_url or "https://api.openai.com").hostname or ""
+            mode = "json_schema" if host.endswith("openai.com") else "json_object_schema"
+        if mode == "json_schema":
+            return {
+                "type": "json_schema",
+                "json_schema": {"name": "prelabel", "schema": _strict_schema(self.response_schema)},
+            }
+        if mode == "json_object":
+            return {"type": "json_object"}
+        return {"type": "json_object", "schema": self.response_schema}  # llama.cpp server, vLLM
+
+    async def agenerate(  # type: ignore[override]
+        self,
+        input: list[dict[str, str]],
+        num_generations: int = 1,
+        temperature: float = 0.0,
+        max_tokens: int = 128,
+        seed: int = 0,
+    ) -> dict:
+        if self._semaphore is None:
+            self._semaphore = asyncio.Semaphore(self.concurrency)
+        outs = await asyncio.gather(
+            *[self._one(input, temperature, max_tokens, seed + g) for g in range(num_generations)]
+        )
+        return merge_generations(list(outs))
+
+    async def _one(self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int) -> dict:
+        import openai
+
+        estimate = self.budget.estimate(_prompt_chars(messages), max_tokens)
+        if not self.budget.reserve(estimate):
+            return _output(None, 0, 0, None, BUDGET_EXHAUSTED)
+        request: dict[str, Any] = {
+            "model": self.model,
+            "messages": messages,
+            "temperature": temperature,
+            "max_tokens": max_tokens,
+            "seed": seed,
+        }
+        response_format = self._response_format()
+        if response_format is not None:
+            request["response_format"] = response_format
+        if self.want_logprobs and self._logprobs_supported:
+            request["logprobs"] = True
+        assert self._semaphore is not None
+        async with self._semaphore:
+            try:
+                try:
+                    response = await self._client.chat.completions.create(**request)
+                except openai.APIStatusError as error:
+                    if "logprobs" in request and "logprob" in str(error).lower():
+                        # e.g. llama.cpp server without --logits_all: ask once more without them
+                        self._logprobs_supported = False
+                        request.pop("logprobs")
+                        response = await self._client.chat.completions.create(**request)
+                    else:
+                        raise
+            except Exception as error:
+                self.budget.settle(estimate, 0.0)
+                self.stats.record(0, 0, failed=True)
+                return _output(None, 0, 0, None, f"backend_error: {type(error).__name__}: {error}"[:500])
+        usage = response.usage
+        tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
+        tokens_out = int(getattr(usage, "completion_tokens", 0) or 0)
+        self.budget.settle(estimate, self.price.cost(tokens_in, tokens_out))
+        self.stats.record(tokens_in, tokens_out)
+        choice = response.choices[0] if response.choices else None
+        text = choice.message.content if choice is not None and choice.message is not None else None
+        logprobs = None
+        content = getattr(getattr(choice, "logprobs", None), "content", None) if choice else None
+        if content:
+            logprobs = [[{"token": t.token, "logprob": t.logprob}] for t in content]
+        return _output(text, tokens_in, tokens_out, logprobs, None)
+
+
+def _strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI's strict json_schema mode rejects some keywords (maxLength, uniqueItems...)."""
+    unsupported = {"maxLength", "minLength", "uniqueItems", "maxItems", "minItems", "minimum", "maximum"}
+
+    def clean(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: clean(v) for k, v in node.items() if k not in unsupported}
+        if isinstance(node, list):
+            return [clean(v) for v in node]
+        return node
+
+    return clean(schema)

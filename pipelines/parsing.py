@@ -1,0 +1,112 @@
+"""Validate a model answer and derive the label's token probability from log-probs."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from labeltriage.config import TaskConfig
+
+
+class InvalidOutput(ValueError):
+    """The model's answer breaks the contract; `reason` is a short machine-friendly code."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Answer:
+    label: str | list[str]
+    confidence: float
+    reasoning: str
+
+
+def parse_answer(raw: str | None, config: TaskConfig) -> Answer:
+    if raw is None or not raw.strip():
+        raise InvalidOutput("empty_output", "the model returned nothing")
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as error:
+        raise InvalidOutput("invalid_json", f"{error.msg} at char {error.pos}") from None
+    if not isinstance(data, dict):
+        raise InvalidOutput("invalid_json", f"expected an object, got {type(data).__name__}")
+    names = config.label_names
+    key = config.label_key
+    if key not in data:
+        raise InvalidOutput("missing_label", f"no '{key}' key")
+    value = data[key]
+    if config.task_type == "multi_label":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InvalidOutput("label_not_in_set", f"'labels' must be a list of strings, got {value!r}")
+        outside = [v for v in value if v not in names]
+        if outside:
+            raise InvalidOutput("label_not_in_set", f"{outside} not in {names}")
+        label: str | list[str] = [n for n in names if n in value]  # dedupe, config order
+    else:
+        if not isinstance(value, str) or value not in names:
+            raise InvalidOutput("label_not_in_set", f"{value!r} not in {names}")
+        label = value
+    if "confidence" not in data:
+        raise InvalidOutput("missing_confidence", "no 'confidence' key")
+    confidence = data["confidence"]
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        raise InvalidOutput("confidence_not_number", f"confidence is {confidence!r}")
+    if not math.isfinite(confidence) or not 0.0 <= confidence <= 1.0:
+        raise InvalidOutput("confidence_out_of_range", f"confidence {confidence} not in [0, 1]")
+    reasoning = data.get("reasoning", "")
+    return Answer(label=label, confidence=float(confidence), reasoning=str(reasoning))
+
+
+Token = tuple[str, float]  # (token text, log-prob of the sampled token)
+
+
+def label_token_probability(raw: str, tokens: list[Token] | None, config: TaskConfig) -> float | None:
+    """Probability the model gave the label's own tokens (product over the tokens that cover it).
+
+    Single-label: exp(sum of log-probs of the tokens overlapping the label value).
+    Multi-label: the smallest such probability over the chosen labels (1.0 for an empty list
+    is not meaningful, so None). The log-probs are the model's, before the grammar constrains it.
+    """
+    if not tokens:
+        return None
+    text = "".join(t for t, _ in tokens)
+    if not raw.startswith(text[: min(len(text), len(raw))][:8]):
+        # token texts do not line up with the answer (e.g. a server that rewrote it)
+        return None
+    spans: list[tuple[int, int]] = []
+    if config.task_type == "multi_label":
+        block = re.search(r'"labels"\s*:\s*\[([^\]]*)\]', text)
+        if block:
+            for item in re.finditer(r'"([^"]+)"', block.group(1)):
+                start = block.start(1) + item.start(1)
+                spans.append((start, start + len(item.group(1))))
+    else:
+        match = re.search(r'"label"\s*:\s*"([^"]+)"', text)
+        if match:
+            spans.append(match.span(1))
+    if not spans:
+        return None
+    probabilities = []
+    for start, end in spans:
+        total, covered, position = 0.0, False, 0
+        for token, logprob in tokens:
+            token_end = position + len(token)
+            if token_end > start and position < end:
+                total += logprob
+                covered = True
+            position = token_end
+            if position >= end:
+                break
+        if covered:
+            probabilities.append(math.exp(total))
+    return min(probabilities) if probabilities else None
+
+
+def label_of(answer: Any) -> str:
+    """A hashable, comparable form of a label or label set (for self-consistency)."""
+    return json.dumps(answer, sort_keys=True) if isinstance(answer, list) else str(answer)
