@@ -193,6 +193,7 @@ def _min_cosine_distance(emb: np.ndarray, lab: np.ndarray, block_bytes: int) -> 
         sim = blk @ lab_n_t
         # min_j clip(1 - s_j) == clip(1 - max_j s_j) exactly: rounding of 1 - s is monotone in s
         best = sim.max(axis=1)
+        del sim  # free the block before the next one is allocated (else two blocks coexist)
         best *= -1
         best += 1
         out[s : s + rows] = np.clip(best, 0.0, 2.0)
