@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import io
 import os
 import sys
 
@@ -86,16 +88,19 @@ def _create_owner() -> None:
     from argilla_server.models import UserRole
 
     username = os.environ["LABELTRIAGE_OWNER_USERNAME"]
-    asyncio.run(
-        _create(
-            first_name=username,
-            username=username,
-            role=UserRole.owner,
-            password=os.environ["LABELTRIAGE_OWNER_PASSWORD"],
-            api_key=os.environ["LABELTRIAGE_OWNER_API_KEY"],
-            workspace=[os.environ.get("LABELTRIAGE_WORKSPACE", "labeltriage")],
+    # Argilla's command prints the new user, API key included: keep that out of the logs.
+    with contextlib.redirect_stdout(io.StringIO()):
+        asyncio.run(
+            _create(
+                first_name=username,
+                username=username,
+                role=UserRole.owner,
+                password=os.environ["LABELTRIAGE_OWNER_PASSWORD"],
+                api_key=os.environ["LABELTRIAGE_OWNER_API_KEY"],
+                workspace=[os.environ.get("LABELTRIAGE_WORKSPACE", "labeltriage")],
+            )
         )
-    )
+    print(f"owner user {username!r} ready")
 
 
 def main(argv: list[str] | None = None) -> None:
