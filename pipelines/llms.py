@@ -166,6 +166,8 @@ class LocalLlamaLLM(_Accounting, LLM):
         super().load()
         if self._llama is not None:
             return
+        # OpenMP threads spin while waiting by default; on a shared CPU that stalls every token.
+        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         from llama_cpp import Llama
 
         self._llama = Llama(
@@ -288,6 +290,14 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             timeout=self.timeout_s,
         )
 
+    def unload(self) -> None:
+        if self._client is not None:
+            client, self._client = self._client, None
+            loop = self.event_loop
+            if not loop.is_closed() and not loop.is_running():
+                loop.run_until_complete(client.close())
+        self._semaphore = None
+
     def _response_format(self) -> dict[str, Any] | None:
         if self.response_schema is None or self.structured_output_mode == "none":
             return None
@@ -332,21 +342,25 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             "max_tokens": max_tokens,
             "seed": seed,
         }
+        extra: dict[str, Any] = {}
         response_format = self._response_format()
         if response_format is not None:
-            request["response_format"] = response_format
+            # via extra_body: sent as is (the client's typed transform walks the whole schema)
+            extra["response_format"] = response_format
         if self.want_logprobs and self._logprobs_supported:
-            request["logprobs"] = True
+            extra["logprobs"] = True
+        if extra:
+            request["extra_body"] = extra
         assert self._semaphore is not None
         async with self._semaphore:
             try:
                 try:
                     response = await self._client.chat.completions.create(**request)
                 except openai.APIStatusError as error:
-                    if "logprobs" in request and "logprob" in str(error).lower():
+                    if "logprobs" in extra and "logprob" in str(error).lower():
                         # e.g. llama.cpp server without --logits_all: ask once more without them
                         self._logprobs_supported = False
-                        request.pop("logprobs")
+                        extra.pop("logprobs")
                         response = await self._client.chat.completions.create(**request)
                     else:
                         raise

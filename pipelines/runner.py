@@ -29,7 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColum
 from rich.table import Table
 from rich.text import Text
 
-from labeltriage.config import TaskConfig
+from labeltriage.config import Price, TaskConfig
 from pipelines.cache import RecordCache, cache_key
 from pipelines.llms import Budget, CallStats, LocalLlamaLLM, OpenAICompatibleLLM
 from pipelines.models import resolve_model_path
@@ -164,6 +164,9 @@ class Prelabeller:
         self.output_dir = Path(output_dir)
         self.max_cost = max_cost
         self.stats = CallStats()
+        if config.model.backend == "local":  # local compute is not billed per token
+            config = config.model_copy(update={"model": config.model.model_copy(update={"price": Price()})})
+            self.config = config
         self.budget = Budget(config.model.price, max_cost)
         self.llm = llm or build_llm(config, self.stats, self.budget)
         if llm is not None:
@@ -286,6 +289,7 @@ class Prelabeller:
                 progress.update(bar, advance=done, cost=self.budget.spent)
             if self.budget.exhausted:
                 stopped = "max_cost"
+        self.llm.unload()
         frame = self._assemble(rows)
         elapsed = time.perf_counter() - started
         summary = self._summary(frame, elapsed, cache_hits, stopped, started_at)
