@@ -350,7 +350,8 @@ def _greedy_batch(
             )
         out[t] = j
         picked[j] = True
-        d_new = 1.0 - cand_n @ cand_n[j].astype(np.float64)
+        # stay in float32 for the product: mixing in a float64 vector would upcast all of cand_n
+        d_new = 1.0 - (cand_n @ cand_n[j]).astype(np.float64)
         np.minimum(dist, np.clip(d_new, 0.0, 2.0), out=dist)
         # near-duplicates of a pick (cosine distance < duplicate_distance) can no longer be picked
         picked |= d_new < duplicate_distance
