@@ -27,6 +27,7 @@ from pydantic import Field, PrivateAttr
 from labeltriage.config import Price
 
 BUDGET_EXHAUSTED = "budget_exhausted"
+CONNECTIONS_PER_CLIENT = 16
 
 
 @dataclass
@@ -255,6 +256,8 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
     price: Price = Price()
 
     _client: Any = PrivateAttr(None)
+    _clients: list[Any] = PrivateAttr(default_factory=list)
+    _turn: int = PrivateAttr(0)
     _semaphore: asyncio.Semaphore | None = PrivateAttr(None)
     _logprobs_supported: bool = PrivateAttr(True)
     _stats: CallStats = PrivateAttr(default_factory=CallStats)
@@ -281,21 +284,33 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
 
     def load(self) -> None:
         super().load()
-        from openai import AsyncOpenAI
+        # Several small clients instead of one big pool: httpcore's pool does O(connections x
+        # waiting requests) work per event, which dominates the CPU at high concurrency.
+        import ssl
 
-        self._client = AsyncOpenAI(
-            api_key=self.api_key(),
-            base_url=self.base_url,
-            max_retries=self.max_retries,
-            timeout=self.timeout_s,
-        )
+        from openai import AsyncOpenAI, DefaultAsyncHttpxClient
+
+        shards = max(1, -(-self.concurrency // CONNECTIONS_PER_CLIENT))
+        https = (self.base_url or "https://").startswith("https")
+        # one TLS context for all shards (loading the CA store costs ~50 ms per client)
+        verify: Any = ssl.create_default_context() if https else False
+        self._clients = [
+            AsyncOpenAI(
+                api_key=self.api_key(),
+                base_url=self.base_url,
+                max_retries=self.max_retries,
+                timeout=self.timeout_s,
+                http_client=DefaultAsyncHttpxClient(verify=verify),
+            )
+            for _ in range(shards)
+        ]
+        self._client = self._clients[0]
 
     def unload(self) -> None:
-        if self._client is not None:
-            client, self._client = self._client, None
-            loop = self.event_loop
-            if not loop.is_closed() and not loop.is_running():
-                loop.run_until_complete(client.close())
+        clients, self._clients, self._client = self._clients, [], None
+        loop = self.event_loop
+        if clients and not loop.is_closed() and not loop.is_running():
+            loop.run_until_complete(asyncio.gather(*(c.close() for c in clients)))
         self._semaphore = None
 
     def _response_format(self) -> dict[str, Any] | None:
@@ -353,15 +368,17 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             request["extra_body"] = extra
         assert self._semaphore is not None
         async with self._semaphore:
+            self._turn = (self._turn + 1) % len(self._clients)
+            client = self._clients[self._turn]
             try:
                 try:
-                    response = await self._client.chat.completions.create(**request)
+                    response = await client.chat.completions.create(**request)
                 except openai.APIStatusError as error:
                     if "logprobs" in extra and "logprob" in str(error).lower():
                         # e.g. llama.cpp server without --logits_all: ask once more without them
                         self._logprobs_supported = False
                         extra.pop("logprobs")
-                        response = await self._client.chat.completions.create(**request)
+                        response = await client.chat.completions.create(**request)
                     else:
                         raise
             except Exception as error:

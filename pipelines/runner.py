@@ -121,8 +121,19 @@ def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
             want_logprobs=m.generation.top_logprobs > 0,
             price=m.price,
         )
-    else:
-        raise ValueError(f"backend {m.backend!r} is run by pipelines.batch, not by the streaming runner")
+    else:  # openai-batch: distilabel's OpenAILLM with offline batch generation (pipelines.batch)
+        from distilabel.models.llms import OpenAILLM
+
+        probe = OpenAICompatibleLLM(model=m.name, base_url=m.base_url, api_key_env=m.api_key_env or "OPENAI_API_KEY")
+        kwargs: dict[str, Any] = {"base_url": m.base_url} if m.base_url else {}
+        return OpenAILLM(
+            model=m.name,
+            api_key=probe.api_key(),
+            max_retries=m.max_retries,
+            timeout=int(m.timeout_s),
+            use_offline_batch_generation=True,
+            **kwargs,
+        )
     llm.attach(stats, budget)
     return llm
 
@@ -169,7 +180,7 @@ class Prelabeller:
             self.config = config
         self.budget = Budget(config.model.price, max_cost)
         self.llm = llm or build_llm(config, self.stats, self.budget)
-        if llm is not None:
+        if llm is not None and hasattr(llm, "attach"):
             llm.attach(self.stats, self.budget)
         default_batch = 4 if config.model.backend == "local" else max(config.model.batch_size, 1)
         self.batch_size = batch_size or default_batch
@@ -184,7 +195,7 @@ class Prelabeller:
             "seed": gen.seed,
             "max_retries": config.model.max_retries,
         }
-        self.samples = config.confidence.consistency_samples
+        self.samples = config.confidence.consistency_samples if config.model.backend != "openai-batch" else 0
         self.cache = RecordCache(self.output_dir / CACHE_FILE)
         self._transient: dict[str, dict[str, Any]] = {}
         # The DAG is a real distilabel Pipeline; this runner executes its steps in process.
@@ -456,9 +467,9 @@ def run_prelabel(
 ) -> RunResult:
     """Label `records` (columns id, text[, gold_label]) into `output_dir`; see the module doc."""
     if config.model.backend == "openai-batch":
-        from pipelines.batch import run_batch_prelabel
+        from pipelines.batch import BatchPrelabeller
 
-        result = run_batch_prelabel(config, records, Path(output_dir))
+        result = BatchPrelabeller(config, Path(output_dir), llm=llm, show_progress=show_progress).run(records)
     else:
         runner = Prelabeller(
             config, Path(output_dir), max_cost=max_cost, batch_size=batch_size, llm=llm, show_progress=show_progress
@@ -467,3 +478,11 @@ def run_prelabel(
     if write:
         write_outputs(result, Path(output_dir))
     return result
+
+
+def _strict_response_format(config: TaskConfig) -> dict[str, Any]:
+    """OpenAI's structured-output form (json_schema), used by the Batch API route."""
+    from pipelines.llms import _strict_schema
+
+    schema = _strict_schema(config.output_schema())
+    return {"type": "json_schema", "json_schema": {"name": "prelabel", "schema": schema}}
