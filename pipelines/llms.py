@@ -28,6 +28,7 @@ from labeltriage.config import Price
 
 BUDGET_EXHAUSTED = "budget_exhausted"
 CONNECTIONS_PER_CLIENT = 16
+_LLAMA_LOCK = threading.Lock()
 
 
 @dataclass
@@ -39,6 +40,12 @@ class CallStats:
     input_tokens: int = 0
     output_tokens: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __getstate__(self) -> dict[str, Any]:  # picklable: distilabel copies steps to workers
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def record(self, input_tokens: int, output_tokens: int, failed: bool = False) -> None:
         with self._lock:
@@ -59,6 +66,12 @@ class Budget:
         self.reserved = 0.0
         self.exhausted = False
         self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, _lock=threading.Lock())
 
     def estimate(self, prompt_chars: int, max_tokens: int) -> float:
         # ~4 characters per token in English; 3 over-estimates on purpose (+ chat template overhead).
@@ -161,7 +174,6 @@ class LocalLlamaLLM(_Accounting, LLM):
     _llama: Any = PrivateAttr(None)
     _stats: CallStats = PrivateAttr(default_factory=CallStats)
     _budget: Budget = PrivateAttr(default_factory=lambda: Budget(Price()))
-    _lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def load(self) -> None:
         super().load()
@@ -215,7 +227,7 @@ class LocalLlamaLLM(_Accounting, LLM):
         if recorder is not None:
             kwargs["logits_processor"] = LogitsProcessorList([recorder])
         try:
-            with self._lock:  # one llama context: calls are serialised
+            with _LLAMA_LOCK:  # one llama context: calls are serialised
                 response = self._llama.create_chat_completion(
                     messages=messages, temperature=temperature, max_tokens=max_tokens, seed=seed, **kwargs
                 )
