@@ -1,0 +1,390 @@
+"""Thin adapter between a run directory and an Argilla dataset (Argilla SDK 2.8 + its REST API).
+
+* :func:`dataset_settings` / :func:`ensure_dataset`: the review dataset from a task config.
+* :func:`push_records`: routed pre-labels -> Argilla records (the LLM label as a suggestion with
+  its calibrated score and ``agent`` = model and prompt hash, the reasoning as a field, priority
+  metadata to sort by, the embedding for "find similar"). Upsert by the record's stable ``id``,
+  batched, resumable, retried while the server restarts.
+* :func:`update_metadata`: metadata-only updates (new priorities, rounds, adjudication); never
+  touches responses.
+* :func:`pull_responses`: reviewers' answers as a long table, every response accounted for.
+
+A record's label comes from: ``prelabels.parquet`` (LLM) -> ``routed.parquet`` (route, priority)
+-> Argilla suggestion -> reviewer response -> ``responses.parquet`` -> ``final.parquet``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+METADATA_FLOATS = ("priority", "llm_confidence")
+METADATA_TERMS = ("route", "llm_label", "source")
+METADATA_INTEGERS = ("round",)
+REASONING_FIELD = "llm_reasoning"
+TEXT_FIELD = "text"
+VECTOR_NAME = "embedding"
+MAX_BATCH = 500  # the server's cap for one bulk request
+
+
+class ArgillaIOError(RuntimeError):
+    """Talking to Argilla failed; the message says what was done and how to resume."""
+
+
+class SettingsDriftError(ArgillaIOError):
+    """The Argilla dataset no longer matches the task config (for example edited by hand in the UI)."""
+
+
+@dataclass
+class PushReport:
+    pushed: int = 0
+    skipped_already_pushed: int = 0
+    not_routed_to_review: int = 0
+    batches: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class PullReport:
+    submitted: int = 0
+    draft: int = 0
+    discarded: int = 0
+    invalid_label: int = 0
+    records: int = 0
+    records_with_submitted: int = 0
+    reviewers: list[str] = field(default_factory=list)
+    invalid_examples: list[dict] = field(default_factory=list)
+
+
+def _rg():
+    import argilla as rg
+
+    return rg
+
+
+def dataset_settings(config: Any, vector_dimensions: int | None = 384):
+    """`rg.Settings` for a task config (`labeltriage.config.TaskConfig`)."""
+    rg = _rg()
+    labels = {label.name: label.name for label in config.labels}
+    descriptions = "\n".join(f"- **{label.name}**: {label.description}" for label in config.labels)
+    question_cls = rg.MultiLabelQuestion if config.task_type == "multi_label" else rg.LabelQuestion
+    question = question_cls(
+        name=config.argilla.question, labels=labels, title=config.description, description=descriptions
+    )
+    metadata = [
+        *(rg.FloatMetadataProperty(name=name) for name in METADATA_FLOATS),
+        *(rg.TermsMetadataProperty(name=name) for name in METADATA_TERMS),
+        *(rg.IntegerMetadataProperty(name=name) for name in METADATA_INTEGERS),
+    ]
+    guidelines = (config.guidelines or "").strip() + "\n\n### Labels\n" + descriptions
+    return rg.Settings(
+        guidelines=guidelines,
+        fields=[
+            rg.TextField(name=TEXT_FIELD, title="Text"),
+            rg.TextField(name=REASONING_FIELD, title="LLM reasoning", use_markdown=True, required=False),
+        ],
+        questions=[question],
+        metadata=metadata,
+        vectors=[rg.VectorField(name=VECTOR_NAME, dimensions=vector_dimensions)] if vector_dimensions else [],
+        distribution=rg.TaskDistribution(min_submitted=config.argilla.min_submitted),
+    )
+
+
+def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384):
+    """Return the task's dataset, creating it if needed; repair or refuse settings drift.
+
+    Missing metadata properties (deleted by hand) are re-created; a label question whose labels
+    differ from the config is refused with :class:`SettingsDriftError`, as labels from two label
+    sets cannot be mixed in one dataset.
+    """
+    rg = _rg()
+    name, workspace = config.argilla.dataset, config.argilla.workspace
+    dataset = client.datasets(name=name, workspace=workspace)
+    if dataset is None:
+        settings = dataset_settings(config, vector_dimensions)
+        return rg.Dataset(name=name, workspace=workspace, settings=settings, client=client).create()
+    question = dataset.settings.questions[config.argilla.question]
+    if question is None:
+        raise SettingsDriftError(
+            f"Argilla dataset {workspace}/{name} has no question {config.argilla.question!r} "
+            f"(config {config.source_path}); restore it or set argilla.dataset to a new name"
+        )
+    expected = sorted(label.name for label in config.labels)
+    if sorted(question.labels) != expected:
+        raise SettingsDriftError(
+            f"Argilla dataset {workspace}/{name}: question {config.argilla.question!r} has labels "
+            f"{sorted(question.labels)} but config {config.source_path} says {expected}; "
+            "restore the labels in Argilla or set argilla.dataset to a new name"
+        )
+    present = {prop.name for prop in dataset.settings.metadata}
+    wanted = dataset_settings(config, vector_dimensions).metadata
+    missing = [prop for prop in wanted if prop.name not in present]
+    if missing:
+        for prop in missing:
+            dataset.settings.metadata.add(prop)
+        dataset.update()
+    return dataset
+
+
+def suggestion_agent(model: str, prompt_hash: str) -> str:
+    """``model/prompt_hash``, reduced to the characters Argilla accepts in an agent name."""
+    return re.sub(r"[^a-zA-Z0-9\-_:./ ]", "-", f"{model}/{prompt_hash}")
+
+
+def _clean_label(value: Any) -> Any:
+    if isinstance(value, np.ndarray):
+        return [str(item) for item in value.tolist()]
+    if isinstance(value, list | tuple):
+        return [str(item) for item in value]
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return str(value)
+
+
+def _float_or_none(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return None if np.isnan(number) else number
+
+
+def build_records(
+    frame: pd.DataFrame,
+    config: Any,
+    round_number: int = 0,
+    vectors: np.ndarray | None = None,
+    source: str | None = None,
+) -> list:
+    """Argilla records for the rows of ``routed.parquet`` (one per row, same order).
+
+    ``vectors`` is ``(len(frame), d)`` or None. Failed pre-labels carry no suggestion.
+    """
+    rg = _rg()
+    labels = {label.name for label in config.labels}
+    records = []
+    for position, row in enumerate(frame.itertuples(index=False)):
+        row = row._asdict()
+        label = _clean_label(row.get("llm_label"))
+        score = _float_or_none(row.get("calibrated_confidence", row.get("llm_confidence")))
+        suggestions = []
+        valid = (
+            label is not None
+            and (set(label) <= labels if isinstance(label, list) else label in labels)
+            and row.get("status", "ok") == "ok"
+        )
+        if valid:
+            suggestions.append(
+                rg.Suggestion(
+                    question_name=config.argilla.question,
+                    value=label,
+                    score=score if not isinstance(label, list) else [score] * len(label),
+                    agent=suggestion_agent(str(row.get("model", "llm")), str(row.get("prompt_hash", ""))),
+                    type="model",
+                )
+            )
+        metadata = {
+            "priority": _float_or_none(row.get("priority")),
+            "llm_confidence": score,
+            "route": row.get("route"),
+            "llm_label": label if isinstance(label, str) else (",".join(label) if label else None),
+            "round": int(round_number),
+            "source": source or row.get("source"),
+        }
+        reasoning = row.get("reasoning")
+        fields = {TEXT_FIELD: str(row["text"])}
+        if isinstance(reasoning, str) and reasoning.strip():
+            fields[REASONING_FIELD] = reasoning.strip()
+        records.append(
+            rg.Record(
+                id=str(row["id"]),
+                fields=fields,
+                metadata={key: value for key, value in metadata.items() if value is not None},
+                suggestions=suggestions,
+                vectors={VECTOR_NAME: vectors[position].tolist()} if vectors is not None else {},
+            )
+        )
+    return records
+
+
+def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFrame:
+    """Rows that reviewers see: human_review and spot_check (and auto_accept when asked), by priority."""
+    routes = {"human_review", "spot_check"} | ({"auto_accept"} if include_auto else set())
+    queue = routed[routed["route"].isin(routes)]
+    return queue.sort_values("priority", ascending=False, kind="stable")
+
+
+_CLIENT_ERRORS = ("UnprocessableEntity", "BadRequest", "NotFound", "Forbidden", "Unauthorized", "Conflict")
+
+
+def _short_error(exc: Exception, limit: int = 600) -> str:
+    text = str(exc)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text) - limit} more characters)"
+
+
+def _with_retries(action: Callable[[], Any], what: str, retries: int, wait_s: float, report: Any = None) -> Any:
+    """Run ``action``; while the server is down or restarting, wait and try again.
+
+    A request the server rejects (4xx: invalid data, missing dataset) is not retried.
+    """
+    for attempt in range(retries + 1):
+        try:
+            return action()
+        except Exception as exc:  # the SDK wraps connection errors in its own types
+            status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
+            rejected = 400 <= status < 500 or any(name in type(exc).__name__ for name in _CLIENT_ERRORS)
+            if rejected or attempt == retries:
+                reason = "the server rejected it" if rejected else f"failed after {retries + 1} attempts"
+                raise ArgillaIOError(f"{what}: {reason}: {_short_error(exc)}") from exc
+            if report is not None:
+                report.retries += 1
+            time.sleep(wait_s * (2**attempt))
+    return None
+
+
+def push_records(
+    dataset: Any,
+    records: Sequence,
+    checkpoint: Path | None = None,
+    batch_size: int = MAX_BATCH,
+    retries: int = 6,
+    wait_s: float = 1.0,
+    on_batch: Callable[[int], None] | None = None,
+) -> PushReport:
+    """Upsert ``records`` in batches; resumable through ``checkpoint`` (a JSON list of pushed ids).
+
+    Each batch is retried with exponential backoff while the server is unreachable (a restart);
+    a rerun skips records already pushed with the same content, so an interrupted push resumes.
+    """
+    report = PushReport()
+    started = time.perf_counter()
+    done: dict[str, str] = {}
+    if checkpoint is not None and checkpoint.exists():
+        done = json.loads(checkpoint.read_text())
+    pending = []
+    for record in records:
+        digest = _record_digest(record)
+        if done.get(str(record.id)) == digest:
+            report.skipped_already_pushed += 1
+        else:
+            pending.append((record, digest))
+    batch_size = max(1, min(batch_size, MAX_BATCH))
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start : start + batch_size]
+        _with_retries(
+            lambda batch=batch: dataset.records.log([record for record, _ in batch], batch_size=batch_size),
+            f"pushing records {start + 1}-{start + len(batch)} of {len(pending)} "
+            f"(rerun the same command to resume: {report.pushed} already pushed)",
+            retries,
+            wait_s,
+            report,
+        )
+        report.pushed += len(batch)
+        report.batches += 1
+        done.update({str(record.id): digest for record, digest in batch})
+        if checkpoint is not None:
+            checkpoint.write_text(json.dumps(done))
+        if on_batch is not None:
+            on_batch(len(batch))
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _record_digest(record: Any) -> str:
+    import hashlib
+
+    payload = {
+        "fields": record.fields.to_dict() if hasattr(record.fields, "to_dict") else dict(record.fields),
+        "metadata": dict(record.metadata),
+        "suggestions": [(s.question_name, s.value, s.score, s.agent) for s in record.suggestions],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def update_metadata(
+    client: Any,
+    dataset: Any,
+    updates: dict[str, dict[str, Any]],
+    batch_size: int = MAX_BATCH,
+    retries: int = 6,
+    wait_s: float = 1.0,
+) -> int:
+    """Merge ``updates`` (record id -> metadata values) into existing records' metadata.
+
+    Goes through the bulk upsert endpoint with ``metadata`` only: fields, suggestions and
+    reviewers' responses are left as they are. Returns the number of records updated.
+    """
+    current: dict[str, dict] = {}
+    for record in dataset.records(with_suggestions=False, with_responses=False, with_vectors=False):
+        if record.id in updates:
+            current[record.id] = dict(record.metadata)
+    unknown = sorted(set(updates) - set(current))
+    if unknown:
+        raise ArgillaIOError(
+            f"{len(unknown)} record(s) to update are not in Argilla (e.g. {unknown[:3]}); push them first"
+        )
+    items = [{"external_id": rid, "metadata": {**current[rid], **values}} for rid, values in updates.items()]
+    http = client.api.http_client
+    updated = 0
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+
+        def send(chunk=chunk):
+            response = http.put(f"/api/v1/datasets/{dataset.id}/records/bulk", json={"items": chunk})
+            response.raise_for_status()
+
+        _with_retries(send, f"updating metadata of records {start + 1}-{start + len(chunk)}", retries, wait_s)
+        updated += len(chunk)
+    return updated
+
+
+def pull_responses(client: Any, dataset: Any, labels: Iterable[str], question: str) -> tuple[pd.DataFrame, PullReport]:
+    """All reviewers' responses to ``question``: a long table and counts by status.
+
+    Returns ``record_id, user, label, status, updated_at`` for every response (submitted, draft,
+    discarded, and ``invalid_label`` for a value outside ``labels``, e.g. after the question was
+    edited by hand); only ``submitted`` rows are labels. A response of a deleted reviewer is
+    kept under ``deleted-user:<id>``.
+    """
+    allowed = set(labels)
+    usernames = {str(user.id): user.username for user in client.users}
+    report = PullReport()
+    rows = []
+    for record in dataset.records(with_suggestions=False, with_responses=True, with_vectors=False):
+        report.records += 1
+        has_submitted = False
+        for response in record.responses:
+            if response.question_name != question:
+                continue
+            status = str(getattr(response.status, "value", response.status))
+            value = response.value
+            user = usernames.get(str(response.user_id), f"deleted-user:{response.user_id}")
+            values = value if isinstance(value, list) else [value]
+            if status != "discarded" and value is not None and not set(map(str, values)) <= allowed:
+                if len(report.invalid_examples) < 5:
+                    report.invalid_examples.append({"record_id": record.id, "user": user, "label": value})
+                status = "invalid_label"
+            setattr(report, status, getattr(report, status) + 1)
+            has_submitted |= status == "submitted"
+            rows.append(
+                {
+                    "record_id": record.id,
+                    "user": user,
+                    "label": json.dumps(sorted(values)) if isinstance(value, list) else value,
+                    "status": status,
+                    "updated_at": getattr(record, "updated_at", None) or pd.NaT,
+                }
+            )
+        report.records_with_submitted += has_submitted
+    frame = pd.DataFrame(rows, columns=["record_id", "user", "label", "status", "updated_at"])
+    report.reviewers = sorted(frame.loc[frame["status"] == "submitted", "user"].unique().tolist())
+    return frame, report

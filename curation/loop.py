@@ -1,0 +1,156 @@
+"""One feedback round: pull -> agreement -> retrain -> re-prioritise -> push metadata updates.
+
+The steps are the public functions of the other modules; this module only sequences them and
+keeps the run directory's files in step (``responses.parquet``, ``pull.json``, ``loop.json``).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from curation import argilla_io
+from curation.active_learning import normalised_uncertainty
+from curation.consensus import majority_vote
+
+EMBEDDINGS_FILE = "embeddings.npy"
+
+
+def run_embeddings(run_dir: Path, texts: list[str], ids: list[str]) -> np.ndarray:
+    """``(n, 384)`` embeddings of a run's texts, computed once and kept in the run directory."""
+    path = run_dir / EMBEDDINGS_FILE
+    ids_path = run_dir / "embeddings_ids.json"
+    if path.exists() and ids_path.exists() and json.loads(ids_path.read_text()) == ids:
+        return np.load(path)
+    from curation.embeddings import embed_texts
+
+    vectors = embed_texts(texts)
+    np.save(path, vectors)
+    ids_path.write_text(json.dumps(ids))
+    return vectors
+
+
+def pull_to_run(client: Any, dataset: Any, config: Any, run_dir: Path) -> argilla_io.PullReport:
+    """Pull every response into ``responses.parquet`` and the counts into ``pull.json``."""
+    frame, report = argilla_io.pull_responses(
+        client, dataset, [label.name for label in config.labels], config.argilla.question
+    )
+    frame.to_parquet(run_dir / "responses.parquet", index=False)
+    (run_dir / "pull.json").write_text(json.dumps(report.__dict__, indent=2, default=str) + "\n")
+    return report
+
+
+def human_majority(responses: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
+    """Per record: majority label of submitted answers (ties unresolved), agreement and count."""
+    submitted = responses[responses["status"] == "submitted"]
+    if submitted.empty:
+        return pd.DataFrame(columns=["record_id", "majority", "agreement", "n_reviewers"])
+    index = {label: code for code, label in enumerate(labels)}
+    table = submitted.pivot_table(index="record_id", columns="user", values="label", aggfunc="last")
+    codes = table.apply(lambda column: column.map(index)).to_numpy(dtype=float)
+    result = majority_vote(codes, len(labels))
+    majority = [labels[code] if code >= 0 else None for code in result.labels]
+    return pd.DataFrame(
+        {
+            "record_id": table.index,
+            "majority": majority,
+            "agreement": result.agreement,
+            "n_reviewers": result.n_votes,
+        }
+    )
+
+
+def reprioritise(
+    routed: pd.DataFrame,
+    embeddings: np.ndarray,
+    majority: pd.DataFrame,
+    labels: list[str],
+    weak_weight: float = 0.3,
+    seed: int = 0,
+) -> tuple[np.ndarray, dict]:
+    """New review priorities ``(n,)`` in [0, 1] from a student retrained on human + weak LLM labels.
+
+    The student (logistic regression on embeddings) trains on human majority labels (weight 1)
+    and, for the rest, the LLM's labels as weak labels (``weak_weight``). Priority is the mean of
+    the student's normalised entropy and its disagreement with the LLM's label.
+    """
+    from curation.student import fit_student
+
+    human = {
+        rid: label for rid, label in zip(majority["record_id"], majority["majority"], strict=True) if label in labels
+    }
+    y, weights = [], []
+    for rid, llm_label, status in zip(routed["id"], routed["llm_label"], routed["status"], strict=True):
+        if rid in human:
+            y.append(human[rid])
+            weights.append(1.0)
+        elif status == "ok" and isinstance(llm_label, str) and llm_label in labels:
+            y.append(llm_label)
+            weights.append(weak_weight)
+        else:
+            y.append(None)
+            weights.append(0.0)
+    mask = np.array([label is not None for label in y])
+    if len({label for label in y if label is not None}) < 2:
+        return routed["priority"].to_numpy(dtype=float), {"retrained": False, "reason": "fewer than two labels"}
+    student = fit_student(
+        embeddings[mask], np.array(y, dtype=object)[mask], classes=labels, seed=seed,
+        sample_weight=np.array(weights)[mask],
+    )  # fmt: skip
+    proba = student.predict_proba(embeddings)
+    uncertainty = normalised_uncertainty(proba, "entropy")
+    predicted = student.classes[np.argmax(proba, axis=1)]
+    disagreement = (predicted != routed["llm_label"].astype(str).to_numpy()).astype(float)
+    priority = 0.5 * uncertainty + 0.5 * disagreement
+    info = {
+        "retrained": True,
+        "n_human": int(sum(1 for w in weights if w == 1.0)),
+        "n_weak": int(sum(1 for w in weights if 0 < w < 1)),
+        "student_llm_disagreement": float(disagreement.mean()),
+    }
+    return priority, info
+
+
+def run_round(
+    client: Any,
+    dataset: Any,
+    config: Any,
+    run_dir: Path,
+    round_number: int,
+    min_agreement: float = 0.6,
+) -> dict:
+    """One round; returns what it did (also written to ``loop.json``)."""
+    routed = pd.read_parquet(run_dir / "routed.parquet")
+    labels = [label.name for label in config.labels]
+    report = pull_to_run(client, dataset, config, run_dir)
+    responses = pd.read_parquet(run_dir / "responses.parquet")
+    majority = human_majority(responses, labels)
+    embeddings = run_embeddings(run_dir, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
+    priority, info = reprioritise(routed, embeddings, majority, labels)
+    routed = routed.assign(priority=priority)
+    routed.to_parquet(run_dir / "routed.parquet", index=False)
+    in_argilla = set(argilla_io.review_queue(routed)["id"])
+    adjudicate = set(
+        majority.loc[(majority["n_reviewers"] >= 2) & (majority["agreement"] < min_agreement), "record_id"]
+    )
+    updates = {}
+    for rid, value in zip(routed["id"], priority, strict=True):
+        if rid in in_argilla:
+            update = {"priority": float(value), "round": int(round_number)}
+            if rid in adjudicate:
+                update.update(route="adjudication", priority=1.0)
+            updates[rid] = update
+    updated = argilla_io.update_metadata(client, dataset, updates)
+    summary = {
+        "round": round_number,
+        "pulled": report.__dict__,
+        "student": info,
+        "adjudication": sorted(adjudicate),
+        "metadata_updated": updated,
+    }
+    (run_dir / "loop.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    return summary

@@ -1,0 +1,189 @@
+"""`labeltriage push | pull | loop`: wiring between a run directory and Argilla."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+run_dir_argument = click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+config_option = click.option(
+    "--config",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Task config (default: the one recorded in RUN_DIR/run.json).",
+)
+
+
+def load_run_config(run_dir: Path, config: Path | None) -> Any:
+    from labeltriage.config import ConfigError, load_task_config
+
+    if config is None:
+        run_json = run_dir / "run.json"
+        recorded = json.loads(run_json.read_text()).get("config") if run_json.exists() else None
+        if not recorded:
+            raise click.UsageError(f"{run_json} names no task config; pass --config datasets_config/<task>.yaml")
+        config = Path(recorded)
+    try:
+        return load_task_config(config)
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def argilla_client() -> Any:
+    """The SDK client: ARGILLA_API_URL / ARGILLA_API_KEY from the environment, else the local stack."""
+    import argilla as rg
+
+    from argilla_stack.stack import Stack, StackError
+
+    api_url, api_key = os.environ.get("ARGILLA_API_URL"), os.environ.get("ARGILLA_API_KEY")
+    if not (api_url and api_key):
+        try:
+            api_url, api_key = Stack().credentials()
+        except StackError as exc:
+            raise click.ClickException(
+                f"{exc}, or set ARGILLA_API_URL and ARGILLA_API_KEY for another Argilla server"
+            ) from exc
+    try:
+        return rg.Argilla(api_url=api_url, api_key=api_key, timeout=120)
+    except Exception as exc:
+        raise click.ClickException(f"cannot reach Argilla at {api_url}: {exc}") from exc
+
+
+def _read_routed(run_dir: Path):
+    import pandas as pd
+
+    path = run_dir / "routed.parquet"
+    if not path.exists():
+        raise click.ClickException(f"{path} is missing; run `labeltriage route {run_dir}` first")
+    return pd.read_parquet(path)
+
+
+@click.command()
+@run_dir_argument
+@config_option
+@click.option("--include-auto", is_flag=True, help="Also push auto-accepted records (normally kept out).")
+@click.option("--round", "round_number", default=0, show_default=True, help="Round number stored as metadata.")
+@click.option("--batch-size", default=500, show_default=True, help="Records per request (the server caps at 500).")
+@click.option("--no-vectors", is_flag=True, help="Do not embed texts (no 'find similar' in the UI).")
+def push(run_dir: Path, config: Path | None, include_auto: bool, round_number: int, batch_size: int, no_vectors: bool):
+    """Push the review queue of RUN_DIR to Argilla: suggestions, reasoning, priority metadata.
+
+    Records routed to human_review and spot_check go to the dataset named in the config's
+    `argilla` section; the LLM label is the suggestion (score = calibrated confidence, agent =
+    model/prompt_hash). Reruns create no duplicates and resume an interrupted push.
+
+    \b
+    Examples:
+      labeltriage push runs/r1
+      labeltriage push runs/r1 --include-auto --round 1
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from curation import argilla_io
+    from curation.loop import run_embeddings
+
+    task = load_run_config(run_dir, config)
+    routed = _read_routed(run_dir)
+    queue = argilla_io.review_queue(routed, include_auto=include_auto)
+    vectors = None
+    if not no_vectors:
+        all_vectors = run_embeddings(run_dir, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
+        vectors = all_vectors[routed.index.get_indexer(queue.index)]
+    client = argilla_client()
+    try:
+        dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=None if no_vectors else 384)
+    except argilla_io.ArgillaIOError as exc:
+        raise click.ClickException(str(exc)) from exc
+    records = argilla_io.build_records(queue, task, round_number=round_number, vectors=vectors)
+    with Progress(
+        TextColumn("pushing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True
+    ) as progress:
+        bar = progress.add_task("push", total=len(records))
+        try:
+            report = argilla_io.push_records(
+                dataset,
+                records,
+                checkpoint=run_dir / "push_checkpoint.json",
+                batch_size=batch_size,
+                on_batch=lambda n: progress.advance(bar, n),
+            )
+        except argilla_io.ArgillaIOError as exc:
+            raise click.ClickException(str(exc)) from exc
+    report.not_routed_to_review = len(routed) - len(queue)
+    (run_dir / "push.json").write_text(json.dumps({"dataset": task.argilla.dataset, **report.__dict__}, indent=2))
+    click.echo(
+        f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
+        f"({report.skipped_already_pushed} already there, {report.not_routed_to_review} auto-accepted kept out)"
+    )
+
+
+@click.command()
+@run_dir_argument
+@config_option
+def pull(run_dir: Path, config: Path | None):
+    """Pull reviewers' responses into RUN_DIR/responses.parquet (drafts and discarded are counted).
+
+    \b
+    Example:
+      labeltriage pull runs/r1 && labeltriage agreement runs/r1
+    """
+    from curation import argilla_io
+    from curation.loop import pull_to_run
+
+    task = load_run_config(run_dir, config)
+    client = argilla_client()
+    dataset = client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
+    if dataset is None:
+        raise click.ClickException(
+            f"no dataset {task.argilla.workspace}/{task.argilla.dataset} in Argilla; run `labeltriage push {run_dir}`"
+        )
+    try:
+        report = pull_to_run(client, dataset, task, run_dir)
+    except argilla_io.ArgillaIOError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"pulled {report.submitted} submitted response(s) from {len(report.reviewers)} reviewer(s) on "
+        f"{report.records_with_submitted}/{report.records} record(s); not used: {report.draft} draft, "
+        f"{report.discarded} discarded, {report.invalid_label} with a label outside the question"
+    )
+    for example in report.invalid_examples:
+        click.echo(f"  invalid label {example['label']!r} by {example['user']} on record {example['record_id']}")
+
+
+@click.command()
+@run_dir_argument
+@config_option
+@click.option("--rounds", default=1, show_default=True, help="Rounds to run now (polling mode).")
+@click.option("--start-round", default=1, show_default=True)
+@click.option("--min-agreement", default=0.6, show_default=True, help="Below it a record goes to adjudication.")
+def loop(run_dir: Path, config: Path | None, rounds: int, start_round: int, min_agreement: float):
+    """Feedback rounds: pull, agreement, retrain the student, re-prioritise, push metadata.
+
+    Priorities and rounds are updated as metadata only: reviewers' responses are never touched.
+    Records whose reviewers disagree get route=adjudication and priority 1.
+
+    \b
+    Example:
+      labeltriage loop runs/r1 --rounds 1
+    """
+    from curation import argilla_io
+    from curation.loop import run_round
+
+    task = load_run_config(run_dir, config)
+    client = argilla_client()
+    dataset = client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
+    if dataset is None:
+        raise click.ClickException(f"no dataset {task.argilla.dataset} in Argilla; run `labeltriage push {run_dir}`")
+    for round_number in range(start_round, start_round + rounds):
+        try:
+            summary = run_round(client, dataset, task, run_dir, round_number, min_agreement=min_agreement)
+        except argilla_io.ArgillaIOError as exc:
+            raise click.ClickException(str(exc)) from exc
+        click.echo(
+            f"round {round_number}: {summary['pulled']['submitted']} submitted, "
+            f"{len(summary['adjudication'])} to adjudicate, {summary['metadata_updated']} priorities updated"
+        )
