@@ -24,6 +24,7 @@ import socket
 import subprocess
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -393,7 +394,9 @@ class Stack:
         client = rg.Argilla(api_url=api_url, api_key=api_key)
         data = self.secrets()
         password = password or data.get("users", {}).get(username) or secrets.token_urlsafe(12)
-        user = client.users(username)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the SDK warns when the user does not exist yet
+            user = client.users(username)
         if user is None:
             user = rg.User(username=username, password=password, role=role, client=client).create()
         workspace = client.workspaces(WORKSPACE)

@@ -1,0 +1,102 @@
+"""What `labeltriage demo` needs beyond the CLI steps: its input and its simulated reviewers.
+
+* :func:`demo_input`: product-review snippets from VADER's Amazon set (Hutto & Gilbert 2014),
+  with a gold label from the crowd's mean rating for a slice used to calibrate.
+* :func:`simulate_reviewers`: reviewer accounts that answer the Argilla queue through the REST API
+  exactly as the UI does (``POST /api/v1/records/{id}/responses`` with a bearer token); each answer
+  is one real crowd rating of that snippet, drawn at random, so their agreement is the crowd's.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from labeltriage.corpora import vader_ratings
+
+SUBSET = "amazonReviewSnippets"
+REVIEWER_NAMES = ("reviewer-1", "reviewer-2", "reviewer-3")
+
+
+def rating_label(rating: float) -> str:
+    """One crowd rating (-4..4) as a sentiment label."""
+    return "positive" if rating > 0 else ("negative" if rating < 0 else "neutral")
+
+
+def mean_label(mean: float, neutral_band: float = 0.5) -> str:
+    """The crowd's mean rating as a gold label: within +-``neutral_band`` of 0 is neutral."""
+    if mean > neutral_band:
+        return "positive"
+    if mean < -neutral_band:
+        return "negative"
+    return "neutral"
+
+
+def demo_input(n_records: int, n_gold: int, directory: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write ``input.csv`` (text, source) and ``gold.csv`` (id via text, gold_label) for the demo."""
+    snippets = vader_ratings(SUBSET)
+    snippets = snippets[snippets["mean_matches_text"] & (snippets["text"].str.len() > 20)]
+    sample = snippets.sample(n=n_records, random_state=seed).reset_index(drop=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    input_path = directory / "input.csv"
+    pd.DataFrame({"text": sample["text"], "source": f"vader-{SUBSET}"}).to_csv(input_path, index=False)
+    gold_path = directory / "gold.csv"
+    gold = sample.head(n_gold)
+    pd.DataFrame({"text": gold["text"], "gold_label": gold["mean"].map(mean_label)}).to_csv(gold_path, index=False)
+    return input_path, gold_path
+
+
+def _crowd_by_text() -> dict[str, list[int]]:
+    snippets = vader_ratings(SUBSET)
+    return dict(zip(snippets["text"], snippets["ratings"], strict=True))
+
+
+def simulate_reviewers(stack: Any, dataset: Any, question: str, seed: int = 0) -> dict[str, Any]:
+    """Three reviewers answer every record of ``dataset`` they have not answered yet.
+
+    Returns the reviewers' passwords and the number of answers sent (0 on a rerun).
+    """
+    import httpx
+
+    api_url, api_key = stack.credentials()
+    owner = {"X-Argilla-Api-Key": api_key}
+    crowd = _crowd_by_text()
+    rng = np.random.default_rng(seed)
+    records = []
+    offset = 0
+    while True:
+        page = httpx.get(
+            f"{api_url}/api/v1/datasets/{dataset.id}/records",
+            params={"limit": 1000, "offset": offset, "include": "responses"},
+            headers=owner,
+            timeout=60,
+        )
+        page.raise_for_status()
+        items = page.json()["items"]
+        records += items
+        if len(items) < 1000:
+            break
+        offset += 1000
+    passwords, sent = {}, 0
+    for name in REVIEWER_NAMES:
+        passwords[name] = stack.add_user(name, role="annotator")
+        token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": passwords[name]}).json()
+        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        me = httpx.get(f"{api_url}/api/v1/me", headers=headers).json()["id"]
+        for record in records:
+            ratings = crowd.get(record["fields"]["text"])
+            if not ratings or any(r["user_id"] == me for r in record.get("responses") or []):
+                continue
+            label = rating_label(int(rng.choice(ratings)))
+            response = httpx.post(
+                f"{api_url}/api/v1/records/{record['id']}/responses",
+                json={"values": {question: {"value": label}}, "status": "submitted"},
+                headers=headers,
+                timeout=60,
+            )
+            response.raise_for_status()
+            sent += 1
+    return {"passwords": passwords, "answers_sent": sent}
