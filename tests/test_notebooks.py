@@ -40,6 +40,7 @@ def check_quickstart(s: dict[str, Any]) -> None:
     assert {"prelabels.parquet", "run.json"} <= set(s["files"])
     assert s["run_json_records"] == s["n_records"]
     assert s["model"] == "smollm2"
+    assert s["rerun_model_calls"] == 0, "a rerun must come from the cache"
 
 
 def check_calibration(s: dict[str, Any]) -> None:
