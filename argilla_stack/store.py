@@ -18,10 +18,11 @@ match a filter when any value does, as in Elasticsearch:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -163,16 +164,22 @@ class SearchStore:
         if row[0] != "ok":
             raise StoreCorruptError(f"search store {self.path} failed its integrity check: {row[0]}")
 
-    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction; IMMEDIATE takes the write lock up front so the server and worker queue."""
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
-            for sql, params in statements:
-                db.execute(sql, params)
+            yield db
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+
+    def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
+        with self._transaction() as db:
+            for sql, params in statements:
+                db.execute(sql, params)
 
     # -- indexes --------------------------------------------------------------------------------
     def create_index(self, dataset_id: str) -> None:
@@ -226,9 +233,7 @@ class SearchStore:
 
     def index_documents(self, dataset_id: str, documents: Sequence[Document]) -> None:
         """Insert or replace whole documents (an upsert by ``record_id``)."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             db.execute("INSERT OR IGNORE INTO indexes VALUES (?)", (dataset_id,))
             touched_settings: set[str] = set()
             for doc in documents:
@@ -269,10 +274,6 @@ class SearchStore:
                     touched_settings.add(settings_id)
             for settings_id in touched_settings:
                 db.execute(*self._bump_sql(settings_id))
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def _insert_facts(self, rid: int, facts: Iterable[tuple[str, Any]]) -> None:
         rows = []
@@ -314,29 +315,17 @@ class SearchStore:
         rid = self._rid(record_id)
         if rid is None:
             return
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for path in paths:
                 db.execute("DELETE FROM facts WHERE rid=? AND path=?", (rid, path))
             self._insert_facts(rid, facts)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def upsert_response(self, record_id: str, response: ResponseDoc) -> None:
         rid = self._rid(record_id)
         if rid is None:
             return
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction():
             self._insert_response(rid, response)
-            db.execute("COMMIT")
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
 
     def delete_response(self, response_id: str) -> None:
         self._write(
