@@ -77,6 +77,8 @@ def check_active_learning(s: dict[str, Any]) -> None:
     for name, auc in s["auc"].items():
         assert min(s["curves"][name]) - 1e-9 <= auc <= max(s["curves"][name]) + 1e-9
     assert s["batch_hybrid_unique_picks"], "the batch-aware hybrid picked a record twice"
+    sim = s["batch_similarity"]
+    assert sim["batch_hybrid"] < sim["margin"], "the batch-aware batch should be more diverse than margin's"
 
 
 def check_agreement(s: dict[str, Any]) -> None:
@@ -153,7 +155,7 @@ def _params() -> list[Any]:
 # ----------------------------------------------------------------------------------------------
 def test_every_notebook_is_checked() -> None:
     assert NOTEBOOKS, "no notebooks under notebooks/"
-    assert {p.name for p in NOTEBOOKS} <= set(CHECKS)
+    assert {p.name for p in NOTEBOOKS} == set(CHECKS)
 
 
 @pytest.mark.parametrize("path", [pytest.param(p, id=p.stem) for p in NOTEBOOKS])
