@@ -126,7 +126,9 @@ def start_llama_server(model_path: str, n_threads: int) -> tuple[subprocess.Pope
     port = free_port()
     command = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--host", "127.0.0.1"]
     command += ["--port", str(port), "--n_ctx", "2048", "--n_threads", str(n_threads), "--model_alias", "smollm2"]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    # OpenMP threads spin-wait by default: on a shared CPU that stalls every token
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     base_url = f"http://127.0.0.1:{port}/v1"
     wait_ready(base_url, process)
     return process, base_url
@@ -286,6 +288,7 @@ def main() -> None:
             "target": 30,
         }
         print(json.dumps({"a": report["a_fixed_200ms_server"]}, indent=2), flush=True)
+        save(report, partial=bool(args.skip))
 
     smol = str(resolve_model_path("smollm2-135m-instruct"))
     if "b" not in args.skip:
@@ -304,6 +307,7 @@ def main() -> None:
             "note": "llama_cpp.server decodes one request at a time: concurrency cannot beat the model",
         }
         print(json.dumps({"b": report["b_llama_cpp_server_smollm2"]}, indent=2), flush=True)
+        save(report, partial=True)
 
     if "c" not in args.skip:
         with tempfile.TemporaryDirectory() as tmp:
@@ -314,13 +318,18 @@ def main() -> None:
             report["c_local_backend"] = json.loads(out_file.read_text())
         print(json.dumps({"c": report["c_local_backend"]}, indent=2), flush=True)
 
+    print(markdown(save(report, partial=True)))
+
+
+def save(report: dict, partial: bool) -> dict:
+    """Write the figures so far; a partial run keeps the other parts of the previous file."""
     RESULTS.mkdir(parents=True, exist_ok=True)
     previous = RESULTS / "prelabel_throughput.json"
-    if args.skip and previous.is_file():  # partial rerun: keep the other parts
+    if partial and previous.is_file():
         report = {**json.loads(previous.read_text()), **report}
     previous.write_text(json.dumps(report, indent=2) + "\n")
     (RESULTS / "prelabel_throughput.md").write_text(markdown(report))
-    print(markdown(report))
+    return report
 
 
 def markdown(report: dict) -> str:

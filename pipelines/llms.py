@@ -362,22 +362,24 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
         estimate = self.budget.estimate(_prompt_chars(messages), max_tokens)
         if not self.budget.reserve(estimate):
             return _output(None, 0, 0, None, BUDGET_EXHAUSTED)
+        # The body is plain JSON already; it goes in `extra_body` (merged over the typed fields)
+        # so the client does not walk it through its typed transform: that walk was ~15% of the
+        # client's CPU at high concurrency.
+        extra: dict[str, Any] = {"messages": messages}
         request: dict[str, Any] = {
             "model": self.model,
-            "messages": messages,
+            "messages": [],
             "temperature": temperature,
             "max_tokens": max_tokens,
             "seed": seed,
+            "extra_body": extra,
         }
-        extra: dict[str, Any] = {}
         response_format = self._response_format()
         if response_format is not None:
             # via extra_body: sent as is (the client's typed transform walks the whole schema)
             extra["response_format"] = response_format
         if self.want_logprobs and self._logprobs_supported:
             extra["logprobs"] = True
-        if extra:
-            request["extra_body"] = extra
         assert self._semaphore is not None
         async with self._semaphore:
             self._turn = (self._turn + 1) % len(self._clients)
