@@ -160,15 +160,30 @@ def pull(run_dir: Path, config: Path | None):
 @click.option("--rounds", default=1, show_default=True, help="Rounds to run now (polling mode).")
 @click.option("--start-round", default=1, show_default=True)
 @click.option("--min-agreement", default=0.6, show_default=True, help="Below it a record goes to adjudication.")
-def loop(run_dir: Path, config: Path | None, rounds: int, start_round: int, min_agreement: float):
+@click.option("--watch", is_flag=True, help="Event-driven: run a round every --every new submitted responses.")
+@click.option("--every", default=50, show_default=True, help="With --watch: responses per round.")
+@click.option("--listen-port", default=0, help="With --watch: port of the webhook listener on 127.0.0.1 (0 = any).")
+def loop(
+    run_dir: Path,
+    config: Path | None,
+    rounds: int,
+    start_round: int,
+    min_agreement: float,
+    watch: bool,
+    every: int,
+    listen_port: int,
+):
     """Feedback rounds: pull, agreement, retrain the student, re-prioritise, push metadata.
 
     Priorities and rounds are updated as metadata only: reviewers' responses are never touched.
-    Records whose reviewers disagree get route=adjudication and priority 1.
+    Records whose reviewers disagree get route=adjudication and priority 1. With --watch, an
+    Argilla webhook (response events, signed) triggers a round every --every submitted responses
+    until --rounds rounds ran or Ctrl-C; the webhook is removed on exit.
 
     \b
-    Example:
+    Examples:
       labeltriage loop runs/r1 --rounds 1
+      labeltriage loop runs/r1 --watch --every 25 --rounds 10
     """
     from curation import argilla_io
     from curation.loop import run_round
@@ -178,7 +193,9 @@ def loop(run_dir: Path, config: Path | None, rounds: int, start_round: int, min_
     dataset = client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
     if dataset is None:
         raise click.ClickException(f"no dataset {task.argilla.dataset} in Argilla; run `labeltriage push {run_dir}`")
-    for round_number in range(start_round, start_round + rounds):
+    numbers = iter(range(start_round, start_round + rounds))
+
+    def one_round(round_number: int) -> None:
         try:
             summary = run_round(client, dataset, task, run_dir, round_number, min_agreement=min_agreement)
         except argilla_io.ArgillaIOError as exc:
@@ -187,3 +204,39 @@ def loop(run_dir: Path, config: Path | None, rounds: int, start_round: int, min_
             f"round {round_number}: {summary['pulled']['submitted']} submitted, "
             f"{len(summary['adjudication'])} to adjudicate, {summary['metadata_updated']} priorities updated"
         )
+
+    if not watch:
+        for round_number in numbers:
+            one_round(round_number)
+        return
+    _watch(client, dataset, every, listen_port, numbers, one_round)
+
+
+def _watch(client: Any, dataset: Any, every: int, port: int, numbers: Any, one_round: Any) -> None:
+    import threading
+
+    import argilla as rg
+
+    from curation.webhooks import ResponseWebhookListener
+
+    done = threading.Event()
+
+    def on_batch(n_new: int) -> None:
+        number = next(numbers, None)
+        if number is not None:
+            click.echo(f"{n_new} new submitted response(s)")
+            one_round(number)
+        if number is None or numbers.__length_hint__() == 0:
+            done.set()
+
+    listener = ResponseWebhookListener(str(dataset.id), every, on_batch, port=port)
+    webhook = rg.Webhook(url=listener.url, events=["response.created", "response.updated"], _client=client).create()
+    listener.start(webhook.secret)
+    click.echo(f"listening on {listener.url} for responses to {dataset.name}; Ctrl-C to stop")
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.stop()
+        webhook.delete()

@@ -1,0 +1,107 @@
+"""Event-driven feedback loop: a listener for Argilla's response webhooks.
+
+Argilla's worker POSTs each event, signed as Standard Webhooks (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature``), to the registered URL. The listener verifies the
+signature, counts submitted responses of one dataset, and calls ``on_batch`` every ``every`` of
+them (one call at a time, outside the HTTP handler, so Argilla's delivery never waits on a
+retrain).
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+RESPONSE_EVENTS = ("response.created", "response.updated")
+
+
+class ResponseWebhookListener:
+    """An HTTP listener on 127.0.0.1 that triggers ``on_batch(n_new)`` every ``every`` submitted responses.
+
+    The socket is bound at construction, so :attr:`url` can be registered with Argilla before
+    :meth:`start` receives the webhook's secret.
+    """
+
+    def __init__(self, dataset_id: str, every: int, on_batch: Callable[[int], None], port: int = 0):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self._verifier: Webhook | None = None
+        self.dataset_id = str(dataset_id)
+        self.every = every
+        self.on_batch = on_batch
+        self.received = 0
+        self.rejected = 0
+        self.batches = 0
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue[int | None] = queue.Queue()
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}/argilla-webhook"
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        listener = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                try:
+                    event = listener._verifier.verify(body.decode(), dict(self.headers.items()))
+                except WebhookVerificationError:
+                    listener.rejected += 1
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                listener._accept(event if isinstance(event, dict) else json.loads(body))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:  # keep request lines out of the logs
+                return None
+
+        return Handler
+
+    def _accept(self, event: dict) -> None:
+        if event.get("type") not in RESPONSE_EVENTS:
+            return
+        data = event.get("data") or {}
+        if str(((data.get("record") or {}).get("dataset") or {}).get("id")) != self.dataset_id:
+            return
+        if data.get("status") != "submitted":
+            return
+        with self._lock:
+            self.received += 1
+            self._pending += 1
+            if self._pending >= self.every:
+                self._jobs.put(self._pending)
+                self._pending = 0
+
+    def _work(self) -> None:
+        while (n_new := self._jobs.get()) is not None:
+            self.on_batch(n_new)
+            self.batches += 1
+
+    def start(self, secret: str) -> ResponseWebhookListener:
+        """Serve in the background; ``secret`` is the webhook's (known once it is registered at :attr:`url`)."""
+        self._verifier = Webhook(secret)
+        for target in (self._server.serve_forever, self._work):
+            thread = threading.Thread(target=target, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._jobs.put(None)
+        for thread in self._threads:
+            thread.join(timeout=30)
