@@ -662,8 +662,9 @@ def main(argv: list[str] | None = None) -> int:
     noop_sizes = args.noop_sizes or args.sizes
     command = "python benchmarks/argilla_stack.py " + " ".join(argv if argv is not None else sys.argv[1:])
 
-    # The no-op launcher must be importable as `python -m _noop_engine_launcher` by the stack's children.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), str(ROOT), os.environ.get("PYTHONPATH")]))
+    # The no-op launcher must be importable as `python -m _noop_engine_launcher` by the stack's children; the
+    # repository root comes first so that this file never shadows the `argilla_stack` package.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH")]))
     os.environ.setdefault("TQDM_DISABLE", "1")
     embedded = Engine("embedded", args.homes[0], args.ports[0], "argilla_stack.launch")
     noop = Engine("noop", args.homes[1], args.ports[1], NOOP_LAUNCHER)
