@@ -4,10 +4,9 @@ Qwen2.5-Coder-1.5B-Instruct Q4_K_M (the default local model) on real labelled te
 packages: 300 Rotten Tomatoes snippets (fresh -> positive, rotten -> negative) and 300 CrowdFlower
 tweets (negative / neutral / positive). Seeded random samples.
 
-The task is `datasets_config/sentiment.yaml` with its label set restricted to the corpus's gold
-labels (RT: positive/negative; tweets: positive/negative/neutral) and a description naming the
-source; everything else (guidelines, few-shot that fit the label set, schema, generation) is the
-config's. Self-consistency (k samples at the config's temperature) runs on the first
+The task is `datasets_config/sentiment.yaml` as shipped (positive/negative/neutral/mixed); a
+prediction outside the corpus's gold labels counts as wrong (see `task_for`).
+Self-consistency (k samples at the config's temperature) runs on the first
 `--consistency-subset` records of each corpus only: it costs k extra calls per record.
 
 Reports accuracy, per-class F1, and the AUROC of each confidence kind (stated, logprob,
@@ -64,22 +63,13 @@ def corpus_frames(n: int, seed: int) -> dict[str, pd.DataFrame]:
 
 
 def task_for(base: TaskConfig, corpus: str, labels: list[str]) -> TaskConfig:
-    description = {
-        "rotten_tomatoes": "Classify the sentiment of this film critic's review snippet.",
-        "crowdflower_tweets": "Classify the sentiment of this tweet.",
-    }[corpus]
-    keep = [label for label in base.labels if label.name in labels]
-    few_shot = [ex for ex in base.few_shot if ex.label in labels]
-    return TaskConfig.model_validate(
-        {
-            **base.model_dump(exclude={"source_path"}),
-            "name": f"sentiment-{corpus}",
-            "description": description,
-            "labels": [label.model_dump() for label in keep],
-            "few_shot": [ex.model_dump() for ex in few_shot],
-            "source_path": base.source_path,
-        }
-    )
+    """The shipped sentiment task, unchanged (4 labels). Predicting a label outside the corpus's
+    gold set (e.g. mixed on a binary corpus) counts as wrong.
+
+    Restricting the label set to the gold labels was tried first and is worse: on 40 Rotten
+    Tomatoes snippets Qwen 1.5B then answered `negative` for all 40 (accuracy 0.425), while the
+    4-label prompt labels the same positive snippets correctly."""
+    return base.model_copy(update={"name": f"sentiment-{corpus}"})
 
 
 def auroc(correct: pd.Series, confidence: pd.Series) -> dict[str, float | int | None]:
