@@ -232,10 +232,17 @@ class _Query:
     def scored(self) -> bool:
         return bool(self.join)
 
-    def sql(self, columns: str) -> tuple[str, list[Any]]:
-        """``SELECT columns FROM records r ... WHERE ...`` and its parameters."""
-        where = " AND ".join(self.conditions)
-        return f"SELECT {columns} FROM records r{self.join} WHERE {where}", [*self.join_params, *self.params]
+    def sql(self, columns: str, lead: str = "", extra: tuple[str, list[Any]] | None = None) -> tuple[str, list[Any]]:
+        """``SELECT columns FROM {lead}records r ... WHERE ...`` and its parameters.
+
+        ``lead`` puts a table before ``records`` (as the outer loop); ``extra`` adds a condition.
+        """
+        conditions, params = list(self.conditions), list(self.params)
+        if extra is not None:
+            conditions.append(extra[0])
+            params += extra[1]
+        where = " AND ".join(conditions)
+        return f"SELECT {columns} FROM {lead}records r{self.join} WHERE {where}", [*self.join_params, *params]
 
 
 def _values_sql(filter: TermsFilter | RangeFilter, term: str, num: str) -> tuple[str, list[Any]]:
@@ -449,7 +456,9 @@ class EmbeddedSearchEngine(SearchEngine):
         built.add_filter(filter)
         total = self.store.query(*built.sql("count(*)"))[0][0]
         select, params = built.sql("r.record_id, " + ("t.score" if built.scored else "1.0") + " AS score")
-        if sort:
+        if sort and len(sort) == 1 and isinstance(sort[0].scope, MetadataFilterScope | SuggestionFilterScope):
+            rows = self._search_sorted_by_fact(built, sort[0], offset, limit)
+        elif sort:
             orders = [_order_sql(order) for order in sort]
             order_by = ", ".join(sql for sql, _ in orders) + ", r.rid"
             params += [p for _, order_params in orders for p in order_params]
@@ -464,6 +473,43 @@ class EmbeddedSearchEngine(SearchEngine):
             rows = self.store.query(f"{select} ORDER BY {order_by} LIMIT ? OFFSET ?", [*params, limit, offset])
         items = [SearchResponseItem(record_id=record_id, score=score) for record_id, score in rows]
         return SearchResponses(items=items, total=total)
+
+    def _search_sorted_by_fact(self, built: _Query, order: Order, offset: int, limit: int) -> list[tuple]:
+        """One sort on a metadata or suggestion value: walk its index in order and stop at the page.
+
+        The index ``facts_num``/``facts_term`` (path, value, rid) is the outer loop, so a page costs
+        about ``(offset + limit) / selectivity`` index steps instead of sorting every match. A
+        multi-valued field meets its min first ascending and its max first descending, which is
+        Elasticsearch's sort mode; later occurrences are skipped. Records without the field follow.
+        """
+        path = _fact_path(order.scope)
+        numeric = self.store.query("SELECT num IS NOT NULL FROM facts WHERE path = ? LIMIT 1", (path,))
+        column = "s.num" if numeric and numeric[0][0] else "s.term"
+        direction = "DESC" if _enum_value(order.order) == SortOrder.desc.value else "ASC"
+        score = "t.score" if built.scored else "1.0"
+        select, params = built.sql(
+            f"r.record_id, {score}", lead="facts s CROSS JOIN ", extra=("s.rid = r.rid AND s.path = ?", [path])
+        )
+        wanted = offset + limit
+        seen: set[str] = set()
+        rows: list[tuple] = []
+        cursor = self.store.db.execute(
+            f"{select} AND {column} IS NOT NULL ORDER BY {column} {direction}, s.rid {direction}", params
+        )
+        for row in cursor:
+            if row[0] not in seen:
+                seen.add(row[0])
+                rows.append(row)
+                if len(rows) >= wanted:
+                    break
+        cursor.close()
+        if len(rows) < wanted:
+            missing, params = built.sql(
+                f"r.record_id, {score}",
+                extra=(f"r.rid NOT IN (SELECT rid FROM facts WHERE path = ? AND {column[2:]} IS NOT NULL)", [path]),
+            )
+            rows += self.store.query(f"{missing} ORDER BY r.rid LIMIT ?", [*params, wanted - len(rows)])
+        return rows[offset:wanted]
 
     async def similarity_search(
         self,

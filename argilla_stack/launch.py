@@ -69,6 +69,13 @@ async def sync_store(verbose: bool = True) -> dict[str, int]:
                 in_store = (store_records.get(key), store_responses.get(key, 0))
                 if in_store == in_db:
                     continue
+                if verbose:
+                    print(
+                        f"labeltriage: reindexing dataset {dataset_id} ({in_db[0]} records in the database, "
+                        f"{in_store[0] or 0} in the search store)",
+                        file=sys.stderr,
+                        flush=True,
+                    )
                 dataset = await Reindexer.reindex_dataset(db, engine, dataset_id)
                 count = 0
                 async for batch in Reindexer.reindex_dataset_records(db, engine, dataset):

@@ -202,7 +202,7 @@ class Stack:
         search_engine: str = "embedded",
         search_url: str | None = None,
         database_url: str | None = None,
-        timeout: float = 180.0,
+        timeout: float = 1800.0,
         log: callable = print,
         launcher: str = "argilla_stack.launch",
     ) -> StackState:
@@ -238,6 +238,7 @@ class Stack:
             search_url=search_url,
             database_url=database_url
             or f"sqlite+aiosqlite:///{self.home / 'argilla' / 'argilla.db'}?check_same_thread=False",
+            launcher=launcher,
         )
         env = self.environment(state, data)
         try:
@@ -261,7 +262,7 @@ class Stack:
                 [sys.executable, "-m", launcher, "worker", "--num-workers", "1"], env, "worker"
             )
             self._write_state(state)
-            self._wait_ready(state, timeout)
+            self._wait_ready(state, timeout, log)
         except BaseException:
             self.down(log=lambda *_: None)
             raise
@@ -310,9 +311,13 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"`{name}` failed (exit {result.returncode}); see {self.logs / (name + '.log')}")
 
-    def _wait_ready(self, state: StackState, timeout: float) -> None:
+    def _wait_ready(self, state: StackState, timeout: float, log: callable = print) -> None:
         deadline = time.monotonic() + timeout
+        told = False
         while time.monotonic() < deadline:
+            if not told and "labeltriage: reindexing" in self._log_tail("server", 50):
+                log("the search store is being rebuilt from Argilla's database; the API answers when it is done")
+                told = True
             for name in ("server", "worker", "redis"):
                 if not _alive(state.pids[name]):
                     tail = self._log_tail(name)
