@@ -42,9 +42,25 @@ if ! stamp_ok base 1; then
   stamp base 1
 fi
 
-if ! $VENV/bin/python -c "import llama_cpp" 2>/dev/null; then
-  say "building llama-cpp-python (about 4 minutes on 2 cores, once)"
-  CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} "${PIP[@]}" "llama-cpp-python[server]==0.3.36"
+# llama.cpp is built without -march=native: the native build (AVX-512 on these machines)
+# segfaults in llama_decode; AVX2/FMA/F16C is portable across x86-64 machines of this decade.
+# The wheel is kept in the user cache (outside the repo), keyed by the flags, so every clone and
+# rerun reuses it; pip's own wheel cache ignores CMAKE_ARGS, hence --no-cache-dir.
+LLAMA_VERSION=0.3.36
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF"
+[ "$(uname -m)" = x86_64 ] && LLAMA_CMAKE_ARGS+=" -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
+llama_key=$(echo "$LLAMA_VERSION $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)
+LLAMA_WHEELS=${XDG_CACHE_HOME:-$HOME/.cache}/labeltriage/wheels/llama-$llama_key
+if ! stamp_ok llama "$llama_key" || ! $VENV/bin/python -c "import llama_cpp" 2>/dev/null; then
+  if ! ls "$LLAMA_WHEELS"/llama_cpp_python-*.whl >/dev/null 2>&1; then
+    say "building llama-cpp-python $LLAMA_VERSION ($LLAMA_CMAKE_ARGS; about 4 minutes on 2 cores, once)"
+    mkdir -p "$LLAMA_WHEELS"
+    CMAKE_ARGS="$LLAMA_CMAKE_ARGS" CMAKE_BUILD_PARALLEL_LEVEL=${CMAKE_BUILD_PARALLEL_LEVEL:-2} \
+      $VENV/bin/python -m pip wheel --quiet --no-deps --no-cache-dir -w "$LLAMA_WHEELS" "llama-cpp-python==$LLAMA_VERSION"
+  fi
+  "${PIP[@]}" --force-reinstall --no-deps "$LLAMA_WHEELS"/llama_cpp_python-*.whl
+  "${PIP[@]}" --find-links "$LLAMA_WHEELS" "llama-cpp-python[server]==$LLAMA_VERSION"
+  stamp llama "$llama_key"
 fi
 
 deps_hash=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
