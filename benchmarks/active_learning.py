@@ -97,7 +97,7 @@ def query(strategy: str, model, x_pool: np.ndarray, labelled: np.ndarray, n: int
         "margin": lambda: al.margin_sampling(p, n),
         "core_set": lambda: al.core_set_sampling(x_pool[unl], lab_emb, n),
         "source_hybrid": lambda: al.hybrid_acquisition(p, x_pool[unl], lab_emb, n, 0.6),
-        "batch_hybrid": lambda: al.batch_hybrid_acquisition(p, x_pool[unl], lab_emb, n, 0.6),
+        "batch_hybrid": lambda: al.batch_hybrid_acquisition(p, x_pool[unl], lab_emb, n),
     }[strategy]
     return unl[pick()]
 
