@@ -53,15 +53,21 @@ def _check_n_select(n_select: Any, n_pool: int) -> int:
     return int(n_select)
 
 
-def check_predictions(predictions: Any, name: str = "predictions") -> np.ndarray:
-    """Return ``predictions`` as a 2-D float array of probability rows, or raise naming ``name``."""
-    arr = np.asarray(predictions)
+def _numeric_2d(values: Any, name: str, shape: str) -> np.ndarray:
+    """``values`` as a 2-D float array (no copy if already float), or raise naming ``name``."""
+    arr = np.asarray(values)
     if arr.dtype.kind not in "fiu":
         raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
     if arr.dtype.kind != "f":
         arr = arr.astype(np.float64)
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, n_classes), got shape {arr.shape}")
+        raise ValueError(f"{name} must be 2-D {shape}, got shape {arr.shape}")
+    return arr
+
+
+def check_predictions(predictions: Any, name: str = "predictions") -> np.ndarray:
+    """Return ``predictions`` as a 2-D float array of probability rows, or raise naming ``name``."""
+    arr = _numeric_2d(predictions, name, "(n_samples, n_classes)")
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: the pool has no records")
     if arr.shape[1] < 2:
@@ -87,13 +93,7 @@ def check_predictions(predictions: Any, name: str = "predictions") -> np.ndarray
 
 def check_embeddings(embeddings: Any, name: str = "embeddings", dim: int | None = None) -> np.ndarray:
     """Return ``embeddings`` as a 2-D float array (no copy if already float), or raise naming ``name``."""
-    arr = np.asarray(embeddings)
-    if arr.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
-    if arr.dtype.kind != "f":
-        arr = arr.astype(np.float64)
-    if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (n_samples, dim), got shape {arr.shape}")
+    arr = _numeric_2d(embeddings, name, "(n_samples, dim)")
     if arr.shape[0] == 0:
         what = "the labelled set is empty (cold start: use uncertainty_sampling)" if "labeled" in name else ""
         raise ValueError(f"{name} has no rows; {what or 'need at least one record'}")

@@ -34,7 +34,7 @@ from pipelines.cache import RecordCache, cache_key
 from pipelines.llms import Budget, CallStats, LocalLlamaLLM, OpenAICompatibleLLM
 from pipelines.models import resolve_model_path
 from pipelines.prompt import prompt_hash
-from pipelines.steps import NOT_RUN, Finalize, PrelabelTask, PrepareText, SelfConsistency
+from pipelines.steps import NOT_RUN, PRELABEL_OUTPUTS, Finalize, PrelabelTask, PrepareText, SelfConsistency
 
 CONTRACT_COLUMNS = [
     "id",
@@ -55,18 +55,7 @@ CONTRACT_COLUMNS = [
     "raw_output",
 ]
 EXTRA_COLUMNS = ["confidence_kind", "truncated", "attempts", "consistency_labels", "source"]
-MAIN_FIELDS = [
-    "llm_label",
-    "confidence_stated",
-    "confidence_logprob",
-    "reasoning",
-    "raw_output",
-    "status",
-    "error",
-    "attempts",
-    "input_tokens",
-    "output_tokens",
-]
+MAIN_FIELDS = PRELABEL_OUTPUTS
 CACHE_FILE = "cache/prelabel-cache.jsonl"
 
 

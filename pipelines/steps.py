@@ -24,6 +24,20 @@ from pipelines.llms import BUDGET_EXHAUSTED
 from pipelines.parsing import InvalidOutput, label_of, label_token_probability, parse_answer
 from pipelines.prompt import render_messages
 
+# What PrelabelTask adds to each row (the runner caches exactly these per record).
+PRELABEL_OUTPUTS = (
+    "llm_label",
+    "confidence_stated",
+    "confidence_logprob",
+    "reasoning",
+    "raw_output",
+    "status",
+    "error",
+    "attempts",
+    "input_tokens",
+    "output_tokens",
+)
+
 NOT_RUN = "not_run"
 
 
@@ -80,18 +94,7 @@ class PrelabelTask(Task):
 
     @property
     def outputs(self) -> list[str]:
-        return [
-            "llm_label",
-            "confidence_stated",
-            "confidence_logprob",
-            "reasoning",
-            "raw_output",
-            "status",
-            "error",
-            "attempts",
-            "input_tokens",
-            "output_tokens",
-        ]
+        return list(PRELABEL_OUTPUTS)
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
         return render_messages(self.config, input["model_text"])
