@@ -484,7 +484,8 @@ class EmbeddedSearchEngine(SearchEngine):
         """
         path = _fact_path(order.scope)
         numeric = self.store.query("SELECT num IS NOT NULL FROM facts WHERE path = ? LIMIT 1", (path,))
-        column = "s.num" if numeric and numeric[0][0] else "s.term"
+        value = "num" if numeric and numeric[0][0] else "term"
+        column = f"s.{value}"
         direction = "DESC" if _enum_value(order.order) == SortOrder.desc.value else "ASC"
         score = "t.score" if built.scored else "1.0"
         select, params = built.sql(
@@ -506,7 +507,7 @@ class EmbeddedSearchEngine(SearchEngine):
         if len(rows) < wanted:
             missing, params = built.sql(
                 f"r.record_id, {score}",
-                extra=(f"r.rid NOT IN (SELECT rid FROM facts WHERE path = ? AND {column[2:]} IS NOT NULL)", [path]),
+                extra=(f"r.rid NOT IN (SELECT rid FROM facts WHERE path = ? AND {value} IS NOT NULL)", [path]),
             )
             rows += self.store.query(f"{missing} ORDER BY r.rid LIMIT ?", [*params, wanted - len(rows)])
         return rows[offset:wanted]

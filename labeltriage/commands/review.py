@@ -193,7 +193,7 @@ def loop(
     dataset = client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
     if dataset is None:
         raise click.ClickException(f"no dataset {task.argilla.dataset} in Argilla; run `labeltriage push {run_dir}`")
-    numbers = iter(range(start_round, start_round + rounds))
+    numbers = list(range(start_round, start_round + rounds))
 
     def one_round(round_number: int) -> None:
         try:
@@ -212,7 +212,7 @@ def loop(
     _watch(client, dataset, every, listen_port, numbers, one_round)
 
 
-def _watch(client: Any, dataset: Any, every: int, port: int, numbers: Any, one_round: Any) -> None:
+def _watch(client: Any, dataset: Any, every: int, port: int, numbers: list[int], one_round: Any) -> None:
     import threading
 
     import argilla as rg
@@ -221,12 +221,13 @@ def _watch(client: Any, dataset: Any, every: int, port: int, numbers: Any, one_r
 
     done = threading.Event()
 
+    remaining = list(numbers)
+
     def on_batch(n_new: int) -> None:
-        number = next(numbers, None)
-        if number is not None:
+        if remaining:
             click.echo(f"{n_new} new submitted response(s)")
-            one_round(number)
-        if number is None or numbers.__length_hint__() == 0:
+            one_round(remaining.pop(0))
+        if not remaining:
             done.set()
 
     listener = ResponseWebhookListener(str(dataset.id), every, on_batch, port=port)
