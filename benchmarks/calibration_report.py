@@ -98,6 +98,11 @@ def print_table(title: str, table: dict) -> None:
         )
 
 
+def _run_name(path: Path) -> str:
+    """runs/<run>/prelabels.parquet -> <run>; benchmarks/results/prelabels_qwen_x.parquet -> prelabels_qwen_x."""
+    return path.parent.name if path.stem == "prelabels" else path.stem
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--prelabels", nargs="*", type=Path, default=None, help="prelabels.parquet with gold_label")
@@ -151,8 +156,8 @@ def main() -> None:
             perm = np.random.default_rng(1000).permutation(c.shape[0])
             cal = fit_calibrator(c[perm[:half]], y[perm[:half]])
             reliability_diagram(
-                c[perm[half:]], y[perm[half:]], RESULTS / f"calibration_report_real_{path.parent.name}_{col}.png",
-                calibrated=cal.transform(c[perm[half:]]), title=f"{path.parent.name} {col}",
+                c[perm[half:]], y[perm[half:]], RESULTS / f"calibration_report_real_{_run_name(path)}_{col}.png",
+                calibrated=cal.transform(c[perm[half:]]), title=f"{_run_name(path)} {col}",
             )  # fmt: skip
         report["real"][str(path)] = entry
     if not report["real"]:

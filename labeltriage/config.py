@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
+TEXT_PLACEHOLDERS = ("text",)
 BACKENDS = ("local", "openai", "openai-batch")
 CONFIDENCE_KINDS = ("stated", "logprob", "consistency")
 
@@ -44,6 +45,7 @@ class Label(_Strict):
 class FewShotExample(_Strict):
     text: str = Field(min_length=1)
     label: str | list[str]
+    reasoning: str | None = None  # shown in the example's answer when the examples are chat turns
 
 
 class Price(_Strict):
@@ -103,6 +105,27 @@ class ArgillaSettings(_Strict):
     min_submitted: int = Field(default=1, ge=1)
 
 
+def _placeholders(template: str) -> set[str]:
+    return {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+
+
+def _check_placeholders(template: str, allowed: tuple[str, ...]) -> set[str]:
+    try:
+        fields = _placeholders(template)
+    except ValueError as error:
+        raise ValueError(f"not a valid template ({error}). Fix: write literal braces as '{{{{' and '}}}}'") from None
+    unknown = sorted(fields - set(allowed))
+    if unknown:
+        raise ValueError(
+            "unknown placeholder(s) "
+            + ", ".join("{" + u + "}" for u in unknown)
+            + ". Fix: use only "
+            + ", ".join("{" + p + "}" for p in allowed)
+            + " (write literal braces as '{{' and '}}')"
+        )
+    return fields
+
+
 class TaskConfig(_Strict):
     name: str = Field(min_length=1)
     description: str
@@ -112,6 +135,11 @@ class TaskConfig(_Strict):
     guidelines: str = ""
     few_shot: list[FewShotExample] = []
     prompt_template: str
+    # With a text template, the prompt template is the system message (instructions only), each
+    # few-shot example is a user turn and an assistant answer, and the record's text is the last
+    # user turn: small models then stop confusing the examples with the text, and the constant
+    # prefix stays in the local model's KV cache between records.
+    text_template: str | None = None
     model: ModelSettings = ModelSettings()
     confidence: ConfidenceSettings = ConfidenceSettings()
     thresholds: Thresholds = Thresholds()
@@ -130,28 +158,31 @@ class TaskConfig(_Strict):
     @field_validator("prompt_template")
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
-        try:
-            fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
-        except ValueError as error:
-            raise ValueError(
-                f"not a valid template ({error}). Fix: write literal braces as '{{{{' and '}}}}'"
-            ) from None
-        unknown = sorted(fields - set(PROMPT_PLACEHOLDERS))
-        if unknown:
-            raise ValueError(
-                "unknown placeholder(s) "
-                + ", ".join("{" + u + "}" for u in unknown)
-                + ". Fix: use only "
-                + ", ".join("{" + p + "}" for p in PROMPT_PLACEHOLDERS)
-                + " (write literal braces as '{{' and '}}')"
-            )
-        if "text" not in fields:
-            raise ValueError("has no {text} placeholder. Fix: add {text} where the record's text goes")
+        _check_placeholders(template, PROMPT_PLACEHOLDERS)
+        return template
+
+    @field_validator("text_template")
+    @classmethod
+    def _text_placeholder(cls, template: str | None) -> str | None:
+        if template is not None:
+            if "text" not in _check_placeholders(template, TEXT_PLACEHOLDERS):
+                raise ValueError("has no {text} placeholder. Fix: add {text} where the record's text goes")
         return template
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TaskConfig:
         names = set(self.label_names)
+        fields = _placeholders(self.prompt_template)
+        if self.text_template is None and "text" not in fields:
+            raise _KeyError(
+                "prompt_template", "has no {text} placeholder. Fix: add {text} where the record's text goes"
+            )
+        if self.text_template is not None and fields & {"text", "few_shot"}:
+            raise _KeyError(
+                "prompt_template",
+                "with text_template set, the prompt template holds the instructions only and the few-shot "
+                "examples become chat turns. Fix: remove {text} and {few_shot} from prompt_template",
+            )
         for i, example in enumerate(self.few_shot):
             given = [example.label] if isinstance(example.label, str) else list(example.label)
             if self.task_type == "single_label" and not isinstance(example.label, str):

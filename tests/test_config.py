@@ -65,6 +65,10 @@ def _write_variant(tmp_path: Path, mutate) -> Path:
         (lambda d: d.pop("argilla"), "argilla", ["missing", "Fix"]),
         (lambda d: d.update(prompt_template="Classify: {txt}"), "prompt_template", ["{txt}", "{text}"]),
         (lambda d: d["labels"].append({"name": "positive"}), "labels", ["duplicate", "Fix"]),
+        (lambda d: d.update(text_template="Review: {body}"), "text_template", ["{body}", "{text}"]),
+        (lambda d: d.update(text_template="Review"), "text_template", ["no {text}", "Fix"]),
+        (lambda d: d.update(prompt_template="{labels} {text}"), "prompt_template", ["remove {text}", "Fix"]),
+        (lambda d: d.pop("text_template"), "prompt_template", ["no {text}", "Fix"]),
         (lambda d: d["model"]["price"].update(input=-1), "model.price.input", ["greater than or equal", "Fix"]),
     ],
 )
@@ -86,3 +90,25 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
     broken.write_text("name: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_task_config(broken)
+
+
+def test_few_shot_examples_become_chat_turns_before_the_text() -> None:
+    from pipelines.prompt import prompt_hash, render_messages
+
+    config = load_task_config(SENTIMENT)
+    messages = render_messages(config, "Woefully pretentious.")
+    n = len(config.few_shot)
+    assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * n + ["user"]
+    assert "Labels:" in messages[0]["content"] and "- mixed:" in messages[0]["content"]
+    assert "Woefully" not in messages[0]["content"]  # the record's text is only in the last turn
+    assert messages[-1]["content"] == 'Text: "Woefully pretentious."'
+    for example, user, answer in zip(config.few_shot, messages[1::2], messages[2::2], strict=False):
+        assert user["content"] == f'Text: "{example.text}"'
+        assert yaml.safe_load(answer["content"])["label"] == example.label
+    # everything before the text is the same for every record (the local model's KV cache reuses it)
+    assert render_messages(config, "Another text.")[:-1] == messages[:-1]
+    # the single-message layout is still available, and the hash tells the two apart
+    inline = config.model_copy(update={"text_template": None, "prompt_template": "{few_shot}\nText: {text}"})
+    assert [m["role"] for m in render_messages(inline, "x")] == ["system", "user"]
+    assert config.few_shot[0].text in render_messages(inline, "x")[1]["content"]
+    assert prompt_hash(inline) != prompt_hash(config)
