@@ -164,9 +164,8 @@ class TaskConfig(_Strict):
     @field_validator("text_template")
     @classmethod
     def _text_placeholder(cls, template: str | None) -> str | None:
-        if template is not None:
-            if "text" not in _check_placeholders(template, TEXT_PLACEHOLDERS):
-                raise ValueError("has no {text} placeholder. Fix: add {text} where the record's text goes")
+        if template is not None and "text" not in _check_placeholders(template, TEXT_PLACEHOLDERS):
+            raise ValueError("has no {text} placeholder. Fix: add {text} where the record's text goes")
         return template
 
     @model_validator(mode="after")
