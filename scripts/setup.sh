@@ -47,7 +47,9 @@ fi
 # The wheel is kept in the user cache (outside the repo), keyed by the flags, so every clone and
 # rerun reuses it; pip's own wheel cache ignores CMAKE_ARGS, hence --no-cache-dir.
 LLAMA_VERSION=0.3.36
-LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF"
+# LLAVA_BUILD=OFF skips the multimodal library (clip/mtmd), which labeltriage never loads:
+# llama_cpp imports it lazily, only for image chat handlers.
+LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DLLAVA_BUILD=OFF"
 [ "$(uname -m)" = x86_64 ] && LLAMA_CMAKE_ARGS+=" -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 llama_key=$(echo "$LLAMA_VERSION $LLAMA_CMAKE_ARGS" | sha256sum | cut -c1-12)
 LLAMA_WHEELS=${XDG_CACHE_HOME:-$HOME/.cache}/labeltriage/wheels/llama-$llama_key
