@@ -88,10 +88,25 @@ def held_out(conf: np.ndarray, correct: np.ndarray, seeds: int, fit_share: float
     return out
 
 
+def ece_noise_floor(conf: np.ndarray, n_test: int, draws: int = 200, seed: int = 0) -> float:
+    """Mean ECE of a perfectly calibrated score on ``n_test`` records with these confidences.
+
+    Correctness is drawn as Bernoulli(confidence), so the true calibration error is 0 and what
+    remains is the estimator's sampling noise. An ECE near this floor cannot be halved."""
+    rng = np.random.default_rng(seed)
+    values = []
+    for _ in range(draws):
+        sample = rng.choice(conf, size=n_test, replace=False)
+        values.append(calibration_metrics(sample, rng.random(n_test) < sample)["ece"])
+    return float(np.mean(values))
+
+
 def print_table(title: str, table: dict) -> None:
     print(title)
     print(f"  {'method':<12}{'raw ECE':>10}{'cal ECE':>10}{'ratio':>8}{'raw Brier':>11}{'cal Brier':>11}  bar<=0.5")
     for m, r in table.items():
+        if not isinstance(r, dict):
+            continue
         print(
             f"  {m:<12}{r['raw_ece']:>10.4f}{r['cal_ece']:>10.4f}{r['ece_ratio_mean']:>8.2f}"
             f"{r['raw_brier']:>11.4f}{r['cal_brier']:>11.4f}  {'yes' if r['bar_ok'] else 'NO'}"
@@ -150,7 +165,11 @@ def main() -> None:
                 entry[col] = {"skipped": f"{int(m.sum())} finite values or one-class gold"}
                 continue
             entry[col] = held_out(np.clip(conf[m], 0, 1), correct[m], args.seeds)
+            n_test = int(m.sum()) - int(0.5 * int(m.sum()))
+            entry[col]["ece_noise_floor"] = ece_noise_floor(np.clip(conf[m], 0, 1), n_test)
             print_table(f"real: {path} [{col}] (n={int(m.sum())}, accuracy {correct[m].mean():.3f}):", entry[col])
+            floor = entry[col]["ece_noise_floor"]
+            print(f"  ECE of a perfectly calibrated score on {n_test} held-out records: {floor:.4f}")
             half = int(m.sum()) // 2
             c, y = np.clip(conf[m], 0, 1), correct[m]
             perm = np.random.default_rng(1000).permutation(c.shape[0])

@@ -14,7 +14,7 @@ consistency) for "the label is correct". Writes benchmarks/results/prelabel_accu
 and keeps the labelled rows as benchmarks/results/prelabels_qwen_<corpus>.parquet (the calibration
 report consumes their confidences). Resumable: rerun the same command after an interruption.
 
-    .venv/bin/python benchmarks/prelabel_accuracy.py              # ~35-45 min on 2 cores
+    .venv/bin/python benchmarks/prelabel_accuracy.py --consistency-subset 30   # ~60-70 min on 2 cores
     .venv/bin/python benchmarks/prelabel_accuracy.py --n 20 --consistency-subset 5 --model smollm2
 """
 
