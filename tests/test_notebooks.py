@@ -47,11 +47,13 @@ def check_calibration(s: dict[str, Any]) -> None:
     assert s["source"] in {"synthetic", "benchmarks/results"}
     assert s["n_fit"] >= 100 and s["n_test"] >= 100
     for method in ("isotonic", "temperature"):
-        assert s["ece_after"][method] < s["ece_before"], f"{method} did not lower held-out ECE"
         assert 0.0 <= s["ece_after"][method] <= 1.0
+    assert s["ece_after"]["isotonic"] < s["ece_before"], "isotonic did not lower held-out ECE"
     if s["source"] == "synthetic":
         # the generator is strongly over-confident: calibration must remove most of the gap
         assert s["ece_after"]["isotonic"] <= 0.5 * s["ece_before"]
+        # one temperature fits this smooth shape; on an LLM's few coarse stated values it need not
+        assert s["ece_after"]["temperature"] < s["ece_before"], "temperature did not lower held-out ECE"
     t = s["threshold"]
     if t["achievable"]:
         assert t["lower_bound"] >= t["target_precision"]
