@@ -105,8 +105,6 @@ def print_table(title: str, table: dict) -> None:
     print(title)
     print(f"  {'method':<12}{'raw ECE':>10}{'cal ECE':>10}{'ratio':>8}{'raw Brier':>11}{'cal Brier':>11}  bar<=0.5")
     for m, r in table.items():
-        if not isinstance(r, dict):
-            continue
         print(
             f"  {m:<12}{r['raw_ece']:>10.4f}{r['cal_ece']:>10.4f}{r['ece_ratio_mean']:>8.2f}"
             f"{r['raw_brier']:>11.4f}{r['cal_brier']:>11.4f}  {'yes' if r['bar_ok'] else 'NO'}"
@@ -164,14 +162,12 @@ def main() -> None:
             if m.sum() < 40 or correct[m].all() or not correct[m].any():
                 entry[col] = {"skipped": f"{int(m.sum())} finite values or one-class gold"}
                 continue
-            entry[col] = held_out(np.clip(conf[m], 0, 1), correct[m], args.seeds)
-            n_test = int(m.sum()) - int(0.5 * int(m.sum()))
-            entry[col]["ece_noise_floor"] = ece_noise_floor(np.clip(conf[m], 0, 1), n_test)
-            print_table(f"real: {path} [{col}] (n={int(m.sum())}, accuracy {correct[m].mean():.3f}):", entry[col])
-            floor = entry[col]["ece_noise_floor"]
-            print(f"  ECE of a perfectly calibrated score on {n_test} held-out records: {floor:.4f}")
-            half = int(m.sum()) // 2
             c, y = np.clip(conf[m], 0, 1), correct[m]
+            half = c.shape[0] // 2  # the fit share of held_out's split
+            entry[col] = held_out(c, y, args.seeds)
+            floor = entry.setdefault("ece_noise_floor", {})[col] = ece_noise_floor(c, c.shape[0] - half)
+            print_table(f"real: {path} [{col}] (n={c.shape[0]}, accuracy {y.mean():.3f}):", entry[col])
+            print(f"  ECE of a perfectly calibrated score on {c.shape[0] - half} held-out records: {floor:.4f}")
             perm = np.random.default_rng(1000).permutation(c.shape[0])
             cal = fit_calibrator(c[perm[:half]], y[perm[:half]])
             reliability_diagram(

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
 TEXT_PLACEHOLDERS = ("text",)
+_NO_TEXT = "has no {text} placeholder. Fix: add {text} where the record's text goes"
 BACKENDS = ("local", "openai", "openai-batch")
 CONFIDENCE_KINDS = ("stated", "logprob", "consistency")
 
@@ -165,7 +166,7 @@ class TaskConfig(_Strict):
     @classmethod
     def _text_placeholder(cls, template: str | None) -> str | None:
         if template is not None and "text" not in _check_placeholders(template, TEXT_PLACEHOLDERS):
-            raise ValueError("has no {text} placeholder. Fix: add {text} where the record's text goes")
+            raise ValueError(_NO_TEXT)
         return template
 
     @model_validator(mode="after")
@@ -173,9 +174,7 @@ class TaskConfig(_Strict):
         names = set(self.label_names)
         fields = _placeholders(self.prompt_template)
         if self.text_template is None and "text" not in fields:
-            raise _KeyError(
-                "prompt_template", "has no {text} placeholder. Fix: add {text} where the record's text goes"
-            )
+            raise _KeyError("prompt_template", _NO_TEXT)
         if self.text_template is not None and fields & {"text", "few_shot"}:
             raise _KeyError(
                 "prompt_template",

@@ -55,7 +55,6 @@ CONTRACT_COLUMNS = [
     "raw_output",
 ]
 EXTRA_COLUMNS = ["confidence_kind", "truncated", "attempts", "consistency_labels", "source"]
-MAIN_FIELDS = PRELABEL_OUTPUTS
 CACHE_FILE = "cache/prelabel-cache.jsonl"
 
 
@@ -302,9 +301,9 @@ class Prelabeller:
             for out in next(self.task.process(need_main)):
                 key = self.main_key(out["model_text"])
                 if _cacheable(out):
-                    fresh[key] = {k: out[k] for k in MAIN_FIELDS}
+                    fresh[key] = {k: out[k] for k in PRELABEL_OUTPUTS}
                 else:  # shown in this run's output, asked again next run
-                    self._transient[key] = {k: out[k] for k in MAIN_FIELDS}
+                    self._transient[key] = {k: out[k] for k in PRELABEL_OUTPUTS}
         self.cache.put_many(fresh)
         if self.consistency is None:
             return
@@ -331,7 +330,7 @@ class Prelabeller:
             out = {**row, "confidence_consistency": None, "consistency_labels": None}
             if row["empty"]:
                 out.update(
-                    {k: None for k in MAIN_FIELDS},
+                    {k: None for k in PRELABEL_OUTPUTS},
                     status="failed",
                     error="empty_text: nothing to label",
                     attempts=0,
@@ -342,7 +341,7 @@ class Prelabeller:
                 key = self.main_key(row["model_text"])
                 main = self.cache.get(key) or self._transient.get(key)
                 if main is None:
-                    out.update({k: None for k in MAIN_FIELDS}, attempts=0, input_tokens=0, output_tokens=0)
+                    out.update({k: None for k in PRELABEL_OUTPUTS}, attempts=0, input_tokens=0, output_tokens=0)
                     out.update(status=NOT_RUN, error=f"{NOT_RUN}: stopped before this record (--max-cost)")
                 else:
                     out.update(main)
