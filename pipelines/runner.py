@@ -75,12 +75,16 @@ def with_overrides(config: TaskConfig, backend: str | None = None, model: str | 
     return config.model_copy(update={"model": config.model.model_copy(update=update)})
 
 
+LOCAL_DECODING = "jump_forward"
+
+
 def model_identity(config: TaskConfig) -> str:
     """What makes an answer reproducible on the model side (part of every cache key)."""
     m = config.model
     if m.backend == "local":
         path = resolve_model_path(m.name, m.path)
-        return f"local:{m.name}:{path.name}:{path.stat().st_size}"
+        # the decoder is part of it: jump-forward and the grammar may word the reasoning differently
+        return f"local:{m.name}:{path.name}:{path.stat().st_size}:{LOCAL_DECODING}"
     return f"{m.backend}:{m.base_url or 'https://api.openai.com/v1'}:{m.name}"
 
 
@@ -95,6 +99,7 @@ def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
             n_ctx=m.generation.n_ctx,
             n_threads=m.n_threads,
             want_logprobs=m.generation.top_logprobs > 0,
+            decoding=LOCAL_DECODING,
             price=m.price,
         )
     elif m.backend == "openai":

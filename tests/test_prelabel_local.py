@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -13,6 +14,10 @@ from click.testing import CliRunner
 from labeltriage.cli import main
 from labeltriage.config import load_task_config
 from pipelines.io import load_records
+from pipelines.llms import LocalLlamaLLM
+from pipelines.models import resolve_model_path
+from pipelines.parsing import label_token_probability, parse_answer
+from pipelines.prompt import render_messages
 from pipelines.runner import CONTRACT_COLUMNS, run_prelabel, with_overrides
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,3 +89,68 @@ def test_multilabel_aspects_and_self_consistency(tmp_path: Path) -> None:
         assert len(json.loads(row["consistency_labels"])) == 2
     else:  # a 135M model may fail the contract: then the raw output is kept
         assert row["raw_output"] is not None
+
+
+def _smollm2(config_path: Path, decoding: str) -> tuple[LocalLlamaLLM, object]:
+    config = with_overrides(load_task_config(config_path), "local", "smollm2")
+    llm = LocalLlamaLLM(
+        model_path=str(resolve_model_path("smollm2")),
+        model_id="smollm2",
+        response_schema=config.output_schema(),
+        decoding=decoding,
+    )
+    llm.load()
+    return llm, config
+
+
+def test_jump_forward_log_probs_match_a_full_forward_pass() -> None:
+    """Every recorded log-prob (sampled or fed-in scaffold) equals the log-prob llama.cpp gives that
+    token when the whole prompt + answer is evaluated at once: no off-by-one between rows and tokens,
+    and the KV prefix reused from the previous record changes nothing."""
+    from llama_cpp import Llama
+
+    llm, config = _smollm2(SENTIMENT, "jump_forward")
+    assert llm._template is not None
+    reference = Llama(model_path=llm.model_path, n_ctx=2048, logits_all=True, verbose=False)
+    for text in TEXTS[:2]:  # the second record reuses the first one's cached prefix
+        messages = render_messages(config, text)
+        out = llm.generate([messages], max_tokens=128)[0]
+        raw = out["generations"][0]
+        assert out["errors"][0] is None
+        parse_answer(raw, config)  # valid by construction
+        assert raw.startswith('{"' + config.label_key + '": ')  # json.dumps spacing
+        recorded = out["logprobs"][0]
+        formatted = llm._chat_formatter(messages=messages)
+        prompt = reference.tokenize(formatted.prompt.encode(), add_bos=not formatted.added_special, special=True)
+        answer = [
+            tid for piece in recorded for tid in reference.tokenize(piece[0]["token"].encode("latin-1"), add_bos=False)
+        ]
+        assert len(answer) == len(recorded)  # every recorded piece is one token
+        reference.reset()
+        reference.eval(prompt + answer)
+        scores = np.asarray(reference.scores[len(prompt) - 1 : len(prompt) + len(answer) - 1])
+        expected = [float(row[t] - np.logaddexp.reduce(row)) for row, t in zip(scores, answer, strict=True)]
+        got = [piece[0]["logprob"] for piece in recorded]
+        # batched and one-at-a-time evaluation round differently: a few hundredths apart at most,
+        # while any misalignment of rows and tokens would be off by whole units
+        np.testing.assert_allclose(got, expected, atol=0.2)
+        assert float(np.mean(np.abs(np.subtract(got, expected)))) < 0.02
+        assert out["statistics"]["output_tokens"][0] == len(recorded) + 1  # + the closing '"}', never fed
+    reference.close()
+
+
+def test_jump_forward_and_grammar_agree_on_the_label() -> None:
+    """Greedy decoding, same model and prompt: the label and its token probability match the grammar
+    path (the scaffold they both write before the label is the same)."""
+    fast, config = _smollm2(SENTIMENT, "jump_forward")
+    slow, _ = _smollm2(SENTIMENT, "grammar")
+    assert slow._template is None
+    for text in TEXTS[:2]:
+        messages = render_messages(config, text)
+        a, b = (llm.generate([messages], max_tokens=128)[0] for llm in (fast, slow))
+        tokens = [[(p[0]["token"], p[0]["logprob"]) for p in out["logprobs"][0]] for out in (a, b)]
+        raw_a, raw_b = a["generations"][0], b["generations"][0]
+        assert parse_answer(raw_a, config).label == parse_answer(raw_b, config).label
+        p_a = label_token_probability(raw_a, tokens[0], config)
+        p_b = label_token_probability(raw_b, tokens[1], config)
+        assert p_a is not None and p_b is not None and abs(p_a - p_b) < 0.02

@@ -1,0 +1,467 @@
+"""Constrained JSON decoding with jump-forward, for flat answer schemas.
+
+A flat answer schema (an object whose properties are all required, in order, each an enum
+string, an array of enum strings, a bounded number or a string) fixes every character of the
+answer except the values: `{"label": "`, `", "confidence": ` and so on. Generating that scaffold
+one forward pass per token wastes about half of a short answer's passes, so the decoder writes
+the fixed text itself and feeds it to the model as one batch (a batch of a few tokens costs about
+one pass on a memory-bound CPU). Where the model has a choice, candidate tokens are checked
+against the schema from the most likely down, instead of masking the whole vocabulary each step.
+
+Pure computation: :class:`AnswerTemplate` is a byte-level automaton over the answer, and
+:func:`decode` drives any :class:`TokenModel` (the llama.cpp adapter lives in `pipelines.llms`).
+Log-probs are the model's own (before the constraint), for sampled and fed-in tokens alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+MAX_FRACTION_DIGITS = 6  # "0.99999..." would otherwise never have to stop
+TOP_K = 40  # candidates checked before scanning the whole vocabulary (llama.cpp's default top_k)
+
+
+class UnsupportedSchema(ValueError):
+    """The schema is not a flat answer object; use a grammar instead."""
+
+
+class DecodingError(RuntimeError):
+    """No token in the vocabulary continues a valid answer (a broken vocabulary or template)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Parts of an answer: each is a small automaton over bytes. A state is an immutable value.
+
+
+@dataclass(frozen=True)
+class Literal:
+    """Fixed text. State: bytes consumed so far."""
+
+    text: bytes
+
+    def start(self) -> int:
+        return 0
+
+    def step(self, state: int, byte: int) -> int | None:
+        return state + 1 if state < len(self.text) and self.text[state] == byte else None
+
+    def can_end(self, state: int) -> bool:
+        return state == len(self.text)
+
+    def forced(self, state: int) -> bytes:
+        return self.text[state:]
+
+
+@dataclass(frozen=True)
+class EnumString:
+    """One of `values` (JSON-escaped bodies, quotes outside). State: bytes written so far."""
+
+    values: tuple[bytes, ...]
+
+    def start(self) -> bytes:
+        return b""
+
+    def step(self, state: bytes, byte: int) -> bytes | None:
+        written = state + bytes([byte])
+        return written if any(v.startswith(written) for v in self.values) else None
+
+    def can_end(self, state: bytes) -> bool:
+        return state in self.values
+
+    def forced(self, state: bytes) -> bytes:
+        rest = [v for v in self.values if v.startswith(state)]
+        if len(rest) == 1:
+            return rest[0][len(state) :]
+        return b""
+
+
+@dataclass(frozen=True)
+class EnumArray:
+    """`"a", "b"` between the brackets (the brackets belong to the literals around it).
+
+    State: (chosen values, the value being written or None between values, expecting a comma).
+    """
+
+    values: tuple[bytes, ...]
+    max_items: int
+    unique: bool = True
+
+    def start(self) -> tuple[tuple[bytes, ...], bytes | None, str]:
+        return ((), None, "item_or_end")
+
+    def _open(self, chosen: tuple[bytes, ...]) -> list[bytes]:
+        return [v for v in self.values if not (self.unique and v in chosen)]
+
+    def step(self, state: tuple, byte: int) -> tuple | None:
+        chosen, current, phase = state
+        char = bytes([byte])
+        if phase == "item_or_end" or phase == "item":
+            if char == b'"' and len(chosen) < self.max_items and self._open(chosen):
+                return (chosen, b"", "value")
+            return None
+        if phase == "value":
+            assert current is not None
+            if char == b'"' and current in self._open(chosen):
+                return (chosen + (current,), None, "comma_or_end")
+            written = current + char
+            if any(v.startswith(written) for v in self._open(chosen)):
+                return (chosen, written, "value")
+            return None
+        if phase == "comma_or_end":
+            more = len(chosen) < self.max_items and self._open(chosen)
+            return (chosen, None, "space") if char == b"," and more else None
+        if phase == "space":
+            return (chosen, None, "item") if char == b" " else None
+        return None
+
+    def can_end(self, state: tuple) -> bool:
+        return state[2] in ("item_or_end", "comma_or_end")
+
+    def forced(self, state: tuple) -> bytes:
+        chosen, current, phase = state
+        if phase == "space":
+            return b' "'
+        if phase == "item":
+            return b'"'
+        if phase == "value":
+            rest = [v for v in self._open(chosen) if v.startswith(current)]
+            if len(rest) == 1 and rest[0] != current:
+                return rest[0][len(current) :] + b'"'
+        return b""
+
+
+@dataclass(frozen=True)
+class Number:
+    """A JSON number within [minimum, maximum]. State: the text written so far."""
+
+    minimum: float | None = None
+    maximum: float | None = None
+
+    def start(self) -> str:
+        return ""
+
+    def _shape_ok(self, text: str) -> bool:
+        body = text[1:] if text.startswith("-") else text
+        whole, _, fraction = body.partition(".")
+        if not whole:
+            return body == "" and len(text) <= 1
+        if not whole.isdigit() or (len(whole) > 1 and whole[0] == "0"):
+            return False
+        if "." in body and fraction and not fraction.isdigit():
+            return False
+        return len(fraction) <= MAX_FRACTION_DIGITS
+
+    def _reachable(self, text: str) -> tuple[float, float]:
+        """The range of values a continuation of `text` can still reach."""
+        if text in ("", "-"):
+            return (-math.inf, 0.0) if text else (-math.inf, math.inf)
+        negative = text.startswith("-")
+        body = text[1:] if negative else text
+        whole, dot, fraction = body.partition(".")
+        base = float(f"{whole}.{fraction or '0'}")
+        if dot:
+            span = 10.0 ** -len(fraction)
+        elif whole == "0":
+            span = 1.0
+        else:
+            span = math.inf  # more digits may follow
+        low, high = base, base + span
+        return (-high, -low) if negative else (low, high)
+
+    def step(self, state: str, byte: int) -> str | None:
+        char = chr(byte)
+        if char not in "-.0123456789":
+            return None
+        text = state + char
+        if not self._shape_ok(text):
+            return None
+        low, high = self._reachable(text)
+        if self.maximum is not None and low > self.maximum:
+            return None
+        if self.minimum is not None and high < self.minimum:
+            return None
+        if self.minimum is not None and self.minimum >= 0 and text.startswith("-"):
+            return None
+        return text
+
+    def can_end(self, state: str) -> bool:
+        if not state or state.endswith((".", "-")):
+            return False
+        value = float(state)
+        return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
+
+    def forced(self, state: str) -> bytes:
+        return b""
+
+
+@dataclass(frozen=True)
+class String:
+    """The body of a JSON string (the closing quote belongs to the next literal).
+
+    State: (characters written, escape progress: 0 none, -1 after a backslash, n>0 hex digits
+    of a \\u escape still due).
+    """
+
+    max_chars: int | None = None
+
+    def start(self) -> tuple[int, int]:
+        return (0, 0)
+
+    def step(self, state: tuple[int, int], byte: int) -> tuple[int, int] | None:
+        chars, escape = state
+        if escape == -1:
+            if byte == ord("u"):
+                return (chars, 4)
+            return (chars + 1, 0) if chr(byte) in '"\\/bfnrt' else None
+        if escape > 0:
+            if chr(byte) not in "0123456789abcdefABCDEF":
+                return None
+            return (chars + 1, 0) if escape == 1 else (chars, escape - 1)
+        if byte == ord('"') or byte < 0x20:
+            return None
+        is_new_char = not 0x80 <= byte < 0xC0  # UTF-8 continuation bytes extend a character
+        if is_new_char and self.max_chars is not None and chars >= self.max_chars:
+            return None
+        if byte == ord("\\"):
+            return (chars, -1)
+        return (chars + int(is_new_char), 0)
+
+    def can_end(self, state: tuple[int, int]) -> bool:
+        return state[1] == 0
+
+    def forced(self, state: tuple[int, int]) -> bytes:
+        return b""
+
+
+Part = Literal | EnumString | EnumArray | Number | String
+State = tuple[int, Any]  # (index of the current part, that part's state)
+
+
+@dataclass(frozen=True)
+class AnswerTemplate:
+    """The answer as a sequence of parts, read left to right."""
+
+    parts: tuple[Part, ...]
+
+    @classmethod
+    def from_schema(cls, schema: dict[str, Any]) -> AnswerTemplate:
+        """Compile a flat answer schema; raises :class:`UnsupportedSchema` for anything else."""
+        properties = schema.get("properties") if schema.get("type") == "object" else None
+        if not properties:
+            raise UnsupportedSchema("not an object schema with properties")
+        if list(schema.get("required", [])) != list(properties):
+            raise UnsupportedSchema("every property must be required, in order")
+        parts: list[Part] = []
+        prefix = "{"
+        for i, (name, spec) in enumerate(properties.items()):
+            prefix += ("" if i == 0 else ", ") + json.dumps(name) + ": "
+            kind = spec.get("type")
+            if kind == "string" and "enum" in spec:
+                parts += [Literal((prefix + '"').encode()), EnumString(_escaped(spec["enum"]))]
+                prefix = '"'
+            elif kind == "string":
+                parts += [Literal((prefix + '"').encode()), String(spec.get("maxLength"))]
+                prefix = '"'
+            elif kind == "number":
+                parts += [Literal(prefix.encode()), Number(spec.get("minimum"), spec.get("maximum"))]
+                prefix = ""
+            elif kind == "array" and spec.get("items", {}).get("type") == "string" and "enum" in spec["items"]:
+                values = _escaped(spec["items"]["enum"])
+                max_items = int(spec.get("maxItems", len(values)))
+                parts += [Literal((prefix + "[").encode()), EnumArray(values, max_items, bool(spec.get("uniqueItems")))]
+                prefix = "]"
+            else:
+                raise UnsupportedSchema(f"property {name!r}: {spec} is not an enum, number, string or enum array")
+        parts.append(Literal((prefix + "}").encode()))
+        return cls(tuple(parts))
+
+    def start(self) -> State:
+        return (0, self.parts[0].start())
+
+    def advance(self, state: State, data: bytes) -> State | None:
+        """The state after `data`, or None if the answer cannot continue with it."""
+        for byte in data:
+            index, inner = state
+            while True:
+                part = self.parts[index]
+                nxt = part.step(inner, byte)
+                if nxt is not None:
+                    state = (index, nxt)
+                    break
+                if not part.can_end(inner) or index + 1 == len(self.parts):
+                    return None
+                index, inner = index + 1, self.parts[index + 1].start()
+        return state
+
+    def is_complete(self, state: State) -> bool:
+        index, inner = state
+        return index == len(self.parts) - 1 and self.parts[index].can_end(inner)
+
+    def forced(self, state: State) -> bytes:
+        """Bytes every valid answer writes next from `state` (may be empty)."""
+        out = b""
+        while not self.is_complete(state):
+            index, inner = state
+            part = self.parts[index]
+            chunk = part.forced(inner)
+            if not chunk:
+                # a finished value whose part accepts nothing more: the next literal follows
+                if (
+                    part.can_end(inner)
+                    and isinstance(self.parts[index + 1], Literal)
+                    and not _accepts_more(part, inner)
+                ):
+                    chunk = self.parts[index + 1].text
+                else:
+                    break
+            nxt = self.advance(state, chunk)
+            if nxt is None:
+                break
+            out, state = out + chunk, nxt
+        return out
+
+
+def _accepts_more(part: Part, state: Any) -> bool:
+    return any(part.step(state, byte) is not None for byte in range(256))
+
+
+def _escaped(values: list[str]) -> tuple[bytes, ...]:
+    return tuple(json.dumps(v, ensure_ascii=False)[1:-1].encode() for v in values)
+
+
+# ---------------------------------------------------------------------------------------------
+# The decoding loop
+
+
+class TokenModel(Protocol):
+    """What the decoder needs from a language model."""
+
+    def tokenize(self, data: bytes) -> list[int]:
+        """Tokens for `data` (no BOS, no special tokens)."""
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token writes (empty for control tokens)."""
+
+    def feed(self, tokens: list[int], logits_from: int) -> np.ndarray:
+        """Append `tokens` to the context; return the logits after each of `tokens[logits_from:]`,
+        shape (len(tokens) - logits_from, n_vocab)."""
+
+    @property
+    def n_vocab(self) -> int: ...
+
+
+@dataclass
+class Decoded:
+    text: str
+    tokens: list[tuple[bytes, float]]  # (piece, log-prob) for every token the model scored
+    output_tokens: int  # all tokens of the answer, including a closing tail never fed back
+    finish_reason: str  # "stop" | "length"
+
+
+def _log_softmax_at(row: np.ndarray, token: int) -> float:
+    top = float(row.max())
+    return float(row[token]) - top - math.log(float(np.exp(row - top).sum()))
+
+
+def _choose(
+    row: np.ndarray,
+    template: AnswerTemplate,
+    state: State,
+    model: TokenModel,
+    temperature: float,
+    rng: np.random.Generator,
+) -> tuple[int, State]:
+    """The next token: greedy, or sampled among the top-k valid candidates at `temperature`."""
+
+    def valid(token: int) -> State | None:
+        data = model.piece(token)
+        return template.advance(state, data) if data else None
+
+    top = np.argpartition(row, -TOP_K)[-TOP_K:]
+    top = top[np.argsort(-row[top])]
+    if temperature <= 0:
+        for token in top:
+            nxt = valid(int(token))
+            if nxt is not None:
+                return int(token), nxt
+    else:
+        states = {int(t): valid(int(t)) for t in top}
+        allowed = [t for t, s in states.items() if s is not None]
+        if allowed:
+            scaled = row[allowed] / temperature
+            probs = np.exp(scaled - scaled.max())
+            probs /= probs.sum()
+            token = int(rng.choice(allowed, p=probs))
+            return token, states[token]  # type: ignore[return-value]
+    # Rare: none of the top-k is valid; walk the whole vocabulary from the most likely down.
+    for token in np.argsort(-row):
+        nxt = valid(int(token))
+        if nxt is not None:
+            return int(token), nxt
+    raise DecodingError(f"no token continues the answer after state {state}")
+
+
+def decode(
+    model: TokenModel,
+    prompt: list[int],
+    template: AnswerTemplate,
+    *,
+    prompt_cached: int = 0,
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    seed: int = 0,
+) -> Decoded:
+    """Write one answer that matches `template` after `prompt`.
+
+    `prompt_cached` leading prompt tokens are already in the model's context (a shared prefix),
+    so only the rest is fed. Fixed text is fed in one batch with the token chosen before it; the
+    closing tail (`"}`) is written without a forward pass, since nothing follows it.
+    """
+    rng = np.random.default_rng(seed)
+    state = template.start()
+    text = b""
+    scored: list[tuple[bytes, float]] = []
+    count = 0
+    pending = list(prompt[prompt_cached:])  # fed before the next choice
+    if not pending:
+        raise ValueError("decode needs at least one prompt token to feed (prompt_cached < len(prompt))")
+    while True:
+        forced_tokens = _tokens_for(model, template.forced(state)) or []
+        forced_tokens = forced_tokens[: max_tokens - count]
+        if forced_tokens:
+            data = b"".join(model.piece(t) for t in forced_tokens)
+            nxt = template.advance(state, data)
+            assert nxt is not None, "forced text must continue the answer"
+            state, text, count = nxt, text + data, count + len(forced_tokens)
+        if template.is_complete(state) or count >= max_tokens:
+            break
+        pending += forced_tokens
+        rows = model.feed(pending, len(pending) - len(forced_tokens) - 1)
+        for row, token in zip(rows, forced_tokens, strict=False):  # rows[j] scores forced_tokens[j]
+            scored.append((model.piece(token), _log_softmax_at(row, token)))
+        token, state = _choose(rows[-1], template, state, model, temperature, rng)
+        scored.append((model.piece(token), _log_softmax_at(rows[-1], token)))
+        text, count = text + model.piece(token), count + 1
+        if template.is_complete(state) or count >= max_tokens:
+            break
+        pending = [token]
+    reason = "stop" if template.is_complete(state) else "length"
+    return Decoded(text.decode("utf-8", "replace"), scored, count, reason)
+
+
+def _tokens_for(model: TokenModel, data: bytes) -> list[int] | None:
+    """Tokens that write exactly `data`, or None if its tokenisation does not round-trip
+    (e.g. a UTF-8 character split by the previous token: then it is written token by token)."""
+    if not data:
+        return []
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    tokens = model.tokenize(data)
+    return tokens if b"".join(model.piece(t) for t in tokens) == data else None
