@@ -76,7 +76,7 @@ HEAD = '{"label": "positive", "confidence": '
         HEAD + '0.9, "reasoning": "a|\nb"}',  # a raw newline (the JSON escape is fine)
         HEAD + '0.9, "reasoning": "\\|x"}',  # an unknown escape
         HEAD + '0.9, "reasoning": "ok"}| ',
-        '{"label":| "positive"}',  # the scaffold is fixed: json.dumps spacing
+        '{"label":|"positive"}',  # the scaffold is fixed: json.dumps spacing
     ],
 )
 def test_schema_violations_are_refused_where_they_happen(sentiment: AnswerTemplate, case: str) -> None:
