@@ -7,8 +7,13 @@ libraries, torch, argilla and distilabel, load only for the command that needs t
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
+
+# huggingface_hub's InferenceEndpoints client (imported by distilabel) trips pydantic's
+# "protected namespace" check on every run: noise for users, nothing they can act on.
+warnings.filterwarnings("ignore", message=r'Field "model_\w+" .* protected namespace', category=UserWarning)
 
 # name -> "module:attribute" of a click command; one module per capability.
 COMMANDS: dict[str, str] = {

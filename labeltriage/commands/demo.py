@@ -32,10 +32,11 @@ def _step(number: int, title: str) -> float:
 @click.option(
     "--target-precision",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),
-    default=0.90,
+    default=0.85,
     show_default=True,
-    # The config's 0.95 needs at least 52 auto-accepted gold records, every one correct, before
-    # the one-sided 95% Wilson bound reaches it: out of reach for a 120-record gold slice.
+    # What a 120-record gold slice can certify with margin. The one-sided 95% Wilson bound needs
+    # 25 gold records above the threshold, all correct, for 0.90 (24 of 24 gives 0.899) and 52
+    # for the config's 0.95: either sits on a knife's edge or out of reach at this size.
     help="Precision the auto-accepted records must reach (lower bound on the gold slice).",
 )
 @click.option("--port", default=6900, show_default=True, help="Port of the local Argilla stack.")
@@ -135,6 +136,10 @@ def _effort_report(run_dir: Path) -> None:
     for route_name in ("auto_accept", "spot_check", "human_review"):
         click.echo(f"  {route_name:<13} {counts.get(route_name, 0):>5}  ({counts.get(route_name, 0) / total:.0%})")
     click.echo(f"  records a human reads: {humans} of {total}: {1 - humans / total:.0%} of the labelling effort saved")
+    gold_file = run_dir / "gold.csv"  # written by demo_input: text, gold_label
+    if "gold_label" not in routed.columns and gold_file.exists():
+        gold_labels = pd.read_csv(gold_file).drop_duplicates("text")[["text", "gold_label"]]
+        routed = routed.merge(gold_labels, on="text", how="left")
     gold = routed.dropna(subset=["gold_label"]) if "gold_label" in routed.columns else routed.iloc[:0]
     auto = gold[gold["route"] == "auto_accept"]
     if len(gold):

@@ -1,0 +1,75 @@
+"""`labeltriage demo`, the main job, end to end on a stack of its own (SmolLM2 so it takes minutes):
+every step runs, every record is accounted for in the published set, the report and the UI login
+are printed, and a rerun makes no model call and sends no answer twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+from labeltriage.cli import main
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.llm, pytest.mark.timeout(1500)]
+RECORDS, GOLD = 40, 20
+
+
+@pytest.fixture
+def stack_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    from argilla_stack.stack import Stack
+
+    home = tmp_path / "stack"
+    monkeypatch.setenv("LABELTRIAGE_STACK_HOME", str(home))
+    for name in ("ARGILLA_API_URL", "ARGILLA_API_KEY"):  # the demo must use its own stack
+        monkeypatch.delenv(name, raising=False)
+    yield home
+    Stack(home).down(log=lambda *_: None)
+
+
+def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_home: Path) -> None:
+    run = tmp_path / "run"
+    port = free_port()
+    args = ["demo", "--model", "smollm2", "--records", str(RECORDS), "--gold", str(GOLD)]
+    args += ["--run-dir", str(run), "--port", str(port)]
+    first = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert first.exit_code == 0, first.output
+    for step in range(1, 10):
+        assert f"[{step}/9]" in first.output
+    assert f"http://127.0.0.1:{port}" in first.output
+    assert "log in as reviewer-1 / " in first.output
+    assert "records a human reads:" in first.output
+
+    routed = pd.read_parquet(run / "routed.parquet")
+    assert len(routed) == RECORDS
+    assert "LLM accuracy on gold: " in first.output and f"(n={GOLD})" in first.output
+    queued = int(routed["route"].isin(["human_review", "spot_check"]).sum())
+    assert f"{3 * queued} answers sent" in first.output  # three reviewers, every queued record
+
+    # records in = records out: each one published or waiting for adjudication, with its source
+    published = pd.read_parquet(run / "published" / "final.parquet")
+    adjudication_file = run / "published" / "adjudication.parquet"
+    adjudication = pd.read_parquet(adjudication_file) if adjudication_file.exists() else published.iloc[:0]
+    assert len(published) + len(adjudication) == RECORDS
+    assert set(published["id"]).isdisjoint(adjudication["id"])
+    assert set(published["label_source"]) <= {"human", "consensus", "llm_auto"}
+    auto = set(routed.loc[routed["route"] == "auto_accept", "id"])
+    assert set(published.loc[published["label_source"] == "llm_auto", "id"]) == auto
+
+    report = json.loads((run / "agreement.json").read_text())
+    assert report["n_reviewers"] == 3 and report["n_records"] == queued
+    assert -1.0 <= report["fleiss_kappa"] <= 1.0
+    assert (run / "published" / "README.md").read_text().startswith("---")  # a dataset card with metadata
+
+    second = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert second.exit_code == 0, second.output
+    assert "  0 answers sent" in second.output
+    assert json.loads((run / "run.json").read_text())["totals"]["model_calls"] == 0
+    again = pd.read_parquet(run / "published" / "final.parquet")
+    pd.testing.assert_frame_equal(
+        published.sort_values("id").reset_index(drop=True), again.sort_values("id").reset_index(drop=True)
+    )
