@@ -217,7 +217,7 @@ def calibrate(
     shown = report["held_out"] or report["in_sample"]
     where = "held-out" if report["held_out"] else "in-sample"
     b, a = shown["before"], shown["after"]
-    click.echo(f"gold: {n_gold} records, LLM accuracy {b['accuracy']:.3f}")
+    click.echo(f"gold: {n_gold} records, LLM accuracy {float(y.mean()):.3f}")
     click.echo(f"{'metric':<16}{'raw':>10}{'calibrated':>12}   ({where})")
     for key in ("ece", "ece_equal_mass", "mce", "brier", "auroc"):
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
