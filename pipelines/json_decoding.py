@@ -23,7 +23,9 @@ from typing import Any, Protocol
 import numpy as np
 
 MAX_FRACTION_DIGITS = 6  # "0.99999..." would otherwise never have to stop
-TOP_K = 40  # candidates checked before scanning the whole vocabulary (llama.cpp's default top_k)
+# Sampling as llama-cpp-python's defaults: top-k, then top-p and min-p; with greedy decoding
+# TOP_K is only how many candidates are checked before scanning the whole vocabulary.
+TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 
 
 class UnsupportedSchema(ValueError):
@@ -391,12 +393,18 @@ def _choose(
                 return int(token), nxt
     else:
         states = {int(t): valid(int(t)) for t in top}
-        allowed = [t for t, s in states.items() if s is not None]
-        if allowed:
-            scaled = row[allowed] / temperature
-            probs = np.exp(scaled - scaled.max())
-            probs /= probs.sum()
-            token = int(rng.choice(allowed, p=probs))
+        allowed = np.array([t for t, s in states.items() if s is not None])
+        if len(allowed):
+            # llama.cpp's default chain on the valid candidates: top-p, min-p (at temperature 1),
+            # then the temperature
+            logits = row[allowed].astype(np.float64)
+            probs = np.exp(logits - logits.max())
+            probs /= probs.sum()  # sorted descending, as `top` is
+            keep = int(np.searchsorted(np.cumsum(probs), TOP_P)) + 1
+            keep = min(keep, int((probs >= MIN_P * probs[0]).sum()))
+            scaled = logits[:keep] / temperature
+            weights = np.exp(scaled - scaled.max())
+            token = int(rng.choice(allowed[:keep], p=weights / weights.sum()))
             return token, states[token]  # type: ignore[return-value]
     # Rare: none of the top-k is valid; walk the whole vocabulary from the most likely down.
     for token in np.argsort(-row):
