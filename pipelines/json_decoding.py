@@ -86,7 +86,8 @@ class EnumString:
 class EnumArray:
     """`"a", "b"` between the brackets (the brackets belong to the literals around it).
 
-    State: (chosen values, the value being written or None between values, expecting a comma).
+    State: (chosen values, the value being written or None between values, phase), the phase
+    being what comes next: item_or_end, item, value, comma_or_end or space.
     """
 
     values: tuple[bytes, ...]
