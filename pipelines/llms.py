@@ -118,6 +118,12 @@ def merge_generations(outputs: list[dict]) -> dict:
     return merged
 
 
+def _token_logprobs(tokens: list[tuple[bytes, float]]) -> list[list[dict[str, Any]]]:
+    """(token bytes, log-prob) pairs in the OpenAI-like shape the pre-label step reads."""
+    # latin-1 keeps one character per byte, so spans line up over multi-byte characters
+    return [[{"token": piece.decode("latin-1"), "logprob": logprob}] for piece, logprob in tokens]
+
+
 def _prompt_chars(messages: list[dict[str, str]]) -> int:
     return sum(len(m.get("content") or "") for m in messages)
 
@@ -198,9 +204,6 @@ class _LlamaContextTokens:
         self._llama.n_tokens = 0  # llama-cpp-python's own bookkeeping no longer matches the cache
         return common
 
-    def forget(self) -> None:
-        self._in_context = []
-
     def feed(self, tokens: list[int], logits_from: int) -> np.ndarray:
         import llama_cpp
 
@@ -218,9 +221,9 @@ class _LlamaContextTokens:
                 batch.logits[i] = start + i >= logits_from
             try:
                 llama._ctx.decode(llama._batch)
-            except Exception:
-                self._llama._ctx.kv_cache_clear()
-                self.forget()
+            except Exception:  # the cache's content is unknown now: start the next prompt from scratch
+                llama._ctx.kv_cache_clear()
+                self._in_context = []
                 raise
             self._in_context += chunk
             for i in range(len(chunk)):
@@ -334,12 +337,13 @@ class LocalLlamaLLM(_Accounting, LLM):
         prompt = self._llama.tokenize(
             formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
         )
+        if len(prompt) + max_tokens > self.n_ctx:
+            overflow = ValueError(
+                f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceed n_ctx ({self.n_ctx}). "
+                "Fix: raise model.generation.n_ctx or lower max_text_chars"
+            )
+            return self._failed(estimate, overflow)
         try:
-            if len(prompt) + max_tokens > self.n_ctx:
-                raise ValueError(
-                    f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceed n_ctx ({self.n_ctx}). "
-                    "Fix: raise model.generation.n_ctx or lower max_text_chars"
-                )
             with _LLAMA_LOCK:  # one llama context: calls are serialised
                 cached = self._tokens.reuse_prefix(prompt)
                 answer = decode(
@@ -355,10 +359,7 @@ class LocalLlamaLLM(_Accounting, LLM):
             return self._failed(estimate, error)
         self.budget.settle(estimate, self.price.cost(len(prompt), answer.output_tokens))
         self.stats.record(len(prompt), answer.output_tokens)
-        logprobs = None
-        if self.want_logprobs:
-            # latin-1 keeps one character per byte, so spans line up over multi-byte characters
-            logprobs = [[{"token": piece.decode("latin-1"), "logprob": lp}] for piece, lp in answer.tokens]
+        logprobs = _token_logprobs(answer.tokens) if self.want_logprobs else None
         return _output(answer.text, len(prompt), answer.output_tokens, logprobs, None)
 
     def _one_grammar(
@@ -386,11 +387,7 @@ class LocalLlamaLLM(_Accounting, LLM):
         text = response["choices"][0]["message"]["content"]
         logprobs = None
         if recorder is not None:
-            # latin-1 keeps one character per byte, so spans line up over multi-byte characters
-            logprobs = [
-                [{"token": self._llama.detokenize([tid]).decode("latin-1"), "logprob": lp}]
-                for tid, lp in recorder.tokens
-            ]
+            logprobs = _token_logprobs([(self._llama.detokenize([tid]), lp) for tid, lp in recorder.tokens])
         return _output(text, tokens_in, tokens_out, logprobs, None)
 
 

@@ -128,6 +128,8 @@ def demo(
 def _effort_report(run_dir: Path) -> None:
     import pandas as pd
 
+    from labeltriage.commands.triage import _gold_labels
+
     routed = pd.read_parquet(run_dir / "routed.parquet")
     counts = routed["route"].value_counts().to_dict()
     total = len(routed)
@@ -138,8 +140,7 @@ def _effort_report(run_dir: Path) -> None:
     click.echo(f"  records a human reads: {humans} of {total}: {1 - humans / total:.0%} of the labelling effort saved")
     gold_file = run_dir / "gold.csv"  # written by demo_input: text, gold_label
     if "gold_label" not in routed.columns and gold_file.exists():
-        gold_labels = pd.read_csv(gold_file).drop_duplicates("text")[["text", "gold_label"]]
-        routed = routed.merge(gold_labels, on="text", how="left")
+        routed = routed.assign(gold_label=_gold_labels(routed, gold_file, "gold_label", run_dir))
     gold = routed.dropna(subset=["gold_label"]) if "gold_label" in routed.columns else routed.iloc[:0]
     auto = gold[gold["route"] == "auto_accept"]
     if len(gold):
