@@ -217,9 +217,12 @@ def build_records(
 
 
 def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFrame:
-    """Rows that reviewers see: human_review and spot_check (and auto_accept when asked), by priority."""
+    """Rows that reviewers see: human_review and spot_check (and auto_accept when asked), by priority.
+    A repeated text (``duplicate_of`` set) is shown once, as its first row; publish copies the outcome."""
     routes = {"human_review", "spot_check"} | ({"auto_accept"} if include_auto else set())
     queue = routed[routed["route"].isin(routes)]
+    if "duplicate_of" in queue.columns:
+        queue = queue[queue["duplicate_of"].isna()]
     return queue.sort_values("priority", ascending=False, kind="stable")
 
 

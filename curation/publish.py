@@ -179,7 +179,8 @@ class FinalDataset:
     """Result of :func:`build_final_dataset`.
 
     Attributes:
-        final: the published rows, columns :data:`FINAL_COLUMNS`.
+        final: the published rows, columns :data:`FINAL_COLUMNS`, then the user's own input
+            columns (as named in routed.parquet) and ``duplicate_of`` when the input repeated a text.
         adjudication: records needing an adjudicator: ``id, reason, agreement, n_reviewers,
             votes`` (votes = JSON ``{label: count}``); push back to Argilla as metadata.
         pending: ids routed to review with no submitted response yet.
@@ -218,7 +219,10 @@ def build_final_dataset(
         min_reviewers: records with fewer responses go to adjudication.
         random_state: seed for random tie-breaks and Fleiss subsampling.
     """
-    routed, responses = run.routed, run.responses
+    all_routed, responses = run.routed, run.responses
+    # a repeated text is settled once, by its first row, and every repeat gets the same outcome
+    is_dup = all_routed["duplicate_of"].notna() if "duplicate_of" in all_routed.columns else None
+    routed = all_routed[~is_dup] if is_dup is not None else all_routed
     known = set(routed["id"])
     unknown = responses.loc[~responses["record_id"].isin(known), "record_id"].unique().tolist()
     responses = responses[responses["record_id"].isin(known)]
@@ -317,7 +321,17 @@ def build_final_dataset(
             }
         )
     pending = routed.loc[routed["route"].eq("human_review") & status_ok & ~routed["id"].isin(reviewed), "id"].tolist()
+    if is_dup is not None and is_dup.any():
+        rows, adjudication, pending = _fan_out_duplicates(all_routed[is_dup], rows, adjudication, pending)
+    user_columns = [c for c in _input_columns(run) if c in all_routed.columns and c not in FINAL_COLUMNS]
     final = pd.DataFrame(rows, columns=FINAL_COLUMNS)
+    if user_columns:  # the user's own columns, kept as they came in
+        extra = all_routed.set_index("id")[user_columns]
+        final = final.join(extra, on="id")
+    routed = all_routed
+    status_ok = (
+        routed["status"].fillna("ok").eq("ok") if "status" in routed.columns else pd.Series(True, index=routed.index)
+    )
     # published order follows routed.parquet, so reruns give byte-identical files
     order = {rid: i for i, rid in enumerate(routed["id"])}
     final = final.sort_values("id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
@@ -332,6 +346,7 @@ def build_final_dataset(
         "n_adjudication": int(len(adjudication)),
         "adjudication_reasons": {str(k): int(v) for k, v in adjudication["reason"].value_counts().items()},
         "n_pending_review": len(pending),
+        "n_duplicate_rows": int(is_dup.sum()) if is_dup is not None else 0,
         "n_failed_prelabels": int((~status_ok).sum()),
         "n_responses_used": int(len(responses)),
         "n_responses_unknown_record": int(len(unknown)),
@@ -345,6 +360,36 @@ def build_final_dataset(
         "categories": [str(c) for c in categories],
     }
     return FinalDataset(final=final, adjudication=adjudication, pending=pending, ratings=ratings, summary=summary)
+
+
+def _input_columns(run: RunFiles) -> list[str]:
+    """The user's own input columns (their names in routed.parquet) and duplicate_of."""
+    names = list(((run.run.get("input") or {}).get("input_columns") or {}).values())
+    has_dups = "duplicate_of" in run.routed.columns and run.routed["duplicate_of"].notna().any()
+    return [*names, "duplicate_of"] if has_dups else names
+
+
+def _fan_out_duplicates(
+    dups: pd.DataFrame, rows: list[dict[str, Any]], adjudication: pd.DataFrame, pending: list[str]
+) -> tuple[list[dict[str, Any]], pd.DataFrame, list[str]]:
+    """Give each repeated-text row the outcome of its first row (published, adjudication or pending)."""
+    published = {row["id"]: row for row in rows}
+    held = adjudication.set_index("id") if len(adjudication) else None
+    waiting = set(pending)
+    extra_adj = []
+    rows = list(rows)
+    pending = list(pending)
+    for rec in dups.itertuples(index=False):
+        first = rec.duplicate_of
+        if first in published:
+            rows.append({**published[first], "id": rec.id, "text": rec.text})
+        elif held is not None and first in held.index:
+            extra_adj.append({"id": rec.id, **held.loc[first].to_dict()})
+        elif first in waiting:
+            pending.append(rec.id)
+    if extra_adj:
+        adjudication = pd.concat([adjudication, pd.DataFrame(extra_adj)], ignore_index=True)
+    return rows, adjudication, pending
 
 
 def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int = 0) -> dict[str, Any]:

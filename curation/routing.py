@@ -159,10 +159,13 @@ def route_records(
     threshold: float,
     spot_check_rate: float = 0.05,
     seed: int = 0,
+    needs_review: Any | None = None,
 ) -> np.ndarray:
     """Route every record; returns ``(n,)`` object array of ``auto_accept|human_review|spot_check``.
 
     * ``ok == False`` (failed pre-label): always ``human_review`` (its confidence may be NaN);
+    * ``needs_review == True`` (``(n,)`` bool, e.g. text that gives the model instructions, whose
+      answer may be the text's and not the model's): always ``human_review``;
     * ``confidence >= threshold``: ``auto_accept``, except a random share ``spot_check_rate`` of
       them (exactly ``round(rate * n_auto)``, drawn with ``seed``) which become ``spot_check``;
     * otherwise ``human_review``.
@@ -177,6 +180,11 @@ def route_records(
         check_confidences(conf[ok_arr], "confidences (of ok records)")
     routes = np.full(conf.shape[0], "human_review", dtype=object)
     auto = ok_arr & (conf >= threshold)
+    if needs_review is not None:
+        review = np.asarray(needs_review, dtype=bool)
+        if review.shape != conf.shape:
+            raise ValueError(f"needs_review must have shape {conf.shape}, got {review.shape}")
+        auto &= ~review
     auto_idx = np.nonzero(auto)[0]
     routes[auto_idx] = "auto_accept"
     n_spot = int(round(spot_check_rate * auto_idx.size))

@@ -52,7 +52,7 @@ class BatchPrelabeller(Prelabeller):
     def run(self, records: pd.DataFrame) -> RunResult:
         started = time.perf_counter()
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        rows = next(self.prepare.process(records.to_dict("records")))
+        rows = self._prepare(records)
         jobs_path = self.output_dir / JOBS_FILE
         self.llm.load()
         pending_note = None

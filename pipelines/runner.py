@@ -191,6 +191,7 @@ class Prelabeller:
         self.samples = config.confidence.consistency_samples if config.model.backend != "openai-batch" else 0
         self.cache = RecordCache(self.output_dir / CACHE_FILE)
         self._transient: dict[str, dict[str, Any]] = {}
+        self._passthrough: list[str] = []
         # The DAG is a real distilabel Pipeline; this runner executes its steps in process.
         self.dag = Pipeline(name=f"labeltriage-prelabel-{config.name}")
         with self.dag:
@@ -248,7 +249,7 @@ class Prelabeller:
         started = time.perf_counter()
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.llm.load()
-        rows = next(self.prepare.process(records.to_dict("records")))
+        rows = self._prepare(records)
         total = len(rows)
         # unique texts that still need a model call (duplicates share one call)
         todo: dict[str, dict[str, Any]] = {}
@@ -298,6 +299,11 @@ class Prelabeller:
         elapsed = time.perf_counter() - started
         summary = self._summary(frame, elapsed, cache_hits, stopped, started_at)
         return RunResult(frame=frame, summary=summary, stats=self.stats)
+
+    def _prepare(self, records: pd.DataFrame) -> list[dict[str, Any]]:
+        # the user's own columns and duplicate_of ride along to the output unchanged
+        self._passthrough = [c for c in records.columns if c not in ("id", "text", "source", "gold_label")]
+        return list(next(self.prepare.process(records.to_dict("records"))))
 
     def _run_batch(self, batch: list[dict[str, Any]]) -> None:
         need_main = [row for row in batch if self.main_key(row["model_text"]) not in self.cache]
@@ -366,6 +372,7 @@ class Prelabeller:
         frame = pd.DataFrame(final)
         assert len(frame) == len(rows), f"rows in ({len(rows)}) != rows out ({len(frame)})"
         columns = CONTRACT_COLUMNS + (["gold_label"] if "gold_label" in frame.columns else []) + EXTRA_COLUMNS
+        columns += [c for c in self._passthrough if c not in columns]
         for column in columns:
             if column not in frame.columns:
                 frame[column] = None
@@ -447,6 +454,48 @@ def print_summary(result: RunResult, console: Console, paths: tuple[Path, Path] 
     console.print(table)
 
 
+def input_summary(records: pd.DataFrame) -> dict[str, Any]:
+    """How the input was read (from :func:`pipelines.io.load_records`' attrs): for run.json and the console."""
+    duplicates = int(records["duplicate_of"].notna().sum()) if "duplicate_of" in records.columns else 0
+    gold = int(records["gold_label"].notna().sum()) if "gold_label" in records.columns else 0
+    return {
+        "encoding": records.attrs.get("encoding"),
+        "encoding_detected": bool(records.attrs.get("encoding_detected", False)),
+        "gold_column": records.attrs.get("gold_column"),
+        "gold_labels": gold,
+        "duplicate_rows": duplicates,
+        "distinct_texts": int(len(records) - duplicates),
+        "input_columns": dict(records.attrs.get("input_columns") or {}),
+    }
+
+
+def input_notes(info: dict[str, Any]) -> list[str]:
+    """One line per thing the user should know about how their input was read."""
+    notes = []
+    if info.get("encoding_detected"):
+        notes.append(f"note: the input is not UTF-8; read it as {info['encoding']} (pass --encoding to choose)")
+    if info.get("gold_column"):
+        notes.append(
+            f"note: column '{info['gold_column']}' holds gold labels ({info['gold_labels']} rows have one): "
+            "calibrate and route use them"
+        )
+    if info.get("duplicate_rows"):
+        notes.append(
+            f"note: {info['duplicate_rows']} rows repeat an earlier row's text: one model call and one review per "
+            f"distinct text ({info['distinct_texts']}), every row kept (column duplicate_of)"
+        )
+    renamed = {k: v for k, v in (info.get("input_columns") or {}).items() if k != v}
+    if renamed:
+        kept = ", ".join(f"'{k}' kept as '{v}'" for k, v in renamed.items())
+        notes.append(f"note: your column(s) {kept} (the product writes a column of that name)")
+    return notes
+
+
+def print_input_notes(info: dict[str, Any], console: Console) -> None:
+    for note in input_notes(info):
+        console.print(note, soft_wrap=True, markup=False, highlight=False)
+
+
 def run_prelabel(
     config: TaskConfig,
     records: pd.DataFrame,
@@ -468,6 +517,7 @@ def run_prelabel(
             config, Path(output_dir), max_cost=max_cost, batch_size=batch_size, llm=llm, show_progress=show_progress
         )
         result = runner.run(records)
+    result.summary["input"] = input_summary(records)
     if write:
         write_outputs(result, Path(output_dir))
     return result

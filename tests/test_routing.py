@@ -108,3 +108,13 @@ def test_bad_inputs():
         route_records([0.5], [True], 0.5, spot_check_rate=2)
     with pytest.raises(ValueError, match="confidences is empty"):
         choose_threshold([], [])
+
+
+def test_needs_review_overrides_confidence():
+    conf = np.array([0.99, 0.99, 0.2, 0.99])
+    ok = np.array([True, True, True, False])
+    flagged = np.array([False, True, False, False])
+    routes = route_records(conf, ok, threshold=0.9, spot_check_rate=0.0, needs_review=flagged)
+    assert routes.tolist() == ["auto_accept", "human_review", "human_review", "human_review"]
+    with pytest.raises(ValueError, match="needs_review must have shape"):
+        route_records(conf, ok, threshold=0.9, needs_review=flagged[:2])

@@ -23,7 +23,13 @@ Examples:
 
 \b
 Rerunning the same command resumes: finished records come from DIR/cache and cost no calls.
-Writes DIR/prelabels.parquet (one row per input row) and DIR/run.json (totals).""",
+Writes DIR/prelabels.parquet (one row per input row) and DIR/run.json (totals).
+
+\b
+Reading INPUT: a column `gold_label` (else `label`) is taken as gold labels for calibrate and
+route; every other column is kept to the published dataset; empty cells and NA, N/A, NaN,
+null, None are missing; a repeated text costs one model call and one review, every row is kept
+(column duplicate_of). See pipelines/io.py.""",
 )
 @click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
@@ -36,6 +42,16 @@ Writes DIR/prelabels.parquet (one row per input row) and DIR/run.json (totals)."
     help="Run directory (created); holds prelabels.parquet, run.json and the resume cache.",
 )
 @click.option("--text-column", default=None, help="Column holding the text (default: the config's text_column).")
+@click.option(
+    "--id-column",
+    default=None,
+    help="Column holding your own record ids (unique, never empty); default: a hash of source and text.",
+)
+@click.option(
+    "--encoding",
+    default=None,
+    help="Text encoding of a CSV/TSV/JSONL input (default: UTF-8, else detected and reported).",
+)
 @click.option("--backend", type=click.Choice(BACKENDS), default=None, help="Override model.backend.")
 @click.option(
     "--model",
@@ -56,6 +72,8 @@ def prelabel(
     input_path: Path,
     output_dir: Path,
     text_column: str | None,
+    id_column: str | None,
+    encoding: str | None,
     backend: str | None,
     model: str | None,
     base_url: str | None,
@@ -73,7 +91,7 @@ def prelabel(
     from labeltriage.config import ConfigError, load_task_config
     from pipelines.io import InputError, load_records
     from pipelines.models import ModelNotAvailable
-    from pipelines.runner import print_summary, run_prelabel, with_overrides
+    from pipelines.runner import input_summary, print_input_notes, print_summary, run_prelabel, with_overrides
 
     console = Console(stderr=True)
     try:
@@ -81,7 +99,10 @@ def prelabel(
         task = with_overrides(task, backend=backend, model=model)
         if base_url:
             task = task.model_copy(update={"model": task.model.model_copy(update={"base_url": base_url})})
-        records = load_records(input_path, text_column or task.text_column, limit=limit)
+        records = load_records(
+            input_path, text_column or task.text_column, limit=limit, id_column=id_column, encoding=encoding
+        )
+        print_input_notes(input_summary(records), console)
         if max_cost is not None and max_cost < 0:
             raise click.BadParameter("must be >= 0", param_hint="--max-cost")
         result = run_prelabel(task, records, output_dir, max_cost=max_cost, show_progress=not quiet)

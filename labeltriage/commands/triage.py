@@ -16,21 +16,13 @@ METHODS = ("isotonic", "temperature", "platt", "histogram")
 # helpers
 # ----------------------------------------------------------------------------------------------
 def _read_table(path: Path) -> Any:
-    import pandas as pd
+    """Any table the user gives (gold files, run files) through the one reader (pipelines.io)."""
+    from pipelines.io import InputError, read_table
 
-    suffix = path.suffix.lower()
     try:
-        if suffix == ".parquet":
-            return pd.read_parquet(path)
-        if suffix in (".jsonl", ".ndjson"):
-            return pd.read_json(path, lines=True)
-        if suffix == ".json":
-            return pd.read_json(path)
-        if suffix in (".csv", ".tsv"):
-            return pd.read_csv(path, sep="\t" if suffix == ".tsv" else ",")
-    except Exception as exc:  # pandas raises many types; the user needs the file name and the cause
-        raise click.ClickException(f"{path}: could not read it ({exc.__class__.__name__}: {exc})") from None
-    raise click.ClickException(f"{path}: unsupported file type {suffix!r}; use .csv, .tsv, .jsonl, .json or .parquet")
+        return read_table(path)
+    except InputError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _load_prelabels(run_dir: Path) -> Any:
@@ -53,41 +45,107 @@ def _confidence_column(df: Any, column: str, path: Path) -> np.ndarray:
     return df[column].to_numpy(dtype=np.float64)
 
 
-def _gold_labels(prelabels: Any, gold: Path | None, gold_column: str, run_dir: Path) -> Any:
-    """Gold label per prelabel row (pandas Series aligned with ``prelabels``, NaN where unknown)."""
+def _label_names(run_dir: Path) -> list[str] | None:
+    """The task's label set, from the config recorded in run.json (None for multi-label tasks or
+    when the config is gone, then gold labels are compared as they are)."""
+    run_json = run_dir / "run.json"
+    if not run_json.is_file():
+        return None
+    cfg = json.loads(run_json.read_text()).get("config")
+    if not cfg or not Path(cfg).is_file():
+        return None
+    from labeltriage.config import ConfigError, load_task_config
+
+    try:
+        task = load_task_config(cfg)
+    except ConfigError:
+        return None
+    return None if task.task_type == "multi_label" else task.label_names
+
+
+def _gold_labels(prelabels: Any, gold: Path | None, gold_column: str | None, run_dir: Path) -> Any:
+    """Gold label per prelabel row (pandas Series aligned with ``prelabels``, None where unknown).
+
+    Gold comes from ``gold`` (matched by ``id``, else by ``text``), else from the input's gold
+    column kept in prelabels.parquet. Column: ``gold_column``, else ``gold_label``, else ``label``
+    (the input's convention). Labels are checked against the task's label set (curation.gold)."""
+    import pandas as pd
+
+    from curation.gold import GoldLabelError, check_gold_labels
+    from pipelines.io import InputError, gold_column_of
+
     if gold is None:
-        if "gold_label" in prelabels.columns:
-            return prelabels["gold_label"]
-        raise click.ClickException(
-            f"{run_dir / 'prelabels.parquet'} has no gold_label column: pass --gold FILE "
-            "(a CSV/JSONL/parquet with an `id` or `text` column and the gold label)"
-        )
-    df = _read_table(gold)
-    if gold_column not in df.columns:
-        raise click.ClickException(
-            f"{gold}: no column {gold_column!r} (columns: {list(df.columns)}); pass --gold-column NAME"
-        )
-    if "id" in df.columns:
-        key = "id"
-    elif "text" in df.columns and "text" in prelabels.columns:
-        key = "text"
+        if "gold_label" not in prelabels.columns:
+            raise click.ClickException(
+                f"{run_dir / 'prelabels.parquet'} has no gold labels (the input had no gold_label or label "
+                "column): pass --gold FILE (a CSV/JSONL/parquet with an `id` or `text` column and the gold label)"
+            )
+        source = f"{run_dir / 'prelabels.parquet'} (column gold_label)"
+        raw = prelabels["gold_label"].where(prelabels["gold_label"].notna(), None).tolist()
     else:
-        raise click.ClickException(f"{gold}: needs an `id` or a `text` column to match the pre-labels")
-    df = df.dropna(subset=[gold_column]).drop_duplicates(subset=[key], keep="last")
-    mapping = dict(zip(df[key].astype(str), df[gold_column].astype(str), strict=True))
-    labels = prelabels[key].astype(str).map(mapping)
-    if labels.notna().sum() == 0:
-        raise click.ClickException(
-            f"{gold}: none of its {len(df)} rows match a pre-label by {key!r}; is it the gold for this run?"
-        )
-    return labels
+        df = _read_table(gold)
+        try:
+            column = gold_column_of(df, gold_column, gold)
+        except InputError as exc:
+            raise click.ClickException(str(exc)) from None
+        if "id" in df.columns and df["id"].astype(str).isin(prelabels["id"].astype(str)).any():
+            key = "id"
+        elif "text" in df.columns and "text" in prelabels.columns:
+            key = "text"
+        else:
+            raise click.ClickException(
+                f"{gold}: needs an `id` (as in prelabels.parquet) or a `text` column to match the pre-labels"
+            )
+        df = df[df[column].notna() & df[key].notna()]
+        keys = df[key].astype(str)
+        conflicting = int((df.assign(_k=keys).groupby("_k")[column].nunique() > 1).sum())
+        if conflicting:
+            click.echo(f"note: {gold}: {conflicting} {key}(s) have conflicting gold labels; the last is used", err=True)
+        mapping = dict(zip(keys, df[column].astype(str), strict=True))
+        matched = set(prelabels[key].astype(str))
+        unmatched = sum(1 for k in mapping if k not in matched)
+        if unmatched == len(mapping):
+            raise click.ClickException(
+                f"{gold}: none of its {len(mapping)} labelled rows match a pre-label by {key!r}; "
+                "is it the gold for this run?"
+            )
+        if unmatched:
+            click.echo(f"note: {gold}: {unmatched} of {len(mapping)} gold rows match no pre-label by {key!r}", err=True)
+        source = str(gold)
+        raw = [mapping.get(k) for k in prelabels[key].astype(str)]
+    names = _label_names(run_dir)
+    if names is None:
+        return pd.Series(raw, index=prelabels.index, dtype=object)
+    try:
+        checked = check_gold_labels(raw, names, source=source)
+    except GoldLabelError as exc:
+        raise click.ClickException(str(exc)) from None
+    if checked.mapped:
+        shown = ", ".join(f"{k!r} -> {v!r}" for k, v in sorted(checked.mapped.items()))
+        click.echo(f"note: gold labels read as task labels: {shown}", err=True)
+    return pd.Series(checked.labels, index=prelabels.index, dtype=object)
 
 
 def _gold_mask(prelabels: Any, gold_labels: Any, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(has_gold, correct) per row. A repeated text (duplicate_of set) counts once: its first row."""
     ok = (prelabels["status"].astype(str) == "ok").to_numpy() & np.isfinite(conf)
+    if "duplicate_of" in prelabels.columns:
+        ok &= prelabels["duplicate_of"].isna().to_numpy()
     has_gold = gold_labels.notna().to_numpy() & ok
     correct = (prelabels["llm_label"].astype(str).to_numpy() == gold_labels.astype(str).to_numpy()) & has_gold
     return has_gold, correct
+
+
+def _same_route_as_first(prelabels: Any, routes: np.ndarray) -> np.ndarray:
+    """A repeated text (duplicate_of set) takes the route of its first row: one decision per text."""
+    if "duplicate_of" not in prelabels.columns or not prelabels["duplicate_of"].notna().any():
+        return routes
+    index = {rid: i for i, rid in enumerate(prelabels["id"].astype(str))}
+    routes = routes.copy()
+    for i, first in enumerate(prelabels["duplicate_of"]):
+        if first is not None and first == first and str(first) in index:
+            routes[i] = routes[index[str(first)]]
+    return routes
 
 
 def _json_default(o: Any) -> Any:
@@ -128,7 +186,9 @@ Writes RUN_DIR/calibrator.json, calibration.json and reliability.png.""",
     default=None,
     help="Gold labels (CSV, JSONL, JSON or parquet). Default: prelabels' gold_label column.",
 )
-@click.option("--gold-column", default="gold_label", show_default=True, help="Column of --gold holding the label.")
+@click.option(
+    "--gold-column", default=None, help="Column of --gold holding the label (default: gold_label, else label)."
+)
 @click.option("--method", type=click.Choice(METHODS), default="isotonic", show_default=True)
 @click.option(
     "--confidence-column",
@@ -148,7 +208,7 @@ Writes RUN_DIR/calibrator.json, calibration.json and reliability.png.""",
 def calibrate(
     run_dir: Path,
     gold: Path | None,
-    gold_column: str,
+    gold_column: str | None,
     method: str,
     confidence_column: str,
     holdout: float,
@@ -339,7 +399,7 @@ def route(
         gold = Path(cal.meta["gold"])
         if not gold.is_file():
             raise click.ClickException(f"{gold} (the gold `calibrate` used) is gone: pass --gold FILE")
-    labels = _gold_labels(prelabels, gold, gold_column or cal.meta.get("gold_column", "gold_label"), run_dir)
+    labels = _gold_labels(prelabels, gold, gold_column or cal.meta.get("gold_column"), run_dir)
     ok = (prelabels["status"].astype(str) == "ok").to_numpy() & np.isfinite(raw)
     calibrated = np.full(raw.shape[0], np.nan)
     if ok.any():
@@ -349,7 +409,15 @@ def route(
         raise click.ClickException("no ok pre-label has a gold label: cannot choose a threshold")
     g_conf, g_y = calibrated[has_gold], correct[has_gold]
     choice = choose_threshold(g_conf, g_y, thresholds["target_precision"], confidence_level, bound)
-    routes = route_records(calibrated, ok, choice.threshold, thresholds["spot_check_rate"], seed=seed)
+    flagged = (
+        prelabels["instruction_like"].fillna(False).astype(bool).to_numpy()
+        if "instruction_like" in prelabels.columns
+        else np.zeros(len(prelabels), dtype=bool)
+    )
+    routes = route_records(
+        calibrated, ok, choice.threshold, thresholds["spot_check_rate"], seed=seed, needs_review=flagged
+    )
+    routes = _same_route_as_first(prelabels, routes)
     out = prelabels.copy()
     out["calibrated_confidence"] = calibrated
     out["route"] = routes.astype(str)
@@ -365,6 +433,8 @@ def route(
         "confidence_column": conf_col,
         "n_records": int(len(out)),
         "n_failed": int((~ok).sum()),
+        "n_instruction_like": int(flagged.sum()),
+        "n_duplicate_rows": int(prelabels["duplicate_of"].notna().sum()) if "duplicate_of" in prelabels else 0,
         "routes": counts,
         "seed": seed,
         "coverage_precision_curve": {k: v.tolist() for k, v in curve.items()},
@@ -385,6 +455,9 @@ def route(
             err=True,
         )
     click.echo("routes: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    if flagged.any():
+        n_flagged = int(flagged.sum())
+        click.echo(f"  {n_flagged} record(s) with instruction-like text go to human review whatever the LLM said")
     if report["errors_caught"]:
         for row in report["errors_caught"]:
             click.echo(
