@@ -110,6 +110,26 @@ def _create_owner() -> None:
     print(f"owner user {username!r} ready")
 
 
+def load_vector_settings_with_vectors() -> None:
+    """Make ``Vector.vector_settings`` load eagerly (``selectin``) instead of lazily.
+
+    argilla-server 2.8.0's ``GET /api/v1/records/{id}`` loads a record's vectors but not their
+    settings, and its response schema then reads ``vector.vector_settings.name``: a lazy load
+    outside the async greenlet (``sqlalchemy.exc.MissingGreenlet``), so the endpoint answers 500
+    for every record with a vector, whatever the search engine. Loading the settings with the
+    vectors (one extra ``SELECT ... IN`` per batch, mostly identity-map hits) fixes every such
+    path without editing the installed server. Must run before SQLAlchemy configures the mappers.
+    """
+    from argilla_server.models import Vector
+
+    mapper = Vector.__mapper__
+    if mapper.configured:
+        raise RuntimeError("load_vector_settings_with_vectors() must run before the mappers are configured")
+    prop = mapper._props["vector_settings"]
+    prop.lazy = "selectin"
+    prop.strategy_key = (("lazy", "selectin"),)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m argilla_stack.launch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -123,6 +143,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     embedded = os.environ.get("ARGILLA_SEARCH_ENGINE") == ENGINE_NAME
+    if args.command in ("server", "worker"):
+        load_vector_settings_with_vectors()
     if args.command == "server":
         import uvicorn
 
