@@ -13,7 +13,9 @@ import asyncio
 import contextlib
 import io
 import os
+import re
 import sys
+from typing import Any
 
 import argilla_stack.engine  # noqa: F401  (registers the "embedded" engine)
 from argilla_stack.engine import ENGINE_NAME, get_store, store_path
@@ -130,6 +132,41 @@ def load_vector_settings_with_vectors() -> None:
     prop.strategy_key = (("lazy", "selectin"),)
 
 
+_UNIQUE_VIOLATION = re.compile(r"UNIQUE constraint failed: ([\w.]+)|violates unique constraint \"(\w+)\"")
+
+
+def answer_unique_violations_with_conflict(app: Any) -> None:
+    """Answer a unique-constraint violation on the API with 409 Conflict, not 500.
+
+    argilla-server 2.8.0 checks "does this user's response exist?" and then inserts it; two
+    concurrent submits of the same record by the same user both pass the check and the second
+    insert hits the unique constraint (``response_record_id_user_id_uq``): an ``IntegrityError``
+    that the server answers with 500, while the data stays right. The row exists, which is what
+    409 says (and what the server answers when the requests are not concurrent). Other integrity
+    errors keep the server's own handling. SQL parameters never reach the response.
+    """
+    from argilla_server.errors.error_handler import APIErrorHandler
+    from fastapi.responses import JSONResponse
+    from sqlalchemy.exc import IntegrityError
+    from starlette.routing import Mount
+
+    async def integrity_error(request: Any, exc: Exception) -> Any:
+        match = _UNIQUE_VIOLATION.search(str(getattr(exc, "orig", exc)))
+        if match is None:
+            return await APIErrorHandler.common_exception_handler(request, exc)
+        what = match.group(1) or match.group(2)
+        return JSONResponse(
+            status_code=409,
+            content={"detail": f"already exists (unique {what}): a concurrent request created it first"},
+        )
+
+    apps = [app] + [route.app for route in getattr(app, "routes", []) if isinstance(route, Mount)]
+    for candidate in apps:
+        for inner in [candidate] + [r.app for r in getattr(candidate, "routes", []) if isinstance(r, Mount)]:
+            if hasattr(inner, "add_exception_handler"):
+                inner.add_exception_handler(IntegrityError, integrity_error)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m argilla_stack.launch")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -150,7 +187,10 @@ def main(argv: list[str] | None = None) -> None:
 
         if embedded:
             asyncio.run(sync_store())
-        uvicorn.run("argilla_server:app", host=args.host, port=args.port, access_log=False)
+        from argilla_server import app
+
+        answer_unique_violations_with_conflict(app)
+        uvicorn.run(app, host=args.host, port=args.port, access_log=False)
     elif args.command == "worker":
         from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION
         from rq.worker_pool import WorkerPool

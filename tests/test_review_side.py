@@ -34,3 +34,41 @@ def test_get_record_with_a_vector_answers(argilla_stack, argilla_client) -> None
         assert response.status_code == 200, response.text
         expected = {"embedding": [0.1, 0.2, 0.3]} if record.id == "with-vector" else {}
         assert response.json()["vectors"] == expected
+
+
+def test_concurrent_duplicate_submits_are_conflicts_not_errors(argilla_stack, argilla_client) -> None:
+    """20 simultaneous submits of one record by one user: one 201, the rest 409 (was: some 500)."""
+    import collections
+    import threading
+
+    import argilla as rg
+
+    settings = rg.Settings(
+        fields=[rg.TextField("text")], questions=[rg.LabelQuestion("sentiment", labels=["positive", "negative"])]
+    )
+    dataset = rg.Dataset(
+        f"dup-{uuid.uuid4().hex[:6]}", settings=settings, workspace="labeltriage", client=argilla_client
+    ).create()
+    dataset.records.log([rg.Record(id=f"r{i}", fields={"text": f"text {i}"}) for i in range(3)])
+    api_url, api_key = argilla_stack.credentials()
+    codes: collections.Counter[int] = collections.Counter()
+    for record in dataset.records:
+        barrier = threading.Barrier(20)
+
+        def submit(server_id=record._server_id, barrier=barrier) -> None:
+            with httpx.Client(headers={"X-Argilla-Api-Key": api_key}, timeout=60) as client:
+                barrier.wait()
+                response = client.post(
+                    f"{api_url}/api/v1/records/{server_id}/responses",
+                    json={"values": {"sentiment": {"value": "positive"}}, "status": "submitted"},
+                )
+                codes[response.status_code] += 1
+
+        threads = [threading.Thread(target=submit) for _ in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert codes == {201: 3, 409: 57}, codes
+    responses = [r for record in dataset.records(with_responses=True) for r in record.responses]
+    assert len(responses) == 3
