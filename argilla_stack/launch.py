@@ -24,7 +24,7 @@ from argilla_stack.store import StoreCorruptError
 
 def _remove_store_files() -> None:
     path = store_path()
-    for suffix in ("", "-wal", "-shm"):
+    for suffix in ("", "-wal", "-shm", ".stamp"):
         candidate = path.with_name(path.name + suffix)
         if candidate.exists():
             candidate.unlink()

@@ -14,14 +14,23 @@ match a filter when any value does, as in Elasticsearch:
 * ``fts``: FTS5 over each text field plus one ``*`` row with all fields of a record.
 * ``vectors``: float32 blobs; similarity is an exact, vectorised cosine over an in-process matrix
   cached per vector setting and invalidated by a generation counter bumped on every write.
+
+Staleness: every write transaction bumps ``meta.generation`` and, after it commits, records
+``(store_id, generation)`` in a stamp file beside the store (``<store>.stamp``, only ever raised).
+A store file restored from an older copy has a lower generation than its stamp (or another
+store's id), which :meth:`SearchStore.check` reports as :class:`StoreStaleError` even when its
+record counts match the database's, so the launcher rebuilds it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,6 +82,10 @@ CREATE VIRTUAL TABLE IF NOT EXISTS fts USING fts5(
 
 class StoreCorruptError(RuntimeError):
     """The store file is not a valid search store; delete it and it is rebuilt from Argilla's database."""
+
+
+class StoreStaleError(StoreCorruptError):
+    """The store file is older than the last write made to it (restored from an older copy)."""
 
 
 @dataclass
@@ -142,6 +155,8 @@ class SearchStore:
                 conn.execute("PRAGMA cache_size=-65536")
                 conn.executescript(_SCHEMA)
                 conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (SCHEMA_VERSION,))
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_id', ?)", (uuid.uuid4().hex,))
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('generation', '0')")
             except sqlite3.DatabaseError as exc:
                 conn.close()
                 raise StoreCorruptError(f"search store {self.path} is unreadable ({exc})") from exc
@@ -163,6 +178,44 @@ class SearchStore:
             raise StoreCorruptError(f"search store {self.path} is corrupt ({exc})") from exc
         if row[0] != "ok":
             raise StoreCorruptError(f"search store {self.path} failed its integrity check: {row[0]}")
+        stamp = self._read_stamp()
+        store_id, generation = self.get_meta("store_id"), int(self.get_meta("generation") or 0)
+        if stamp is None:
+            self._raise_stamp(store_id, generation)
+        elif stamp["store_id"] != store_id or generation < stamp["generation"]:
+            raise StoreStaleError(
+                f"search store {self.path} is older than its last write (generation {generation} of store "
+                f"{store_id}, stamp says {stamp['generation']} of store {stamp['store_id']}): restored from a copy?"
+            )
+
+    @property
+    def stamp_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".stamp")
+
+    def _read_stamp(self) -> dict[str, Any] | None:
+        try:
+            data = json.loads(self.stamp_path.read_text())
+            return {"store_id": str(data["store_id"]), "generation": int(data["generation"])}
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _raise_stamp(self, store_id: str | None, generation: int) -> None:
+        """Write (store_id, generation) to the stamp unless it already holds a later generation of
+        this store (server and worker write concurrently; a lock keeps the stamp monotonic)."""
+        lock_path = self.stamp_path.with_name(self.stamp_path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            current = self._read_stamp()
+            if current and current["store_id"] == store_id and current["generation"] >= generation:
+                return
+            tmp = self.stamp_path.with_name(f"{self.stamp_path.name}.{os.getpid()}.tmp")
+            tmp_fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(tmp_fd, "w") as handle:
+                json.dump({"store_id": store_id, "generation": generation}, handle)
+            os.replace(tmp, self.stamp_path)
+        finally:
+            os.close(fd)
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -171,10 +224,16 @@ class SearchStore:
         db.execute("BEGIN IMMEDIATE")
         try:
             yield db
+            generation = int(
+                db.execute(
+                    "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation' RETURNING value"
+                ).fetchone()[0]
+            )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
             raise
+        self._raise_stamp(self.get_meta("store_id"), generation)
 
     def _write(self, statements: Iterable[tuple[str, Sequence[Any]]]) -> None:
         with self._transaction() as db:
@@ -306,7 +365,8 @@ class SearchStore:
         if rid is None:
             return
         if status is not None:
-            self.db.execute("UPDATE records SET status=? WHERE rid=?", (status, rid))
+            with self._transaction() as db:
+                db.execute("UPDATE records SET status=? WHERE rid=?", (status, rid))
         if facts:
             self.replace_facts(record_id, {path for path, _ in facts}, facts)
 

@@ -72,3 +72,42 @@ def test_concurrent_duplicate_submits_are_conflicts_not_errors(argilla_stack, ar
     assert codes == {201: 3, 409: 57}, codes
     responses = [r for record in dataset.records(with_responses=True) for r in record.responses]
     assert len(responses) == 3
+
+
+def test_store_restored_from_an_older_copy_is_rebuilt(private_stack, tmp_path) -> None:
+    """Same record counts, older content: a filtered search found 0 of 50 before the stamp."""
+    import shutil
+
+    import argilla as rg
+
+    from tests.conftest import free_port
+    from tests.test_stack import _client, _counts, _create_dataset
+
+    stack = private_stack
+    port = free_port()
+    stack.up(port=port, log=lambda *_: None)
+    dataset = _create_dataset(stack, "restored")
+    dataset.records.log([rg.Record(id=f"r-{i}", fields={"text": f"t {i}"}, metadata={"n": -1}) for i in range(50)])
+    assert _counts(stack, "restored") == (50, 0)  # the filter is n >= 0
+    stack.down(log=lambda *_: None)
+    store_dir = stack.home / "argilla"
+    backup = tmp_path / "backup"
+    backup.mkdir()
+    for path in store_dir.glob("search.sqlite3*"):
+        if ".stamp" not in path.name:
+            shutil.copy2(path, backup / path.name)
+
+    stack.up(port=port, log=lambda *_: None)
+    dataset = _client(stack).datasets("restored", workspace="labeltriage")
+    dataset.records.log([rg.Record(id=f"r-{i}", fields={"text": f"t {i}"}, metadata={"n": i}) for i in range(50)])
+    assert _counts(stack, "restored") == (50, 50)
+    stack.down(log=lambda *_: None)
+
+    for path in store_dir.glob("search.sqlite3*"):
+        if ".stamp" not in path.name:
+            path.unlink()
+    for path in backup.iterdir():
+        shutil.copy2(path, store_dir / path.name)
+    stack.up(port=port, log=lambda *_: None)
+    assert _counts(stack, "restored") == (50, 50)
+    assert "older than its last write" in (stack.logs / "server.log").read_text()
