@@ -9,7 +9,11 @@ Everything lives under one home directory::
     <home>/logs/              server.log, worker.log, redis.log
 
 Services bind to 127.0.0.1 only. No default credentials: the first `up` generates the owner's
-password and API key and a Redis password, and keeps them in the 0600 secrets file.
+password and API key, a Redis password and the key that signs reviewers' session tokens, and
+keeps them in the 0600 secrets file (the same signing key at every start, so a restart logs
+nobody out and loses no submit). The home and every folder in it are 0700 and every file 0600:
+the database holds the owner's API key, the logs hold reviewers' activity; the services are
+started with umask 077 and `up` fixes the modes of a home made before this rule.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import platformdirs
@@ -135,6 +140,7 @@ class Stack:
             ("owner_password", lambda: secrets.token_urlsafe(18)),
             ("api_key", lambda: "lt." + secrets.token_urlsafe(32)),
             ("redis_password", lambda: secrets.token_urlsafe(24)),
+            ("auth_secret_key", lambda: secrets.token_hex(32)),
         ):
             if key not in data:
                 data[key], changed = factory(), True
@@ -185,6 +191,8 @@ class Stack:
             "ARGILLA_REDIS_URL": f"redis://:{data['redis_password']}@{HOST}:{state.redis_port}/0",
             "ARGILLA_SEARCH_ENGINE": state.search_engine,
             "ARGILLA_ENABLE_TELEMETRY": "0",
+            # signs session tokens: kept across restarts (argilla draws a new one per start otherwise)
+            "ARGILLA_AUTH_SECRET_KEY": data["auth_secret_key"],
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "LABELTRIAGE_SEARCH_STORE": str(argilla_home / "search.sqlite3"),
             "PYTHONUNBUFFERED": "1",
@@ -231,6 +239,7 @@ class Stack:
         data = self._ensure_secrets()
         for directory in (self.home / "argilla", self.home / "redis", self.logs):
             directory.mkdir(parents=True, exist_ok=True)
+        self.secure_home()
         state = StackState(
             port=port,
             redis_port=_free_port(),
@@ -266,13 +275,28 @@ class Stack:
         except BaseException:
             self.down(log=lambda *_: None)
             raise
+        self.secure_home()
         log(f"Argilla is up at {state.api_url} (search engine: {search_engine}; home {self.home})")
         log(f"Log in as {data['owner_username']}; password in {self.secrets_file} (or `labeltriage stack env`)")
         return state
 
+    def secure_home(self) -> None:
+        """Folders 0700 and files 0600 in the whole home (private to the user who runs the stack)."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.home, 0o700)
+        for root, dirs, files in os.walk(self.home):
+            for name in dirs:
+                os.chmod(os.path.join(root, name), 0o700)
+            for name in files:
+                with contextlib.suppress(FileNotFoundError):  # a temporary file may vanish meanwhile
+                    os.chmod(os.path.join(root, name), 0o600)
+
     def _write_state(self, state: StackState) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # 0600 from the start: a PostgreSQL database_url carries its password
+        fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(asdict(state), indent=2))
 
     def _start_redis(self, redis_server: str, state: StackState, data: dict) -> int:
         config = self.home / "redis" / "redis.conf"
@@ -293,7 +317,7 @@ class Stack:
         raise StackError(f"redis-server did not open port {state.redis_port}; see {self.logs / 'redis.log'}")
 
     def _spawn(self, command: list[str], env: dict[str, str], name: str) -> int:
-        log_file = open(self.logs / f"{name}.log", "ab")  # noqa: SIM115 (the child keeps it)
+        log_file = self._open_log(name)
         process = subprocess.Popen(
             command,
             env=env,
@@ -301,13 +325,20 @@ class Stack:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            umask=0o077,  # the database, store and logs the services create are private
         )
         log_file.close()
         return process.pid
 
+    def _open_log(self, name: str) -> Any:
+        fd = os.open(self.logs / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        return os.fdopen(fd, "ab")
+
     def _run(self, command: list[str], env: dict[str, str], name: str) -> None:
-        with open(self.logs / f"{name}.log", "ab") as log_file:
-            result = subprocess.run(command, env=env, stdout=log_file, stderr=subprocess.STDOUT, check=False)
+        with self._open_log(name) as log_file:
+            result = subprocess.run(
+                command, env=env, stdout=log_file, stderr=subprocess.STDOUT, check=False, umask=0o077
+            )
         if result.returncode != 0:
             raise StackError(f"`{name}` failed (exit {result.returncode}); see {self.logs / (name + '.log')}")
 

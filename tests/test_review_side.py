@@ -111,3 +111,40 @@ def test_store_restored_from_an_older_copy_is_rebuilt(private_stack, tmp_path) -
     stack.up(port=port, log=lambda *_: None)
     assert _counts(stack, "restored") == (50, 50)
     assert "older than its last write" in (stack.logs / "server.log").read_text()
+
+
+def test_stack_home_is_private(argilla_stack) -> None:
+    """argilla.db (the owner's API key in plain text), logs and stack.json were world-readable."""
+    import os
+    import stat
+
+    home = argilla_stack.home
+    assert stat.S_IMODE(home.stat().st_mode) == 0o700
+    seen = {"argilla.db", "stack.json", "secrets.json", "server.log", "search.sqlite3"}
+    found = set()
+    for root, dirs, files in os.walk(home):
+        for name in dirs:
+            assert stat.S_IMODE(os.stat(os.path.join(root, name)).st_mode) == 0o700, os.path.join(root, name)
+        for name in files:
+            path = os.path.join(root, name)
+            assert stat.S_IMODE(os.stat(path).st_mode) == 0o600, path
+            found.add(name)
+    assert seen <= found
+
+
+def test_session_token_survives_a_restart(private_stack) -> None:
+    """A reviewer's UI session (a signed token) kept working across `stack down` + `stack up`."""
+    from tests.conftest import free_port
+
+    stack = private_stack
+    port = free_port()
+    state = stack.up(port=port, log=lambda *_: None)
+    password = stack.add_user("alice", role="annotator")
+    token = httpx.post(f"{state.api_url}/api/v1/token", data={"username": "alice", "password": password})
+    assert token.status_code == 201
+    bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    assert httpx.get(f"{state.api_url}/api/v1/me", headers=bearer).json()["username"] == "alice"
+    stack.down(log=lambda *_: None)
+    state = stack.up(port=port, log=lambda *_: None)
+    me = httpx.get(f"{state.api_url}/api/v1/me", headers=bearer)
+    assert me.status_code == 200 and me.json()["username"] == "alice"
