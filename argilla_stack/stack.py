@@ -31,6 +31,8 @@ from pathlib import Path
 import httpx
 import platformdirs
 
+from labeltriage.jsonio import dumps, write_json
+
 HOST = "127.0.0.1"
 DEFAULT_PORT = 6900
 WORKSPACE = "labeltriage"
@@ -125,7 +127,7 @@ class Stack:
         tmp = self.secrets_file.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
+            handle.write(dumps(data))
         os.replace(tmp, self.secrets_file)
 
     def _ensure_secrets(self) -> dict:
@@ -272,7 +274,7 @@ class Stack:
 
     def _write_state(self, state: StackState) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps(asdict(state), indent=2))
+        write_json(self.state_file, asdict(state))
 
     def _start_redis(self, redis_server: str, state: StackState, data: dict) -> int:
         config = self.home / "redis" / "redis.conf"

@@ -268,7 +268,9 @@ class Calibrator:
 
     def save(self, path: str | Path) -> None:
         """Write the calibrator as JSON (``calibrator.json`` in a run directory)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from labeltriage.jsonio import write_json
+
+        write_json(path, self.to_dict())
 
 
 def load_calibrator(path: str | Path) -> Calibrator:

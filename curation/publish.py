@@ -37,6 +37,7 @@ import pandas as pd
 
 from curation.agreement import Ratings, agreement_report, ratings_from_long
 from curation.consensus import adjudication_queue, dawid_skene, majority_vote
+from labeltriage.jsonio import dumps, write_json
 
 __all__ = [
     "FINAL_COLUMNS",
@@ -445,7 +446,7 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         lines.append(f"- confidence used for routing: {cfg['confidence'].get('routing', 'n/a')}")
     lines += ["", "## Calibration", ""]
     if run.calibration:
-        lines += ["```json", json.dumps(_short(run.calibration), indent=2, default=str), "```"]
+        lines += ["```json", dumps(_short(run.calibration), default=str), "```"]
     else:
         lines.append("No calibration.json in the run directory.")
     lines += ["", "## Routing thresholds", ""]
@@ -524,7 +525,7 @@ def write_local(final: FinalDataset, card: str, agreement: dict[str, Any], outpu
     }
     final.final.to_parquet(paths["final"], index=False)
     paths["card"].write_text(card)
-    paths["agreement"].write_text(json.dumps(agreement, indent=2, allow_nan=False) + "\n")
+    write_json(paths["agreement"], agreement)
     final.adjudication.to_parquet(paths["adjudication"], index=False)
     return paths
 
