@@ -453,9 +453,11 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
     thresholds = cfg.get("thresholds") or {}
     for key, value in thresholds.items():
         lines.append(f"- {key}: {value}")
+    # routing.json keeps the choice under "threshold" (null values: no threshold reached the target)
+    chosen = run.routing["threshold"] if isinstance(run.routing.get("threshold"), dict) else run.routing
     for key in ("threshold", "lower_bound", "precision", "coverage", "target_precision"):
-        if key in run.routing:
-            lines.append(f"- chosen {key}: {_fmt(run.routing[key])}")
+        if key in chosen:
+            lines.append(f"- chosen {key}: {_fmt(chosen[key])}")
     if not thresholds and not run.routing:
         lines.append("No routing.json in the run directory.")
     lines += ["", "## Agreement", ""]
