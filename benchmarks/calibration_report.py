@@ -21,7 +21,6 @@ Writes ``benchmarks/results/calibration_report.json`` and ``calibration_report*.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 

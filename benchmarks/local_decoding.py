@@ -17,7 +17,6 @@ accuracy against the gold labels. Writes benchmarks/results/local_decoding.{json
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

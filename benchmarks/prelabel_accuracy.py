@@ -21,7 +21,6 @@ report consumes their confidences). Resumable: rerun the same command after an i
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time

@@ -22,7 +22,6 @@ Run: ``.venv/bin/python benchmarks/vader_agreement.py`` (about a minute) -> resu
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time

@@ -432,4 +432,5 @@ def load_task_config(path: str | Path) -> TaskConfig:
         return TaskConfig.model_validate({**data, "source_path": str(path)})
     except ValidationError as error:
         # the node tree keeps each scalar as written (`yes`), for messages about YAML's booleans
-        raise ConfigError(_format_validation_error(str(path), error, data, yaml.compose(text, yaml.SafeLoader))) from None
+        root = yaml.compose(text, yaml.SafeLoader)
+        raise ConfigError(_format_validation_error(str(path), error, data, root)) from None

@@ -15,7 +15,6 @@ new or edited text only costs that text.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from dataclasses import dataclass, field

@@ -131,9 +131,7 @@ prompt_template: "Labels: {labels}\\nText: {text}"
 
 
 def test_labels_may_be_plain_names(tmp_path: Path) -> None:
-    path = _write_yaml(
-        tmp_path, MINIMAL + "labels: [great, other]\nfew_shot:\n  - text: Loved it\n    label: great\n"
-    )
+    path = _write_yaml(tmp_path, MINIMAL + "labels: [great, other]\nfew_shot:\n  - text: Loved it\n    label: great\n")
     config = load_task_config(path)
     assert config.label_names == ["great", "other"]
     assert [label.description for label in config.labels] == ["", ""]
@@ -162,9 +160,7 @@ def test_unquoted_yes_no_and_numbers_say_quote_them(tmp_path: Path) -> None:
         f'{path}: few_shot.0.label: YAML reads the unquoted yes as the boolean True. Fix: quote it: "yes"',
         f'{path}: few_shot.1.label.0: YAML reads the unquoted Off as the boolean False. Fix: quote it: "Off"',
     ]
-    quoted = _write_yaml(
-        tmp_path, MINIMAL + 'labels: ["yes", "no"]\nfew_shot:\n  - text: Buy it\n    label: "yes"\n'
-    )
+    quoted = _write_yaml(tmp_path, MINIMAL + 'labels: ["yes", "no"]\nfew_shot:\n  - text: Buy it\n    label: "yes"\n')
     assert load_task_config(quoted).label_names == ["yes", "no"]
 
 
