@@ -36,6 +36,8 @@ from typing import Any
 import httpx
 import platformdirs
 
+from labeltriage.jsonio import write_json
+
 HOST = "127.0.0.1"
 DEFAULT_PORT = 6900
 WORKSPACE = "labeltriage"
@@ -126,12 +128,8 @@ class Stack:
         return json.loads(self.secrets_file.read_text())
 
     def _save_secrets(self, data: dict) -> None:
-        self.home.mkdir(parents=True, exist_ok=True)
-        tmp = self.secrets_file.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(data, handle, indent=2)
-        os.replace(tmp, self.secrets_file)
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_json(self.secrets_file, data, mode=0o600)
 
     def _ensure_secrets(self) -> dict:
         data = self.secrets()
@@ -294,9 +292,7 @@ class Stack:
     def _write_state(self, state: StackState) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
         # 0600 from the start: a PostgreSQL database_url carries its password
-        fd = os.open(self.state_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(asdict(state), indent=2))
+        write_json(self.state_file, asdict(state), mode=0o600)
 
     def _start_redis(self, redis_server: str, state: StackState, data: dict) -> int:
         config = self.home / "redis" / "redis.conf"

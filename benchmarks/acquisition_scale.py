@@ -166,7 +166,10 @@ def main() -> None:
                 r["bar_time_ok"] = r["seconds"] <= 20
                 report["scale_1m"].append(r)
                 print(f"  -> {impl}: memory <= 1.5 GB: {r['bar_memory_ok']}, time <= 20 s: {r['bar_time_ok']}")
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    sys.path.insert(0, str(ROOT))
+    from labeltriage.jsonio import write_json
+
+    write_json(path, report)
     print(f"wrote {path}")
 
 

@@ -14,20 +14,31 @@ pool is the rest.
 
 Bar: batch-aware hybrid AUC > random on both datasets, and >= margin - 1 point.
 
+Your own data: ``--input FILE --text-column TEXT --label-column LABEL`` runs the same protocol on
+any labelled file ``pipelines.io.read_table`` reads (CSV, TSV, JSONL, JSON, parquet, a saved
+``datasets`` dataset); rows without a text or a label are left out and counted. The test split
+is then a fifth of the rows (at most 2000) unless ``--test-size`` says otherwise, and the file
+must hold the seed set plus every round's queries in its pool (the error says which option to
+lower). An unknown ``--datasets`` name is refused (exit code 2).
+
 Usage: ``.venv/bin/python benchmarks/active_learning.py [--seeds 5] [--rounds 20]``
-Writes ``benchmarks/results/active_learning.json`` and ``active_learning.png``.
+       ``.venv/bin/python benchmarks/active_learning.py --input reviews.csv --text-column review \\
+       --label-column rating --rounds 10 --batch 20``
+Writes ``benchmarks/results/active_learning.json`` and ``active_learning.png`` (with ``--input``:
+``active_learning_<file stem>.json`` and ``.png``, so the published figures stay; ``--output-dir``
+moves them).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -36,25 +47,73 @@ from sklearn.linear_model import LogisticRegression  # noqa: E402
 from sklearn.metrics import accuracy_score, f1_score  # noqa: E402
 
 from curation import active_learning as al  # noqa: E402
+from labeltriage.jsonio import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CACHE = ROOT / ".cache" / "embeddings"
 STRATEGIES = ("random", "entropy", "margin", "core_set", "source_hybrid", "batch_hybrid")
+CORPORA = ("rotten_tomatoes", "crowdflower_tweets")
+DEFAULT_TEST_SIZE = 2000
 
 
-def load_dataset(name: str, crowdflower_n: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Embeddings ``(n, 384)`` float32, integer labels ``(n,)`` and the class names."""
+class BenchmarkInputError(ValueError):
+    """The options or the user's file cannot run the protocol; the message says how to fix it."""
+
+
+def corpus_frame(name: str, crowdflower_n: int) -> pd.DataFrame:
+    """Columns ``text``, ``label`` of a corpus in :data:`CORPORA`; raises BenchmarkInputError otherwise."""
     from labeltriage import corpora
 
     if name == "rotten_tomatoes":
-        df = corpora.rotten_tomatoes()
-    else:
+        return corpora.rotten_tomatoes()
+    if name == "crowdflower_tweets":
         df = corpora.crowdflower_tweets()
-        df = df.sample(n=min(crowdflower_n, len(df)), random_state=0).reset_index(drop=True)
+        return df.sample(n=min(crowdflower_n, len(df)), random_state=0).reset_index(drop=True)
+    raise BenchmarkInputError(f"unknown dataset {name!r}: known are {', '.join(CORPORA)}")
+
+
+def input_frame(path: Path, text_column: str, label_column: str) -> tuple[pd.DataFrame, int]:
+    """The user's labelled file as columns ``text``, ``label`` (both str), and the rows left out.
+
+    Read by ``pipelines.io.read_table``; a row whose text is empty or whose label is missing is
+    left out (counted in the second value). Raises BenchmarkInputError: unreadable file, missing
+    column, a list-valued label (multi-label), fewer than two classes.
+    """
+    from pipelines.io import InputError, read_table
+
+    try:
+        frame = read_table(path)
+    except InputError as exc:
+        raise BenchmarkInputError(str(exc)) from None
+    for option, column in (("--text-column", text_column), ("--label-column", label_column)):
+        if column not in frame.columns:
+            raise BenchmarkInputError(
+                f"{path}: no column {column!r} (columns: {', '.join(map(str, frame.columns))}). Fix: pass {option} NAME"
+            )
+    text, label = frame[text_column], frame[label_column]
+    if label.map(lambda v: isinstance(v, list | tuple | np.ndarray)).any():
+        raise BenchmarkInputError(
+            f"{path}: column {label_column!r} holds lists; the benchmark is single-label. Fix: one label per row"
+        )
+    missing = lambda v: v is None or (isinstance(v, float) and np.isnan(v)) or str(v).strip() == ""  # noqa: E731
+    keep = ~(text.map(missing) | label.map(missing))
+    # a label column of integers with a gap is read as floats: 5.0 is the label "5"
+    as_text = lambda v: str(int(v)) if isinstance(v, float) and float(v).is_integer() else str(v)  # noqa: E731
+    out = pd.DataFrame({"text": text[keep].astype(str), "label": label[keep].map(as_text)}).reset_index(drop=True)
+    if out["label"].nunique() < 2:
+        raise BenchmarkInputError(
+            f"{path}: column {label_column!r} has {out['label'].nunique()} distinct label(s) in its "
+            f"{len(out)} usable rows; active learning needs at least 2. Fix: pass the right --label-column"
+        )
+    return out, int((~keep).sum())
+
+
+def embed_frame(name: str, df: pd.DataFrame, cache_dir: Path = CACHE) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Embeddings ``(n, 384)`` float32, integer labels ``(n,)`` and the class names of ``df``."""
     classes = sorted(df["label"].unique())
     y = df["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    CACHE.mkdir(parents=True, exist_ok=True)
-    cache = CACHE / f"{name}_{len(df)}.npz"
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    cache = cache_dir / f"{name}_{len(df)}.npz"
     if cache.is_file():
         data = np.load(cache, allow_pickle=False)
         if list(data["texts_hash"]) == [hash_texts(df["text"].tolist())]:
@@ -66,6 +125,19 @@ def load_dataset(name: str, crowdflower_n: int) -> tuple[np.ndarray, np.ndarray,
     print(f"  embedded {len(df)} {name} texts in {time.perf_counter() - t0:.0f} s", flush=True)
     np.savez(cache, emb=emb, texts_hash=np.array([hash_texts(df["text"].tolist())]))
     return emb, y, classes
+
+
+def check_budget(name: str, n: int, test_size: int, n_seed: int, rounds: int, batch: int) -> None:
+    """Raise BenchmarkInputError unless the pool holds the seed set and every round's queries."""
+    pool = n - test_size
+    need = n_seed + rounds * batch
+    if test_size < 1 or pool < need:
+        fits = (pool - n_seed) // batch if pool > n_seed else 0
+        fix = f"pass --rounds {fits}" if fits >= 1 else "pass a smaller --test-size, --n-seed or --batch"
+        raise BenchmarkInputError(
+            f"{name}: {n} labelled rows leave a pool of {pool} after the {test_size}-row test split, but "
+            f"--n-seed {n_seed} + --rounds {rounds} x --batch {batch} needs {need}. Fix: {fix}"
+        )
 
 
 def hash_texts(texts: list[str]) -> str:
@@ -126,25 +198,86 @@ def auc(xs: np.ndarray, ys: np.ndarray) -> float:
     return float(np.trapezoid(ys, xs) / (xs[-1] - xs[0]))
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Options; refuses (exit code 2) an unknown ``--datasets`` name and ``--datasets`` with ``--input``."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--rounds", type=int, default=20)
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--n-seed", type=int, default=25)
-    ap.add_argument("--test-size", type=int, default=2000)
+    ap.add_argument(
+        "--test-size", type=int, default=None,
+        help=f"test split rows (default {DEFAULT_TEST_SIZE}; with --input a fifth of the rows, at most that)",
+    )  # fmt: skip
     ap.add_argument("--crowdflower-n", type=int, default=12000)
-    ap.add_argument("--datasets", default="rotten_tomatoes,crowdflower_tweets")
-    args = ap.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    report: dict = {"protocol": vars(args), "datasets": {}}
+    ap.add_argument("--datasets", default=None, help=f"comma-separated, from {', '.join(CORPORA)} (default: both)")
+    ap.add_argument("--input", type=Path, default=None, help="your own labelled file instead of the corpora")
+    ap.add_argument("--text-column", default="text", help="with --input: the column holding the text")
+    ap.add_argument("--label-column", default="label", help="with --input: the column holding the label")
+    ap.add_argument("--output-dir", type=Path, default=RESULTS, help="where the JSON and PNG go")
+    ap.add_argument("--cache-dir", type=Path, default=CACHE, help="embedding cache")
+    args = ap.parse_args(argv)
+    if args.input is not None and args.datasets is not None:
+        ap.error("pass --datasets or --input, not both")
+    if args.input is None:
+        names = [n.strip() for n in (args.datasets or ",".join(CORPORA)).split(",") if n.strip()]
+        unknown = [n for n in names if n not in CORPORA]
+        if unknown or not names:
+            given = ", ".join(map(repr, unknown)) or "(none given)"
+            ap.error(
+                f"unknown dataset(s) {given}: known are {', '.join(CORPORA)}; "
+                "for your own data pass --input FILE --text-column TEXT --label-column LABEL"
+            )
+        args.datasets = ",".join(names)
+    for option in ("seeds", "rounds", "batch", "n_seed"):
+        if getattr(args, option) < 1:
+            ap.error(f"--{option.replace('_', '-')} must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except BenchmarkInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the protocol on the corpora or ``args.input``; writes the JSON and PNG; returns 0."""
+    out_dir = args.output_dir
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = "active_learning" if args.input is None else f"active_learning_{args.input.stem}"
+    sources: list[tuple[str, pd.DataFrame, dict]] = []
+    if args.input is None:
+        for name in args.datasets.split(","):
+            sources.append((name, corpus_frame(name, args.crowdflower_n), {}))
+    else:
+        df, dropped = input_frame(args.input, args.text_column, args.label_column)
+        info = {"source": str(args.input), "text_column": args.text_column, "label_column": args.label_column,
+                "rows_used": len(df), "rows_left_out": dropped}  # fmt: skip
+        sources.append((args.input.name, df, info))
+        if dropped:
+            print(f"{args.input}: left out {dropped} row(s) with no text or no label", flush=True)
+    plans = []
+    for name, df, info in sources:  # check every budget before the slow part
+        default_test = DEFAULT_TEST_SIZE if args.input is None else min(DEFAULT_TEST_SIZE, len(df) // 5)
+        test_size = args.test_size if args.test_size is not None else default_test
+        check_budget(name, len(df), test_size, args.n_seed, args.rounds, args.batch)
+        plans.append((name, df, info, test_size))
+    report: dict = {"protocol": vars(args), "datasets": {}}  # write_json turns the paths into strings
     curves: dict = {}
-    for name in args.datasets.split(","):
+    for name, df, info, test_size in plans:
         print(f"{name}:", flush=True)
-        x, y, classes = load_dataset(name, args.crowdflower_n)
+        cache_name = name if args.input is None else f"input_{Path(name).stem}"
+        x, y, classes = embed_frame(cache_name, df, args.cache_dir)
         perm = np.random.default_rng(0).permutation(x.shape[0])
-        test_idx, train_idx = perm[: args.test_size], perm[args.test_size :]
-        ds: dict = {"classes": classes, "n_pool": int(train_idx.size), "n_test": int(test_idx.size), "strategies": {}}
+        test_idx, train_idx = perm[:test_size], perm[test_size:]
+        if np.unique(y[train_idx]).size < 2:
+            raise BenchmarkInputError(f"{name}: the pool left after the test split holds one class only")
+        ds: dict = {**info, "classes": classes, "n_pool": int(train_idx.size), "n_test": int(test_idx.size),
+                    "strategies": {}}  # fmt: skip
         full = fit(x[train_idx], y[train_idx], len(classes), 0).predict(x[test_idx])
         ds["full_pool_accuracy"] = 100 * accuracy_score(y[test_idx], full)
         curves[name] = {}
@@ -190,9 +323,10 @@ def main() -> None:
         }
         print(f"  bar: batch_hybrid - random = {bh - rnd:+.2f}, batch_hybrid - margin = {bh - mg:+.2f} (AUC acc)")
         report["datasets"][name] = ds
-    (RESULTS / "active_learning.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(curves, RESULTS / "active_learning.png")
-    print(f"wrote {RESULTS / 'active_learning.json'} and active_learning.png")
+    write_json(out_dir / f"{stem}.json", report)
+    plot(curves, out_dir / f"{stem}.png")
+    print(f"wrote {out_dir / (stem + '.json')} and {stem}.png")
+    return 0
 
 
 def plot(curves: dict, path: Path) -> None:
@@ -221,4 +355,4 @@ def plot(curves: dict, path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -54,6 +54,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
 from argilla_stack.stack import WORKSPACE, Stack  # noqa: E402
+from labeltriage.jsonio import write_json  # noqa: E402
 
 NOOP_LAUNCHER = "_noop_engine_launcher"
 DIM = 384
@@ -775,7 +776,7 @@ def main(argv: list[str] | None = None) -> int:
 def _write(path: Path, report: dict, partial: bool) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     report["partial"] = partial
-    path.write_text(json.dumps(report, indent=2) + "\n")
+    write_json(path, report)
     if not partial:
         write_markdown(path.with_suffix(".md"), report)
 

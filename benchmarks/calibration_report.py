@@ -21,7 +21,6 @@ Writes ``benchmarks/results/calibration_report.json`` and ``calibration_report*.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from curation.calibration import (  # noqa: E402
     fit_calibrator,
     reliability_diagram,
 )
+from labeltriage.jsonio import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CONF_COLUMNS = ("llm_confidence", "confidence_stated", "confidence_logprob", "confidence_consistency")
@@ -177,7 +177,7 @@ def main() -> None:
         report["real"][str(path)] = entry
     if not report["real"]:
         print("real confidences: no prelabels.parquet with gold_label found (pass --prelabels PATH)")
-    (RESULTS / "calibration_report.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(RESULTS / "calibration_report.json", report)
     print(f"wrote {RESULTS / 'calibration_report.json'}")
 
 

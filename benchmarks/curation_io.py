@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))  # benchmarks/argilla_stack.py would shadow the pa
 from argilla_stack.stack import Stack  # noqa: E402
 from curation import argilla_io  # noqa: E402
 from labeltriage.config import load_task_config  # noqa: E402
+from labeltriage.jsonio import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "curation_io.json"
 
@@ -125,7 +126,7 @@ def main() -> None:
     finally:
         stack.down()
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS, results)
     print(json.dumps({key: results[key] for key in ("push", "pull", "loop_one_per_call", "ratio")}, indent=2))
 
 

@@ -17,7 +17,6 @@ accuracy against the gold labels. Writes benchmarks/results/local_decoding.{json
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from labeltriage import corpora  # noqa: E402
 from labeltriage.config import load_task_config  # noqa: E402
+from labeltriage.jsonio import write_json  # noqa: E402
 from pipelines.llms import LocalLlamaLLM  # noqa: E402
 from pipelines.models import resolve_model_path  # noqa: E402
 from pipelines.parsing import InvalidOutput, label_token_probability, parse_answer  # noqa: E402
@@ -126,7 +126,7 @@ def main() -> None:
         ],
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "local_decoding.json").write_text(json.dumps(summary, indent=2))
+    write_json(RESULTS / "local_decoding.json", summary)
     n = len(records)
 
     def row(name: str, values: dict[str, float], fmt: str) -> str:

@@ -21,7 +21,6 @@ report consumes their confidences). Resumable: rerun the same command after an i
 from __future__ import annotations
 
 import argparse
-import json
 import resource
 import sys
 import time
@@ -36,6 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from labeltriage import corpora  # noqa: E402
 from labeltriage.config import TaskConfig, load_task_config  # noqa: E402
+from labeltriage.jsonio import write_json  # noqa: E402
 from pipelines.io import record_id  # noqa: E402
 from pipelines.runner import Prelabeller, with_overrides  # noqa: E402
 
@@ -174,7 +174,7 @@ def save(report: dict, outputs: dict[str, pd.DataFrame], consistency: dict[str, 
         r.update(metrics(frame, r["labels"]))
         r["output_tokens_mean"] = float(frame["output_tokens"].mean())
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    (results / "prelabel_accuracy.json").write_text(json.dumps(report, indent=2) + "\n")
+    write_json(results / "prelabel_accuracy.json", report)
     (results / "prelabel_accuracy.md").write_text(markdown(report))
 
 

@@ -241,7 +241,9 @@ def local_child(texts_file: str, out_file: str, model: str) -> None:
         "ok": int((frame["status"] == "ok").sum()),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
-    Path(out_file).write_text(json.dumps(figures))
+    from labeltriage.jsonio import write_json
+
+    write_json(out_file, figures)
 
 
 def main() -> None:
@@ -327,7 +329,9 @@ def save(report: dict, partial: bool) -> dict:
     previous = RESULTS / "prelabel_throughput.json"
     if partial and previous.is_file():
         report = {**json.loads(previous.read_text()), **report}
-    previous.write_text(json.dumps(report, indent=2) + "\n")
+    from labeltriage.jsonio import write_json
+
+    write_json(previous, report)
     (RESULTS / "prelabel_throughput.md").write_text(markdown(report))
     return report
 

@@ -22,7 +22,6 @@ Run: ``.venv/bin/python benchmarks/vader_agreement.py`` (about a minute) -> resu
 
 from __future__ import annotations
 
-import json
 import platform
 import sys
 import time
@@ -41,6 +40,7 @@ from curation.agreement import (  # noqa: E402
     percent_agreement,
 )
 from labeltriage.corpora import VADER_SUBSETS, vader_ratings  # noqa: E402
+from labeltriage.jsonio import write_json  # noqa: E402
 
 CLASSES = ["negative", "neutral", "positive"]
 SEEDS = [0, 1, 2, 3, 4]
@@ -222,7 +222,7 @@ def main() -> None:
         "seconds": time.perf_counter() - t0,
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "vader_agreement.json").write_text(json.dumps(results, indent=2) + "\n")
+    write_json(RESULTS / "vader_agreement.json", results)
     (RESULTS / "vader_agreement.md").write_text(render_md(results))
     print(render_md(results))
 

@@ -26,6 +26,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labeltriage.jsonio import write_json
+
 METADATA_FLOATS = ("priority", "llm_confidence")
 METADATA_TERMS = ("route", "llm_label", "source")
 METADATA_INTEGERS = ("round",)
@@ -295,7 +297,7 @@ def push_records(
         report.batches += 1
         done.update({str(record.id): digest for record, digest in batch})
         if checkpoint is not None:
-            checkpoint.write_text(json.dumps(done))
+            write_json(checkpoint, done, indent=None)
         if on_batch is not None:
             on_batch(len(batch))
     report.seconds = time.perf_counter() - started

@@ -268,7 +268,9 @@ class Calibrator:
 
     def save(self, path: str | Path) -> None:
         """Write the calibrator as JSON (``calibrator.json`` in a run directory)."""
-        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n")
+        from labeltriage.jsonio import write_json
+
+        write_json(path, self.to_dict())
 
 
 def load_calibrator(path: str | Path) -> Calibrator:
@@ -356,6 +358,25 @@ def fit_calibrator(confidences: Any, correct: Any, method: Method = "isotonic", 
 # ----------------------------------------------------------------------------------------------
 # reliability diagram
 # ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ReliabilityPanel:
+    """One extra panel of :func:`reliability_diagram`.
+
+    ``confidences`` ``(m,)`` in [0, 1] and ``correct`` ``(m,)`` bool may be any subset of records
+    (e.g. a held-out share). ``in_sample=True`` says the calibrator behind these confidences was
+    fitted on these same records: the panel is then drawn hatched and titled "in-sample", since
+    its ECE is optimistic (zero by construction for isotonic and histogram binning).
+    """
+
+    name: str
+    confidences: Any
+    correct: Any
+    in_sample: bool = False
+
+
+IN_SAMPLE_NOTE = "in-sample: fitted on these records, ECE optimistic"
+
+
 def reliability_diagram(
     confidences: Any,
     correct: Any,
@@ -364,12 +385,22 @@ def reliability_diagram(
     n_bins: int = 15,
     strategy: Strategy = "uniform",
     title: str = "Reliability diagram",
+    *,
+    calibrated_in_sample: bool = False,
+    extra_panels: tuple[ReliabilityPanel, ...] | list[ReliabilityPanel] = (),
 ) -> Path:
     """Write a reliability diagram PNG: accuracy vs confidence per bin, with the count per bin.
 
-    One panel for the raw confidences and, if ``calibrated`` (shape ``(n,)``) is given, one for the
-    calibrated ones. Each panel shows the bars (accuracy per bin), the diagonal, the ECE in the
-    legend and the number of records written above each bar. Uses the Agg backend (no display).
+    One panel for the raw confidences, then one per ``extra_panels`` item, then, if ``calibrated``
+    (shape ``(n,)``, same records as ``confidences``) is given, one for the calibrated ones. Each
+    panel shows the bars (accuracy per bin), the diagonal, the ECE in the legend and the number of
+    records written above each bar. A panel whose calibrator was fitted on its own records
+    (``calibrated_in_sample=True``, or ``ReliabilityPanel.in_sample``) has hatched bars, "in-sample"
+    in its title and a note saying its ECE is optimistic. The panel titles are also stored in the
+    PNG's ``Description`` text chunk (one per line). Uses the Agg backend (no display).
+
+    Raises:
+        ValueError: confidences outside [0, 1], NaN, or shapes that do not match.
     """
     import matplotlib
 
@@ -377,13 +408,20 @@ def reliability_diagram(
     import matplotlib.pyplot as plt
 
     conf, corr = _check_pair(confidences, correct)
-    panels = [("raw", conf)]
+    panels = [ReliabilityPanel("raw", conf, corr)]
+    for extra in extra_panels:
+        c, y = _check_pair(extra.confidences, extra.correct)
+        panels.append(ReliabilityPanel(extra.name, c, y, extra.in_sample))
     if calibrated is not None:
-        panels.append(("calibrated", check_confidences(calibrated, "calibrated")))
+        panels.append(
+            ReliabilityPanel("calibrated", check_confidences(calibrated, "calibrated"), corr, calibrated_in_sample)
+        )
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5.2), squeeze=False)
-    for ax, (name, c) in zip(axes[0], panels, strict=True):
-        b = calibration_bins(c, corr, n_bins, strategy)
-        ece = expected_calibration_error(c, corr, n_bins, strategy)
+    titles = []
+    for ax, panel in zip(axes[0], panels, strict=True):
+        c, y = np.asarray(panel.confidences, dtype=np.float64), np.asarray(panel.correct, dtype=bool)
+        b = calibration_bins(c, y, n_bins, strategy)
+        ece = expected_calibration_error(c, y, n_bins, strategy)
         nz = b["count"] > 0
         if strategy == "uniform":
             width = np.full(n_bins, 1.0 / n_bins)
@@ -392,21 +430,27 @@ def reliability_diagram(
             width = np.where(nz, np.maximum(b["upper"] - b["lower"], 0.01), 0.01)
             centers = np.where(nz, (b["upper"] + b["lower"]) / 2, 0.0)
         ax.bar(
-            centers[nz], b["accuracy"][nz], width=width[nz] * 0.95, color="#4C72B0", edgecolor="k",
-            label=f"accuracy (ECE={ece:.3f})",
+            centers[nz], b["accuracy"][nz], width=width[nz] * 0.95, edgecolor="k",
+            color="#C9D5E8" if panel.in_sample else "#4C72B0", hatch="//" if panel.in_sample else None,
+            label=f"accuracy (ECE={ece:.3f}{', in-sample' if panel.in_sample else ''})",
         )  # fmt: skip
         ax.scatter(centers[nz], b["mean_confidence"][nz], color="#DD8452", zorder=3, s=18, label="mean conf.")
         ax.plot([0, 1], [0, 1], "--", color="grey", label="perfect calibration")
         for x, a, k in zip(centers[nz], b["accuracy"][nz], b["count"][nz], strict=True):
             ax.text(x, min(a + 0.02, 1.02), str(int(k)), ha="center", va="bottom", fontsize=7)
+        if panel.in_sample:
+            ax.text(0.98, 0.03, IN_SAMPLE_NOTE, transform=ax.transAxes, ha="right", va="bottom", fontsize=8,
+                    color="#B22222", bbox={"facecolor": "white", "edgecolor": "#B22222", "alpha": 0.9})  # fmt: skip
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1.08)
-        ax.set_xlabel(f"confidence ({strategy} bins, n={conf.shape[0]})")
+        ax.set_xlabel(f"confidence ({strategy} bins, n={c.shape[0]})")
         ax.set_ylabel("accuracy on gold")
-        ax.set_title(f"{title}: {name}")
+        panel_title = f"{title}: {panel.name}" + (" (in-sample)" if panel.in_sample else "")
+        ax.set_title(panel_title, color="#B22222" if panel.in_sample else "black")
         ax.legend(loc="upper left", fontsize=8)
+        titles.append(panel_title)
     fig.tight_layout()
     path = Path(path)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, metadata={"Title": title, "Description": "\n".join(titles)})
     plt.close(fig)
     return path

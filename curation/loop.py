@@ -16,6 +16,7 @@ import pandas as pd
 from curation import argilla_io
 from curation.active_learning import normalised_uncertainty
 from curation.consensus import majority_vote
+from labeltriage.jsonio import write_json
 
 EMBEDDINGS_FILE = "embeddings.npy"
 
@@ -30,7 +31,7 @@ def run_embeddings(run_dir: Path, texts: list[str], ids: list[str]) -> np.ndarra
 
     vectors = embed_texts(texts)
     np.save(path, vectors)
-    ids_path.write_text(json.dumps(ids))
+    write_json(ids_path, ids, indent=None)
     return vectors
 
 
@@ -40,7 +41,7 @@ def pull_to_run(client: Any, dataset: Any, config: Any, run_dir: Path) -> argill
         client, dataset, [label.name for label in config.labels], config.argilla.question
     )
     frame.to_parquet(run_dir / "responses.parquet", index=False)
-    (run_dir / "pull.json").write_text(json.dumps(report.__dict__, indent=2, default=str) + "\n")
+    write_json(run_dir / "pull.json", report.__dict__, default=str)
     return report
 
 
@@ -152,5 +153,5 @@ def run_round(
         "adjudication": sorted(adjudicate),
         "metadata_updated": updated,
     }
-    (run_dir / "loop.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    write_json(run_dir / "loop.json", summary, default=str)
     return summary

@@ -37,6 +37,7 @@ import pandas as pd
 
 from curation.agreement import Ratings, agreement_report, ratings_from_long
 from curation.consensus import adjudication_queue, dawid_skene, majority_vote
+from labeltriage.jsonio import dumps, write_json
 
 __all__ = [
     "FINAL_COLUMNS",
@@ -490,16 +491,18 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         lines.append(f"- confidence used for routing: {cfg['confidence'].get('routing', 'n/a')}")
     lines += ["", "## Calibration", ""]
     if run.calibration:
-        lines += ["```json", json.dumps(_short(run.calibration), indent=2, default=str), "```"]
+        lines += ["```json", dumps(_short(run.calibration), default=str), "```"]
     else:
         lines.append("No calibration.json in the run directory.")
     lines += ["", "## Routing thresholds", ""]
     thresholds = cfg.get("thresholds") or {}
     for key, value in thresholds.items():
         lines.append(f"- {key}: {value}")
+    # routing.json keeps the choice under "threshold" (null values: no threshold reached the target)
+    chosen = run.routing["threshold"] if isinstance(run.routing.get("threshold"), dict) else run.routing
     for key in ("threshold", "lower_bound", "precision", "coverage", "target_precision"):
-        if key in run.routing:
-            lines.append(f"- chosen {key}: {_fmt(run.routing[key])}")
+        if key in chosen:
+            lines.append(f"- chosen {key}: {_fmt(chosen[key])}")
     if not thresholds and not run.routing:
         lines.append("No routing.json in the run directory.")
     lines += ["", "## Agreement", ""]
@@ -569,7 +572,7 @@ def write_local(final: FinalDataset, card: str, agreement: dict[str, Any], outpu
     }
     final.final.to_parquet(paths["final"], index=False)
     paths["card"].write_text(card)
-    paths["agreement"].write_text(json.dumps(agreement, indent=2, allow_nan=False) + "\n")
+    write_json(paths["agreement"], agreement)
     final.adjudication.to_parquet(paths["adjudication"], index=False)
     return paths
 

@@ -9,6 +9,12 @@ the key (dotted path) and says how to fix it, e.g.::
 `TaskConfig.output_schema()` builds the JSON schema the model must answer with, from the label set:
 ``{label, confidence, reasoning}`` for single-label tasks, ``{labels, confidence, reasoning}`` for
 multi-label tasks. The property order is the generation order under a grammar (label first).
+
+Shorthands: a label may be just its name (``labels: [great, other]`` means labels without
+descriptions), and the ``argilla:`` section may be left out (it only matters from ``push`` on):
+the dataset is then named after the task (``name``), in workspace ``labeltriage``, question
+``label``. An unquoted YAML ``yes``/``no``/``on``/``off``/``true``/``false`` or a number where a label
+or a text belongs is reported with the fix (quote it), not as a type error.
 """
 
 from __future__ import annotations
@@ -47,6 +53,18 @@ class FewShotExample(_Strict):
     text: str = Field(min_length=1)
     label: str | list[str]
     reasoning: str | None = None  # shown in the example's answer when the examples are chat turns
+
+    @field_validator("label", mode="before")
+    @classmethod
+    def _label_is_text(cls, value: Any) -> Any:
+        # YAML turns an unquoted yes/no into a bool: say so here, before pydantic reports the
+        # union `str | list[str]` as two unrelated type errors.
+        found = [((i,), v) for i, v in enumerate(value) if _not_text(v)] if isinstance(value, list) else []
+        if not isinstance(value, list) and _not_text(value):
+            found = [((), value)]
+        if found:
+            raise _NotText(found)
+        return value
 
 
 class Price(_Strict):
@@ -100,10 +118,28 @@ class Thresholds(_Strict):
 
 
 class ArgillaSettings(_Strict):
-    dataset: str
+    # Defaults to the task's `name` when the config has no `argilla.dataset` (see TaskConfig).
+    dataset: str = Field(min_length=1)
     workspace: str = "labeltriage"
     question: str = "label"
     min_submitted: int = Field(default=1, ge=1)
+
+
+class _NotText(ValueError):
+    """YAML scalars that are not strings (bool, number, empty) where labels or texts belong.
+
+    ``found`` holds ``(subpath, value)`` pairs; a subpath continues the key path pydantic reports
+    (e.g. the index inside a list). :func:`_not_text_message` writes one line per pair, with the
+    spelling used in the file.
+    """
+
+    def __init__(self, found: list[tuple[tuple[str | int, ...], Any]]) -> None:
+        super().__init__(f"expected text, got {[value for _, value in found]!r}")
+        self.found = found
+
+
+def _not_text(value: Any) -> bool:
+    return value is None or isinstance(value, bool | int | float)
 
 
 def _placeholders(template: str) -> set[str]:
@@ -144,8 +180,39 @@ class TaskConfig(_Strict):
     model: ModelSettings = ModelSettings()
     confidence: ConfidenceSettings = ConfidenceSettings()
     thresholds: Thresholds = Thresholds()
+    # Optional: only push/pull/loop use it; without it the dataset is named after the task.
     argilla: ArgillaSettings
     source_path: str | None = Field(default=None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _argilla_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        argilla = data.get("argilla")
+        if argilla is None:
+            argilla = {}
+        if isinstance(argilla, dict) and "dataset" not in argilla:
+            # an invalid `name` fails validation on its own, so the fallback is never used
+            name = data.get("name")
+            argilla = {**argilla, "dataset": name if isinstance(name, str) and name else "labeltriage"}
+        return {**data, "argilla": argilla}
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _label_names_alone(cls, labels: Any) -> Any:
+        """``- great`` is short for ``- name: great``; a bool or number is reported with the fix."""
+        if not isinstance(labels, list):
+            return labels
+        found: list[tuple[tuple[str | int, ...], Any]] = []
+        for i, item in enumerate(labels):
+            if _not_text(item):
+                found.append(((i,), item))
+            elif isinstance(item, dict) and "name" in item and _not_text(item["name"]):
+                found.append(((i, "name"), item["name"]))
+        if found:
+            raise _NotText(found)
+        return [{"name": item} if isinstance(item, str) else item for item in labels]
 
     @field_validator("labels")
     @classmethod
@@ -256,7 +323,38 @@ class _KeyError(ValueError):
         self.message = message
 
 
-def _format_validation_error(path: str, error: ValidationError, data: dict[str, Any]) -> str:
+def _yaml_spelling(root: yaml.Node | None, keys: tuple[Any, ...]) -> str | None:
+    """The text of the scalar at ``keys`` as written in the file (``yes``, not ``True``)."""
+    node = root
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            node = next((v for k, v in node.value if k.value == str(key)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+        else:
+            return None
+    return node.value if isinstance(node, yaml.ScalarNode) else None
+
+
+def _not_text_message(path: str, keys: tuple[Any, ...], value: Any, root: yaml.Node | None) -> str:
+    loc = ".".join(str(k) for k in keys)
+    if value is None:
+        return f"{path}: {loc}: empty. Fix: write a value there or remove the line"
+    spelling = _yaml_spelling(root, keys) or str(value)
+    kind = f"the boolean {value}" if isinstance(value, bool) else "a number"
+    return f'{path}: {loc}: YAML reads the unquoted {spelling} as {kind}. Fix: quote it: "{spelling}"'
+
+
+# what each list item should look like, for "expected a mapping" errors
+_ITEM_EXAMPLES = {
+    "labels": "`- name: great` (with `description: ...` under it) or just `- great`",
+    "few_shot": "`- text: Loved it` with `label: positive` under it",
+}
+
+
+def _format_validation_error(
+    path: str, error: ValidationError, data: dict[str, Any], root: yaml.Node | None = None
+) -> str:
     lines = []
     for item in error.errors():
         loc = ".".join(str(p) for p in item["loc"])
@@ -264,6 +362,23 @@ def _format_validation_error(path: str, error: ValidationError, data: dict[str, 
         ctx_error = (item.get("ctx") or {}).get("error")
         if isinstance(ctx_error, _KeyError):
             lines.append(f"{path}: {ctx_error.key}: {ctx_error.message}")
+            continue
+        if isinstance(ctx_error, _NotText):
+            lines += [_not_text_message(path, (*item["loc"], *sub), value, root) for sub, value in ctx_error.found]
+            continue
+        got = item.get("input")
+        if kind == "string_type" and (got is None or isinstance(got, bool | int | float)):
+            lines.append(_not_text_message(path, tuple(item["loc"]), got, root))
+            continue
+        if kind in ("model_type", "dict_type") and item["loc"] and str(item["loc"][0]) in _ITEM_EXAMPLES:
+            example = _ITEM_EXAMPLES[str(item["loc"][0])]
+            lines.append(f"{path}: {loc}: expected a mapping, got {got!r}. Fix: write it as {example}")
+            continue
+        if kind in ("model_type", "dict_type"):
+            lines.append(f"{path}: {loc}: expected a mapping (`key: value` lines), got {got!r}. Fix: correct '{loc}'")
+            continue
+        if kind == "list_type":
+            lines.append(f"{path}: {loc}: expected a list, got {got!r}. Fix: write one `- item` per line under {loc}")
             continue
         if kind == "extra_forbidden":
             key = str(item["loc"][-1])
@@ -277,7 +392,6 @@ def _format_validation_error(path: str, error: ValidationError, data: dict[str, 
             msg = item["msg"]
             if msg.startswith("Value error, "):
                 msg = msg[len("Value error, ") :]
-            got = item.get("input")
             got_text = f" (got {got!r})" if not isinstance(got, dict | list) else ""
             if "Fix:" not in msg:
                 msg = f"{msg}{got_text}. Fix: correct '{loc}'"
@@ -307,8 +421,9 @@ def load_task_config(path: str | Path) -> TaskConfig:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: no such file. Fix: pass a task config such as datasets_config/sentiment.yaml")
+    text = path.read_text(encoding="utf-8")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}. Fix: correct the YAML syntax") from None
     if not isinstance(data, dict):
@@ -316,4 +431,6 @@ def load_task_config(path: str | Path) -> TaskConfig:
     try:
         return TaskConfig.model_validate({**data, "source_path": str(path)})
     except ValidationError as error:
-        raise ConfigError(_format_validation_error(str(path), error, data)) from None
+        # the node tree keeps each scalar as written (`yes`), for messages about YAML's booleans
+        root = yaml.compose(text, yaml.SafeLoader)
+        raise ConfigError(_format_validation_error(str(path), error, data, root)) from None

@@ -21,6 +21,7 @@ import pandas as pd
 from distilabel.exceptions import DistilabelOfflineBatchGenerationNotFinishedException
 
 from labeltriage.config import TaskConfig
+from labeltriage.jsonio import write_json
 from pipelines.parsing import InvalidOutput, label_token_probability, parse_answer
 from pipelines.prompt import render_messages
 from pipelines.runner import Prelabeller, RunResult, _strict_response_format
@@ -90,7 +91,7 @@ class BatchPrelabeller(Prelabeller):
         except DistilabelOfflineBatchGenerationNotFinishedException as submitted:
             state = {"jobs_ids": list(submitted.jobs_ids), "keys": list(todo), "texts": list(todo.values())}
             jobs_path.parent.mkdir(parents=True, exist_ok=True)
-            jobs_path.write_text(json.dumps(state))
+            write_json(jobs_path, state, indent=None)
             self.stats.calls += len(inputs)
             return f"submitted {len(inputs)} requests in batch job(s) {', '.join(state['jobs_ids'])}; rerun to collect"
         raise RuntimeError("offline batch generation returned without submitting a job")

@@ -12,6 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+from labeltriage.jsonio import dumps
+
 
 def cache_key(*parts: Any) -> str:
     payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
@@ -47,7 +49,8 @@ class RecordCache:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self.path.open("a", encoding="utf-8") as handle:
             for key, value in items.items():
-                handle.write(json.dumps({"key": key, "value": value}, ensure_ascii=False, default=str) + "\n")
+                line = dumps({"key": key, "value": value}, indent=None, ensure_ascii=False, default=str)
+                handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         self._entries.update(items)

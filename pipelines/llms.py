@@ -260,7 +260,7 @@ class LocalLlamaLLM(_Accounting, LLM):
             return
         # OpenMP threads spin while waiting by default; on a shared CPU that stalls every token.
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-        from llama_cpp import Llama
+        Llama = import_llama()
 
         self._llama = Llama(
             model_path=self.model_path,
@@ -566,3 +566,30 @@ def _strict_schema(schema: dict[str, Any]) -> dict[str, Any]:
         return node
 
     return clean(schema)
+
+
+_LLAMA_DEVNULL_CLOSED_AT_EXIT = False
+
+
+def import_llama() -> Any:
+    """``llama_cpp.Llama``, with the two files llama-cpp-python leaves open closed at exit.
+
+    llama_cpp/_utils.py opens ``os.devnull`` twice at import (``outnull_file``, ``errnull_file``:
+    they silence the C library while a model loads) and never closes them, so every process that
+    loaded a model ended with two ``ResourceWarning: unclosed file <... name='/dev/null'>``. They
+    are used only inside ``suppress_stdout_stderr`` (model loading, chat handlers), never by a
+    destructor, so closing them when the interpreter exits is safe.
+    """
+    global _LLAMA_DEVNULL_CLOSED_AT_EXIT
+    import llama_cpp
+    from llama_cpp import _utils
+
+    if not _LLAMA_DEVNULL_CLOSED_AT_EXIT:
+        import atexit
+
+        for name in ("outnull_file", "errnull_file"):
+            handle = getattr(_utils, name, None)
+            if handle is not None and hasattr(handle, "close"):
+                atexit.register(handle.close)
+        _LLAMA_DEVNULL_CLOSED_AT_EXIT = True
+    return llama_cpp.Llama

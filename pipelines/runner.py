@@ -15,7 +15,6 @@ new or edited text only costs that text.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from labeltriage.config import Price, TaskConfig
+from labeltriage.jsonio import write_json
 from pipelines.cache import RecordCache, cache_key
 from pipelines.llms import Budget, CallStats, LocalLlamaLLM, OpenAICompatibleLLM
 from pipelines.models import resolve_model_path
@@ -434,7 +434,7 @@ def write_outputs(result: RunResult, output_dir: Path) -> tuple[Path, Path]:
     result.frame.to_parquet(tmp, index=False)
     os.replace(tmp, parquet)
     run_json = output_dir / "run.json"
-    run_json.write_text(json.dumps(result.summary, indent=2) + "\n")
+    write_json(run_json, result.summary)
     return parquet, run_json
 
 

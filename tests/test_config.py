@@ -62,7 +62,10 @@ def _write_variant(tmp_path: Path, mutate) -> Path:
         (lambda d: d["model"]["generation"].update(temprature=0.2), "model.generation.temprature", ["temperature"]),
         (lambda d: d["few_shot"][0].update(label="great"), "few_shot.0.label", ["not in labels", "Fix"]),
         (lambda d: d["confidence"].update(routing="consistency"), "confidence.consistency_samples", ["Fix"]),
-        (lambda d: d.pop("argilla"), "argilla", ["missing", "Fix"]),
+        (lambda d: d["argilla"].update(dataset=""), "argilla.dataset", ["at least 1", "Fix"]),
+        (lambda d: d.update(argilla="sentiment"), "argilla", ["expected a mapping", "Fix"]),
+        (lambda d: d.update(labels="positive, negative"), "labels", ["expected a list", "- item"]),
+        (lambda d: d["few_shot"].append("Great!"), "few_shot.4", ["expected a mapping", "- text:"]),
         (lambda d: d.update(prompt_template="Classify: {txt}"), "prompt_template", ["{txt}", "{text}"]),
         (lambda d: d["labels"].append({"name": "positive"}), "labels", ["duplicate", "Fix"]),
         (lambda d: d.update(text_template="Review: {body}"), "text_template", ["{body}", "{text}"]),
@@ -112,3 +115,73 @@ def test_few_shot_examples_become_chat_turns_before_the_text() -> None:
     assert [m["role"] for m in render_messages(inline, "x")] == ["system", "user"]
     assert config.few_shot[0].text in render_messages(inline, "x")[1]["content"]
     assert prompt_hash(inline) != prompt_hash(config)
+
+
+def _write_yaml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "task.yaml"
+    path.write_text(text)
+    return path
+
+
+MINIMAL = """\
+name: yesno
+description: Does the review recommend the product?
+prompt_template: "Labels: {labels}\\nText: {text}"
+"""
+
+
+def test_labels_may_be_plain_names(tmp_path: Path) -> None:
+    path = _write_yaml(tmp_path, MINIMAL + "labels: [great, other]\nfew_shot:\n  - text: Loved it\n    label: great\n")
+    config = load_task_config(path)
+    assert config.label_names == ["great", "other"]
+    assert [label.description for label in config.labels] == ["", ""]
+    assert config.output_schema()["properties"]["label"]["enum"] == ["great", "other"]
+    # the two spellings mix: a name alone, or a mapping with a description
+    mixed = _write_yaml(tmp_path, MINIMAL + "labels:\n  - great\n  - name: other\n    description: anything else\n")
+    assert [(x.name, x.description) for x in load_task_config(mixed).labels] == [
+        ("great", ""),
+        ("other", "anything else"),
+    ]
+
+
+def test_unquoted_yes_no_and_numbers_say_quote_them(tmp_path: Path) -> None:
+    path = _write_yaml(
+        tmp_path,
+        MINIMAL
+        + "labels:\n  - yes\n  - name: no\n    description: not recommended\n  - 3\n"
+        + "few_shot:\n  - text: Buy it\n    label: yes\n  - text: Meh\n    label: [Off]\n",
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_task_config(path)
+    assert str(caught.value).splitlines() == [
+        f'{path}: labels.0: YAML reads the unquoted yes as the boolean True. Fix: quote it: "yes"',
+        f'{path}: labels.1.name: YAML reads the unquoted no as the boolean False. Fix: quote it: "no"',
+        f'{path}: labels.2: YAML reads the unquoted 3 as a number. Fix: quote it: "3"',
+        f'{path}: few_shot.0.label: YAML reads the unquoted yes as the boolean True. Fix: quote it: "yes"',
+        f'{path}: few_shot.1.label.0: YAML reads the unquoted Off as the boolean False. Fix: quote it: "Off"',
+    ]
+    quoted = _write_yaml(tmp_path, MINIMAL + 'labels: ["yes", "no"]\nfew_shot:\n  - text: Buy it\n    label: "yes"\n')
+    assert load_task_config(quoted).label_names == ["yes", "no"]
+
+
+def test_a_text_written_as_a_number_says_quote_it(tmp_path: Path) -> None:
+    path = _write_yaml(tmp_path, MINIMAL + "labels: [a, b]\nfew_shot:\n  - text: 42\n    label: a\n")
+    with pytest.raises(ConfigError) as caught:
+        load_task_config(path)
+    assert str(caught.value) == f'{path}: few_shot.0.text: YAML reads the unquoted 42 as a number. Fix: quote it: "42"'
+
+
+def test_argilla_section_is_optional(tmp_path: Path) -> None:
+    # prelabel, calibrate and route never use it; push/pull/loop name the dataset after the task
+    config = load_task_config(_write_variant(tmp_path, lambda d: d.pop("argilla")))
+    assert config.argilla.model_dump() == {
+        "dataset": "sentiment",
+        "workspace": "labeltriage",
+        "question": "label",
+        "min_submitted": 1,
+    }
+    partial = load_task_config(_write_variant(tmp_path, lambda d: d.update(argilla={"workspace": "team"})))
+    assert (partial.argilla.dataset, partial.argilla.workspace) == ("sentiment", "team")
+    empty = load_task_config(_write_variant(tmp_path, lambda d: d.update(argilla=None)))
+    assert empty.argilla.dataset == "sentiment"
+    assert load_task_config(SENTIMENT).argilla.dataset == "sentiment-review"  # an explicit name wins

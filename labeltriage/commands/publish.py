@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import click
+
+from labeltriage.jsonio import dumps, write_json
 
 
 def _load(run_dir: Path, config: Path | None):
@@ -180,9 +181,9 @@ def agreement(
     final = _build(run, method, tie_policy, min_agreement, min_reviewers, seed)
     report = compute_agreement(run, final, random_state=seed)
     out = output or run_dir / "agreement.json"
-    out.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n")
+    write_json(out, report)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(dumps(report))
     else:
         _print_report(report)
         click.echo(f"wrote {out}")

@@ -9,6 +9,8 @@ from typing import Any
 
 import click
 
+from labeltriage.jsonio import write_json
+
 run_dir_argument = click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
 config_option = click.option(
     "--config",
@@ -114,7 +116,7 @@ def push(run_dir: Path, config: Path | None, include_auto: bool, round_number: i
         except argilla_io.ArgillaIOError as exc:
             raise click.ClickException(str(exc)) from exc
     report.not_routed_to_review = len(routed) - len(queue)
-    (run_dir / "push.json").write_text(json.dumps({"dataset": task.argilla.dataset, **report.__dict__}, indent=2))
+    write_json(run_dir / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
     click.echo(
         f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
         f"({report.skipped_already_pushed} already there, {report.not_routed_to_review} auto-accepted kept out)"

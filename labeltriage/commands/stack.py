@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from pathlib import Path
 
 import click
 
 from argilla_stack.stack import DEFAULT_PORT, ENGINES, Stack, StackError
+from labeltriage.jsonio import dumps
 
 home_option = click.option(
     "--home",
@@ -66,7 +66,7 @@ def status(home: Path | None, as_json: bool) -> None:
     """Show each process, its port and the search engine."""
     info = Stack(home).status()
     if as_json:
-        click.echo(json.dumps(info, indent=2))
+        click.echo(dumps(info))
         return
     if "api_url" not in info:
         click.echo(f"stack is not running (home {info['home']})")

@@ -148,20 +148,6 @@ def _same_route_as_first(prelabels: Any, routes: np.ndarray) -> np.ndarray:
     return routes
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return None if not np.isfinite(o) else float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    raise TypeError(type(o))
-
-
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-
-
 # ----------------------------------------------------------------------------------------------
 # calibrate
 # ----------------------------------------------------------------------------------------------
@@ -220,7 +206,14 @@ def calibrate(
     Reports ECE (uniform and equal-mass), MCE, Brier and AUROC of the raw and the calibrated
     confidence, and draws a reliability diagram with the count of records per bin.
     """
-    from curation.calibration import calibration_metrics, fit_calibrator, reliability_diagram
+    from curation.calibration import (
+        ReliabilityPanel,
+        calibration_metrics,
+        expected_calibration_error,
+        fit_calibrator,
+        reliability_diagram,
+    )
+    from labeltriage.jsonio import write_json
 
     prelabels = _load_prelabels(run_dir)
     conf = _confidence_column(prelabels, confidence_column, run_dir / "prelabels.parquet")
@@ -245,23 +238,71 @@ def calibrate(
         "gold_column": gold_column,
         "n_gold": n_gold,
         "ece_convention": f"top-label, {n_bins} equal-width right-closed bins (also equal-mass), L1 weighted",
+        "warnings": [],
     }
+
+    def warn(message: str) -> None:
+        report["warnings"].append(message)
+        click.echo(f"warning: {message}", err=True)
+
+    # Held-out split, stratified by right/wrong: both shares keep the gold's accuracy and both
+    # hold a wrong answer whenever the gold has two (a plain random split of small gold often
+    # leaves the held-out share without one, and then nothing can be measured on it).
+    n_wrong, n_right = int((~y).sum()), int(y.sum())
     held = np.zeros(n_gold, dtype=bool)
-    if holdout > 0 and n_gold >= 20:
-        held[rng.permutation(n_gold)[: int(round(holdout * n_gold))]] = True
-    fit_part = ~held
-    if held.any() and 0 < y[fit_part].sum() < fit_part.sum() and 0 < y[held].sum() < held.sum():
+    minority, k_minority = ("wrong", n_wrong) if n_wrong <= n_right else ("right", n_right)
+    if holdout == 0:
+        in_sample_because = "--holdout 0 holds no gold out"
+    elif n_gold < MIN_GOLD_FOR_SPLIT:
+        in_sample_because = f"{n_gold} gold records are too few to hold some out (need >= {MIN_GOLD_FOR_SPLIT})"
+    elif k_minority < 2:
+        in_sample_because = (
+            f"only {k_minority} of the {n_gold} gold pre-labels is {minority}; the fitting share and the "
+            f"held-out share each need a {minority} one"
+        )
+    else:
+        in_sample_because = None
+        n_held = int(round(holdout * n_gold))
+        held_wrong = min(max(int(round(holdout * n_wrong)), 1), n_wrong - 1)
+        held_right = min(max(n_held - held_wrong, 1), n_right - 1)
+        for value, k in ((False, held_wrong), (True, held_right)):
+            held[rng.permutation(np.flatnonzero(y == value))[:k]] = True
+
+    panels: list[Any] = []
+    if in_sample_because is None:
+        fit_part = ~held
         split_cal = fit_calibrator(c[fit_part], y[fit_part], method=method, n_bins=n_bins)
+        held_cal = split_cal.transform(c[held])
         before = calibration_metrics(c[held], y[held], n_bins)
-        after = calibration_metrics(split_cal.transform(c[held]), y[held], n_bins)
+        after = calibration_metrics(held_cal, y[held], n_bins)
+        # ECE a perfectly calibrated score would show on records like these: correctness drawn
+        # as Bernoulli(confidence), so what remains is the estimator's noise at this size.
+        draws = np.random.default_rng(seed).random((200, int(held.sum()))) < held_cal
+        floor = float(np.mean([expected_calibration_error(held_cal, d, n_bins) for d in draws]))
         report["held_out"] = {
-            "n_fit": int(fit_part.sum()), "n_held_out": int(held.sum()), "seed": seed,
-            "before": before, "after": after,
+            "n_fit": int(fit_part.sum()), "n_held_out": int(held.sum()), "n_held_out_wrong": int((~y[held]).sum()),
+            "stratified": True, "seed": seed, "before": before, "after": after,
             "ece_ratio": after["ece"] / before["ece"] if before["ece"] > 0 else None,
+            "ece_if_perfectly_calibrated": floor,
         }  # fmt: skip
+        if held.sum() < HELD_OUT_WARN_BELOW:
+            warn(
+                f"the held-out ECE comes from {int(held.sum())} records ({int((~y[held]).sum())} wrong), "
+                f"under {HELD_OUT_WARN_BELOW}: it is noisy (a perfectly calibrated score shows ECE "
+                f"~{floor:.3f} on that many); add gold for a firm figure"
+            )
+        panels.append(
+            ReliabilityPanel(f"calibrated, held-out {int(held.sum())} (fitted on the other {int(fit_part.sum())})",
+                             held_cal, y[held])
+        )  # fmt: skip
     else:
         report["held_out"] = None
-        click.echo("note: too little gold for a held-out split; metrics below are in-sample", err=True)
+        exact = " (0 by construction for " + method + ")" if method in ("isotonic", "histogram") else ""
+        warn(
+            f"no held-out measure: {in_sample_because}. The metrics below are in-sample: the calibrator was "
+            f"fitted on these same records, so its ECE is optimistic{exact}; add gold for an honest figure"
+        )
+    report["in_sample_because"] = in_sample_because
     cal = fit_calibrator(c, y, method=method, n_bins=n_bins)
     cal.meta.update({"confidence_column": confidence_column, "gold": report["gold"], "gold_column": gold_column})
     calibrated = cal.transform(c)
@@ -270,19 +311,28 @@ def calibrate(
         "after": calibration_metrics(calibrated, y, n_bins),
     }
     cal.save(run_dir / "calibrator.json")
-    _write_json(run_dir / "calibration.json", report)
+    write_json(run_dir / "calibration.json", report)
     reliability_diagram(c, y, run_dir / "reliability.png", calibrated=calibrated, n_bins=n_bins,
-                        title=f"{run_dir.name} ({method})")  # fmt: skip
+                        title=f"{run_dir.name} ({method})", calibrated_in_sample=True,
+                        extra_panels=panels)  # fmt: skip
 
-    shown = report["held_out"] or report["in_sample"]
-    where = "held-out" if report["held_out"] else "in-sample"
+    if report["held_out"]:
+        shown = report["held_out"]
+        where = f"held-out {shown['n_held_out']}, fitted on the other {shown['n_fit']}"
+    else:
+        shown, where = report["in_sample"], "IN-SAMPLE: fitted on these records"
     b, a = shown["before"], shown["after"]
-    click.echo(f"gold: {n_gold} records, LLM accuracy {float(y.mean()):.3f}")
+    click.echo(f"gold: {n_gold} records, LLM accuracy {float(y.mean()):.3f} ({n_wrong} wrong)")
     click.echo(f"{'metric':<16}{'raw':>10}{'calibrated':>12}   ({where})")
     for key in ("ece", "ece_equal_mass", "mce", "brier", "auroc"):
         fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
         click.echo(f"{key:<16}{fmt(b[key]):>10}{fmt(a[key]):>12}")
     click.echo(f"wrote {run_dir / 'calibrator.json'}, calibration.json, reliability.png")
+
+
+# a held-out split needs this much gold; under HELD_OUT_WARN_BELOW held-out records ECE is noise
+MIN_GOLD_FOR_SPLIT = 20
+HELD_OUT_WARN_BELOW = 50
 
 
 # ----------------------------------------------------------------------------------------------
@@ -377,6 +427,7 @@ def route(
         priority_scores,
         route_records,
     )
+    from labeltriage.jsonio import write_json
 
     prelabels = _load_prelabels(run_dir)
     try:
@@ -440,7 +491,7 @@ def route(
         "coverage_precision_curve": {k: v.tolist() for k, v in curve.items()},
         "errors_caught": errors_caught_table(g_conf, g_y) if not g_y.all() else None,
     }
-    _write_json(run_dir / "routing.json", report)
+    write_json(run_dir / "routing.json", report)
 
     if choice.achievable:
         click.echo(
