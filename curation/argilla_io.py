@@ -15,6 +15,7 @@ A record's label comes from: ``prelabels.parquet`` (LLM) -> ``routed.parquet`` (
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import time
@@ -53,6 +54,8 @@ class PushReport:
     batches: int = 0
     retries: int = 0
     seconds: float = 0.0
+    # why the checkpoint was not trusted (another server/dataset, records gone from the server)
+    checkpoint_note: str | None = None
 
 
 @dataclass
@@ -111,9 +114,29 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
     rg = _rg()
     name, workspace = config.argilla.dataset, config.argilla.workspace
     dataset = client.datasets(name=name, workspace=workspace)
+    if dataset is not None and not _published(dataset):
+        # a creation that failed half-way (e.g. Redis down) leaves an unpublished draft, which
+        # cannot hold records: finish the job by starting it again
+        dataset.delete()
+        dataset = None
     if dataset is None:
         settings = dataset_settings(config, vector_dimensions)
-        return rg.Dataset(name=name, workspace=workspace, settings=settings, client=client).create()
+        try:
+            return rg.Dataset(name=name, workspace=workspace, settings=settings, client=client).create()
+        except Exception as exc:
+            leftover = None
+            with contextlib.suppress(Exception):
+                leftover = client.datasets(name=name, workspace=workspace)
+                if leftover is not None and not _published(leftover):
+                    leftover.delete()
+                    leftover = None
+            kept = "" if leftover is None else " (its unfinished draft is removed at the next push)"
+            cause = " ".join(_short_error(exc.__cause__ or exc, 200).split())
+            raise ArgillaIOError(
+                f"could not create the Argilla dataset {workspace}/{name}: {type(exc.__cause__ or exc).__name__}: "
+                f"{cause}{kept}. Fix: check the server (`labeltriage stack status`; restart it with `labeltriage "
+                "stack down && labeltriage stack up`) and rerun the same command"
+            ) from exc
     question = dataset.settings.questions[config.argilla.question]
     if question is None:
         raise SettingsDriftError(
@@ -135,6 +158,10 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
             dataset.settings.metadata.add(prop)
         dataset.update()
     return dataset
+
+
+def _published(dataset: Any) -> bool:
+    return getattr(getattr(dataset, "_model", None), "status", "ready") == "ready"
 
 
 def suggestion_agent(model: str, prompt_hash: str) -> str:
@@ -265,16 +292,19 @@ def push_records(
     wait_s: float = 1.0,
     on_batch: Callable[[int], None] | None = None,
 ) -> PushReport:
-    """Upsert ``records`` in batches; resumable through ``checkpoint`` (a JSON list of pushed ids).
+    """Upsert ``records`` in batches; resumable through ``checkpoint``.
 
     Each batch is retried with exponential backoff while the server is unreachable (a restart);
     a rerun skips records already pushed with the same content, so an interrupted push resumes.
+    The checkpoint names where it pushed (server URL, workspace, dataset name and id, see
+    :func:`push_target`) and is only trusted for that same dataset, and only for the records the
+    server still has: after the dataset was deleted and created again, or with another dataset
+    name or server, every record is pushed (``report.checkpoint_note`` says why).
     """
     report = PushReport()
     started = time.perf_counter()
-    done: dict[str, str] = {}
-    if checkpoint is not None and checkpoint.exists():
-        done = json.loads(checkpoint.read_text())
+    target = push_target(dataset)
+    done = _trusted_checkpoint(checkpoint, target, dataset, report)
     pending = []
     for record in records:
         digest = _record_digest(record)
@@ -297,11 +327,47 @@ def push_records(
         report.batches += 1
         done.update({str(record.id): digest for record, digest in batch})
         if checkpoint is not None:
-            write_json(checkpoint, done, indent=None)
+            write_json(checkpoint, {"target": target, "pushed": done}, indent=None)
         if on_batch is not None:
             on_batch(len(batch))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def push_target(dataset: Any) -> dict[str, str]:
+    """Where records go: the server URL, workspace, dataset name and the dataset's server id."""
+    return {
+        "api_url": str(dataset._client.api_url),
+        "workspace": str(dataset.workspace.name),
+        "dataset": str(dataset.name),
+        "dataset_id": str(dataset.id),
+    }
+
+
+def _trusted_checkpoint(checkpoint: Path | None, target: dict[str, str], dataset: Any, report: PushReport) -> dict:
+    """The checkpoint's pushed ids and digests, if it is this dataset's and the server still has them."""
+    if checkpoint is None or not checkpoint.exists():
+        return {}
+    try:
+        saved = json.loads(checkpoint.read_text())
+    except json.JSONDecodeError:
+        report.checkpoint_note = f"{checkpoint} is unreadable: pushing every record"
+        return {}
+    if not isinstance(saved, dict) or saved.get("target") != target:
+        before = saved.get("target") if isinstance(saved, dict) else None
+        where = f"{before['workspace']}/{before['dataset']} at {before['api_url']}" if before else "an unknown dataset"
+        if before and before["dataset_id"] != target["dataset_id"] and before["dataset"] == target["dataset"]:
+            where += " (deleted since, or created again)"
+        report.checkpoint_note = f"the last push went to {where}: pushing every record"
+        return {}
+    done: dict[str, str] = saved.get("pushed") or {}
+    on_server = dataset.progress().get("total", 0)
+    if on_server < len(done):
+        present = {str(r.id) for r in dataset.records(with_suggestions=False, with_responses=False)}
+        missing = [rid for rid in done if rid not in present]
+        report.checkpoint_note = f"{len(missing)} pushed record(s) are gone from the server: pushing them again"
+        done = {rid: digest for rid, digest in done.items() if rid in present}
+    return done
 
 
 def _record_digest(record: Any) -> str:

@@ -74,3 +74,7 @@ def main() -> None:
       labeltriage pull runs/r1
       labeltriage publish runs/r1 --repo-id me/reviews
     """
+
+
+if __name__ == "__main__":  # python -m labeltriage.cli ...
+    main()

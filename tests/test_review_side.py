@@ -148,3 +148,92 @@ def test_session_token_survives_a_restart(private_stack) -> None:
     state = stack.up(port=port, log=lambda *_: None)
     me = httpx.get(f"{state.api_url}/api/v1/me", headers=bearer)
     assert me.status_code == 200 and me.json()["username"] == "alice"
+
+
+def _sentiment_config(name: str):
+    from pathlib import Path
+
+    from labeltriage.config import load_task_config
+
+    config = load_task_config(Path(__file__).resolve().parent.parent / "datasets_config" / "sentiment.yaml")
+    return config.model_copy(update={"argilla": config.argilla.model_copy(update={"dataset": name})})
+
+
+def _queue(n: int):
+    import pandas as pd
+
+    return pd.DataFrame(
+        {
+            "id": [f"q-{i}" for i in range(n)],
+            "text": [f"review {i}" for i in range(n)],
+            "llm_label": "positive",
+            "calibrated_confidence": 0.5,
+            "reasoning": "r",
+            "model": "m",
+            "prompt_hash": "h",
+            "status": "ok",
+            "route": "human_review",
+            "priority": 0.5,
+        }
+    )
+
+
+def test_push_checkpoint_knows_where_it_pushed(argilla_client, tmp_path) -> None:
+    """After the dataset was deleted, or to another dataset, `push` said 'pushed 0 (30 already there)'."""
+    from curation import argilla_io
+
+    checkpoint = tmp_path / "push_checkpoint.json"
+    config = _sentiment_config(f"ckpt-{uuid.uuid4().hex[:6]}")
+    dataset = argilla_io.ensure_dataset(argilla_client, config, vector_dimensions=None)
+    records = argilla_io.build_records(_queue(30), config)
+    assert argilla_io.push_records(dataset, records, checkpoint=checkpoint).pushed == 30
+    assert argilla_io.push_records(dataset, records, checkpoint=checkpoint).skipped_already_pushed == 30
+
+    dataset.delete()  # by hand in the UI
+    dataset = argilla_io.ensure_dataset(argilla_client, config, vector_dimensions=None)
+    report = argilla_io.push_records(dataset, records, checkpoint=checkpoint)
+    assert (report.pushed, report.skipped_already_pushed) == (30, 0)
+    assert "deleted since, or created again" in report.checkpoint_note
+    assert len(list(dataset.records)) == 30
+
+    other = argilla_io.ensure_dataset(argilla_client, _sentiment_config(f"other-{uuid.uuid4().hex[:6]}"), None)
+    report = argilla_io.push_records(other, records, checkpoint=checkpoint)
+    assert report.pushed == 30 and "the last push went to labeltriage/ckpt-" in report.checkpoint_note
+
+    # records deleted on the server are pushed again, the rest stay skipped
+    other.records.delete([record for record in other.records if record.id in {"q-1", "q-2"}])
+    report = argilla_io.push_records(other, records, checkpoint=checkpoint)
+    assert (report.pushed, report.skipped_already_pushed) == (2, 28)
+    assert "2 pushed record(s) are gone from the server" in report.checkpoint_note
+
+
+def test_no_half_created_dataset_when_redis_is_down(private_stack) -> None:
+    """Redis down during creation left a dataset without its question; every later push refused."""
+    import os
+    import signal
+
+    import argilla as rg
+
+    from curation import argilla_io
+    from tests.conftest import free_port
+
+    stack = private_stack
+    port = free_port()
+    stack.up(port=port, log=lambda *_: None)
+    api_url, api_key = stack.credentials()
+    client = rg.Argilla(api_url=api_url, api_key=api_key, timeout=30, retries=1)
+    config = _sentiment_config("half")
+    os.kill(stack.state().pids["redis"], signal.SIGKILL)
+    with pytest.raises(argilla_io.ArgillaIOError) as failure:
+        argilla_io.ensure_dataset(client, config, vector_dimensions=None)
+    message = str(failure.value)
+    assert "\n" not in message and "could not create the Argilla dataset labeltriage/half" in message
+    assert "rerun the same command" in message
+
+    stack.down(log=lambda *_: None)
+    stack.up(port=port, log=lambda *_: None)
+    client = rg.Argilla(api_url=api_url, api_key=api_key, timeout=30, retries=1)
+    dataset = argilla_io.ensure_dataset(client, config, vector_dimensions=None)
+    assert dataset.settings.questions["sentiment"] is not None
+    report = argilla_io.push_records(dataset, argilla_io.build_records(_queue(5), config))
+    assert report.pushed == 5 and len(list(dataset.records)) == 5

@@ -116,6 +116,8 @@ def push(run_dir: Path, config: Path | None, include_auto: bool, round_number: i
         except argilla_io.ArgillaIOError as exc:
             raise click.ClickException(str(exc)) from exc
     report.not_routed_to_review = len(routed) - len(queue)
+    if report.checkpoint_note:
+        click.echo(f"note: {report.checkpoint_note}")
     write_json(run_dir / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
     click.echo(
         f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
