@@ -68,6 +68,12 @@ class PullReport:
     records_with_submitted: int = 0
     reviewers: list[str] = field(default_factory=list)
     invalid_examples: list[dict] = field(default_factory=list)
+    # the task config's labels against the Argilla question's (edited config): what changed
+    labels_removed_from_config: list[str] = field(default_factory=list)
+    labels_added_to_config: list[str] = field(default_factory=list)
+    # submitted responses an earlier pull saved that the server no longer has (kept unless dropped)
+    kept_from_earlier_pulls: int = 0
+    dropped_from_earlier_pulls: int = 0
 
 
 def _rg():
@@ -187,6 +193,12 @@ def _float_or_none(value: Any) -> float | None:
     return None if np.isnan(number) else number
 
 
+EMPTY_TEXT_NOTE = (
+    "[empty text] This record's text is empty in the input file. Discard it, or label it if an empty "
+    "text has a label in this task."
+)
+
+
 def build_records(
     frame: pd.DataFrame,
     config: Any,
@@ -230,7 +242,11 @@ def build_records(
             "source": source or row.get("source"),
         }
         reasoning = row.get("reasoning")
-        fields = {TEXT_FIELD: str(row["text"])}
+        text = "" if row.get("text") is None else str(row["text"])
+        if not text.strip():  # a blank card tells a reviewer nothing: say why it is blank
+            text = EMPTY_TEXT_NOTE
+            reasoning = "No model call: the input row's text is empty."
+        fields = {TEXT_FIELD: text}
         if isinstance(reasoning, str) and reasoning.strip():
             fields[REASONING_FIELD] = reasoning.strip()
         records.append(
@@ -422,13 +438,19 @@ def pull_responses(client: Any, dataset: Any, labels: Iterable[str], question: s
     """All reviewers' responses to ``question``: a long table and counts by status.
 
     Returns ``record_id, user, label, status, updated_at`` for every response (submitted, draft,
-    discarded, and ``invalid_label`` for a value outside ``labels``, e.g. after the question was
-    edited by hand); only ``submitted`` rows are labels. A response of a deleted reviewer is
-    kept under ``deleted-user:<id>``.
+    discarded, and ``invalid_label`` for a value outside ``labels``, the task config's labels,
+    e.g. after the config or the question was edited); only ``submitted`` rows are labels. A
+    response of a deleted reviewer is kept under ``deleted-user:<id>``. The report names the
+    labels that differ between the config and the Argilla question.
     """
     allowed = set(labels)
     usernames = {str(user.id): user.username for user in client.users}
     report = PullReport()
+    asked = dataset.settings.questions[question]
+    asked_labels = set(getattr(asked, "labels", None) or []) if asked is not None else set()
+    if asked_labels and asked_labels != allowed:
+        report.labels_removed_from_config = sorted(asked_labels - allowed)
+        report.labels_added_to_config = sorted(allowed - asked_labels)
     rows = []
     for record in dataset.records(with_suggestions=False, with_responses=True, with_vectors=False):
         report.records += 1

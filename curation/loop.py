@@ -35,14 +35,45 @@ def run_embeddings(run_dir: Path, texts: list[str], ids: list[str]) -> np.ndarra
     return vectors
 
 
-def pull_to_run(client: Any, dataset: Any, config: Any, run_dir: Path) -> argilla_io.PullReport:
-    """Pull every response into ``responses.parquet`` and the counts into ``pull.json``."""
+def pull_to_run(
+    client: Any, dataset: Any, config: Any, run_dir: Path, *, drop_missing: bool = False
+) -> argilla_io.PullReport:
+    """Pull every response into ``responses.parquet`` and the counts into ``pull.json``.
+
+    ``responses.parquet`` is a history, not a mirror: a submitted response that an earlier pull
+    saved and the server no longer has (its reviewer's account was deleted, which deletes their
+    responses; a record was deleted) is kept, with ``on_server = False``, unless
+    ``drop_missing``. The report counts both."""
     frame, report = argilla_io.pull_responses(
         client, dataset, [label.name for label in config.labels], config.argilla.question
     )
-    frame.to_parquet(run_dir / "responses.parquet", index=False)
+    frame["on_server"] = True
+    path = run_dir / "responses.parquet"
+    if path.exists():
+        frame = _keep_earlier_submits(pd.read_parquet(path), frame, report, drop_missing)
+    frame.to_parquet(path, index=False)
     write_json(run_dir / "pull.json", report.__dict__, default=str)
     return report
+
+
+def _keep_earlier_submits(
+    earlier: pd.DataFrame, pulled: pd.DataFrame, report: argilla_io.PullReport, drop_missing: bool
+) -> pd.DataFrame:
+    """``pulled`` plus the submitted rows of ``earlier`` whose (record, user) the server lost."""
+    if earlier.empty or "status" not in earlier.columns:
+        return pulled
+    present = set(zip(pulled["record_id"].astype(str), pulled["user"].astype(str), strict=True))
+    keys = zip(earlier["record_id"].astype(str), earlier["user"].astype(str), strict=True)
+    gone = earlier[[key not in present for key in keys] & earlier["status"].eq("submitted").to_numpy()]
+    if drop_missing:
+        report.dropped_from_earlier_pulls = int(len(gone))
+        return pulled
+    report.kept_from_earlier_pulls = int(len(gone))
+    report.submitted += int(len(gone))
+    gone = gone.assign(on_server=False)
+    merged = pd.concat([pulled, gone[pulled.columns]], ignore_index=True) if len(gone) else pulled
+    report.reviewers = sorted(merged.loc[merged["status"] == "submitted", "user"].astype(str).unique().tolist())
+    return merged
 
 
 def human_majority(responses: pd.DataFrame, labels: list[str]) -> pd.DataFrame:

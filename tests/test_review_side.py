@@ -237,3 +237,108 @@ def test_no_half_created_dataset_when_redis_is_down(private_stack) -> None:
     assert dataset.settings.questions["sentiment"] is not None
     report = argilla_io.push_records(dataset, argilla_io.build_records(_queue(5), config))
     assert report.pushed == 5 and len(list(dataset.records)) == 5
+
+
+def _cli_run(argilla_stack, tmp_path, n: int = 8, text=None):
+    """A run directory whose config pushes to a dataset of its own; the CLI's env for this stack."""
+    import json
+    from pathlib import Path
+
+    import yaml
+
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "datasets_config" / "sentiment.yaml").read_text())
+    config["argilla"]["dataset"] = f"side-{uuid.uuid4().hex[:8]}"
+    config_path = tmp_path / "sentiment.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    run.mkdir()
+    queue = _queue(n)
+    if text is not None:
+        queue.loc[0, "text"] = text
+    queue.to_parquet(run / "routed.parquet", index=False)
+    (run / "run.json").write_text(json.dumps({"config": str(config_path)}))
+    api_url, api_key = argilla_stack.credentials()
+    return run, config_path, config, {"ARGILLA_API_URL": api_url, "ARGILLA_API_KEY": api_key}
+
+
+def _cli(args: list[str], env: dict):
+    from click.testing import CliRunner
+
+    from labeltriage.cli import main
+
+    result = CliRunner(mix_stderr=False).invoke(main, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    return result
+
+
+def _answer(argilla_stack, dataset_name: str, username: str, record_ids: list[str], label: str) -> None:
+    api_url, api_key = argilla_stack.credentials()
+    owner = {"X-Argilla-Api-Key": api_key}
+    datasets = httpx.get(f"{api_url}/api/v1/me/datasets", headers=owner).json()["items"]
+    dataset_id = next(d["id"] for d in datasets if d["name"] == dataset_name)
+    items = httpx.get(f"{api_url}/api/v1/datasets/{dataset_id}/records", headers=owner, params={"limit": 100}).json()
+    server_ids = {r["external_id"]: r["id"] for r in items["items"]}
+    password = argilla_stack.add_user(username)
+    token = httpx.post(f"{api_url}/api/v1/token", data={"username": username, "password": password}).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    for rid in record_ids:
+        body = {"values": {"sentiment": {"value": label}}, "status": "submitted"}
+        assert httpx.post(
+            f"{api_url}/api/v1/records/{server_ids[rid]}/responses", json=body, headers=headers
+        ).is_success
+
+
+def test_a_deleted_reviewer_keeps_their_labels(argilla_stack, argilla_client, tmp_path) -> None:
+    """An admin deleting a reviewer's account deleted their 6 answers; the next pull wrote 0 and
+    the next publish 0 records, silently."""
+    import pandas as pd
+
+    run, _, config, env = _cli_run(argilla_stack, tmp_path)
+    _cli(["push", str(run), "--no-vectors"], env)
+    reviewer = f"gone_{uuid.uuid4().hex[:6]}"
+    _answer(argilla_stack, config["argilla"]["dataset"], reviewer, [f"q-{i}" for i in range(6)], "negative")
+    _cli(["pull", str(run)], env)
+    _cli(["publish", str(run)], env)
+    assert len(pd.read_parquet(run / "final.parquet")) == 6
+
+    argilla_client.users(reviewer).delete()
+    result = _cli(["pull", str(run)], env)
+    assert "6 submitted response(s) saved by an earlier pull are no longer on the server" in result.stderr
+    assert "--drop-missing" in result.stderr
+    responses = pd.read_parquet(run / "responses.parquet")
+    assert len(responses) == 6 and not responses["on_server"].any() and set(responses["user"]) == {reviewer}
+    _cli(["publish", str(run)], env)
+    final = pd.read_parquet(run / "final.parquet")
+    assert len(final) == 6 and set(final["label"]) == {"negative"} and set(final["label_source"]) == {"human"}
+    # a rerun keeps them again; the user may choose to drop them
+    _cli(["pull", str(run)], env)
+    assert len(pd.read_parquet(run / "responses.parquet")) == 6
+    result = _cli(["pull", str(run), "--drop-missing"], env)
+    assert "dropped 6 response(s)" in result.stderr and len(pd.read_parquet(run / "responses.parquet")) == 0
+
+
+def test_pull_on_an_edited_config_names_the_changed_labels(argilla_stack, tmp_path) -> None:
+    """'outside the question' sent users to Argilla; the labels changed in the config."""
+    import yaml
+
+    run, config_path, config, env = _cli_run(argilla_stack, tmp_path)
+    _cli(["push", str(run), "--no-vectors"], env)
+    _answer(argilla_stack, config["argilla"]["dataset"], f"r_{uuid.uuid4().hex[:6]}", ["q-0", "q-1"], "mixed")
+    config["labels"] = [label for label in config["labels"] if label["name"] != "mixed"]
+    config["few_shot"] = [example for example in config.get("few_shot", []) if example["label"] != "mixed"]
+    config["labels"].append({"name": "ambivalent", "description": "both"})
+    config_path.write_text(yaml.safe_dump(config))
+    result = _cli(["pull", str(run)], env)
+    assert "2 with a label outside the task config's labels" in result.stdout
+    assert f"the task config ({config_path}) no longer has 'mixed', adds 'ambivalent'" in result.stderr
+    assert "Fix: restore the config's labels" in result.stderr
+
+
+def test_an_empty_text_is_marked_for_reviewers(argilla_stack, argilla_client, tmp_path) -> None:
+    from curation.argilla_io import EMPTY_TEXT_NOTE
+
+    run, _, config, env = _cli_run(argilla_stack, tmp_path, n=3, text="")
+    _cli(["push", str(run), "--no-vectors"], env)
+    dataset = argilla_client.datasets(config["argilla"]["dataset"], workspace="labeltriage")
+    texts = {record.id: record.fields["text"] for record in dataset.records}
+    assert texts["q-0"] == EMPTY_TEXT_NOTE and texts["q-1"] == "review 1"

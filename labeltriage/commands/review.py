@@ -128,7 +128,12 @@ def push(run_dir: Path, config: Path | None, include_auto: bool, round_number: i
 @click.command()
 @run_dir_argument
 @config_option
-def pull(run_dir: Path, config: Path | None):
+@click.option(
+    "--drop-missing",
+    is_flag=True,
+    help="Forget submitted responses that earlier pulls saved and the server no longer has (default: keep).",
+)
+def pull(run_dir: Path, config: Path | None, drop_missing: bool):
     """Pull reviewers' responses into RUN_DIR/responses.parquet (drafts and discarded are counted).
 
     \b
@@ -146,16 +151,35 @@ def pull(run_dir: Path, config: Path | None):
             f"no dataset {task.argilla.workspace}/{task.argilla.dataset} in Argilla; run `labeltriage push {run_dir}`"
         )
     try:
-        report = pull_to_run(client, dataset, task, run_dir)
+        report = pull_to_run(client, dataset, task, run_dir, drop_missing=drop_missing)
     except argilla_io.ArgillaIOError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(
         f"pulled {report.submitted} submitted response(s) from {len(report.reviewers)} reviewer(s) on "
         f"{report.records_with_submitted}/{report.records} record(s); not used: {report.draft} draft, "
-        f"{report.discarded} discarded, {report.invalid_label} with a label outside the question"
+        f"{report.discarded} discarded, {report.invalid_label} with a label outside the task config's labels"
     )
     for example in report.invalid_examples:
         click.echo(f"  invalid label {example['label']!r} by {example['user']} on record {example['record_id']}")
+    if report.labels_removed_from_config or report.labels_added_to_config:
+        changes = [f"no longer has {label!r}" for label in report.labels_removed_from_config] + [
+            f"adds {label!r}" for label in report.labels_added_to_config
+        ]
+        click.echo(
+            f"warning: the task config ({task.source_path}) {', '.join(changes)} against the Argilla question "
+            f"{task.argilla.question!r}; answers with a label the config lacks are not used. Fix: restore the "
+            "config's labels, or push to a new dataset (argilla.dataset) for the new label set",
+            err=True,
+        )
+    if report.kept_from_earlier_pulls:
+        click.echo(
+            f"warning: {report.kept_from_earlier_pulls} submitted response(s) saved by an earlier pull are no longer "
+            f"on the server (a reviewer's account or a record deleted?); kept in responses.parquet (on_server = "
+            f"false). To forget them: labeltriage pull {run_dir} --drop-missing",
+            err=True,
+        )
+    if report.dropped_from_earlier_pulls:
+        click.echo(f"dropped {report.dropped_from_earlier_pulls} response(s) the server no longer has", err=True)
 
 
 @click.command()
