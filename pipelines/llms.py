@@ -494,6 +494,13 @@ class LocalLlamaLLM(_Accounting, LLM):
         return _output(text, tokens_in, tokens_out, logprobs, None)
 
 
+# How OpenAI, vLLM, llama.cpp's server and Ollama word a prompt longer than the context window.
+_CONTEXT_MESSAGE = re.compile(
+    r"context[_ ]length|context window|maximum context|exceeds? the (?:available )?context|n_ctx|"
+    r"too many tokens|prompt is too long|input is too long",
+    re.IGNORECASE,
+)
+
 StructuredOutput = Literal["auto", "json_object_schema", "json_schema", "json_object", "none"]
 
 
@@ -642,6 +649,12 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             except Exception as error:
                 self.budget.settle(estimate, 0.0)
                 self.stats.record(0, 0, failed=True)
+                if isinstance(error, openai.BadRequestError) and _CONTEXT_MESSAGE.search(str(error)):
+                    message = (
+                        f"{CONTEXT_OVERFLOW}: the server refused the prompt as too long ({error}). Fix: set "
+                        "model.generation.n_ctx to the server's context size (texts are then cut to fit)"
+                    )
+                    return _output(None, 0, 0, None, message[:500])
                 return _output(None, 0, 0, None, f"backend_error: {type(error).__name__}: {error}"[:500])
         usage = response.usage
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)
