@@ -44,10 +44,10 @@ CONTROL_TOKEN = re.compile(
     re.IGNORECASE,
 )
 
-_LABEL_VERBS = r"(?:classify|label|categori[sz]e|class|tag|mark|rate|flag|treat|count|consider|score)"
+_LABEL_VERBS = r"(?:classify|label|categori[sz]e|tag|mark|flag|treat)"
 _OBJECTS = (
     r"(?:message|text|e-?mail|mail|review|tweet|post|comment|record|document|input|snippet|item|sample|"
-    r"example|content|entry|one|it)"
+    r"example|content|entry)"
 )
 _MODELS = (
     r"(?:ai|a\.i\.|llm|language model|model|classifier|labell?er|annotator|assistant|bot|chat ?gpt|gpt|"
@@ -72,7 +72,7 @@ RULES: dict[str, re.Pattern[str]] = {
     ),
     # "classify this message as spam", "label the text as ham", "mark this email as not spam"
     "label_order": re.compile(
-        rf"\b{_LABEL_VERBS}\s+(?:this|the|that|my|our)?\s*{_OBJECTS}?\s*(?:as|to be|with (?:the )?label)\s+"
+        rf"\b{_LABEL_VERBS}\s+(?:this|the|that|my|our)\s*{_OBJECTS}?\s*(?:as|to be|with (?:the )?label)\s+"
         r"[\"'`]?[\w\- ]{1,30}",
         re.IGNORECASE,
     ),
@@ -122,7 +122,7 @@ def _answer_order(labels: Sequence[str]) -> re.Pattern[str] | None:
         return None
     alternatives = "|".join(sorted(names, key=len, reverse=True))
     return re.compile(
-        r"\b(?:answer|respond|reply|output|return|print|choose|pick|select|predict|say)\b"
+        r"\b(?:answer|respond|reply|output|return|print|choose|pick|select|predict)\b"
         rf"(?:\s+(?:with|only|just|the label|label|exactly|by saying|that it is|it is|it's))*\s*[:=]?\s*"
         rf"[\"'`]?(?:{alternatives})\b",
         re.IGNORECASE,
