@@ -354,8 +354,10 @@ class LocalLlamaLLM(_Accounting, LLM):
             return self._llama
         if self._vocab is None:
             from llama_cpp import Llama
+            from llama_cpp._utils import suppress_stdout_stderr
 
-            self._vocab = Llama(model_path=self.model_path, vocab_only=True, verbose=False)
+            with suppress_stdout_stderr(disable=False):  # a vocab-only context warns about n_ctx_train 0
+                self._vocab = Llama(model_path=self.model_path, vocab_only=True, verbose=False)
         return self._vocab
 
     def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:

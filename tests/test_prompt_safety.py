@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ def test_instruction_like_column_summary_and_console(tmp_path: Path) -> None:
     assert frame["instruction_like"].tolist() == [False, True, True, False]
     assert frame["instruction_like"].dtype == bool
     assert json.loads((out / "run.json").read_text())["totals"]["instruction_like"] == 2
-    assert "instruction-like (to human review) │ 2" in result.output
+    assert re.search(r"instruction-like \(to human review\)\s+│ 2\s", result.output)
 
 
 # -- point 8: long texts by budget, deterministic failures, exit code ------------------------------
