@@ -98,8 +98,9 @@ RULES: dict[str, re.Pattern[str]] = {
     "rule_change": re.compile(
         r"\b(?:annotation|labell?ing|classification|moderation|system)\s+(?:guidelines|instructions|rules|"
         r"policy|prompt)\s+(?:have|has)\s+(?:been\s+)?(?:changed|updated)"
-        r"|\byou are now\b|\bfrom now on,? you\b|\bnew (?:instructions|rules|guidelines)\s*:"
-        r"|\byour (?:new )?(?:task|instructions|job) (?:is|are) (?:now )?to\b",
+        r"|\byou are now (?:an?|the|in|acting|operating)\b|\bfrom now on,? you\b"
+        r"|\bnew (?:instructions|rules|guidelines)\s*:"
+        r"|\byour new (?:task|instructions|job) (?:is|are)\b|\byour (?:task|job) is now\b",
         re.IGNORECASE,
     ),
 }
