@@ -16,7 +16,11 @@ Pure functions, no I/O:
 * :func:`is_instruction_like` -> bool (the ``instruction_like`` column of ``prelabels.parquet``);
 * :func:`neutralise_control_tokens` -> the text with every known chat-template control token
   broken up (a zero-width space after its first character), so that a server that tokenises the
-  rendered chat with special tokens enabled (llama.cpp server, vLLM) cannot read a forged turn.
+  rendered chat with special tokens enabled (llama.cpp server, vLLM) cannot read a forged turn;
+* :func:`redact_instructions` -> the text the model reads: every sentence or line holding a finding
+  replaced by :data:`REDACTED` (detect, then remove the injected prompt before the model sees it,
+  as PromptArmor does with an LLM detector: Shi et al., 2025, arXiv:2507.15219). Marking the text
+  as data alone did not stop Qwen2.5-1.5B from obeying (``benchmarks/prompt_injection.py``).
 
 The rules are regular expressions over the text (case-insensitive), each aimed at one kind of
 instruction; their recall on injected records and false-positive rate on real corpora are
@@ -160,3 +164,36 @@ def neutralise_control_tokens(text: str) -> str:
     (``<|im_end|>`` -> ``<\\u200b|im_end|>``): it reads the same, but no tokenizer maps it to a
     control token. Text without control tokens is returned unchanged."""
     return CONTROL_TOKEN.sub(lambda m: m.group(0)[0] + ZWSP + m.group(0)[1:], text)
+
+
+REDACTED = "[instruction to the model removed]"
+_SENTENCE_END = re.compile(r"\n|(?<=[.!?])\s+")
+
+
+def redact_instructions(text: str, findings: Sequence[Finding]) -> str:
+    """`text` with every segment that overlaps a finding replaced by :data:`REDACTED` (adjacent
+    ones merged). Segments are lines and sentences (split after ``.!?`` and whitespace, and before
+    a control token), so the rest of the text stays as written. Text without findings is returned as is."""
+    if not findings:
+        return text
+    cuts = {0, len(text)}
+    for match in _SENTENCE_END.finditer(text):
+        cuts.update((match.start(), match.end()))
+    for match in CONTROL_TOKEN.finditer(text):  # a control token starts a segment (with its role name)
+        cuts.add(match.start())
+    bounds = sorted(cuts)
+    out: list[str] = []
+    pending_space = ""
+    for start, end in zip(bounds, bounds[1:], strict=False):
+        segment = text[start:end]
+        if not segment.strip():
+            pending_space += segment
+            continue
+        hit = any(f.start < end and start < f.end for f in findings)
+        if hit and out and out[-1] == REDACTED:
+            pending_space = ""
+            continue
+        out.append(pending_space)
+        pending_space = ""
+        out.append(REDACTED if hit else segment)
+    return "".join(out) + pending_space

@@ -8,8 +8,10 @@ the text cannot close its own block, and so are chat control tokens, see
 `pipelines.injection.neutralise_control_tokens`), and the system message, where the instructions
 are, says that whatever is between the tags is to be labelled, not obeyed. The local backend also
 tokenises message contents without special tokens (`pipelines.llms.chat_prompt_tokens`). No
-prompt makes a model immune: instruction-like records are flagged (`pipelines.injection`) and
-routed to humans whatever the model answers.
+prompt makes a model immune (with Qwen2.5-1.5B the delimiters alone did not lower the flip rate,
+see benchmarks/results/prompt_injection.md): instruction-like records are flagged, their
+instructions hidden from the model (`pipelines.injection`, applied in `pipelines.steps.PrepareText`)
+and routed to humans whatever the model answers.
 """
 
 from __future__ import annotations

@@ -24,7 +24,7 @@ from distilabel.steps.tasks import Task
 from pydantic import Field, PrivateAttr
 
 from labeltriage.config import ConfigError, TaskConfig
-from pipelines.injection import is_instruction_like
+from pipelines.injection import find_instructions, redact_instructions
 from pipelines.llms import BUDGET_EXHAUSTED, CONTEXT_OVERFLOW
 from pipelines.parsing import InvalidOutput, label_of, label_token_probability, parse_answer
 from pipelines.prompt import render_messages
@@ -166,8 +166,10 @@ class PrepareText(Step):
     * a text over `max_chars` characters keeps its head and tail (:func:`head_tail`), and then,
       with a :class:`TextBudget` set (:meth:`use_budget`), as much as fits the context window
       by the model's tokens; either cut sets ``truncated``;
-    * ``instruction_like``: the text addresses the model (`pipelines.injection`), whatever it
-      is cut to; `labels` (the task's label names) sharpen the detector."""
+    * ``instruction_like``: the text addresses the model (`pipelines.injection`; `labels`, the
+      task's label names, sharpen the detector). The model reads such a text with each sentence
+      or line holding an instruction replaced by ``[instruction to the model removed]``
+      (`pipelines.injection.redact_instructions`); the row keeps the original ``text``."""
 
     max_chars: int = 2000
     labels: list[str] = Field(default_factory=list)
@@ -197,14 +199,16 @@ class PrepareText(Step):
             text = row.get("text")
             text = "" if text is None else str(text)
             empty = not text.strip()
-            model_text = text if empty else self.fit(text)
+            findings = find_instructions(text, self.labels)
+            shown = redact_instructions(text, findings)  # the model never reads the instructions
+            model_text = shown if empty else self.fit(shown)
             rows.append(
                 {
                     **row,
                     "model_text": model_text,
                     "empty": empty,
-                    "truncated": model_text != text,
-                    "instruction_like": is_instruction_like(text, self.labels),
+                    "truncated": model_text != shown,
+                    "instruction_like": bool(findings),
                 }
             )
         yield rows
@@ -301,9 +305,13 @@ class PrelabelTask(Task):
         for i, row in enumerate(inputs):
             if results[i]["status"] == "failed" and results[i]["attempts"] > 1:
                 results[i]["error"] = f"{results[i]['error']} (after {results[i]['attempts']} attempts)"
-            if row.get("truncated") and results[i]["status"] == "ok":
-                note = f"warning: text truncated to {len(row['model_text'])} characters"
-                results[i]["error"] = f"{note}; {results[i]['error']}" if results[i]["error"] else note
+            if results[i]["status"] == "ok":
+                notes = [results[i]["error"]] if results[i]["error"] else []
+                if row.get("instruction_like"):
+                    notes.insert(0, "warning: instruction-like text, hidden from the model; for human review")
+                if row.get("truncated"):
+                    notes.insert(0, f"warning: text truncated to {len(row['model_text'])} characters")
+                results[i]["error"] = "; ".join(notes) or None
         yield [{**row, **result} for row, result in zip(inputs, results, strict=True)]
 
     @staticmethod
