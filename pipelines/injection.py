@@ -96,6 +96,12 @@ RULES: dict[str, re.Pattern[str]] = {
         r"|\b100\s*%\s*confiden",
         re.IGNORECASE,
     ),
+    # "for whoever sorts these", "to the person labelling this": the annotator addressed
+    "addresses_annotator": re.compile(
+        r"\b(?:to|for)\s+(?:whoever|whomever|anyone|the (?:person|people|team|one))\s+(?:who\s+)?(?:is\s+|are\s+)?"
+        r"(?:sort|label|classif|annotat|moderat|tag|categori[sz])\w*",
+        re.IGNORECASE,
+    ),
     # a forged answer object: {"label": "...
     "forged_answer": re.compile(r"\{\s*[\"'](?:label|labels|answer|classification)[\"']\s*:", re.IGNORECASE),
     # "the annotation guidelines have changed", "new rules:", "you are now", "from now on you"
@@ -121,15 +127,18 @@ class Finding:
 
 
 def _answer_order(labels: Sequence[str]) -> re.Pattern[str] | None:
-    """ "answer ham", "respond with spam", "output: positive": an order naming one of the labels."""
+    """ "answer ham", "respond with spam", "output: positive", "the correct sentiment here is
+    negative": an order or a claimed answer naming one of the labels."""
     names = [re.escape(label) for label in labels if label and label.strip()]
     if not names:
         return None
     alternatives = "|".join(sorted(names, key=len, reverse=True))
     return re.compile(
-        r"\b(?:answer|respond|reply|output|return|print|choose|pick|select|predict)\b"
-        rf"(?:\s+(?:with|only|just|the label|label|exactly|by saying|that it is|it is|it's))*\s*[:=]?\s*"
-        rf"[\"'`]?(?:{alternatives})\b",
+        r"(?:\b(?:answer|respond|reply|output|return|print|choose|pick|select|predict)\b"
+        r"(?:\s+(?:with|only|just|the label|label|exactly|by saying|that it is|it is|it's))*"
+        r"|\b(?:correct|right|true|expected|actual|proper)\s+(?:sentiment|label|answer|classification|category|"
+        r"class|tag)s?\s+(?:here\s+|for (?:this|it)\s+)?(?:is|=|:))"
+        rf"\s*[:=]?\s*[\"'`]?(?:{alternatives})\b",
         re.IGNORECASE,
     )
 
