@@ -25,7 +25,7 @@ from labeltriage.jsonio import write_json
 from pipelines.parsing import InvalidOutput, label_token_probability, parse_answer
 from pipelines.prompt import render_messages
 from pipelines.runner import Prelabeller, RunResult, _strict_response_format
-from pipelines.steps import Finalize, PrepareText
+from pipelines.steps import Finalize, PrepareText, text_budget
 
 JOBS_FILE = "batch_jobs.json"
 PENDING = "pending_batch"
@@ -37,7 +37,8 @@ class BatchPrelabeller(Prelabeller):
 
     def _build_steps(self, config: TaskConfig) -> None:
         gen, conf = config.model.generation, config.confidence
-        self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars)
+        self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars, labels=config.label_names)
+        self.prepare.use_budget(text_budget(config, self.llm))  # characters: no tokenizer for a remote model
         self.task = None
         self.consistency = None
         self.finalize = Finalize(

@@ -16,7 +16,10 @@ is counted in :class:`CallStats` and charged to a :class:`Budget`.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
+import secrets
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -29,6 +32,9 @@ from pydantic import Field, PrivateAttr
 from labeltriage.config import Price
 
 BUDGET_EXHAUSTED = "budget_exhausted"
+# A deterministic failure: the same prompt fails the same way, so it is neither retried nor asked
+# again on a rerun (the runner caches it like any finished answer).
+CONTEXT_OVERFLOW = "context_overflow"
 CONNECTIONS_PER_CLIENT = 16
 _LLAMA_LOCK = threading.Lock()
 
@@ -126,6 +132,66 @@ def _token_logprobs(tokens: list[tuple[bytes, float]]) -> list[list[dict[str, An
 
 def _prompt_chars(messages: list[dict[str, str]]) -> int:
     return sum(len(m.get("content") or "") for m in messages)
+
+
+class ChatTemplateError(ValueError):
+    """The chat template cannot be rendered with message contents kept as plain text."""
+
+
+def chat_formatter(llama: Any, model_path: str = "") -> Any:
+    """The Jinja2 formatter llama-cpp-python builds from the GGUF's own chat template.
+
+    Raises ModelNotAvailable when the GGUF has no ``tokenizer.chat_template``."""
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    from pipelines.models import ModelNotAvailable
+
+    template = llama.metadata.get("tokenizer.chat_template")
+    if not template:
+        raise ModelNotAvailable(
+            f"{model_path or 'the model'} has no chat template (tokenizer.chat_template). "
+            "Fix: use a GGUF converted with its chat template (any recent instruct model)"
+        )
+    model = llama._model
+    eos, bos = llama.token_eos(), llama.token_bos()
+    return Jinja2ChatFormatter(
+        template=template,
+        eos_token=model.token_get_text(eos) if eos != -1 else "",
+        bos_token=model.token_get_text(bos) if bos != -1 else "",
+        stop_token_ids=[eos],
+    )
+
+
+def chat_prompt_tokens(llama: Any, formatter: Any, messages: list[dict[str, str]]) -> list[int]:
+    """Render `messages` with the chat template and tokenise: the template's own text with special
+    tokens parsed (turn markers), every message's content as plain text (never a control token).
+
+    Tokenising the whole rendered prompt with special tokens on, as llama-cpp-python's chat
+    handler does, turns a record ending in ``<|im_end|>\n<|im_start|>assistant ...`` into real
+    turn markers: a forged answer. Here each content is rendered as a unique placeholder, the
+    rendered prompt is split at the placeholders, and the pieces are tokenised apart.
+
+    Raises ChatTemplateError when the template drops, repeats or rewrites a content (then the
+    split would not be faithful)."""
+    nonce = secrets.token_hex(8)
+    marks = [f"\ue000{nonce}:{i}\ue001" for i in range(len(messages))]
+    formatted = formatter(messages=[{**m, "content": mark} for m, mark in zip(messages, marks, strict=True)])
+    parts = re.split(f"\ue000{nonce}:(\\d+)\ue001", formatted.prompt)
+    order = [int(i) for i in parts[1::2]]
+    if order != list(range(len(messages))):
+        raise ChatTemplateError(
+            f"the chat template placed message contents {order}, expected each once in order. "
+            "Fix: use a model whose chat template renders every message's content as is"
+        )
+    tokens: list[int] = []
+    for index, part in enumerate(parts):
+        if index % 2:  # a message's content: data, no special tokens
+            content = messages[int(part)].get("content") or ""
+            tokens += llama.tokenize(content.encode("utf-8"), add_bos=False, special=False)
+        elif part or index == 0:  # the template's text (the first piece carries the BOS, if any)
+            bos = index == 0 and not formatted.added_special
+            tokens += llama.tokenize(part.encode("utf-8"), add_bos=bos, special=True)
+    return tokens
 
 
 class _Accounting:
@@ -251,6 +317,8 @@ class LocalLlamaLLM(_Accounting, LLM):
     _template: Any = PrivateAttr(None)
     _tokens: Any = PrivateAttr(None)
     _chat_formatter: Any = PrivateAttr(None)
+    _formatter_of: Any = PrivateAttr(None)
+    _vocab: Any = PrivateAttr(None)
     _stats: CallStats = PrivateAttr(default_factory=CallStats)
     _budget: Budget = PrivateAttr(default_factory=lambda: Budget(Price()))
 
@@ -269,33 +337,53 @@ class LocalLlamaLLM(_Accounting, LLM):
             seed=0,
             verbose=False,
         )
-        self._template = self._tokens = self._chat_formatter = None
-        chat_template = self._llama.metadata.get("tokenizer.chat_template")
-        if self.decoding == "jump_forward" and self.response_schema is not None and chat_template:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
+        self._template = self._tokens = None
+        self._chat_formatter, self._formatter_of = chat_formatter(self._llama, self.model_path), self._llama
+        if self.decoding == "jump_forward" and self.response_schema is not None:
             from pipelines.json_decoding import AnswerTemplate, UnsupportedSchema
 
             try:
                 self._template = AnswerTemplate.from_schema(self.response_schema)
             except UnsupportedSchema:
                 return
-            model = self._llama._model
-            eos, bos = self._llama.token_eos(), self._llama.token_bos()
-            # the same formatter llama-cpp-python builds from the GGUF's template
-            self._chat_formatter = Jinja2ChatFormatter(
-                template=chat_template,
-                eos_token=model.token_get_text(eos) if eos != -1 else "",
-                bos_token=model.token_get_text(bos) if bos != -1 else "",
-                stop_token_ids=[eos],
-            )
             self._tokens = _LlamaContextTokens(self._llama)
+
+    def _tokenizer(self) -> Any:
+        """The loaded model, or (before `load`) the GGUF's vocabulary only: enough to tokenise."""
+        if self._llama is not None:
+            return self._llama
+        if self._vocab is None:
+            from llama_cpp import Llama
+            from llama_cpp._utils import suppress_stdout_stderr
+
+            with suppress_stdout_stderr(disable=False):  # a vocab-only context warns about n_ctx_train 0
+                self._vocab = Llama(model_path=self.model_path, vocab_only=True, verbose=False)
+        return self._vocab
+
+    def prompt_tokens(self, messages: list[dict[str, str]]) -> list[int]:
+        """The chat prompt for `messages` as token ids, exactly as it is decoded (see
+        :func:`chat_prompt_tokens`: message contents never become control tokens).
+
+        Raises ModelNotAvailable when the GGUF has no chat template."""
+        llama = self._tokenizer()
+        if self._chat_formatter is None or self._formatter_of is not llama:
+            self._chat_formatter, self._formatter_of = chat_formatter(llama, self.model_path), llama
+        return chat_prompt_tokens(llama, self._chat_formatter, messages)
+
+    def text_pieces(self, text: str) -> list[bytes]:
+        """`text` as the model's tokens (their bytes, in order): the unit of the token budget."""
+        llama = self._tokenizer()
+        ids = llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return [llama.detokenize([i]) for i in ids]
 
     def unload(self) -> None:
         if self._llama is not None:
             self._llama.close()
             self._llama = None
-            self._template = self._tokens = self._chat_formatter = None
+            self._template = self._tokens = self._chat_formatter = self._formatter_of = None
+        if self._vocab is not None:
+            self._vocab.close()
+            self._vocab = None
 
     @property
     def model_name(self) -> str:
@@ -323,6 +411,17 @@ class LocalLlamaLLM(_Accounting, LLM):
             return self._one_jump_forward(messages, temperature, max_tokens, seed, estimate)
         return self._one_grammar(messages, temperature, max_tokens, seed, estimate)
 
+    def _overflow(self, estimate: float, prompt_tokens: int, max_tokens: int) -> dict:
+        # Deterministic: the runner fits the text to the budget, so this means a prompt that is
+        # too long without any text (or a budget computed for other settings).
+        self.budget.settle(estimate, 0.0)
+        self.stats.record(0, 0, failed=True)
+        message = (
+            f"{CONTEXT_OVERFLOW}: prompt ({prompt_tokens} tokens) + max_tokens ({max_tokens}) exceed n_ctx "
+            f"({self.n_ctx}). Fix: raise model.generation.n_ctx or lower max_text_chars"
+        )
+        return _output(None, 0, 0, None, message)
+
     def _failed(self, estimate: float, error: Exception) -> dict:
         self.budget.settle(estimate, 0.0)
         self.stats.record(0, 0, failed=True)
@@ -333,16 +432,9 @@ class LocalLlamaLLM(_Accounting, LLM):
     ) -> dict:
         from pipelines.json_decoding import decode
 
-        formatted = self._chat_formatter(messages=messages)
-        prompt = self._llama.tokenize(
-            formatted.prompt.encode("utf-8"), add_bos=not formatted.added_special, special=True
-        )
+        prompt = chat_prompt_tokens(self._llama, self._chat_formatter, messages)
         if len(prompt) + max_tokens > self.n_ctx:
-            overflow = ValueError(
-                f"prompt ({len(prompt)} tokens) + max_tokens ({max_tokens}) exceed n_ctx ({self.n_ctx}). "
-                "Fix: raise model.generation.n_ctx or lower max_text_chars"
-            )
-            return self._failed(estimate, overflow)
+            return self._overflow(estimate, len(prompt), max_tokens)
         try:
             with _LLAMA_LOCK:  # one llama context: calls are serialised
                 cached = self._tokens.reuse_prefix(prompt)
@@ -365,18 +457,31 @@ class LocalLlamaLLM(_Accounting, LLM):
     def _one_grammar(
         self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int, estimate: float
     ) -> dict:
-        from llama_cpp import LogitsProcessorList
+        from llama_cpp import LlamaGrammar, LogitsProcessorList
 
         recorder = _LogprobRecorder() if self.want_logprobs else None
-        kwargs: dict[str, Any] = {}
+        formatted = self._chat_formatter(messages=messages)
+        prompt = chat_prompt_tokens(self._llama, self._chat_formatter, messages)
+        if len(prompt) + max_tokens > self.n_ctx:
+            return self._overflow(estimate, len(prompt), max_tokens)
+        # llama-cpp-python's chat handler, minus its tokenisation (it parses special tokens in the
+        # whole rendered prompt, record text included): same sampler settings, stops and grammar.
+        kwargs: dict[str, Any] = {"top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
         if self.response_schema is not None:
-            kwargs["response_format"] = {"type": "json_object", "schema": self.response_schema}
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(self.response_schema), verbose=False)
         if recorder is not None:
             kwargs["logits_processor"] = LogitsProcessorList([recorder])
+        stop = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []
         try:
             with _LLAMA_LOCK:  # one llama context: calls are serialised
-                response = self._llama.create_chat_completion(
-                    messages=messages, temperature=temperature, max_tokens=max_tokens, seed=seed, **kwargs
+                response = self._llama.create_completion(
+                    prompt=prompt,
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                    seed=seed,
+                    stop=stop,
+                    stopping_criteria=formatted.stopping_criteria,
+                    **kwargs,
                 )
         except Exception as error:  # a backend failure is recorded, never raised mid-batch
             return self._failed(estimate, error)
@@ -384,12 +489,19 @@ class LocalLlamaLLM(_Accounting, LLM):
         tokens_in, tokens_out = int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", 0))
         self.budget.settle(estimate, self.price.cost(tokens_in, tokens_out))
         self.stats.record(tokens_in, tokens_out)
-        text = response["choices"][0]["message"]["content"]
+        text = response["choices"][0]["text"]
         logprobs = None
         if recorder is not None:
             logprobs = _token_logprobs([(self._llama.detokenize([tid]), lp) for tid, lp in recorder.tokens])
         return _output(text, tokens_in, tokens_out, logprobs, None)
 
+
+# How OpenAI, vLLM, llama.cpp's server and Ollama word a prompt longer than the context window.
+_CONTEXT_MESSAGE = re.compile(
+    r"context[_ ]length|context window|maximum context|exceeds? the (?:available )?context|n_ctx|"
+    r"too many tokens|prompt is too long|input is too long",
+    re.IGNORECASE,
+)
 
 StructuredOutput = Literal["auto", "json_object_schema", "json_schema", "json_object", "none"]
 
@@ -539,6 +651,12 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             except Exception as error:
                 self.budget.settle(estimate, 0.0)
                 self.stats.record(0, 0, failed=True)
+                if isinstance(error, openai.BadRequestError) and _CONTEXT_MESSAGE.search(str(error)):
+                    message = (
+                        f"{CONTEXT_OVERFLOW}: the server refused the prompt as too long ({error}). Fix: set "
+                        "model.generation.n_ctx to the server's context size (texts are then cut to fit)"
+                    )
+                    return _output(None, 0, 0, None, message[:500])
                 return _output(None, 0, 0, None, f"backend_error: {type(error).__name__}: {error}"[:500])
         usage = response.usage
         tokens_in = int(getattr(usage, "prompt_tokens", 0) or 0)

@@ -1,4 +1,11 @@
-"""Validate a model answer and derive the label's token probability from log-probs."""
+"""Validate a model answer and derive the label's token probability from log-probs.
+
+Servers without schema enforcement answer near misses: ``"Positive"``, ``"positive "``, the
+object inside a Markdown code fence, a number as a string. :func:`parse_answer` normalises what is
+unambiguous and says so (`Answer.normalised`); it never accepts a label outside the set: a label
+that matches none, or several, of the names case-insensitively stays an error. The raw answer is
+kept by the caller (``raw_output``).
+"""
 
 from __future__ import annotations
 
@@ -24,15 +31,47 @@ class Answer:
     label: str | list[str]
     confidence: float
     reasoning: str
+    normalised: tuple[str, ...] = ()  # what was changed to read the answer, e.g. "label 'Positive'"
+
+
+# A whole answer inside one Markdown code fence: ```json\n{...}\n``` (language tag optional).
+_FENCE = re.compile(r"^```[A-Za-z0-9_-]*[ \t]*\n?(.*?)\n?```$", re.DOTALL)
+_NUMBER = re.compile(r"^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$")
+
+
+def _canonical(value: str, names: list[str]) -> str | None:
+    """The one label `value` names up to case and surrounding whitespace; None if none or several."""
+    if value in names:
+        return value
+    matches = [n for n in names if n.strip().casefold() == value.strip().casefold()]
+    return matches[0] if len(matches) == 1 else None
+
+
+def _load_object(raw: str, notes: list[str]) -> Any:
+    text = raw.strip()
+    fence = _FENCE.match(text)
+    if fence:
+        text = fence.group(1).strip()
+        notes.append("code fence removed")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise InvalidOutput("invalid_json", f"{error.msg} at char {error.pos}") from None
 
 
 def parse_answer(raw: str | None, config: TaskConfig) -> Answer:
+    """Validate `raw` (the model's answer) against `config`'s answer schema.
+
+    Normalised, because only one reading exists: surrounding whitespace, one Markdown code fence
+    around the whole answer, a label differing from exactly one label name only in case or
+    surrounding whitespace, a confidence written as a numeric string. Everything else that
+    breaks the schema raises :class:`InvalidOutput` (``reason``: empty_output, invalid_json,
+    missing_label, label_not_in_set, missing_confidence, confidence_not_number,
+    confidence_out_of_range)."""
     if raw is None or not raw.strip():
         raise InvalidOutput("empty_output", "the model returned nothing")
-    try:
-        data = json.loads(raw)
-    except json.JSONDecodeError as error:
-        raise InvalidOutput("invalid_json", f"{error.msg} at char {error.pos}") from None
+    notes: list[str] = []
+    data = _load_object(raw, notes)
     if not isinstance(data, dict):
         raise InvalidOutput("invalid_json", f"expected an object, got {type(data).__name__}")
     names = config.label_names
@@ -43,23 +82,31 @@ def parse_answer(raw: str | None, config: TaskConfig) -> Answer:
     if config.task_type == "multi_label":
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise InvalidOutput("label_not_in_set", f"'labels' must be a list of strings, got {value!r}")
-        outside = [v for v in value if v not in names]
+        canonical = [_canonical(v, names) for v in value]
+        outside = [v for v, c in zip(value, canonical, strict=True) if c is None]
         if outside:
             raise InvalidOutput("label_not_in_set", f"{outside} not in {names}")
-        label: str | list[str] = [n for n in names if n in value]  # dedupe, config order
+        notes += [f"label {v!r}" for v, c in zip(value, canonical, strict=True) if v != c]
+        label: str | list[str] = [n for n in names if n in canonical]  # dedupe, config order
     else:
-        if not isinstance(value, str) or value not in names:
+        canonical_label = _canonical(value, names) if isinstance(value, str) else None
+        if canonical_label is None:
             raise InvalidOutput("label_not_in_set", f"{value!r} not in {names}")
-        label = value
+        if canonical_label != value:
+            notes.append(f"label {value!r}")
+        label = canonical_label
     if "confidence" not in data:
         raise InvalidOutput("missing_confidence", "no 'confidence' key")
     confidence = data["confidence"]
+    if isinstance(confidence, str) and _NUMBER.match(confidence.strip()):
+        notes.append(f"confidence {confidence!r}")
+        confidence = float(confidence)
     if isinstance(confidence, bool) or not isinstance(confidence, int | float):
         raise InvalidOutput("confidence_not_number", f"confidence is {confidence!r}")
     if not math.isfinite(confidence) or not 0.0 <= confidence <= 1.0:
         raise InvalidOutput("confidence_out_of_range", f"confidence {confidence} not in [0, 1]")
     reasoning = data.get("reasoning", "")
-    return Answer(label=label, confidence=float(confidence), reasoning=str(reasoning))
+    return Answer(label=label, confidence=float(confidence), reasoning=str(reasoning), normalised=tuple(notes))
 
 
 Token = tuple[str, float]  # (token text, log-prob of the sampled token)

@@ -34,7 +34,15 @@ from pipelines.cache import RecordCache, cache_key
 from pipelines.llms import Budget, CallStats, LocalLlamaLLM, OpenAICompatibleLLM
 from pipelines.models import resolve_model_path
 from pipelines.prompt import prompt_hash
-from pipelines.steps import NOT_RUN, PRELABEL_OUTPUTS, Finalize, PrelabelTask, PrepareText, SelfConsistency
+from pipelines.steps import (
+    NOT_RUN,
+    PRELABEL_OUTPUTS,
+    Finalize,
+    PrelabelTask,
+    PrepareText,
+    SelfConsistency,
+    text_budget,
+)
 
 CONTRACT_COLUMNS = [
     "id",
@@ -54,7 +62,7 @@ CONTRACT_COLUMNS = [
     "error",
     "raw_output",
 ]
-EXTRA_COLUMNS = ["confidence_kind", "truncated", "attempts", "consistency_labels", "source"]
+EXTRA_COLUMNS = ["confidence_kind", "truncated", "instruction_like", "attempts", "consistency_labels", "source"]
 CACHE_FILE = "cache/prelabel-cache.jsonl"
 
 
@@ -199,7 +207,8 @@ class Prelabeller:
 
     def _build_steps(self, config: TaskConfig) -> None:
         gen, conf = config.model.generation, config.confidence
-        self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars)
+        self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars, labels=config.label_names)
+        self.prepare.use_budget(text_budget(config, self.llm))
         self.task = PrelabelTask(
             name="prelabel",
             llm=self.llm,
@@ -383,6 +392,7 @@ class Prelabeller:
     ) -> dict[str, Any]:
         not_run = int(frame["error"].fillna("").str.startswith(NOT_RUN).sum())
         failed = int((frame["status"] == "failed").sum())
+        reasons = failure_reasons(frame)
         config = self.config
         return {
             "config": config.source_path,
@@ -404,7 +414,13 @@ class Prelabeller:
                 "ok": int((frame["status"] == "ok").sum()),
                 "failed": failed,
                 "not_run": not_run,
-                "truncated": int(frame["truncated"].fillna(False).sum()),
+                # failed for another reason than --max-cost or a pending batch: the command exits 4
+                "failed_errors": sum(n for reason, n in reasons.items() if reason not in NOT_ERRORS),
+                "failed_by_reason": reasons,
+                "truncated": int(frame["truncated"].fillna(False).astype(bool).sum()),
+                "instruction_like": int(frame["instruction_like"].fillna(False).astype(bool).sum())
+                if "instruction_like" in frame.columns
+                else 0,
                 "cache_hits": cache_hits,
                 "model_calls": self.stats.calls,
                 "failed_calls": self.stats.failed_calls,
@@ -417,9 +433,23 @@ class Prelabeller:
         }
 
 
+# Failures that are not errors: the run stopped at --max-cost, or an openai-batch job is pending.
+NOT_ERRORS = (NOT_RUN, "pending_batch")
+
+
+def failure_reasons(frame: pd.DataFrame) -> dict[str, int]:
+    """Failed records per reason, the `error` column's code before the first colon
+    (``{"label_not_in_set": 2, "context_overflow": 1, "not_run": 3}``), most frequent first."""
+    failed = frame.loc[frame["status"] == "failed", "error"].fillna("unknown").astype(str)
+    counts = failed.str.split(":", n=1).str[0].str.strip().value_counts()
+    return {str(reason): int(n) for reason, n in counts.items()}
+
+
 def _cacheable(row: dict[str, Any]) -> bool:
-    """Finished answers are cached (ok, or failed after the retries on bad output); records
-    that were not run or whose calls failed at the transport level are retried next time."""
+    """Finished answers are cached: ok, failed after the retries on bad output, or failed in a way
+    the same request repeats (``context_overflow``: the text is cut to fit, so only a config
+    change, which changes the key, can help). Records that were not run or whose calls failed at
+    the transport level (``backend_error``) are asked again next time."""
     if row["status"] == "ok":
         return True
     error = row.get("error") or ""
@@ -443,6 +473,8 @@ def print_summary(result: RunResult, console: Console, paths: tuple[Path, Path] 
     table = Table(title=f"prelabel: {s['task']} ({s['backend']}:{s['model']})", show_header=False)
     table.add_row("records", str(t["records"]))
     table.add_row("ok / failed", f"{t['ok']} / {t['failed']} (not run: {t['not_run']})")
+    table.add_row("truncated to fit", str(t.get("truncated", 0)))
+    table.add_row("instruction-like (to human review)", str(t.get("instruction_like", 0)))
     table.add_row("cache hits / model calls", f"{t['cache_hits']} / {t['model_calls']}")
     table.add_row("tokens in / out", f"{t['input_tokens']} / {t['output_tokens']}")
     table.add_row("cost (total / this run)", f"${t['cost_usd']:.4f} / ${t['cost_usd_this_run']:.4f}")
@@ -452,6 +484,15 @@ def print_summary(result: RunResult, console: Console, paths: tuple[Path, Path] 
     if paths:
         table.add_row("wrote", f"{paths[0]}\n{paths[1]}")
     console.print(table)
+    errors = t.get("failed_errors", 0)
+    if errors:
+        where = paths[0] if paths else "prelabels.parquet"
+        reasons = ", ".join(f"{r} {n}" for r, n in t.get("failed_by_reason", {}).items() if r not in NOT_ERRORS)
+        console.print(
+            f"[bold red]{errors} of {t['records']} records failed ({reasons}): "
+            f"see the error column of {where}[/bold red]",
+            soft_wrap=True,
+        )
 
 
 def input_summary(records: pd.DataFrame) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
     PrepareText >> PrelabelTask >> SelfConsistency >> Finalize
 
-* `PrepareText`: flags empty texts, truncates over-long ones (and flags them).
+* `PrepareText`: flags empty texts, cuts over-long ones to fit the prompt budget (and flags
+  them), flags instruction-like texts (`pipelines.injection`).
 * `PrelabelTask`: the custom Task: prompt from the config, structured answer
   ``{label|labels, confidence, reasoning}`` validated against the config's schema, bad answers
   retried up to `max_retries` times, then ``status=failed`` with the raw output kept.
@@ -13,14 +14,18 @@ Every step returns exactly one row per input row (rows in = rows out).
 """
 
 import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from distilabel.steps import Step, StepInput
 from distilabel.steps.tasks import Task
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
-from labeltriage.config import TaskConfig
-from pipelines.llms import BUDGET_EXHAUSTED
+from labeltriage.config import ConfigError, TaskConfig
+from pipelines.injection import find_instructions, redact_instructions
+from pipelines.llms import BUDGET_EXHAUSTED, CONTEXT_OVERFLOW
 from pipelines.parsing import InvalidOutput, label_of, label_token_probability, parse_answer
 from pipelines.prompt import render_messages
 
@@ -41,10 +46,138 @@ PRELABEL_OUTPUTS = (
 NOT_RUN = "not_run"
 
 
+# Where a text was cut: the model sees that something is missing between head and tail.
+TRUNCATION_MARK = "\n[...]\n"
+# The text keeps at least this many units, or the prompt is too long without it (a config error).
+MIN_TEXT_UNITS = 64
+# Requests that fail the same way every time: not retried (HTTP 4xx other than 408/409/429).
+_DETERMINISTIC = re.compile(
+    rf"^(?:{CONTEXT_OVERFLOW}|backend_error: (?:BadRequestError|AuthenticationError|PermissionDeniedError|"
+    r"NotFoundError|UnprocessableEntityError)\b)"
+)
+
+
+def deterministic_failure(error: str | None) -> bool:
+    """True for an error that the same request would repeat (retrying it only costs calls)."""
+    return bool(error) and bool(_DETERMINISTIC.match(error or ""))
+
+
+def head_tail(pieces: list[bytes], keep: int) -> str:
+    """The first ``ceil(keep/2)`` and last ``floor(keep/2)`` of `pieces` (token or character bytes),
+    joined by :data:`TRUNCATION_MARK`. A multi-byte character split at a cut is dropped."""
+    head = (keep + 1) // 2
+    tail = keep - head
+    start = b"".join(pieces[:head]).decode("utf-8", "ignore")
+    end = b"".join(pieces[len(pieces) - tail :]).decode("utf-8", "ignore") if tail > 0 else ""
+    return f"{start}{TRUNCATION_MARK}{end}"
+
+
+def _characters(text: str) -> list[bytes]:
+    return [c.encode("utf-8") for c in text]
+
+
+def estimate_tokens(messages: list[dict[str, str]]) -> int:
+    """A deliberately high token count for `messages` when the model's tokenizer is not at hand
+    (openai backends): 1 token per 3 ASCII characters (English averages ~4) and 2 per other
+    character (byte-level BPE vocabularies spend 1-2 tokens on a CJK character), plus 8 per
+    message for the chat template's markers."""
+    total = 0
+    for message in messages:
+        content = message.get("content") or ""
+        ascii_chars = sum(1 for c in content if ord(c) < 128)
+        total += -(-ascii_chars // 3) + 2 * (len(content) - ascii_chars) + 8
+    return total
+
+
+@dataclass
+class TextBudget:
+    """Fits a record's text so that the whole prompt plus the answer fits the context window.
+
+    `prompt_length(text)` is the length of the prompt rendered with `text` (tokens of the model's
+    own tokenizer for the local backend, :func:`estimate_tokens` otherwise); `pieces(text)` splits
+    a text into the same units; `limit` is ``n_ctx - max_tokens``.
+
+    Strategy (head and tail): a text that does not fit keeps its beginning and its end, half of the
+    room each, with :data:`TRUNCATION_MARK` between them: a review's verdict and an e-mail's body
+    are often at the end, its subject and greeting at the start."""
+
+    prompt_length: Callable[[str], int]
+    pieces: Callable[[str], list[bytes]]
+    limit: int
+    unit: str = "tokens"
+
+    def room(self) -> int:
+        """Units left for the text (the prompt rendered with an empty text subtracted)."""
+        return self.limit - self.prompt_length("") - len(self.pieces(TRUNCATION_MARK))
+
+    def fit(self, text: str) -> str:
+        """`text` unchanged when the prompt fits, else its head and tail (see the class doc)."""
+        length = self.prompt_length(text)
+        if length <= self.limit:
+            return text
+        units = self.pieces(text)
+        base = self.prompt_length("")
+        keep = min(len(units), self.room())
+        while keep > 0:
+            candidate = head_tail(units, keep)
+            length = self.prompt_length(candidate)
+            if length <= self.limit:
+                return candidate
+            # shrink in proportion to the overshoot (a unit is not always one token of the prompt)
+            keep = min(keep - 1, keep * (self.limit - base) // max(length - base, 1))
+        return head_tail(units, 0)
+
+
+def text_budget(config: TaskConfig, llm: Any) -> TextBudget:
+    """The budget for `config`'s prompts: the model's tokenizer when `llm` has one (the local
+    backend: `prompt_tokens`, `text_pieces`), else characters with :func:`estimate_tokens`.
+
+    For openai backends ``model.generation.n_ctx`` is taken as the server's context window.
+    Raises ConfigError (file, key, fix) when the prompt without any text leaves no room."""
+    gen = config.model.generation
+    n_ctx = int(getattr(llm, "n_ctx", None) or gen.n_ctx)
+    if hasattr(llm, "prompt_tokens") and hasattr(llm, "text_pieces"):
+        budget = TextBudget(
+            prompt_length=lambda text: len(llm.prompt_tokens(render_messages(config, text))),
+            pieces=llm.text_pieces,
+            limit=n_ctx - gen.max_tokens,
+        )
+    else:
+        budget = TextBudget(
+            prompt_length=lambda text: estimate_tokens(render_messages(config, text)),
+            pieces=_characters,
+            limit=n_ctx - gen.max_tokens,
+            unit="estimated tokens",
+        )
+    room = budget.room()
+    if room < MIN_TEXT_UNITS:
+        raise ConfigError(
+            f"{config.source_path}: model.generation.n_ctx: the prompt without the record's text takes "
+            f"{budget.limit - room} {budget.unit} and the answer up to {gen.max_tokens}, leaving {room} of "
+            f"n_ctx {n_ctx} for the text. Fix: raise model.generation.n_ctx or shorten guidelines/few_shot"
+        )
+    return budget
+
+
 class PrepareText(Step):
-    """Empty text -> flagged (no model call); text over `max_chars` -> truncated and flagged."""
+    """Per record: ``model_text`` (what the model reads), ``empty``, ``truncated``, ``instruction_like``.
+
+    * empty text -> ``empty`` (no model call);
+    * a text over `max_chars` characters keeps its head and tail (:func:`head_tail`), and then,
+      with a :class:`TextBudget` set (:meth:`use_budget`), as much as fits the context window
+      by the model's tokens; either cut sets ``truncated``;
+    * ``instruction_like``: the text addresses the model (`pipelines.injection`; `labels`, the
+      task's label names, sharpen the detector). The model reads such a text with each sentence
+      or line holding an instruction replaced by ``[instruction to the model removed]``
+      (`pipelines.injection.redact_instructions`); the row keeps the original ``text``."""
 
     max_chars: int = 2000
+    labels: list[str] = Field(default_factory=list)
+    _budget: TextBudget | None = PrivateAttr(None)
+
+    def use_budget(self, budget: TextBudget | None) -> None:
+        """Fit every text to `budget` from now on (None: characters only)."""
+        self._budget = budget
 
     @property
     def inputs(self) -> list[str]:
@@ -52,20 +185,30 @@ class PrepareText(Step):
 
     @property
     def outputs(self) -> list[str]:
-        return ["model_text", "empty", "truncated"]
+        return ["model_text", "empty", "truncated", "instruction_like"]
+
+    def fit(self, text: str) -> str:
+        """What the model reads of `text` (unchanged when it fits)."""
+        if len(text) > self.max_chars:
+            text = head_tail(_characters(text), max(self.max_chars - len(TRUNCATION_MARK), 1))
+        return self._budget.fit(text) if self._budget is not None else text
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[name-defined]  # noqa: F821
         rows = []
         for row in inputs:
             text = row.get("text")
             text = "" if text is None else str(text)
-            truncated = len(text) > self.max_chars
+            empty = not text.strip()
+            findings = find_instructions(text, self.labels)
+            shown = redact_instructions(text, findings)  # the model never reads the instructions
+            model_text = shown if empty else self.fit(shown)
             rows.append(
                 {
                     **row,
-                    "model_text": text[: self.max_chars] if truncated else text,
-                    "empty": not text.strip(),
-                    "truncated": truncated,
+                    "model_text": model_text,
+                    "empty": empty,
+                    "truncated": model_text != shown,
+                    "instruction_like": bool(findings),
                 }
             )
         yield rows
@@ -101,7 +244,13 @@ class PrelabelTask(Task):
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         answer = parse_answer(output, self.config)
-        return {"llm_label": answer.label, "confidence_stated": answer.confidence, "reasoning": answer.reasoning}
+        warning = f"warning: answer normalised ({'; '.join(answer.normalised)})" if answer.normalised else None
+        return {
+            "llm_label": answer.label,
+            "confidence_stated": answer.confidence,
+            "reasoning": answer.reasoning,
+            "error": warning,
+        }
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override,name-defined]  # noqa: F821
         results: list[dict[str, Any]] = [self._blank() for _ in inputs]
@@ -136,7 +285,8 @@ class PrelabelTask(Task):
                 result["attempts"] += 1
                 if error is not None:
                     result.update(status="failed", error=error, raw_output=raw)
-                    still_bad.append(i)
+                    if not deterministic_failure(error):
+                        still_bad.append(i)
                     continue
                 try:
                     parsed = self.format_output(raw, inputs[i])
@@ -146,18 +296,22 @@ class PrelabelTask(Task):
                     continue
                 tokens = [(p[0]["token"], p[0]["logprob"]) for p in (output.get("logprobs") or [[]])[0] if p]
                 result.update(
-                    parsed,
+                    parsed,  # its `error` is None or a warning (a normalised answer)
                     confidence_logprob=label_token_probability(raw, tokens, self.config),
                     raw_output=raw,
                     status="ok",
-                    error=None,
                 )
             pending = still_bad
         for i, row in enumerate(inputs):
             if results[i]["status"] == "failed" and results[i]["attempts"] > 1:
                 results[i]["error"] = f"{results[i]['error']} (after {results[i]['attempts']} attempts)"
-            if row.get("truncated") and results[i]["status"] == "ok":
-                results[i]["error"] = f"warning: text truncated to {len(row['model_text'])} characters"
+            if results[i]["status"] == "ok":
+                notes = [results[i]["error"]] if results[i]["error"] else []
+                if row.get("instruction_like"):
+                    notes.insert(0, "warning: instruction-like text, hidden from the model; for human review")
+                if row.get("truncated"):
+                    notes.insert(0, f"warning: text truncated to {len(row['model_text'])} characters")
+                results[i]["error"] = "; ".join(notes) or None
         yield [{**row, **result} for row, result in zip(inputs, results, strict=True)]
 
     @staticmethod

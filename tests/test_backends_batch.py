@@ -34,7 +34,11 @@ def test_openai_batch_submit_then_collect(tmp_path: Path, monkeypatch) -> None:
         second = CliRunner().invoke(main, args, catch_exceptions=False)  # still in progress
         assert second.exit_code == 3, second.output
         third = CliRunner().invoke(main, args, catch_exceptions=False)  # completed: collect
-        assert third.exit_code == 0, third.output
+        # collected; 2 records failed (a bad answer, an empty text): exit 4 and one red line says so
+        assert third.exit_code == 4, third.output
+        assert "2 of 5 records failed (label_not_in_set 1, empty_text 1): see the error column of" in " ".join(
+            third.output.split()
+        )
         assert len(server.batches) == 1  # never resubmitted
         requests = server.uploaded_requests
         assert len(requests) == 4
@@ -48,3 +52,5 @@ def test_openai_batch_submit_then_collect(tmp_path: Path, monkeypatch) -> None:
     assert not (out / "batch_jobs.json").exists()
     run = json.loads((out / "run.json").read_text())
     assert run["complete"] and run["totals"]["records"] == 5
+    assert run["totals"]["failed_errors"] == 2
+    assert run["totals"]["failed_by_reason"] == {"label_not_in_set": 1, "empty_text": 1}

@@ -12,6 +12,7 @@ import pytest
 from labeltriage.config import TaskConfig, load_task_config
 from pipelines.io import record_id
 from pipelines.runner import run_prelabel, with_overrides
+from pipelines.steps import TRUNCATION_MARK
 from tests.support.llm_fake_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -94,7 +95,7 @@ def test_non_json_http_body_and_timeouts_fail_and_are_retried_next_run(tmp_path:
 
 
 def test_empty_and_too_long_texts(tmp_path: Path) -> None:
-    long_text = "positive " * 500
+    long_text = "Opening line. " + "positive " * 500 + "Verdict: keep it."
     with FakeOpenAIServer() as server:
         config = openai_config(server.base_url)
         result = run_prelabel(config, records(["", "   ", long_text, "negative"]), tmp_path, show_progress=False)
@@ -104,8 +105,12 @@ def test_empty_and_too_long_texts(tmp_path: Path) -> None:
     assert frame["truncated"].tolist() == [False, False, True, False]
     assert "truncated to 2000 characters" in frame["error"].iloc[2]
     assert server.completions == 2  # no call for empty texts
-    sent = server.bodies[0]["messages"][-1]["content"] + server.bodies[1]["messages"][-1]["content"]
-    assert ("positive " * 222) in sent and long_text not in sent
+    sent = server.bodies[0]["messages"][-1]["content"]
+    # head and tail kept (1000 characters each side of the mark), the middle cut
+    assert "<text>\nOpening line. positive" in sent and "positive Verdict: keep it.\n</text>" in sent
+    assert TRUNCATION_MARK in sent and long_text not in sent
+    assert len(sent) == len("<text>\n\n</text>") + 2000
+    assert result.summary["totals"]["truncated"] == 1
 
 
 def test_concurrency_limit_is_respected(tmp_path: Path) -> None:

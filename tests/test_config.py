@@ -104,9 +104,9 @@ def test_few_shot_examples_become_chat_turns_before_the_text() -> None:
     assert [m["role"] for m in messages] == ["system"] + ["user", "assistant"] * n + ["user"]
     assert "Labels:" in messages[0]["content"] and "- mixed:" in messages[0]["content"]
     assert "Woefully" not in messages[0]["content"]  # the record's text is only in the last turn
-    assert messages[-1]["content"] == 'Text: "Woefully pretentious."'
+    assert messages[-1]["content"] == "<text>\nWoefully pretentious.\n</text>"  # marked as data
     for example, user, answer in zip(config.few_shot, messages[1::2], messages[2::2], strict=False):
-        assert user["content"] == f'Text: "{example.text}"'
+        assert user["content"] == f"<text>\n{example.text}\n</text>"
         assert yaml.safe_load(answer["content"])["label"] == example.label
     # everything before the text is the same for every record (the local model's KV cache reuses it)
     assert render_messages(config, "Another text.")[:-1] == messages[:-1]

@@ -90,7 +90,8 @@ def demo(
     try:
         ctx.invoke(prelabel, config=config, input_path=input_path, output_dir=run_dir, model=model)
     except SystemExit as exc:
-        if exc.code not in (0, None):
+        # 4: some records failed (counted in red above); they go to human review like any other
+        if exc.code not in (0, None, 4):
             raise click.ClickException("pre-labelling stopped early; rerun `labeltriage demo` to resume") from None
 
     _step(4, "Calibrate the confidence on the gold slice")

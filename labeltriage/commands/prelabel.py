@@ -117,3 +117,5 @@ def prelabel(
         raise SystemExit(3)
     if result.summary["stopped"]:
         raise SystemExit(2)
+    if result.summary["totals"].get("failed_errors"):  # the red line above says how many and where
+        raise SystemExit(4)
