@@ -7,6 +7,8 @@ libraries, torch, argilla and distilabel, load only for the command that needs t
 from __future__ import annotations
 
 import importlib
+import logging
+import os
 import warnings
 
 import click
@@ -14,6 +16,12 @@ import click
 # huggingface_hub's InferenceEndpoints client (imported by distilabel) trips pydantic's
 # "protected namespace" check on every run: noise for users, nothing they can act on.
 warnings.filterwarnings("ignore", message=r'Field "model_\w+" .* protected namespace', category=UserWarning)
+# The Argilla SDK warns "Dataset/User/Workspace ... not found" where our code checks for None and
+# says what to do itself, logs "The provided batch size ... was normalized" at WARNING, and draws
+# tqdm bars between our lines: only our own output and progress reach the user.
+warnings.filterwarnings("ignore", message=r"(Dataset|User|Workspace) with (name|id|username) .* not found")
+logging.getLogger("argilla.sdk").setLevel(logging.ERROR)
+os.environ.setdefault("TQDM_DISABLE", "1")
 
 # name -> "module:attribute" of a click command; one module per capability.
 COMMANDS: dict[str, str] = {

@@ -100,3 +100,37 @@ def simulate_reviewers(stack: Any, dataset: Any, question: str, seed: int = 0) -
             response.raise_for_status()
             sent += 1
     return {"passwords": passwords, "answers_sent": sent}
+
+
+def pending_for(api_url: str, api_key: str, username: str, password: str, dataset_id: str) -> int:
+    """Records this reviewer's UI queue still shows: not yet completed (fewer submitted answers
+    than the dataset's ``min_submitted``) and not answered by them. (The server's per-user
+    ``metrics`` endpoint counts every record the user has not answered, completed ones too.)"""
+    import httpx
+
+    token = httpx.post(f"{api_url}/api/v1/token", data={"username": username, "password": password}).json()
+    me = httpx.get(f"{api_url}/api/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}).json()["id"]
+    owner = {"X-Argilla-Api-Key": api_key}
+    pending, offset = 0, 0
+    while True:
+        page = httpx.get(
+            f"{api_url}/api/v1/datasets/{dataset_id}/records",
+            params={"limit": 1000, "offset": offset, "include": "responses"},
+            headers=owner,
+            timeout=60,
+        )
+        page.raise_for_status()
+        items = page.json()["items"]
+        pending += sum(
+            record["status"] == "pending" and not any(r["user_id"] == me for r in record.get("responses") or [])
+            for record in items
+        )
+        if len(items) < 1000:
+            return pending
+        offset += 1000
+
+
+def review_link(api_url: str, dataset_id: str) -> str:
+    """The UI page of the dataset's review queue, sorted by priority, highest first (the UI takes
+    the sort from the URL)."""
+    return f"{api_url}/dataset/{dataset_id}/annotation-mode?sort=metadata.priority.desc"

@@ -42,7 +42,11 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     for step in range(1, 10):
         assert f"[{step}/9]" in first.output
     assert f"http://127.0.0.1:{port}" in first.output
-    assert "log in as reviewer-1 / " in first.output
+    # every queued record has its answers: the closing says so and how to get more (it opened on
+    # "The task is completed!" before), with the queue's link sorted by priority
+    assert "no reviewer has work left" in first.output and "--include-auto" in first.output
+    assert f"http://127.0.0.1:{port}/dataset/" in first.output
+    assert "/annotation-mode?sort=metadata.priority.desc" in first.output
     assert "records a human reads:" in first.output
 
     routed = pd.read_parquet(run / "routed.parquet")

@@ -342,3 +342,28 @@ def test_an_empty_text_is_marked_for_reviewers(argilla_stack, argilla_client, tm
     dataset = argilla_client.datasets(config["argilla"]["dataset"], workspace="labeltriage")
     texts = {record.id: record.fields["text"] for record in dataset.records}
     assert texts["q-0"] == EMPTY_TEXT_NOTE and texts["q-1"] == "review 1"
+
+
+def test_push_prints_only_our_output(argilla_stack, tmp_path) -> None:
+    """Argilla's 'Dataset ... not found' UserWarning, 'batch size ... was normalized' and tqdm bars
+    appeared between our lines."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run, _, _, env = _cli_run(argilla_stack, tmp_path, n=5)
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run(
+        [sys.executable, "-m", "labeltriage.cli", "push", str(run), "--no-vectors"],
+        env={**os.environ, **env, "PYTHONPATH": str(root)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=root,
+    )
+    assert result.returncode == 0, result.stderr
+    output = result.stdout + result.stderr
+    for noise in ("UserWarning", "not found", "was normalized", "Sending records", "batch/s"):
+        assert noise not in output, output
+    assert "pushed 5 record(s)" in result.stdout

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -118,12 +119,33 @@ def demo(
     ctx.invoke(publish, run_dir=run_dir, repo_id=repo_id, output=run_dir / "published")
 
     _effort_report(run_dir)
-    api_url, _ = stack.credentials()
-    reviewer, password = next(iter(simulated["passwords"].items()))
-    click.secho("\nKeep going in the Argilla UI", bold=True)
-    click.echo(f"  {api_url}  (log in as {reviewer} / {password}; the owner's login is in {stack.secrets_file})")
-    click.echo(f"  dataset {task.argilla.workspace}/{task.argilla.dataset}: sort by metadata 'priority', descending")
+    _closing_login(stack, dataset, simulated["passwords"], run_dir)
     click.echo(f"demo finished in {time.perf_counter() - started:.0f} s; outputs in {run_dir}")
+
+
+def _closing_login(stack: Any, dataset: Any, passwords: dict[str, str], run_dir: Path) -> None:
+    """A login that opens on work: a reviewer with pending records and the queue sorted by priority,
+    or, when every record has its answers, how to get more."""
+    from labeltriage.demo import pending_for, review_link
+
+    api_url, api_key = stack.credentials()
+    link = review_link(api_url, str(dataset.id))
+    click.secho("\nKeep going in the Argilla UI", bold=True)
+    for reviewer, password in passwords.items():
+        pending = pending_for(api_url, api_key, reviewer, password, str(dataset.id))
+        if pending:
+            click.echo(f"  {link}")
+            click.echo(f"  log in as {reviewer} / {password}: {pending} record(s) waiting, highest priority first")
+            break
+    else:
+        min_submitted = dataset.settings.distribution.min_submitted
+        click.echo(
+            f"  every record in the queue has the answers it needs (min_submitted {min_submitted}): no reviewer has "
+            f"work left. For more: "
+            f"`labeltriage push {run_dir} --include-auto --round 2` (an audit of the auto-accepted records), then "
+            f"`labeltriage stack add-user NAME --role annotator` and open {link}"
+        )
+    click.echo(f"  the owner's login is in {stack.secrets_file}")
 
 
 def _effort_report(run_dir: Path) -> None:
