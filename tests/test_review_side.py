@@ -144,10 +144,31 @@ def test_session_token_survives_a_restart(private_stack) -> None:
     assert token.status_code == 201
     bearer = {"Authorization": f"Bearer {token.json()['access_token']}"}
     assert httpx.get(f"{state.api_url}/api/v1/me", headers=bearer).json()["username"] == "alice"
+    import argilla as rg
+
+    from tests.test_stack import _client
+
+    client = _client(stack)
+    settings = rg.Settings(
+        fields=[rg.TextField("text")], questions=[rg.LabelQuestion("sentiment", labels=["positive", "negative"])]
+    )
+    dataset = rg.Dataset("restart", settings=settings, workspace="labeltriage", client=client).create()
+    dataset.records.log([rg.Record(id="r-0", fields={"text": "after the restart"})])
+    server_id = next(iter(dataset.records))._server_id
     stack.down(log=lambda *_: None)
     state = stack.up(port=port, log=lambda *_: None)
     me = httpx.get(f"{state.api_url}/api/v1/me", headers=bearer)
     assert me.status_code == 200 and me.json()["username"] == "alice"
+    submit = httpx.post(
+        f"{state.api_url}/api/v1/records/{server_id}/responses",
+        json={"values": {"sentiment": {"value": "positive"}}, "status": "submitted"},
+        headers=bearer,
+    )
+    assert submit.status_code == 201, submit.text
+    responses = [r for record in dataset.records(with_responses=True) for r in record.responses]
+    assert [(r.value, str(r.status.value if hasattr(r.status, "value") else r.status)) for r in responses] == [
+        ("positive", "submitted")
+    ]
 
 
 def _sentiment_config(name: str):
