@@ -30,6 +30,7 @@ the fix.
 from __future__ import annotations
 
 import bz2
+import csv
 import gzip
 import hashlib
 import io
@@ -165,10 +166,15 @@ def read_table(path: str | Path, *, encoding: str | None = None) -> pd.DataFrame
             frame, used = _read_parquet(path), None
         elif fmt in (".csv", ".tsv", ".jsonl", ".json"):
             raw = path.read_bytes()
-            if compression == "gz":
-                raw = gzip.decompress(raw)
-            elif compression == "bz2":
-                raw = bz2.decompress(raw)
+            try:
+                if compression == "gz":
+                    raw = gzip.decompress(raw)
+                elif compression == "bz2":
+                    raw = bz2.decompress(raw)
+            except (OSError, EOFError, ValueError) as exc:
+                raise InputError(
+                    f"{path}: not a complete {compression} file ({exc}). Fix: compress it again, or pass it as is"
+                ) from None
             text, used = _decode(path, raw, encoding)
             if fmt == ".jsonl":
                 frame = _parse_jsonl(path, text)
@@ -212,19 +218,44 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def _parse_delimited(path: Path, text: str, sep: str) -> pd.DataFrame:
     if not text.strip():
         raise InputError(f"{path}: the file is empty. Fix: a header line with the column names, then one row per line")
+    kind = "TSV" if sep == "\t" else "CSV"
+    fix = (
+        'Fix: quote every field that holds the delimiter, a quote or a newline ("...", with "" inside), as '
+        "spreadsheet programs write CSV"
+    )
+    # pandas turns surplus fields of the first data row into an index, shifting every value one
+    # column left without a word: count the fields of every row first
+    reader = csv.reader(io.StringIO(text), delimiter=sep)
     try:
-        return pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
+        header = next(reader)
+        for row in reader:
+            if len(row) > len(header):
+                raise InputError(
+                    f"{path}: malformed {kind}: line {reader.line_num} has {len(row)} fields, the header has "
+                    f"{len(header)}. {fix}"
+                )
+    except csv.Error as exc:
+        raise InputError(f"{path}: malformed {kind}: {exc} (line {reader.line_num}). {fix}") from None
+    if len(header) == 1 and sep == ",":
+        other = next((d for d in (";", "\t", "|") if d in header[0]), None)
+        if other is not None:
+            shown = "tab" if other == "\t" else repr(other)
+            raise InputError(
+                f"{path}: the header {header[0]!r} has no comma but {shown}: the file looks {shown}-separated. "
+                "Fix: save it comma-separated, or tab-separated with the extension .tsv"
+            )
+    try:
+        frame = pd.read_csv(io.StringIO(text), sep=sep, dtype=str, keep_default_na=False, na_filter=False)
     except pd.errors.ParserError as exc:
         message = str(exc).strip().splitlines()[-1]
         match = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
         if match:
             want, line, got = match.groups()
             message = f"line {line} has {got} fields, the header has {want}"
-        kind = "TSV" if sep == "\t" else "CSV"
-        raise InputError(
-            f"{path}: malformed {kind}: {message}. Fix: quote every field that holds the delimiter, a quote or a "
-            'newline ("...", with "" inside), as spreadsheet programs write CSV'
-        ) from None
+        raise InputError(f"{path}: malformed {kind}: {message}. {fix}") from None
+    if frame.empty:
+        raise InputError(f"{path}: a header but no records. Fix: one record per line after the header")
+    return frame
 
 
 def _parse_jsonl(path: Path, text: str) -> pd.DataFrame:

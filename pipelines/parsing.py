@@ -1,7 +1,8 @@
 """Validate a model answer and derive the label's token probability from log-probs.
 
-Servers without schema enforcement answer near misses: ``"Positive"``, ``"positive "``, the
-object inside a Markdown code fence, a number as a string. :func:`parse_answer` normalises what is
+Servers without schema enforcement answer near misses: ``"Positive"``, ``"positive "``,
+``"positive."``, the object inside a Markdown code fence or after a line of prose, a number or a
+percentage as a string. :func:`parse_answer` normalises what is
 unambiguous and says so (`Answer.normalised`); it never accepts a label outside the set: a label
 that matches none, or several, of the names case-insensitively stays an error. The raw answer is
 kept by the caller (``raw_output``).
@@ -43,7 +44,8 @@ def _canonical(value: str, names: list[str]) -> str | None:
     """The one label `value` names up to case and surrounding whitespace; None if none or several."""
     if value in names:
         return value
-    matches = [n for n in names if n.strip().casefold() == value.strip().casefold()]
+    folded = value.strip().rstrip(".!").strip().casefold()  # "Positive", "positive ", "positive."
+    matches = [n for n in names if n.strip().casefold() == folded]
     return matches[0] if len(matches) == 1 else None
 
 
@@ -56,15 +58,37 @@ def _load_object(raw: str, notes: list[str]) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise InvalidOutput("invalid_json", f"{error.msg} at char {error.pos}") from None
+        found = _one_object_in_prose(text)
+        if found is None:
+            raise InvalidOutput("invalid_json", f"{error.msg} at char {error.pos}") from None
+        notes.append("text around the JSON object removed")
+        return found
+
+
+def _one_object_in_prose(text: str) -> Any:
+    """The answer when the text holds exactly one JSON object (in a code fence or bare) among
+    prose ("Here is my answer: ```json {...} ```"); None when there is none or more than one."""
+    decoder = json.JSONDecoder()
+    objects = []
+    position = text.find("{")
+    while position != -1:
+        try:
+            value, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError:
+            position = text.find("{", position + 1)
+            continue
+        objects.append(value)
+        position = text.find("{", end)
+    return objects[0] if len(objects) == 1 and isinstance(objects[0], dict) else None
 
 
 def parse_answer(raw: str | None, config: TaskConfig) -> Answer:
     """Validate `raw` (the model's answer) against `config`'s answer schema.
 
     Normalised, because only one reading exists: surrounding whitespace, one Markdown code fence
-    around the whole answer, a label differing from exactly one label name only in case or
-    surrounding whitespace, a confidence written as a numeric string. Everything else that
+    around the whole answer, prose around exactly one JSON object, a label differing from exactly
+    one label name only in case, surrounding whitespace or a final full stop, a confidence written
+    as a numeric string or a percentage ("90%"). Everything else that
     breaks the schema raises :class:`InvalidOutput` (``reason``: empty_output, invalid_json,
     missing_label, label_not_in_set, missing_confidence, confidence_not_number,
     confidence_out_of_range)."""
@@ -101,6 +125,9 @@ def parse_answer(raw: str | None, config: TaskConfig) -> Answer:
     if isinstance(confidence, str) and _NUMBER.match(confidence.strip()):
         notes.append(f"confidence {confidence!r}")
         confidence = float(confidence)
+    elif isinstance(confidence, str) and _NUMBER.match(confidence.strip().removesuffix("%").strip()):
+        notes.append(f"confidence {confidence!r}")  # "90%": a percentage has one reading
+        confidence = float(confidence.strip().removesuffix("%")) / 100
     if isinstance(confidence, bool) or not isinstance(confidence, int | float):
         raise InvalidOutput("confidence_not_number", f"confidence is {confidence!r}")
     if not math.isfinite(confidence) or not 0.0 <= confidence <= 1.0:

@@ -1,7 +1,9 @@
 """The same steps wired into a distilabel `Pipeline` (distilabel's own executor and Distiset).
 
 `labeltriage prelabel` uses `pipelines.runner` instead (per-record cache, budget, progress);
-this builder is for users who want to compose the steps with other distilabel steps.
+this builder is for users who want to compose the steps with other distilabel steps. Texts are
+cut here by ``max_text_chars`` only: the runner also fits them to the context window by the
+model's tokens, which needs the loaded model in the same process.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ def build_distilabel_pipeline(
     llm = build_llm(config, CallStats(), Budget(config.model.price))
     with Pipeline(name=f"labeltriage-prelabel-{config.name}", cache_dir=cache_dir) as pipeline:
         load = LoadDataFromDicts(name="load_records", data=records, batch_size=batch_size)
-        prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars, input_batch_size=batch_size)
+        prepare = PrepareText(
+            name="prepare_text", max_chars=gen.max_text_chars, labels=config.label_names, input_batch_size=batch_size
+        )
         task = PrelabelTask(
             name="prelabel",
             llm=llm,

@@ -276,7 +276,8 @@ class Prelabeller:
             if need:
                 todo.setdefault(key, row)
                 pending_rows[key] = pending_rows.get(key, 0) + 1
-        cache_hits = total - sum(pending_rows.values())
+        n_empty = sum(1 for row in rows if row["empty"])  # never asked: neither a hit nor a call
+        cache_hits = total - n_empty - sum(pending_rows.values())
         stopped = None
         progress = Progress(
             TextColumn("[bold]prelabel[/bold] {task.description}"),
@@ -346,6 +347,7 @@ class Prelabeller:
 
     def _assemble(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
         merged = []
+        charged: set[str] = set()  # a repeated text shares its first row's answer and costs nothing
         for row in rows:
             out = {**row, "confidence_consistency": None, "consistency_labels": None}
             if row["empty"]:
@@ -366,13 +368,19 @@ class Prelabeller:
                 else:
                     out.update(main)
                     if row["truncated"] and out["status"] == "ok":
-                        out["error"] = f"warning: text truncated to {len(row['model_text'])} characters"
+                        note = f"warning: text truncated to {len(row['model_text'])} characters"
+                        earlier = out.get("error") or ""
+                        out["error"] = f"{note}; {earlier.removeprefix('warning: ')}" if earlier else note
+                    if key in charged:
+                        out.update(input_tokens=0, output_tokens=0)
                 cons = self.cache.get(self.consistency_key(row["model_text"])) if self.samples else None
                 if cons is not None and out["status"] == "ok":
                     out["confidence_consistency"] = cons["confidence_consistency"]
                     out["consistency_labels"] = cons["consistency_labels"]
-                    out["input_tokens"] += cons["input_tokens"]
-                    out["output_tokens"] += cons["output_tokens"]
+                    if key not in charged:
+                        out["input_tokens"] += cons["input_tokens"]
+                        out["output_tokens"] += cons["output_tokens"]
+                charged.add(key)
             merged.append(out)
         final = next(self.finalize.process(merged))
         for row in final:

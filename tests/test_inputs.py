@@ -77,6 +77,13 @@ def test_latin1_csv_is_read_right(tmp_path: Path, server: FakeOpenAIServer) -> N
         ("bad.parquet", b"PAR1 this is not parquet", "not a readable Parquet file"),
         ("empty.csv", b"", "the file is empty"),
         ("wrong.xlsx", b"PK..", "unknown format"),
+        # siblings found by a review: a surplus field in the first data row (pandas silently made
+        # it an index and shifted every value), a semicolon CSV, truncated archives, no records
+        ("shift.csv", b"text\nGreat kettle, works well\nFine\n", "line 2 has 2 fields, the header has 1"),
+        ("semi.csv", b"text;label\ngreat;positive\n", "looks ';'-separated"),
+        ("cut.csv.gz", __import__("gzip").compress(b"text\nhello\nworld\n")[:-6], "not a complete gz file"),
+        ("cut.csv.bz2", __import__("bz2").compress(b"text\nhello\nworld\n")[:-6], "not a complete bz2 file"),
+        ("header.csv", b"text,label\n", "a header but no records"),
     ],
 )
 def test_malformed_inputs_one_line(tmp_path: Path, server: FakeOpenAIServer, name: str, content: bytes, expected: str):
@@ -207,8 +214,12 @@ def test_duplicates_go_through_every_step(tmp_path: Path, server: FakeOpenAIServ
     frame = pd.read_parquet(run / "prelabels.parquet")
     assert len(frame) == 14 and frame["id"].is_unique
     assert frame["duplicate_of"].tolist()[-2:] == [frame["id"][3], frame["id"][8]]
-    assert json.loads((run / "run.json").read_text())["totals"]["model_calls"] == 12
+    totals = json.loads((run / "run.json").read_text())["totals"]
+    assert totals["model_calls"] == 12 and totals["cache_hits"] == 0
     assert server.completions == 12
+    # a repeat shares its first row's answer and costs nothing (it was charged twice)
+    assert frame["input_tokens"].tolist()[-2:] == [0, 0] and frame["input_tokens"][3] > 0
+    assert totals["input_tokens"] == int(frame["input_tokens"][:12].sum())
 
     assert _invoke(["calibrate", str(run), "--holdout", "0"]).exit_code == 0
     assert json.loads((run / "calibration.json").read_text())["n_gold"] == 12  # a repeat is not new gold

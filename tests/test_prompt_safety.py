@@ -357,6 +357,13 @@ class _NearMissServer(FakeOpenAIServer):
         ('{"label": "positive ", "confidence": 0.9, "reasoning": "r"}', "label 'positive '"),
         ('```json\n{"label": "positive", "confidence": 0.9, "reasoning": "r"}\n```', "code fence removed"),
         ('{"label": "positive", "confidence": "0.9", "reasoning": "r"}', "confidence '0.9'"),
+        # siblings found by a review: prose before the fence, a full stop, a percentage
+        (
+            'Here is my answer:\n```json\n{"label": "positive", "confidence": 0.9, "reasoning": "r"}\n```',
+            "text around the JSON object removed",
+        ),
+        ('{"label": "positive.", "confidence": 0.9, "reasoning": "r"}', "label 'positive.'"),
+        ('{"label": "positive", "confidence": "90%", "reasoning": "r"}', "confidence '90%'"),
     ],
 )
 def test_near_miss_answers_cost_one_call_and_keep_the_raw_answer(tmp_path: Path, content: str, note: str) -> None:
@@ -377,6 +384,8 @@ def test_near_miss_answers_cost_one_call_and_keep_the_raw_answer(tmp_path: Path,
         '{"label": "spam", "confidence": 0.9}',
         '```json\n{"label": "positive"',
         '{"label": "positive", "confidence": "high"}',
+        '{"label": "positive", "confidence": 90}',  # 0.9 or out of range: two readings
+        'first {"label": "positive", "confidence": 0.9} then {"label": "negative", "confidence": 0.8}',
     ],
 )
 def test_labels_outside_the_set_are_never_accepted(content: str) -> None:
