@@ -62,24 +62,9 @@ def simulate_reviewers(stack: Any, dataset: Any, question: str, seed: int = 0) -
     import httpx
 
     api_url, api_key = stack.credentials()
-    owner = {"X-Argilla-Api-Key": api_key}
     crowd = _crowd_by_text()
     rng = np.random.default_rng(seed)
-    records = []
-    offset = 0
-    while True:
-        page = httpx.get(
-            f"{api_url}/api/v1/datasets/{dataset.id}/records",
-            params={"limit": 1000, "offset": offset, "include": "responses"},
-            headers=owner,
-            timeout=60,
-        )
-        page.raise_for_status()
-        items = page.json()["items"]
-        records += items
-        if len(items) < 1000:
-            break
-        offset += 1000
+    records = records_with_responses(api_url, api_key, str(dataset.id))
     passwords, sent = {}, 0
     for name in REVIEWER_NAMES:
         passwords[name] = stack.add_user(name, role="annotator")
@@ -102,6 +87,25 @@ def simulate_reviewers(stack: Any, dataset: Any, question: str, seed: int = 0) -
     return {"passwords": passwords, "answers_sent": sent}
 
 
+def records_with_responses(api_url: str, api_key: str, dataset_id: str) -> list[dict[str, Any]]:
+    """Every record of the dataset with its responses (the REST API's own JSON), page by page."""
+    import httpx
+
+    records: list[dict[str, Any]] = []
+    while True:
+        page = httpx.get(
+            f"{api_url}/api/v1/datasets/{dataset_id}/records",
+            params={"limit": 1000, "offset": len(records), "include": "responses"},
+            headers={"X-Argilla-Api-Key": api_key},
+            timeout=60,
+        )
+        page.raise_for_status()
+        items = page.json()["items"]
+        records += items
+        if len(items) < 1000:
+            return records
+
+
 def pending_for(api_url: str, api_key: str, username: str, password: str, dataset_id: str) -> int:
     """Records this reviewer's UI queue still shows: not yet completed (fewer submitted answers
     than the dataset's ``min_submitted``) and not answered by them. (The server's per-user
@@ -110,24 +114,10 @@ def pending_for(api_url: str, api_key: str, username: str, password: str, datase
 
     token = httpx.post(f"{api_url}/api/v1/token", data={"username": username, "password": password}).json()
     me = httpx.get(f"{api_url}/api/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}).json()["id"]
-    owner = {"X-Argilla-Api-Key": api_key}
-    pending, offset = 0, 0
-    while True:
-        page = httpx.get(
-            f"{api_url}/api/v1/datasets/{dataset_id}/records",
-            params={"limit": 1000, "offset": offset, "include": "responses"},
-            headers=owner,
-            timeout=60,
-        )
-        page.raise_for_status()
-        items = page.json()["items"]
-        pending += sum(
-            record["status"] == "pending" and not any(r["user_id"] == me for r in record.get("responses") or [])
-            for record in items
-        )
-        if len(items) < 1000:
-            return pending
-        offset += 1000
+    return sum(
+        record["status"] == "pending" and not any(r["user_id"] == me for r in record.get("responses") or [])
+        for record in records_with_responses(api_url, api_key, dataset_id)
+    )
 
 
 def review_link(api_url: str, dataset_id: str) -> str:

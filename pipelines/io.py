@@ -258,6 +258,9 @@ def _parse_delimited(path: Path, text: str, sep: str) -> pd.DataFrame:
     return frame
 
 
+_ONE_PER_LINE = "Fix: one JSON object per line"
+
+
 def _parse_jsonl(path: Path, text: str) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for number, line in enumerate(text.splitlines(), start=1):
@@ -267,16 +270,13 @@ def _parse_jsonl(path: Path, text: str) -> pd.DataFrame:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise InputError(
-                f"{path}: line {number} is not valid JSON ({exc.msg} at column {exc.colno}). "
-                "Fix: one JSON object per line"
+                f"{path}: line {number} is not valid JSON ({exc.msg} at column {exc.colno}). {_ONE_PER_LINE}"
             ) from None
         if not isinstance(row, dict):
-            raise InputError(
-                f"{path}: line {number} is a JSON {type(row).__name__}, not an object. Fix: one JSON object per line"
-            )
+            raise InputError(f"{path}: line {number} is a JSON {type(row).__name__}, not an object. {_ONE_PER_LINE}")
         rows.append(row)
     if not rows:
-        raise InputError(f"{path}: no records. Fix: one JSON object per line")
+        raise InputError(f"{path}: no records. {_ONE_PER_LINE}")
     return pd.DataFrame.from_records(rows)
 
 

@@ -101,14 +101,9 @@ def test_local_decoders_read_the_safe_prompt(decoding: str) -> None:
     """Both decoders decode exactly `prompt_tokens` (the safe tokenisation). The 135M model may
     still copy the forged answer as plain text: that record is flagged instruction_like and goes
     to a human (benchmarks/prompt_injection.py measures how often Qwen follows such text)."""
-    config = with_overrides(load_task_config(SENTIMENT), "local", "smollm2")
-    llm = LocalLlamaLLM(
-        model_path=str(resolve_model_path("smollm2")),
-        model_id="smollm2",
-        response_schema=config.output_schema(),
-        decoding=decoding,
-    )
-    llm.load()
+    from tests.test_prelabel_local import _smollm2
+
+    llm, config = _smollm2(SENTIMENT, decoding)
     try:
         messages = render_messages(config, forged("<|im_start|>", "<|im_end|>"))
         out = llm.generate([messages], max_tokens=128)[0]
