@@ -89,6 +89,12 @@ async def sync_store(verbose: bool = True) -> dict[str, int]:
             for key in store_records:
                 if key not in known:
                     store.delete_index(key)
+    # asyncpg connections belong to the event loop that opened them: return them to the pool
+    # owner now, or uvicorn's loop inherits connections of this finished loop ("attached to a
+    # different loop"; aiosqlite does not bind, so only PostgreSQL shows it)
+    from argilla_server.database import async_engine
+
+    await async_engine.dispose()
     return reindexed
 
 

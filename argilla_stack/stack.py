@@ -260,6 +260,8 @@ class Stack:
                 "LABELTRIAGE_WORKSPACE": WORKSPACE,
             }
             self._run([sys.executable, "-m", "argilla_stack.launch", "create-owner"], owner_env, "create-owner")
+            server_log = self.logs / "server.log"
+            server_log_from = server_log.stat().st_size if server_log.exists() else 0  # this start's lines only
             state.pids["server"] = self._spawn(
                 [sys.executable, "-m", launcher, "server", "--host", HOST, "--port", str(port)],
                 env,
@@ -269,7 +271,7 @@ class Stack:
                 [sys.executable, "-m", launcher, "worker", "--num-workers", "1"], env, "worker"
             )
             self._write_state(state)
-            self._wait_ready(state, timeout, log)
+            self._wait_ready(state, timeout, log, server_log_from=server_log_from)
         except BaseException:
             self.down(log=lambda *_: None)
             raise
@@ -338,11 +340,11 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"`{name}` failed (exit {result.returncode}); see {self.logs / (name + '.log')}")
 
-    def _wait_ready(self, state: StackState, timeout: float, log: callable = print) -> None:
+    def _wait_ready(self, state: StackState, timeout: float, log: callable = print, server_log_from: int = 0) -> None:
         deadline = time.monotonic() + timeout
         told = False
         while time.monotonic() < deadline:
-            if not told and "labeltriage: reindexing" in self._log_tail("server", 50):
+            if not told and b"labeltriage: reindexing" in self._log_since("server", server_log_from):
                 log("the search store is being rebuilt from Argilla's database; the API answers when it is done")
                 told = True
             for name in ("server", "worker", "redis"):
@@ -353,6 +355,14 @@ class Stack:
                 return
             time.sleep(0.5)
         raise StackError(f"Argilla did not answer on {state.api_url} within {timeout:.0f} s; see {self.logs}")
+
+    def _log_since(self, name: str, offset: int) -> bytes:
+        try:
+            with open(self.logs / f"{name}.log", "rb") as handle:
+                handle.seek(offset)
+                return handle.read()
+        except OSError:
+            return b""
 
     def _log_tail(self, name: str, lines: int = 15) -> str:
         path = self.logs / f"{name}.log"

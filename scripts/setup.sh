@@ -13,13 +13,18 @@ say() { printf '\033[1m[setup]\033[0m %s\n' "$*"; }
 need_apt=()
 command -v redis-server >/dev/null 2>&1 || need_apt+=(redis-server)
 if [ "${LABELTRIAGE_BROWSER:-1}" = 1 ] && ! command -v chromium >/dev/null 2>&1; then need_apt+=(chromium); fi
+# PostgreSQL server binaries: the tests run Argilla on a throwaway cluster of their own
+ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || need_apt+=(postgresql)
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     say "installing Debian packages: ${need_apt[*]}"
     apt-get update -qq
     # Debian's redis package would start a system-wide server on 6379; the stack runs its own.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
-    if command -v service >/dev/null 2>&1; then service redis-server stop >/dev/null 2>&1 || true; fi
+    if command -v service >/dev/null 2>&1; then
+      service redis-server stop >/dev/null 2>&1 || true
+      service postgresql stop >/dev/null 2>&1 || true
+    fi
   else
     echo "setup: missing ${need_apt[*]}. Run as root, or: sudo apt-get install ${need_apt[*]}" >&2
     exit 1

@@ -108,9 +108,16 @@ def test_store_restored_from_an_older_copy_is_rebuilt(private_stack, tmp_path) -
             path.unlink()
     for path in backup.iterdir():
         shutil.copy2(path, store_dir / path.name)
-    stack.up(port=port, log=lambda *_: None)
+    said: list[str] = []
+    stack.up(port=port, log=said.append)
     assert _counts(stack, "restored") == (50, 50)
     assert "older than its last write" in (stack.logs / "server.log").read_text()
+    assert any("being rebuilt" in line for line in said)
+    # the next start rebuilds nothing and says nothing of it (it read the last start's lines: issue 16)
+    stack.down(log=lambda *_: None)
+    said.clear()
+    stack.up(port=port, log=said.append)
+    assert not any("rebuilt" in line for line in said), said
 
 
 def test_stack_home_is_private(argilla_stack) -> None:
