@@ -45,6 +45,18 @@ OWNER = "owner"
 ENGINES = ("embedded", "opensearch", "elasticsearch")
 
 
+def masked_url(url: str | None) -> str | None:
+    """A database URL fit to show: the password replaced by ``***``."""
+    if not url:
+        return url
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy reads: show nothing of it rather than a secret
+        return "(unreadable database URL)"
+
+
 class StackError(RuntimeError):
     """A stack operation failed; the message says what is wrong and what to do."""
 
@@ -409,7 +421,7 @@ class Stack:
             "api_url": state.api_url,
             "search_engine": state.search_engine,
             "search_url": state.search_url,
-            "database_url": state.database_url,
+            "database_url": masked_url(state.database_url),
             "processes": {
                 name: {
                     "pid": pid,

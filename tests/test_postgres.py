@@ -35,3 +35,11 @@ def test_stack_on_postgresql_starts_and_keeps_records_across_a_restart(tmp_path:
             assert _counts(stack, "on-postgres") == (120, 120)
         finally:
             stack.down(log=lambda *_: None)
+
+
+def test_status_masks_the_database_password() -> None:
+    from argilla_stack.stack import masked_url
+
+    shown = masked_url("postgresql+asyncpg://argilla:s3cr3t-pw@127.0.0.1:5433/argilla")
+    assert shown == "postgresql+asyncpg://argilla:***@127.0.0.1:5433/argilla"
+    assert masked_url("sqlite+aiosqlite:////tmp/x/argilla.db?check_same_thread=False").startswith("sqlite")
