@@ -197,7 +197,7 @@ class Stack:
         env = {
             **os.environ,
             "ARGILLA_HOME_PATH": str(argilla_home),
-            "ARGILLA_DATABASE_URL": state.database_url,
+            "ARGILLA_DATABASE_URL": data.get("database_url") or state.database_url,
             "ARGILLA_REDIS_URL": f"redis://:{data['redis_password']}@{HOST}:{state.redis_port}/0",
             "ARGILLA_SEARCH_ENGINE": state.search_engine,
             "ARGILLA_ENABLE_TELEMETRY": "0",
@@ -250,13 +250,13 @@ class Stack:
         for directory in (self.home / "argilla", self.home / "redis", self.logs):
             directory.mkdir(parents=True, exist_ok=True)
         self.secure_home()
+        database = self._remembered_database(data, database_url)
         state = StackState(
             port=port,
             redis_port=_free_port(),
             search_engine=search_engine,
             search_url=search_url,
-            database_url=database_url
-            or f"sqlite+aiosqlite:///{self.home / 'argilla' / 'argilla.db'}?check_same_thread=False",
+            database_url=masked_url(database) or "",  # the real URL (password) lives in secrets.json only
             launcher=launcher,
         )
         env = self.environment(state, data)
@@ -302,6 +302,24 @@ class Stack:
             for name in files:
                 with contextlib.suppress(FileNotFoundError):  # a temporary file may vanish meanwhile
                     os.chmod(os.path.join(root, name), 0o600)
+
+    def _remembered_database(self, data: dict, database_url: str | None) -> str:
+        """The stack home's database: the one its first `up` used (kept in the 0600 secrets file).
+
+        A plain `up` after `up --database-url postgresql...` opened an empty SQLite database
+        (datasets and reviewers gone); a different URL is refused rather than switched silently."""
+        remembered = data.get("database_url")
+        default = f"sqlite+aiosqlite:///{self.home / 'argilla' / 'argilla.db'}?check_same_thread=False"
+        if remembered and database_url and database_url != remembered:
+            raise StackError(
+                f"the stack home {self.home} uses the database {masked_url(remembered)}, not "
+                f"{masked_url(database_url)}: switching would leave its datasets and reviewers behind. Fix: leave "
+                "out --database-url (or pass the same one), or use another home (LABELTRIAGE_STACK_HOME)"
+            )
+        if not remembered:
+            data["database_url"] = database_url or default
+            self._save_secrets(data)
+        return data["database_url"]
 
     def _write_state(self, state: StackState) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)

@@ -19,7 +19,7 @@ pytestmark = [
 def test_stack_on_postgresql_starts_and_keeps_records_across_a_restart(tmp_path: Path) -> None:
     """`stack up --database-url postgresql+asyncpg://...` failed: no psycopg2 (migrate), then the
     server died at start ('attached to a different loop') after the launcher's store sync."""
-    from argilla_stack.stack import Stack
+    from argilla_stack.stack import Stack, StackError
     from tests.test_stack import _counts, _create_dataset, _records
 
     with postgres_cluster(free_port()) as url:
@@ -31,8 +31,16 @@ def test_stack_on_postgresql_starts_and_keeps_records_across_a_restart(tmp_path:
             dataset.records.log(_records(120))
             assert _counts(stack, "on-postgres") == (120, 120)
             stack.down(log=lambda *_: None)
-            stack.up(port=port, database_url=url, log=lambda *_: None)
+            # a plain `up` opened an empty SQLite database: the home remembers its database
+            stack.up(port=port, log=lambda *_: None)
             assert _counts(stack, "on-postgres") == (120, 120)
+            password = url.split(":")[2].split("@")[0]
+            for path in stack.home.rglob("*"):  # the password is in the 0600 secrets file only
+                if path.is_file() and path.name != "secrets.json":
+                    assert password.encode() not in path.read_bytes(), path
+            stack.down(log=lambda *_: None)
+            with pytest.raises(StackError, match="switching would leave its datasets and reviewers behind"):
+                stack.up(port=port, database_url=url.replace("/argilla", "/other"), log=lambda *_: None)
         finally:
             stack.down(log=lambda *_: None)
 
