@@ -24,8 +24,8 @@ from argilla_stack.store import StoreCorruptError
 
 def _remove_store_files() -> None:
     path = store_path()
-    for suffix in ("", "-wal", "-shm", ".stamp"):
-        candidate = path.with_name(path.name + suffix)
+    stamp = path.with_name(f"{path.stem}-generation.json")
+    for candidate in [path.with_name(path.name + suffix) for suffix in ("", "-wal", "-shm")] + [stamp]:
         if candidate.exists():
             candidate.unlink()
 

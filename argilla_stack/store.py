@@ -16,7 +16,8 @@ match a filter when any value does, as in Elasticsearch:
   cached per vector setting and invalidated by a generation counter bumped on every write.
 
 Staleness: every write transaction bumps ``meta.generation`` and, after it commits, records
-``(store_id, generation)`` in a stamp file beside the store (``<store>.stamp``, only ever raised).
+``(store_id, generation)`` in a stamp file beside the store (``<stem>-generation.json``, only ever
+raised; not ``<store>*``, so copying the store's files does not copy it).
 A store file restored from an older copy has a lower generation than its stamp (or another
 store's id), which :meth:`SearchStore.check` reports as :class:`StoreStaleError` even when its
 record counts match the database's, so the launcher rebuilds it.
@@ -190,7 +191,9 @@ class SearchStore:
 
     @property
     def stamp_path(self) -> Path:
-        return self.path.with_name(self.path.name + ".stamp")
+        # not under the store's own name prefix: `cp search.sqlite3* backup/` must not carry the
+        # stamp back in time with the store (a review restored both and the store went unnoticed)
+        return self.path.with_name(f"{self.path.stem}-generation.json")
 
     def _read_stamp(self) -> dict[str, Any] | None:
         try:

@@ -137,11 +137,15 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
                     leftover.delete()
                     leftover = None
             kept = "" if leftover is None else " (its unfinished draft is removed at the next push)"
-            cause = " ".join(_short_error(exc.__cause__ or exc, 200).split())
+            chain = [exc, exc.__cause__, exc.__context__]
+            if any("redis" in str(e).lower() for e in chain if e is not None):
+                cause = "the server's Redis is not reachable"
+            else:
+                cause = " ".join(_short_error(exc.__cause__ or exc, 200).split())
             raise ArgillaIOError(
-                f"could not create the Argilla dataset {workspace}/{name}: {type(exc.__cause__ or exc).__name__}: "
-                f"{cause}{kept}. Fix: check the server (`labeltriage stack status`; restart it with `labeltriage "
-                "stack down && labeltriage stack up`) and rerun the same command"
+                f"could not create the Argilla dataset {workspace}/{name}: {cause}{kept}. Fix: check the server "
+                "(`labeltriage stack status`; restart it with `labeltriage stack down && labeltriage stack up`) "
+                "and rerun the same command"
             ) from exc
     question = dataset.settings.questions[config.argilla.question]
     if question is None:
@@ -164,6 +168,10 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
             dataset.settings.metadata.add(prop)
         dataset.update()
     return dataset
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
 
 
 def _published(dataset: Any) -> bool:
@@ -242,7 +250,7 @@ def build_records(
             "source": source or row.get("source"),
         }
         reasoning = row.get("reasoning")
-        text = "" if row.get("text") is None else str(row["text"])
+        text = "" if _missing(row.get("text")) else str(row["text"])
         if not text.strip():  # a blank card tells a reviewer nothing: say why it is blank
             text = EMPTY_TEXT_NOTE
             reasoning = "No model call: the input row's text is empty."
@@ -377,11 +385,14 @@ def _trusted_checkpoint(checkpoint: Path | None, target: dict[str, str], dataset
         report.checkpoint_note = f"the last push went to {where}: pushing every record"
         return {}
     done: dict[str, str] = saved.get("pushed") or {}
+    # the cheap check first; when the counts differ (records deleted, or another run pushes into
+    # the same dataset) read the ids the server has
     on_server = dataset.progress().get("total", 0)
-    if on_server < len(done):
+    if on_server != len(done):
         present = {str(r.id) for r in dataset.records(with_suggestions=False, with_responses=False)}
         missing = [rid for rid in done if rid not in present]
-        report.checkpoint_note = f"{len(missing)} pushed record(s) are gone from the server: pushing them again"
+        if missing:
+            report.checkpoint_note = f"{len(missing)} pushed record(s) are gone from the server: pushing them again"
         done = {rid: digest for rid, digest in done.items() if rid in present}
     return done
 

@@ -72,7 +72,9 @@ def _keep_earlier_submits(
     report.submitted += int(len(gone))
     gone = gone.assign(on_server=False)
     merged = pd.concat([pulled, gone[pulled.columns]], ignore_index=True) if len(gone) else pulled
-    report.reviewers = sorted(merged.loc[merged["status"] == "submitted", "user"].astype(str).unique().tolist())
+    submitted = merged[merged["status"] == "submitted"]
+    report.reviewers = sorted(submitted["user"].astype(str).unique().tolist())
+    report.records_with_submitted = int(submitted["record_id"].nunique())
     return merged
 
 

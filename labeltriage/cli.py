@@ -17,10 +17,11 @@ import click
 # "protected namespace" check on every run: noise for users, nothing they can act on.
 warnings.filterwarnings("ignore", message=r'Field "model_\w+" .* protected namespace', category=UserWarning)
 # The Argilla SDK warns "Dataset/User/Workspace ... not found" where our code checks for None and
-# says what to do itself, logs "The provided batch size ... was normalized" at WARNING, and draws
+# says what to do itself, logs "The provided batch size ... was normalized" (and the errors we
+# report in one line of our own), and draws
 # tqdm bars between our lines: only our own output and progress reach the user.
 warnings.filterwarnings("ignore", message=r"(Dataset|User|Workspace) with (name|id|username) .* not found")
-logging.getLogger("argilla.sdk").setLevel(logging.ERROR)
+logging.getLogger("argilla.sdk").setLevel(logging.CRITICAL)  # its errors reach the user as ours
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 # name -> "module:attribute" of a click command; one module per capability.

@@ -93,9 +93,8 @@ def test_store_restored_from_an_older_copy_is_rebuilt(private_stack, tmp_path) -
     store_dir = stack.home / "argilla"
     backup = tmp_path / "backup"
     backup.mkdir()
-    for path in store_dir.glob("search.sqlite3*"):
-        if ".stamp" not in path.name:
-            shutil.copy2(path, backup / path.name)
+    for path in store_dir.glob("search.sqlite3*"):  # what an operator copies
+        shutil.copy2(path, backup / path.name)
 
     stack.up(port=port, log=lambda *_: None)
     dataset = _client(stack).datasets("restored", workspace="labeltriage")
@@ -104,8 +103,7 @@ def test_store_restored_from_an_older_copy_is_rebuilt(private_stack, tmp_path) -
     stack.down(log=lambda *_: None)
 
     for path in store_dir.glob("search.sqlite3*"):
-        if ".stamp" not in path.name:
-            path.unlink()
+        path.unlink()
     for path in backup.iterdir():
         shutil.copy2(path, store_dir / path.name)
     said: list[str] = []
@@ -233,6 +231,14 @@ def test_push_checkpoint_knows_where_it_pushed(argilla_client, tmp_path) -> None
     report = argilla_io.push_records(other, records, checkpoint=checkpoint)
     assert (report.pushed, report.skipped_already_pushed) == (2, 28)
     assert "2 pushed record(s) are gone from the server" in report.checkpoint_note
+
+    # another run pushes into the same dataset: the server then holds more than this checkpoint
+    # lists, and a deleted record of this run still has to be noticed (a review found it was not)
+    more = _queue(40).iloc[30:].reset_index(drop=True)
+    argilla_io.push_records(other, argilla_io.build_records(more, config), checkpoint=tmp_path / "other.json")
+    other.records.delete([record for record in other.records if record.id == "q-3"])
+    report = argilla_io.push_records(other, records, checkpoint=checkpoint)
+    assert (report.pushed, report.skipped_already_pushed) == (1, 29)
 
 
 def test_no_half_created_dataset_when_redis_is_down(private_stack) -> None:

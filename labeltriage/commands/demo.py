@@ -138,6 +138,16 @@ def _closing_login(stack: Any, dataset: Any, passwords: dict[str, str], run_dir:
             click.echo(f"  log in as {reviewer} / {password}: {pending} record(s) waiting, highest priority first")
             break
     else:
+        from labeltriage.demo import records_with_responses
+
+        waiting = sum(r["status"] == "pending" for r in records_with_responses(api_url, api_key, str(dataset.id)))
+        if waiting:
+            click.echo(
+                f"  {waiting} record(s) still need answers, none of them from these reviewers: add one with "
+                f"`labeltriage stack add-user NAME --role annotator` and open {link}"
+            )
+            click.echo(f"  the owner's login is in {stack.secrets_file}")
+            return
         min_submitted = dataset.settings.distribution.min_submitted
         click.echo(
             f"  every record in the queue has the answers it needs (min_submitted {min_submitted}): no reviewer has "
