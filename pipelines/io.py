@@ -353,22 +353,20 @@ def load_records(
         sources = [source] * len(frame)
     out = pd.DataFrame({"text": texts, "source": sources}, dtype=object)
 
-    first_id: dict[tuple[str, str], str] = {}
-    seen: dict[tuple[str, str], int] = {}
-    ids, duplicate_of = [], []
-    for s, t in zip(sources, texts, strict=True):
-        k = seen.get((s, t), 0)
-        seen[(s, t)] = k + 1
-        ids.append(record_id(s, t, k))
-        duplicate_of.append(first_id[(s, t)] if k else None)
-        first_id.setdefault((s, t), ids[-1])
+    keys = list(zip(sources, texts, strict=True))
     if id_column is not None:
         ids = _user_ids(frame, id_column, path)
-        by_text = {}
-        duplicate_of = []
-        for key, rid in zip(zip(sources, texts, strict=True), ids, strict=True):
-            duplicate_of.append(by_text.get(key))
-            by_text.setdefault(key, rid)
+    else:
+        seen: dict[tuple[str, str], int] = {}
+        ids = []
+        for s, t in keys:
+            ids.append(record_id(s, t, seen.get((s, t), 0)))
+            seen[(s, t)] = seen.get((s, t), 0) + 1
+    first_id: dict[tuple[str, str], str] = {}
+    duplicate_of: list[str | None] = []
+    for key, rid in zip(keys, ids, strict=True):
+        duplicate_of.append(first_id.get(key))
+        first_id.setdefault(key, rid)
     out.insert(0, "id", ids)
     out["duplicate_of"] = duplicate_of
 

@@ -7,6 +7,8 @@ import uuid
 import httpx
 import pytest
 
+from tests.test_review_faults import _config
+
 pytestmark = pytest.mark.stack
 
 
@@ -176,15 +178,6 @@ def test_session_token_survives_a_restart(private_stack) -> None:
     ]
 
 
-def _sentiment_config(name: str):
-    from pathlib import Path
-
-    from labeltriage.config import load_task_config
-
-    config = load_task_config(Path(__file__).resolve().parent.parent / "datasets_config" / "sentiment.yaml")
-    return config.model_copy(update={"argilla": config.argilla.model_copy(update={"dataset": name})})
-
-
 def _queue(n: int):
     import pandas as pd
 
@@ -209,7 +202,7 @@ def test_push_checkpoint_knows_where_it_pushed(argilla_client, tmp_path) -> None
     from curation import argilla_io
 
     checkpoint = tmp_path / "push_checkpoint.json"
-    config = _sentiment_config(f"ckpt-{uuid.uuid4().hex[:6]}")
+    config = _config(f"ckpt-{uuid.uuid4().hex[:6]}")
     dataset = argilla_io.ensure_dataset(argilla_client, config, vector_dimensions=None)
     records = argilla_io.build_records(_queue(30), config)
     assert argilla_io.push_records(dataset, records, checkpoint=checkpoint).pushed == 30
@@ -222,7 +215,7 @@ def test_push_checkpoint_knows_where_it_pushed(argilla_client, tmp_path) -> None
     assert "deleted since, or created again" in report.checkpoint_note
     assert len(list(dataset.records)) == 30
 
-    other = argilla_io.ensure_dataset(argilla_client, _sentiment_config(f"other-{uuid.uuid4().hex[:6]}"), None)
+    other = argilla_io.ensure_dataset(argilla_client, _config(f"other-{uuid.uuid4().hex[:6]}"), None)
     report = argilla_io.push_records(other, records, checkpoint=checkpoint)
     assert report.pushed == 30 and "the last push went to labeltriage/ckpt-" in report.checkpoint_note
 
@@ -256,7 +249,7 @@ def test_no_half_created_dataset_when_redis_is_down(private_stack) -> None:
     stack.up(port=port, log=lambda *_: None)
     api_url, api_key = stack.credentials()
     client = rg.Argilla(api_url=api_url, api_key=api_key, timeout=30, retries=1)
-    config = _sentiment_config("half")
+    config = _config("half")
     os.kill(stack.state().pids["redis"], signal.SIGKILL)
     with pytest.raises(argilla_io.ArgillaIOError) as failure:
         argilla_io.ensure_dataset(client, config, vector_dimensions=None)

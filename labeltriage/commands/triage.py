@@ -45,14 +45,20 @@ def _confidence_column(df: Any, column: str, path: Path) -> np.ndarray:
     return df[column].to_numpy(dtype=np.float64)
 
 
-def _label_names(run_dir: Path) -> list[str] | None:
-    """The task's label set, from the config recorded in run.json (None for multi-label tasks or
-    when the config is gone, then gold labels are compared as they are)."""
+def _recorded_config(run_dir: Path) -> Path | None:
+    """The task config `prelabel` recorded in run.json, if it is still there."""
     run_json = run_dir / "run.json"
     if not run_json.is_file():
         return None
     cfg = json.loads(run_json.read_text()).get("config")
-    if not cfg or not Path(cfg).is_file():
+    return Path(cfg) if cfg and Path(cfg).is_file() else None
+
+
+def _label_names(run_dir: Path) -> list[str] | None:
+    """The task's label set, from the config recorded in run.json (None for multi-label tasks or
+    when the config is gone, then gold labels are compared as they are)."""
+    cfg = _recorded_config(run_dir)
+    if cfg is None:
         return None
     from labeltriage.config import ConfigError, load_task_config
 
@@ -341,11 +347,7 @@ HELD_OUT_WARN_BELOW = 50
 def _thresholds_from_config(config: Path | None, run_dir: Path) -> tuple[dict[str, float], str]:
     defaults = {"target_precision": 0.95, "spot_check_rate": 0.05}
     if config is None:
-        run_json = run_dir / "run.json"
-        if run_json.is_file():
-            cfg = json.loads(run_json.read_text()).get("config")
-            if cfg and Path(cfg).is_file():
-                config = Path(cfg)
+        config = _recorded_config(run_dir)
     if config is None:
         return defaults, "defaults"
     from labeltriage.config import ConfigError, load_task_config
