@@ -138,6 +138,88 @@ def load_vector_settings_with_vectors() -> None:
     prop.strategy_key = (("lazy", "selectin"),)
 
 
+def configure_database_engines() -> None:
+    """Replace argilla-server's two SQLAlchemy engines with ones that pre-ping and hide parameters.
+
+    argilla-server 2.8.0 builds its engines at import without ``pool_pre_ping``: after a
+    PostgreSQL restart every pooled connection is dead and the next request fails with 500. And
+    without ``hide_parameters`` a failed statement's message carries its parameters, the
+    owner's API key among them (the user lookup of every authenticated request), into the 500
+    body and server.log. The new engines keep the server's own arguments (pool size, SQLite
+    timeout); the session factories every server module imported are rebound to them
+    (``sessionmaker.configure``). Must run before the first connection.
+    """
+    from argilla_server import database
+    from argilla_server.settings import settings
+    from sqlalchemy import create_engine
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    args = {**settings.database_engine_args, "pool_pre_ping": True, "hide_parameters": True}
+    database.async_engine = create_async_engine(settings.database_url, **args)
+    database.sync_engine = create_engine(database.database_url_sync(), **args)
+    database.AsyncSessionLocal.configure(bind=database.async_engine)
+    database.SyncSessionLocal.configure(bind=database.sync_engine)
+
+
+async def database_unreachable_reason(timeout: float = 3.0) -> str | None:
+    """Why Argilla's database does not answer ``SELECT 1`` (one line), or None when it does."""
+    from argilla_server.database import async_engine
+    from sqlalchemy import text
+
+    try:
+        async with asyncio.timeout(timeout):
+            async with async_engine.connect() as connection:
+                await connection.execute(text("SELECT 1"))
+    except Exception as exc:  # every driver's connection error: reported, not raised
+        lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return lines[0] if lines else type(exc).__name__
+    return None
+
+
+def answer_database_outages_with_503(app: Any) -> None:
+    """Answer 503 "Argilla's database is unreachable" when a request fails because it is.
+
+    Without this a stopped PostgreSQL gives 500 with the driver's text, which the SDK reports as
+    "cannot reach Argilla" (the wrong diagnosis). On a database or connection error the handler
+    pings the database; only when the ping fails too does it answer 503 with that reason, else
+    the server's own handler answers as before.
+    """
+    from argilla_server.errors.error_handler import APIErrorHandler
+    from fastapi.responses import JSONResponse
+    from sqlalchemy.exc import DBAPIError
+
+    async def database_error(request: Any, exc: Exception) -> Any:
+        reason = await database_unreachable_reason()
+        if reason is None:
+            return await APIErrorHandler.common_exception_handler(request, exc)
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"Argilla's database is unreachable: {reason}"},
+            headers={"Retry-After": "5"},
+        )
+
+    kinds: list[type[BaseException]] = [DBAPIError, OSError]
+    with contextlib.suppress(ImportError):  # asyncpg's own errors escape SQLAlchemy at connect time
+        import asyncpg
+
+        kinds += [asyncpg.PostgresError, asyncpg.InterfaceError]
+    for inner in _mounted_apps(app):
+        for kind in kinds:
+            inner.add_exception_handler(kind, database_error)
+
+
+def _mounted_apps(app: Any) -> list[Any]:
+    """The app and the FastAPI apps mounted in it, two levels deep (argilla mounts /api, then /api/v1)."""
+    from starlette.routing import Mount
+
+    found = []
+    for candidate in [app] + [route.app for route in getattr(app, "routes", []) if isinstance(route, Mount)]:
+        for inner in [candidate] + [r.app for r in getattr(candidate, "routes", []) if isinstance(r, Mount)]:
+            if hasattr(inner, "add_exception_handler"):
+                found.append(inner)
+    return found
+
+
 _UNIQUE_VIOLATION = re.compile(r"UNIQUE constraint failed: ([\w.]+)|violates unique constraint \"(\w+)\"")
 
 
@@ -154,7 +236,6 @@ def answer_unique_violations_with_conflict(app: Any) -> None:
     from argilla_server.errors.error_handler import APIErrorHandler
     from fastapi.responses import JSONResponse
     from sqlalchemy.exc import IntegrityError
-    from starlette.routing import Mount
 
     async def integrity_error(request: Any, exc: Exception) -> Any:
         match = _UNIQUE_VIOLATION.search(str(getattr(exc, "orig", exc)))
@@ -166,11 +247,8 @@ def answer_unique_violations_with_conflict(app: Any) -> None:
             content={"detail": f"already exists (unique {what}): a concurrent request created it first"},
         )
 
-    apps = [app] + [route.app for route in getattr(app, "routes", []) if isinstance(route, Mount)]
-    for candidate in apps:
-        for inner in [candidate] + [r.app for r in getattr(candidate, "routes", []) if isinstance(r, Mount)]:
-            if hasattr(inner, "add_exception_handler"):
-                inner.add_exception_handler(IntegrityError, integrity_error)
+    for inner in _mounted_apps(app):
+        inner.add_exception_handler(IntegrityError, integrity_error)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -186,6 +264,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
 
     embedded = os.environ.get("ARGILLA_SEARCH_ENGINE") == ENGINE_NAME
+    configure_database_engines()
     if args.command in ("server", "worker"):
         load_vector_settings_with_vectors()
     if args.command == "server":
@@ -196,6 +275,7 @@ def main(argv: list[str] | None = None) -> None:
         from argilla_server import app
 
         answer_unique_violations_with_conflict(app)
+        answer_database_outages_with_503(app)
         uvicorn.run(app, host=args.host, port=args.port, access_log=False)
     elif args.command == "worker":
         from argilla_server.jobs.queues import DEFAULT_QUEUE, HIGH_QUEUE, REDIS_CONNECTION

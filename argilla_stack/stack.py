@@ -61,6 +61,82 @@ class StackError(RuntimeError):
     """A stack operation failed; the message says what is wrong and what to do."""
 
 
+# module a database URL's driver imports -> the pip package that provides it
+_DRIVER_PACKAGES = {"psycopg2": "psycopg2-binary", "asyncpg": "asyncpg", "aiosqlite": "aiosqlite"}
+
+
+def normalized_database_url(url: str) -> str:
+    """The URL Argilla will use: ``sqlite+aiosqlite://`` or ``postgresql+asyncpg://``.
+
+    Argilla runs on SQLite or PostgreSQL only, through these async drivers (its server rewrites
+    ``sqlite://`` and ``postgresql[+psycopg2]://`` the same way, with a warning). Raises
+    :class:`StackError` for any other database or driver.
+    """
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise StackError(
+            "--database-url is not a database URL; pass e.g. postgresql+asyncpg://user:password@127.0.0.1:5432/argilla"
+        ) from exc
+    backend, _, driver = parsed.drivername.partition("+")
+    accepted = {"sqlite": ("", "aiosqlite"), "postgresql": ("", "asyncpg", "psycopg2")}.get(backend, ())
+    if driver not in accepted:
+        raise StackError(
+            f"Argilla runs on SQLite or PostgreSQL through aiosqlite/asyncpg, not {parsed.drivername!r}; "
+            "pass e.g. postgresql+asyncpg://user:password@127.0.0.1:5432/argilla"
+        )
+    async_driver = "aiosqlite" if backend == "sqlite" else "asyncpg"
+    return parsed.set(drivername=f"{backend}+{async_driver}").render_as_string(hide_password=False)
+
+
+def _sync_url(url: str) -> str:
+    """The URL without its async driver: what Argilla's migrations (alembic) connect with."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).set(drivername=make_url(url).get_backend_name()).render_as_string(hide_password=False)
+
+
+def check_database_drivers(url: str) -> None:
+    """Raise :class:`StackError` naming the package when a driver the URL needs does not import.
+
+    Argilla needs two for PostgreSQL: asyncpg for the server and psycopg2 for its migrations."""
+    from sqlalchemy.engine import make_url
+
+    for candidate in (url, _sync_url(url)):
+        dialect = make_url(candidate).get_dialect()
+        try:
+            dialect.import_dbapi()
+        except ImportError as exc:
+            module = (getattr(exc, "name", None) or str(exc)).split(".")[0]
+            package = _DRIVER_PACKAGES.get(module, module)
+            raise StackError(
+                f"the database URL {masked_url(url)} needs the Python package {package} ({exc}); "
+                f"run `make setup`, or `pip install {package}` in this environment"
+            ) from exc
+
+
+def database_unreachable(url: str, timeout: float = 3.0) -> str | None:
+    """Why the database cannot be reached (one line), or None when ``SELECT 1`` answers."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
+    sync = _sync_url(url)
+    connect_args = {"connect_timeout": max(1, round(timeout))} if sync.startswith("postgresql") else {}
+    engine = create_engine(sync, poolclass=NullPool, hide_parameters=True, connect_args=connect_args)
+    try:
+        with engine.connect() as connection:
+            connection.exec_driver_sql("SELECT 1")
+    except Exception as exc:  # any driver's error: reported, not raised
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return reason[0] if reason else type(exc).__name__
+    finally:
+        engine.dispose()
+    return None
+
+
 def default_home() -> Path:
     configured = os.environ.get("LABELTRIAGE_STACK_HOME")
     return Path(configured) if configured else Path(platformdirs.user_data_dir("labeltriage")) / "stack"
@@ -206,6 +282,9 @@ class Stack:
             "HF_HUB_DISABLE_TELEMETRY": "1",
             "LABELTRIAGE_SEARCH_STORE": str(argilla_home / "search.sqlite3"),
             "PYTHONUNBUFFERED": "1",
+            # argilla-server's CLI (typer) prints local variables in tracebacks: a failed migration
+            # wrote the database password into migrate.log
+            "_TYPER_STANDARD_TRACEBACK": "1",
         }
         if state.search_url:
             env["ARGILLA_ELASTICSEARCH"] = state.search_url
@@ -250,7 +329,16 @@ class Stack:
         for directory in (self.home / "argilla", self.home / "redis", self.logs):
             directory.mkdir(parents=True, exist_ok=True)
         self.secure_home()
-        database = self._remembered_database(data, database_url)
+        database = self._database(data, database_url)
+        check_database_drivers(database)
+        if database.startswith("postgresql") and (reason := database_unreachable(database)):
+            raise StackError(
+                f"Argilla's database is unreachable at {masked_url(database)}: {reason}. "
+                "Fix: start PostgreSQL, or check the URL's host, port, user and password"
+            )
+        if data.get("database_url") != database:  # remembered once it was reached
+            data["database_url"] = database
+            self._save_secrets(data)
         state = StackState(
             port=port,
             redis_port=_free_port(),
@@ -303,23 +391,21 @@ class Stack:
                 with contextlib.suppress(FileNotFoundError):  # a temporary file may vanish meanwhile
                     os.chmod(os.path.join(root, name), 0o600)
 
-    def _remembered_database(self, data: dict, database_url: str | None) -> str:
+    def _database(self, data: dict, database_url: str | None) -> str:
         """The stack home's database: the one its first `up` used (kept in the 0600 secrets file).
 
         A plain `up` after `up --database-url postgresql...` opened an empty SQLite database
         (datasets and reviewers gone); a different URL is refused rather than switched silently."""
         remembered = data.get("database_url")
-        default = f"sqlite+aiosqlite:///{self.home / 'argilla' / 'argilla.db'}?check_same_thread=False"
+        database_url = normalized_database_url(database_url) if database_url else None
         if remembered and database_url and database_url != remembered:
             raise StackError(
                 f"the stack home {self.home} uses the database {masked_url(remembered)}, not "
                 f"{masked_url(database_url)}: switching would leave its datasets and reviewers behind. Fix: leave "
                 "out --database-url (or pass the same one), or use another home (LABELTRIAGE_STACK_HOME)"
             )
-        if not remembered:
-            data["database_url"] = database_url or default
-            self._save_secrets(data)
-        return data["database_url"]
+        default = f"sqlite+aiosqlite:///{self.home / 'argilla' / 'argilla.db'}?check_same_thread=False"
+        return remembered or database_url or default
 
     def _write_state(self, state: StackState) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -433,13 +519,16 @@ class Stack:
         if state is None:
             return {"running": False, "home": str(self.home)}
         alive = self.running_processes()
+        database = self.secrets().get("database_url")
+        unreachable = database_unreachable(database) if database else "no database recorded in the stack home"
         return {
-            "running": self._api_ready(state) and set(alive) == set(state.pids),
+            "running": self._api_ready(state) and set(alive) == set(state.pids) and unreachable is None,
             "home": str(self.home),
             "api_url": state.api_url,
             "search_engine": state.search_engine,
             "search_url": state.search_url,
-            "database_url": masked_url(state.database_url),
+            "database_url": masked_url(database or state.database_url),
+            "database": "reachable" if unreachable is None else f"unreachable: {unreachable}",
             "processes": {
                 name: {
                     "pid": pid,

@@ -279,6 +279,30 @@ def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFra
     return queue.sort_values("priority", ascending=False, kind="stable")
 
 
+def why_server_refuses(api_url: str, api_key: str, error: Exception) -> str:
+    """One line saying why an Argilla client could not be made, from a probe of ``/api/v1/me``.
+
+    The SDK's own error reads "cannot reach" for every failure; the probe tells apart a server
+    that is down, a refused API key, and a server whose database is unreachable (503 from the
+    local stack's launcher, see `argilla_stack.launch.answer_database_outages_with_503`).
+    """
+    import httpx
+
+    try:
+        answer = httpx.get(f"{api_url}/api/v1/me", headers={"X-Argilla-Api-Key": api_key}, timeout=10)
+    except httpx.HTTPError as exc:
+        return f"cannot reach Argilla at {api_url} ({exc}); start it with `labeltriage stack up` or fix ARGILLA_API_URL"
+    if answer.status_code == 503:
+        try:
+            detail = str(answer.json().get("detail"))
+        except ValueError:
+            detail = answer.text[:200]
+        return f"{detail} (the server at {api_url} answers 503); start the database (PostgreSQL), then rerun"
+    if answer.status_code == 401:
+        return f"Argilla at {api_url} refused the API key (401); set ARGILLA_API_KEY to an owner's or admin's key"
+    return f"cannot use Argilla at {api_url}: {_short_error(error)}"
+
+
 _CLIENT_ERRORS = ("UnprocessableEntity", "BadRequest", "NotFound", "Forbidden", "Unauthorized", "Conflict")
 
 

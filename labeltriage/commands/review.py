@@ -52,7 +52,9 @@ def argilla_client() -> Any:
     try:
         return rg.Argilla(api_url=api_url, api_key=api_key, timeout=120)
     except Exception as exc:
-        raise click.ClickException(f"cannot reach Argilla at {api_url}: {exc}") from exc
+        from curation.argilla_io import why_server_refuses
+
+        raise click.ClickException(why_server_refuses(api_url, api_key, exc)) from exc
 
 
 def _read_routed(run_dir: Path):

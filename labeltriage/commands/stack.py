@@ -63,7 +63,7 @@ def down(home: Path | None) -> None:
 @home_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(home: Path | None, as_json: bool) -> None:
-    """Show each process, its port and the search engine."""
+    """Show each process, its port, the search engine and the database (password masked)."""
     info = Stack(home).status()
     if as_json:
         click.echo(dumps(info))
@@ -75,6 +75,7 @@ def status(home: Path | None, as_json: bool) -> None:
     for name, proc in info["processes"].items():
         port = f" port {proc['port']}" if proc["port"] else ""
         click.echo(f"  {name:<7} pid {proc['pid']:<8}{'alive' if proc['alive'] else 'DEAD'}{port}")
+    click.echo(f"  database {info['database_url']}: {info['database']}")
 
 
 @stack.command()

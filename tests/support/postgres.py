@@ -1,5 +1,5 @@
-"""A throwaway PostgreSQL cluster for tests: Debian's server binaries, a data folder in the
-test's temporary directory, 127.0.0.1 on a free port, a generated password (SCRAM).
+"""A throwaway PostgreSQL cluster for tests: Debian's server binaries, a data folder in a fresh
+temporary directory, 127.0.0.1 on a free port, a generated password (SCRAM).
 
 PostgreSQL refuses to run as root, so when the tests run as root (CI) the cluster runs as the
 `postgres` system user that Debian's package creates."""
@@ -14,6 +14,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -28,39 +29,71 @@ def _as_server_user(command: list[str]) -> list[str]:
     return command
 
 
+@dataclass
+class PostgresCluster:
+    """A running cluster: ``url`` is ``postgresql+asyncpg://argilla:<password>@127.0.0.1:<port>/argilla``."""
+
+    bin_dir: Path
+    directory: Path
+    port: int
+    password: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+asyncpg://argilla:{self.password}@127.0.0.1:{self.port}/argilla"
+
+    def _pg_ctl(self, *args: str) -> None:
+        command = [str(self.bin_dir / "pg_ctl"), "-D", str(self.directory / "data"), *args]
+        subprocess.run(_as_server_user(command), check=True, capture_output=True)
+
+    def start(self) -> None:
+        options = (
+            f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.directory / 'sock'}"
+        )
+        self._pg_ctl("-o", options, "-l", str(self.directory / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        """Fast shutdown: open connections are cut, as in a crash or an operator's restart."""
+        self._pg_ctl("-m", "fast", "-w", "stop")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
 @contextmanager
-def postgres_cluster(port: int) -> Iterator[str]:
-    """Start a cluster; yields ``postgresql+asyncpg://argilla:<pw>@127.0.0.1:<port>/argilla``.
+def postgres_cluster(port: int) -> Iterator[PostgresCluster]:
+    """Make and start a cluster with a database ``argilla`` owned by user ``argilla``.
 
     Its folder is a fresh one under the system's temporary directory (pytest's are private to
     root, which the `postgres` user cannot enter), removed at the end."""
     bin_dir = postgres_bin()
     if bin_dir is None:
         raise RuntimeError("PostgreSQL server binaries not found; run `make setup` (installs Debian's postgresql)")
-    password = secrets.token_urlsafe(16)
     directory = Path(tempfile.mkdtemp(prefix="labeltriage-pg-"))
-    data, pwfile, socket_dir = directory / "data", directory / "pw", directory / "sock"
+    cluster = PostgresCluster(bin_dir, directory, port, secrets.token_urlsafe(16))
+    pwfile, socket_dir = cluster.directory / "pw", cluster.directory / "sock"
     socket_dir.mkdir(exist_ok=True)
-    pwfile.write_text(password)
+    pwfile.write_text(cluster.password)
     if os.geteuid() == 0:
-        for path in (directory, pwfile, socket_dir):
+        for path in (cluster.directory, pwfile, socket_dir):
             shutil.chown(path, "postgres")
-    os.chmod(directory, 0o700)
-    run = lambda cmd: subprocess.run(_as_server_user(cmd), check=True, capture_output=True)  # noqa: E731
-    run([str(bin_dir / "initdb"), "-D", str(data), "-U", "argilla", f"--pwfile={pwfile}", "-A", "scram-sha-256"])
-    options = f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={socket_dir}"
-    run([str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(directory / "log"), "-w", "start"])
+    os.chmod(cluster.directory, 0o700)
+    initdb = [str(bin_dir / "initdb"), "-D", str(cluster.directory / "data"), "-U", "argilla"]
+    initdb += [f"--pwfile={pwfile}", "-A", "scram-sha-256"]
+    subprocess.run(_as_server_user(initdb), check=True, capture_output=True)
+    cluster.start()
     try:
-        env = {**os.environ, "PGPASSWORD": password}
         subprocess.run(
             [str(bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "argilla", "argilla"],
             check=True,
             capture_output=True,
-            env=env,
+            env={**os.environ, "PGPASSWORD": cluster.password},
         )
-        yield f"postgresql+asyncpg://argilla:{password}@127.0.0.1:{port}/argilla"
+        yield cluster
     finally:
         subprocess.run(
-            _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"]), capture_output=True
+            _as_server_user([str(bin_dir / "pg_ctl"), "-D", str(cluster.directory / "data"), "-m", "fast", "stop"]),
+            capture_output=True,
         )
-        shutil.rmtree(directory, ignore_errors=True)
+        shutil.rmtree(cluster.directory, ignore_errors=True)
