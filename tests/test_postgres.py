@@ -4,6 +4,7 @@ the password and the owner's API key out of every file and output."""
 
 from __future__ import annotations
 
+import json
 import socket
 import sys
 from pathlib import Path
@@ -153,3 +154,64 @@ def test_a_failed_migration_does_not_write_the_password(tmp_path: Path) -> None:
     log = (stack.logs / "migrate.log").read_text()
     assert "Connection refused" in log  # it did fail at connecting, with a traceback
     assert "y" * 10 not in log
+
+
+@pytest.mark.llm
+@pytest.mark.stack
+@pytest.mark.timeout(1500)
+@needs_postgres
+def test_the_demo_loop_runs_on_postgresql_and_a_restart_costs_no_retry(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole loop (prelabel with the tiny model, route, push, answers, pull, agreement, publish)
+    on PostgreSQL; then PostgreSQL restarts and the next push succeeds first time."""
+    import pandas as pd
+    from sqlalchemy import create_engine, text
+
+    from argilla_stack.stack import Stack
+
+    home = tmp_path / "stack"
+    monkeypatch.setenv("LABELTRIAGE_STACK_HOME", str(home))
+    for name in ("ARGILLA_API_URL", "ARGILLA_API_KEY"):  # the demo must use its own stack
+        monkeypatch.delenv(name, raising=False)
+    outputs: list[str] = []
+
+    def run_cli(args: list[str]) -> str:
+        result = CliRunner().invoke(cli, args, catch_exceptions=False)
+        outputs.append(result.output)
+        assert result.exit_code == 0, result.output
+        return result.output
+
+    with postgres_cluster(free_port()) as cluster:
+        stack = Stack(home)
+        port = free_port()
+        try:
+            stack.up(port=port, database_url=cluster.url, log=outputs.append)
+            run = tmp_path / "run"
+            demo = run_cli(["demo", "--model", "smollm2", "--records", "30", "--gold", "15", "--run-dir", str(run),
+                            "--port", str(port)])  # fmt: skip
+            assert "[9/9]" in demo
+            routed = pd.read_parquet(run / "routed.parquet")
+            published = pd.read_parquet(run / "published" / "final.parquet")
+            adjudication_file = run / "published" / "adjudication.parquet"
+            waiting = len(pd.read_parquet(adjudication_file)) if adjudication_file.exists() else 0
+            assert len(routed) == 30 and len(published) + waiting == 30
+            queued = int(routed["route"].isin(["human_review", "spot_check"]).sum())
+            assert json.loads((run / "agreement.json").read_text())["n_records"] == queued
+
+            cluster.restart()
+            run_cli(["push", str(run), "--include-auto", "--round", "2"])
+            push = json.loads((run / "push.json").read_text())
+            unique = int(routed["duplicate_of"].isna().sum())
+            assert push["retries"] == 0 and push["pushed"] + push["skipped_already_pushed"] == unique
+            assert "pulled" in run_cli(["pull", str(run)])
+            # the records are in PostgreSQL, not in a SQLite file of the home
+            engine = create_engine(cluster.url.replace("+asyncpg", ""))
+            with engine.connect() as connection:
+                assert connection.execute(text("SELECT count(*) FROM records")).scalar() == unique
+            engine.dispose()
+            assert not list(home.rglob("argilla.db"))
+            _, api_key = stack.credentials()
+            assert not _leaks(stack, [cluster.password, api_key], outputs)
+        finally:
+            stack.down(log=lambda *_: None)
