@@ -36,6 +36,7 @@ from typing import Any
 import httpx
 import platformdirs
 
+from labeltriage.errors import ReviewServerError
 from labeltriage.jsonio import write_json
 
 HOST = "127.0.0.1"
@@ -57,7 +58,7 @@ def masked_url(url: str | None) -> str | None:
         return "(unreadable database URL)"
 
 
-class StackError(RuntimeError):
+class StackError(ReviewServerError):
     """A stack operation failed; the message says what is wrong and what to do."""
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from labeltriage.errors import ReviewServerError
 from labeltriage.jsonio import write_json
 
 METADATA_FLOATS = ("priority", "llm_confidence")
@@ -38,7 +39,7 @@ VECTOR_NAME = "embedding"
 MAX_BATCH = 500  # the server's cap for one bulk request
 
 
-class ArgillaIOError(RuntimeError):
+class ArgillaIOError(ReviewServerError):
     """Talking to Argilla failed; the message says what was done and how to resume."""
 
 
@@ -303,7 +304,13 @@ def why_server_refuses(api_url: str, api_key: str, error: Exception) -> str:
     return f"cannot use Argilla at {api_url}: {_short_error(error)}"
 
 
-_CLIENT_ERRORS = ("UnprocessableEntity", "BadRequest", "NotFound", "Forbidden", "Unauthorized", "Conflict")
+def _http_status(exc: Exception) -> int:
+    """The HTTP status behind an SDK or httpx error (0 when there was no answer: a transport error).
+
+    The Argilla SDK raises ``ArgillaAPIError`` subclasses carrying ``status_code``; httpx's
+    ``HTTPStatusError`` carries the response."""
+    status = getattr(exc, "status_code", None) or getattr(getattr(exc, "response", None), "status_code", None)
+    return status if isinstance(status, int) else 0
 
 
 def _short_error(exc: Exception, limit: int = 600) -> str:
@@ -320,8 +327,7 @@ def _with_retries(action: Callable[[], Any], what: str, retries: int, wait_s: fl
         try:
             return action()
         except Exception as exc:  # the SDK wraps connection errors in its own types
-            status = getattr(getattr(exc, "response", None), "status_code", 0) or 0
-            rejected = 400 <= status < 500 or any(name in type(exc).__name__ for name in _CLIENT_ERRORS)
+            rejected = 400 <= _http_status(exc) < 500 and _http_status(exc) != 429
             if rejected or attempt == retries:
                 reason = "the server rejected it" if rejected else f"failed after {retries + 1} attempts"
                 raise ArgillaIOError(f"{what}: {reason}: {_short_error(exc)}") from exc

@@ -20,8 +20,10 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from labeltriage.errors import InputError
 
-class GoldLabelError(ValueError):
+
+class GoldLabelError(InputError):
     """Gold labels that are not in the task's label set; the message names them and the fix."""
 
 

@@ -37,6 +37,7 @@ import pandas as pd
 
 from curation.agreement import Ratings, agreement_report, ratings_from_long
 from curation.consensus import adjudication_queue, dawid_skene, majority_vote
+from labeltriage.errors import InputError
 from labeltriage.jsonio import dumps, write_json
 
 __all__ = [
@@ -66,7 +67,7 @@ ROUTED_REQUIRED = ("id", "text", "llm_label", "route")
 RESPONSES_REQUIRED = ("record_id", "user", "label")
 
 
-class RunDirError(ValueError):
+class RunDirError(InputError):
     """A run directory file is missing or malformed; the message names the file and the fix."""
 
 

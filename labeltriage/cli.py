@@ -10,8 +10,11 @@ import importlib
 import logging
 import os
 import warnings
+from typing import Any
 
 import click
+
+from labeltriage.errors import LabeltriageError
 
 # huggingface_hub's InferenceEndpoints client (imported by distilabel) trips pydantic's
 # "protected namespace" check on every run: noise for users, nothing they can act on.
@@ -52,7 +55,22 @@ SHORT_HELP: dict[str, str] = {
 }
 
 
+class LabeltriageCliError(click.ClickException):
+    """A library error shown as one line (``Error: ...``), exiting with its documented code."""
+
+    def __init__(self, error: LabeltriageError):
+        super().__init__(str(error))
+        self.exit_code = error.exit_code
+
+
 class LazyGroup(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        # the one place where library errors become CLI output (codes: labeltriage.errors)
+        try:
+            return super().invoke(ctx)
+        except LabeltriageError as error:
+            raise LabeltriageCliError(error) from None
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(COMMANDS)
 

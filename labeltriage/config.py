@@ -29,15 +29,13 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from labeltriage.errors import ConfigError  # the one error tree; re-exported for callers of config
+
 PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
 TEXT_PLACEHOLDERS = ("text",)
 _NO_TEXT = "has no {text} placeholder. Fix: add {text} where the record's text goes"
 BACKENDS = ("local", "openai", "openai-batch")
 CONFIDENCE_KINDS = ("stated", "logprob", "consistency")
-
-
-class ConfigError(ValueError):
-    """A task config is invalid. The message names the file, the key and the fix."""
 
 
 class _Strict(BaseModel):

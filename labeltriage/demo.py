@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -124,3 +125,50 @@ def review_link(api_url: str, dataset_id: str) -> str:
     """The UI page of the dataset's review queue, sorted by priority, highest first (the UI takes
     the sort from the URL)."""
     return f"{api_url}/dataset/{dataset_id}/annotation-mode?sort=metadata.priority.desc"
+
+
+def effort_report(run_dir: Path) -> dict[str, Any]:
+    """Routes, the share of records a human reads, and accuracy on the demo's gold slice.
+
+    Returns ``counts`` (route -> records), ``total``, ``humans`` (records a human reads),
+    ``gold_accuracy``/``n_gold``, ``auto_accuracy``/``n_auto`` (None without gold) and
+    ``threshold`` (routing.json's chosen threshold)."""
+    import pandas as pd
+
+    from labeltriage.api import gold_labels
+
+    routed = pd.read_parquet(run_dir / "routed.parquet")
+    counts = {name: int((routed["route"] == name).sum()) for name in ("auto_accept", "spot_check", "human_review")}
+    gold_file = run_dir / "gold.csv"  # written by demo_input: text, gold_label
+    if "gold_label" not in routed.columns and gold_file.exists():
+        routed = routed.assign(gold_label=gold_labels(run_dir, gold_file, "gold_label").to_numpy())
+    gold = routed.dropna(subset=["gold_label"]) if "gold_label" in routed.columns else routed.iloc[:0]
+    auto = gold[gold["route"] == "auto_accept"]
+    routing = run_dir / "routing.json"
+    return {
+        "counts": counts,
+        "total": len(routed),
+        "humans": counts["human_review"] + counts["spot_check"],
+        "n_gold": len(gold),
+        "gold_accuracy": float((gold["llm_label"] == gold["gold_label"]).mean()) if len(gold) else None,
+        "n_auto": len(auto),
+        "auto_accuracy": float((auto["llm_label"] == auto["gold_label"]).mean()) if len(auto) else None,
+        "threshold": (json.loads(routing.read_text()).get("threshold") or {}) if routing.exists() else {},
+    }
+
+
+def closing_login(stack: Any, dataset: Any, passwords: dict[str, str]) -> dict[str, Any]:
+    """Where a person can carry on: a simulated reviewer with records waiting in their UI queue,
+    else how many records still wait for anyone. Returns ``link`` (queue sorted by priority),
+    ``reviewer``/``password``/``pending`` (None when no reviewer has work), ``waiting``,
+    ``min_submitted``."""
+    api_url, api_key = stack.credentials()
+    found: dict[str, Any] = {"link": review_link(api_url, str(dataset.id)), "reviewer": None, "password": None}
+    for reviewer, password in passwords.items():
+        pending = pending_for(api_url, api_key, reviewer, password, str(dataset.id))
+        if pending:
+            return {**found, "reviewer": reviewer, "password": password, "pending": pending}
+    records = records_with_responses(api_url, api_key, str(dataset.id))
+    found["waiting"] = sum(r["status"] == "pending" for r in records)
+    found["min_submitted"] = dataset.settings.distribution.min_submitted
+    return found

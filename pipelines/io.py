@@ -41,6 +41,8 @@ from typing import Any
 
 import pandas as pd
 
+from labeltriage.errors import InputError  # the one error tree; re-exported for callers of pipelines.io
+
 GOLD_COLUMNS = ("gold_label", "label")
 MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "<na>"})
 # Columns the product writes somewhere between prelabels.parquet and the published dataset; a user
@@ -55,10 +57,6 @@ RESERVED_COLUMNS = frozenset(
     }
 )  # fmt: skip
 FORMATS = ".csv, .tsv, .jsonl, .json, .parquet (text formats may end in .gz or .bz2) or a saved `datasets` dataset"
-
-
-class InputError(ValueError):
-    """An input table cannot be read, or lacks what is needed; the message says how to fix it."""
 
 
 def record_id(source: str, text: str, occurrence: int = 0) -> str:

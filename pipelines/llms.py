@@ -30,6 +30,7 @@ from distilabel.models.llms.base import LLM, AsyncLLM
 from pydantic import Field, PrivateAttr
 
 from labeltriage.config import Price
+from labeltriage.errors import BackendError
 
 BUDGET_EXHAUSTED = "budget_exhausted"
 # A deterministic failure: the same prompt fails the same way, so it is neither retried nor asked
@@ -134,7 +135,7 @@ def _prompt_chars(messages: list[dict[str, str]]) -> int:
     return sum(len(m.get("content") or "") for m in messages)
 
 
-class ChatTemplateError(ValueError):
+class ChatTemplateError(BackendError, ValueError):
     """The chat template cannot be rendered with message contents kept as plain text."""
 
 
@@ -542,7 +543,7 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             return key
         if self._is_local():
             return "sk-local-no-key"  # local servers ignore it
-        raise RuntimeError(
+        raise BackendError(
             f"environment variable {self.api_key_env} is not set. Fix: export {self.api_key_env}=<your key> "
             "(the variable is named by model.api_key_env in the task config)"
         )

@@ -19,8 +19,10 @@ from pathlib import Path
 
 import platformdirs
 
+from labeltriage.errors import BackendError
 
-class ModelNotAvailable(RuntimeError):
+
+class ModelNotAvailable(BackendError):
     """A local model cannot be found or fails verification; the message says how to fix it."""
 
 

@@ -37,9 +37,9 @@ def _prelabel(server: FakeOpenAIServer, source: Path, out: Path, *extra: str):
     return _invoke([*args, "--backend", "openai", "--model", "fake", "--base-url", server.base_url])
 
 
-def _one_line_error(result) -> str:
-    """The error a user sees: exit 1, no traceback, exactly one line."""
-    assert result.exit_code == 1, (result.stdout, result.stderr)
+def _one_line_error(result, exit_code: int = 65) -> str:
+    """The error a user sees: the documented exit code (65: input error), no traceback, exactly one line."""
+    assert result.exit_code == exit_code, (result.stdout, result.stderr)
     lines = [line for line in result.stderr.strip().splitlines() if line.strip()]
     assert "Traceback" not in result.stderr
     assert len(lines) == 1, lines

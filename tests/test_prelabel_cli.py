@@ -81,15 +81,15 @@ def test_help_has_examples() -> None:
 def test_errors_say_what_to_do(tmp_path: Path, monkeypatch) -> None:
     source = _inputs(tmp_path)["csv"]
     missing = _invoke(["prelabel", CONFIG, str(source), "-o", str(tmp_path / "x"), "--model", "smollm2"])
-    assert missing.exit_code == 1
+    assert missing.exit_code == 65  # InputError (labeltriage.errors)
     assert "no column 'text'" in missing.output and "--text-column" in missing.output
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     args = ["prelabel", CONFIG, str(source), "-o", str(tmp_path / "y"), "--text-column", "review"]
     no_key = _invoke([*args, "--backend", "openai", "--base-url", "https://api.example.com/v1"])
-    assert no_key.exit_code == 1 and "export OPENAI_API_KEY" in no_key.output
+    assert no_key.exit_code == 69 and "export OPENAI_API_KEY" in no_key.output
     bad_config = tmp_path / "bad.yaml"
     bad_config.write_text(
         (ROOT / "datasets_config" / "sentiment.yaml").read_text().replace("backend: local", "backend: olama")
     )
     bad = _invoke(["prelabel", str(bad_config), str(source), "-o", str(tmp_path / "z")])
-    assert bad.exit_code == 1 and "model.backend" in bad.output and str(bad_config) in bad.output
+    assert bad.exit_code == 78 and "model.backend" in bad.output and str(bad_config) in bad.output

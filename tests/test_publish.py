@@ -18,8 +18,7 @@ from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score
 
 from curation.publish import FINAL_COLUMNS, build_final_dataset, load_run
-from labeltriage.commands.publish import agreement as agreement_cmd
-from labeltriage.commands.publish import publish as publish_cmd
+from labeltriage.cli import main as cli
 from tests.support.hub_server import HubServer
 
 LABELS = ["positive", "negative", "neutral", "mixed"]
@@ -143,7 +142,7 @@ def test_dawid_skene_method_and_llm_tie_policy(run_dir: Path):
 
 
 def test_agreement_cli_matches_direct_metrics(run_dir: Path):
-    result = CliRunner().invoke(agreement_cmd, [str(run_dir)])
+    result = CliRunner().invoke(cli, ["agreement", str(run_dir)])
     assert result.exit_code == 0, result.output
     assert "Krippendorff" in result.output
     report = json.loads((run_dir / "agreement.json").read_text())
@@ -164,20 +163,20 @@ def test_bad_response_label_names_file_and_fix(run_dir: Path):
     responses = pd.read_parquet(run_dir / "responses.parquet")
     responses.loc[0, "label"] = "meh"
     responses.to_parquet(run_dir / "responses.parquet", index=False)
-    result = CliRunner().invoke(publish_cmd, [str(run_dir)])
+    result = CliRunner().invoke(cli, ["publish", str(run_dir)])
     assert result.exit_code != 0
     assert "responses.parquet" in result.output and "'meh'" in result.output
 
 
 def test_missing_routed_names_the_step(tmp_path: Path):
     (tmp_path / "empty").mkdir()
-    result = CliRunner().invoke(publish_cmd, [str(tmp_path / "empty")])
+    result = CliRunner().invoke(cli, ["publish", str(tmp_path / "empty")])
     assert result.exit_code != 0 and "labeltriage route" in result.output
 
 
 def test_publish_without_token_is_a_clear_error(run_dir: Path, monkeypatch):
     monkeypatch.delenv("HF_TOKEN", raising=False)
-    result = CliRunner().invoke(publish_cmd, [str(run_dir), "--repo-id", "org/x"])
+    result = CliRunner().invoke(cli, ["publish", str(run_dir), "--repo-id", "org/x"])
     assert result.exit_code != 0 and "HF_TOKEN" in result.output
     assert (run_dir / "final.parquet").exists()  # the local copy is written first
 

@@ -93,7 +93,7 @@ def test_port_in_use_is_a_clear_error(tmp_path):
         sock.listen()
         port = sock.getsockname()[1]
         result = CliRunner().invoke(cli, ["stack", "up", "--home", str(tmp_path), "--port", str(port)])
-    assert result.exit_code == 1
+    assert result.exit_code == 69  # ReviewServerError (labeltriage.errors)
     assert f"port {port} on 127.0.0.1 is already in use" in result.output
     assert not (tmp_path / "stack.json").exists()
 

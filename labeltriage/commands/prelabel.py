@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -31,7 +32,7 @@ route; every other column is kept to the published dataset; empty cells and NA, 
 null, None are missing; a repeated text costs one model call and one review, every row is kept
 (column duplicate_of). See pipelines/io.py.""",
 )
-@click.argument("config", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("config")
 @click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
 @click.option(
     "--output",
@@ -61,26 +62,13 @@ null, None are missing; a repeated text costs one model call and one review, eve
 @click.option("--base-url", default=None, help="Override model.base_url (openai backends).")
 @click.option(
     "--max-cost",
-    type=float,
+    type=click.FloatRange(min=0),
     default=None,
     help="Budget in USD for this run; stops before exceeding it, keeping finished work.",
 )
 @click.option("--limit", type=int, default=None, help="Only the first N input rows.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def prelabel(
-    config: Path,
-    input_path: Path,
-    output_dir: Path,
-    text_column: str | None,
-    id_column: str | None,
-    encoding: str | None,
-    backend: str | None,
-    model: str | None,
-    base_url: str | None,
-    max_cost: float | None,
-    limit: int | None,
-    quiet: bool,
-) -> None:
+def prelabel(config: str, input_path: Path, output_dir: Path, quiet: bool, **options: Any) -> None:
     """Pre-label INPUT (JSONL, CSV, parquet or a saved `datasets` dataset) with an LLM.
 
     Every row gets a label from the CONFIG's label set, a confidence (stated, token log-prob
@@ -88,34 +76,13 @@ def prelabel(
     """
     from rich.console import Console
 
-    from labeltriage.config import ConfigError, load_task_config
-    from pipelines.io import InputError, load_records
-    from pipelines.models import ModelNotAvailable
-    from pipelines.runner import input_summary, print_input_notes, print_summary, run_prelabel, with_overrides
+    from labeltriage import api
+    from pipelines.runner import print_summary
 
     console = Console(stderr=True)
-    try:
-        task = load_task_config(config)
-        task = with_overrides(task, backend=backend, model=model)
-        if base_url:
-            task = task.model_copy(update={"model": task.model.model_copy(update={"base_url": base_url})})
-        records = load_records(
-            input_path, text_column or task.text_column, limit=limit, id_column=id_column, encoding=encoding
-        )
-        print_input_notes(input_summary(records), console)
-        if max_cost is not None and max_cost < 0:
-            raise click.BadParameter("must be >= 0", param_hint="--max-cost")
-        result = run_prelabel(task, records, output_dir, max_cost=max_cost, show_progress=not quiet)
-    except (ConfigError, InputError, ModelNotAvailable) as error:
-        raise click.ClickException(str(error)) from None
-    except RuntimeError as error:
-        if "environment variable" in str(error):
-            raise click.ClickException(str(error)) from None
-        raise
-    print_summary(result, console, (output_dir / "prelabels.parquet", output_dir / "run.json"))
-    if result.summary.get("pending_batch"):
-        raise SystemExit(3)
-    if result.summary["stopped"]:
-        raise SystemExit(2)
-    if result.summary["totals"].get("failed_errors"):  # the red line above says how many and where
-        raise SystemExit(4)
+    result = api.prelabel(config, input_path, output_dir, show_progress=not quiet, **options)
+    for note in result.notes:
+        console.print(note, soft_wrap=True, markup=False, highlight=False)
+    print_summary(result.run, console, result.paths)
+    if result.exit_code:
+        raise SystemExit(result.exit_code)

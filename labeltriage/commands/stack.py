@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from argilla_stack.stack import DEFAULT_PORT, ENGINES, Stack, StackError
+from argilla_stack.stack import DEFAULT_PORT, ENGINES, Stack
 from labeltriage.jsonio import dumps
 
 home_option = click.option(
@@ -16,10 +16,6 @@ home_option = click.option(
     default=None,
     help="Stack home directory (default: $LABELTRIAGE_STACK_HOME or the user data dir).",
 )
-
-
-def _fail(exc: Exception) -> None:
-    raise click.ClickException(str(exc)) from exc
 
 
 @click.group()
@@ -46,10 +42,7 @@ def stack() -> None:
 @click.option("--database-url", default=None, help="SQLAlchemy URL; default SQLite in the stack home.")
 def up(home: Path | None, port: int, search_engine: str, search_url: str | None, database_url: str | None) -> None:
     """Start the stack; returns when the API answers."""
-    try:
-        Stack(home).up(port=port, search_engine=search_engine, search_url=search_url, database_url=database_url)
-    except StackError as exc:
-        _fail(exc)
+    Stack(home).up(port=port, search_engine=search_engine, search_url=search_url, database_url=database_url)
 
 
 @stack.command()
@@ -82,10 +75,7 @@ def status(home: Path | None, as_json: bool) -> None:
 @home_option
 def env(home: Path | None) -> None:
     """Print `export` lines for the Argilla SDK (use with eval)."""
-    try:
-        api_url, api_key = Stack(home).credentials()
-    except StackError as exc:
-        _fail(exc)
+    api_url, api_key = Stack(home).credentials()
     click.echo(f"export ARGILLA_API_URL={shlex.quote(api_url)}")
     click.echo(f"export ARGILLA_API_KEY={shlex.quote(api_key)}")
 
@@ -96,8 +86,5 @@ def env(home: Path | None) -> None:
 @click.option("--role", type=click.Choice(["annotator", "admin", "owner"]), default="annotator", show_default=True)
 def add_user(home: Path | None, username: str, role: str) -> None:
     """Create a reviewer account in the stack's workspace and print its password once."""
-    try:
-        password = Stack(home).add_user(username, role=role)
-    except StackError as exc:
-        _fail(exc)
+    password = Stack(home).add_user(username, role=role)
     click.echo(f"user {username} ({role}) ready; password: {password}")

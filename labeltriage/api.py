@@ -1,0 +1,732 @@
+"""The Python API: one function per step of the loop, over a run directory.
+
+Each function takes the run directory (a path or a :class:`~labeltriage.rundir.RunDir`), reads
+the files the step needs, writes the files it makes (docs/CONTRACTS.md) and returns a typed
+result a notebook can inspect; nothing is printed. The ``labeltriage`` command only parses
+options, calls these and renders the results. Errors are :class:`labeltriage.errors.LabeltriageError`
+subclasses whose message names the file, key or record and the fix.
+
+    >>> import labeltriage as lt
+    >>> run = lt.prelabel("sentiment", "reviews.csv", "runs/r1", model="smollm2")
+    >>> cal = lt.calibrate("runs/r1", gold="gold.csv")
+    >>> routing = lt.route("runs/r1")
+    >>> lt.push("runs/r1"); lt.pull("runs/r1")
+    >>> report = lt.agreement("runs/r1"); published = lt.publish("runs/r1")
+
+Where a record's label comes from, one hop per step: ``prelabel`` (pipelines.runner) ->
+``calibrate`` (curation.heldout, curation.calibration) -> ``route`` (curation.routing) ->
+``push``/``pull`` (curation.argilla_io) -> ``publish`` (curation.consensus, curation.publish).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from labeltriage.errors import EXIT_BATCH_PENDING, EXIT_BUDGET_STOP, EXIT_RECORDS_FAILED, InputError, ReviewServerError
+from labeltriage.rundir import RunDir, RunDirError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from curation.argilla_io import PullReport, PushReport
+    from curation.calibration import Calibrator
+    from curation.publish import FinalDataset
+    from curation.routing import ThresholdChoice
+    from labeltriage.config import TaskConfig
+    from pipelines.runner import RunResult
+
+PathLike = str | Path
+CALIBRATION_METHODS = ("isotonic", "temperature", "platt", "histogram")
+MIN_GOLD_TO_CALIBRATE = 10
+
+
+def _run_dir(run_dir: PathLike | RunDir, config: PathLike | None = None) -> RunDir:
+    if isinstance(run_dir, RunDir):
+        return run_dir if config is None else RunDir(run_dir.path, config)
+    return RunDir(run_dir, config)
+
+
+# ------------------------------------------------------------------------------------------------
+# prelabel
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class PrelabelResult:
+    """What :func:`prelabel` did. ``frame`` is prelabels.parquet (one row per input row)."""
+
+    frame: pd.DataFrame
+    summary: dict[str, Any]  # run.json
+    notes: list[str]  # how the input was read (encoding, gold column, repeated texts)
+    paths: tuple[Path, Path]  # prelabels.parquet, run.json
+    run: RunResult
+
+    @property
+    def outcome(self) -> str:
+        """``done``, ``batch_pending``, ``budget_stop`` or ``records_failed`` (see :attr:`exit_code`)."""
+        if self.summary.get("pending_batch"):
+            return "batch_pending"
+        if self.summary.get("stopped"):
+            return "budget_stop"
+        if self.summary["totals"].get("failed_errors"):
+            return "records_failed"
+        return "done"
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI's exit code for this outcome (labeltriage.errors)."""
+        return {
+            "done": 0,
+            "batch_pending": EXIT_BATCH_PENDING,
+            "budget_stop": EXIT_BUDGET_STOP,
+            "records_failed": EXIT_RECORDS_FAILED,
+        }[self.outcome]
+
+
+def prelabel(
+    config: PathLike | TaskConfig,
+    input_path: PathLike,
+    run_dir: PathLike,
+    *,
+    text_column: str | None = None,
+    id_column: str | None = None,
+    encoding: str | None = None,
+    backend: str | None = None,
+    model: str | None = None,
+    base_url: str | None = None,
+    max_cost: float | None = None,
+    limit: int | None = None,
+    show_progress: bool = False,
+    llm: Any = None,
+) -> PrelabelResult:
+    """Pre-label ``input_path`` with an LLM into ``run_dir`` (prelabels.parquet, run.json).
+
+    ``config`` is a task config path, the name of a shipped one (``"sentiment"``, ``"aspects"``)
+    or a loaded :class:`~labeltriage.config.TaskConfig`. ``backend``/``model``/``base_url``
+    override the config's model (a ``.gguf`` model is a file path). ``max_cost`` (USD) stops before
+    the budget is exceeded, keeping finished work; a rerun resumes from the per-record cache with
+    no repeated model call. ``llm`` injects a distilabel LLM (tests). Raises ConfigError,
+    InputError (unreadable input) or BackendError (model missing, API key unset).
+    """
+    from labeltriage.config import TaskConfig, load_task_config
+    from pipelines.io import load_records
+    from pipelines.runner import input_notes, input_summary, run_prelabel, with_overrides
+
+    task = config if isinstance(config, TaskConfig) else load_task_config(config)
+    task = with_overrides(task, backend=backend, model=model)
+    if base_url:
+        task = task.model_copy(update={"model": task.model.model_copy(update={"base_url": base_url})})
+    if max_cost is not None and max_cost < 0:
+        raise InputError(f"max_cost must be >= 0 (got {max_cost}); pass a budget in USD")
+    records = load_records(input_path, text_column or task.text_column, limit=limit, id_column=id_column,
+                           encoding=encoding)  # fmt: skip
+    notes = input_notes(input_summary(records))
+    result = run_prelabel(task, records, run_dir, max_cost=max_cost, show_progress=show_progress, llm=llm)
+    out = Path(run_dir)
+    return PrelabelResult(result.frame, result.summary, notes, (out / "prelabels.parquet", out / "run.json"), result)
+
+
+# ------------------------------------------------------------------------------------------------
+# gold labels (calibrate, route)
+# ------------------------------------------------------------------------------------------------
+def _prelabels(run: RunDir) -> pd.DataFrame:
+    return run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
+
+
+def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    if column not in frame.columns:
+        choices = [c for c in frame.columns if "confidence" in c]
+        raise InputError(f"{path}: no column {column!r}; pass a confidence column, one of {choices}")
+    return frame[column].to_numpy(dtype=np.float64)
+
+
+def gold_labels(
+    run: PathLike | RunDir, gold: PathLike | None = None, gold_column: str | None = None, notes: list[str] | None = None
+) -> pd.Series:
+    """Gold label per row of the run's prelabels (a Series aligned with prelabels.parquet, None where unknown).
+
+    Gold comes from ``gold`` (a table matched by ``id``, else by ``text``), else from the input's
+    gold column kept in prelabels.parquet. Column: ``gold_column``, else ``gold_label``, else
+    ``label``. Labels are checked against the task's label set (:func:`curation.gold.check_gold_labels`).
+    Notes for the user (conflicting or unmatched gold rows, labels read case-folded) are appended
+    to ``notes``. Raises InputError.
+    """
+    import pandas as pd
+
+    from curation.gold import check_gold_labels
+    from pipelines.io import gold_column_of, read_table
+
+    run = _run_dir(run)
+    notes = notes if notes is not None else []
+    prelabels = _prelabels(run)
+    if gold is None:
+        if "gold_label" not in prelabels.columns:
+            raise InputError(
+                f"{run / 'prelabels.parquet'} has no gold labels (the input had no gold_label or label column): "
+                "pass --gold FILE (a CSV/JSONL/parquet with an `id` or `text` column and the gold label)"
+            )
+        source = f"{run / 'prelabels.parquet'} (column gold_label)"
+        raw = prelabels["gold_label"].where(prelabels["gold_label"].notna(), None).tolist()
+    else:
+        table = read_table(gold)
+        column = gold_column_of(table, gold_column, gold)
+        if "id" in table.columns and table["id"].astype(str).isin(prelabels["id"].astype(str)).any():
+            key = "id"
+        elif "text" in table.columns and "text" in prelabels.columns:
+            key = "text"
+        else:
+            raise InputError(
+                f"{gold}: needs an `id` (as in prelabels.parquet) or a `text` column to match the pre-labels"
+            )
+        table = table[table[column].notna() & table[key].notna()]
+        keys = table[key].astype(str)
+        conflicting = int((table.assign(_k=keys).groupby("_k")[column].nunique() > 1).sum())
+        if conflicting:
+            notes.append(f"note: {gold}: {conflicting} {key}(s) have conflicting gold labels; the last is used")
+        mapping = dict(zip(keys, table[column].astype(str), strict=True))
+        matched = set(prelabels[key].astype(str))
+        unmatched = sum(1 for k in mapping if k not in matched)
+        if unmatched == len(mapping):
+            raise InputError(
+                f"{gold}: none of its {len(mapping)} labelled rows match a pre-label by {key!r}; "
+                "is it the gold for this run?"
+            )
+        if unmatched:
+            notes.append(f"note: {gold}: {unmatched} of {len(mapping)} gold rows match no pre-label by {key!r}")
+        source = str(gold)
+        raw = [mapping.get(k) for k in prelabels[key].astype(str)]
+    task = run.task_config_or_none()
+    if task is None or task.task_type == "multi_label":  # then gold labels are compared as they are
+        return pd.Series(raw, index=prelabels.index, dtype=object)
+    checked = check_gold_labels(raw, task.label_names, source=source)
+    if checked.mapped:
+        shown = ", ".join(f"{k!r} -> {v!r}" for k, v in sorted(checked.mapped.items()))
+        notes.append(f"note: gold labels read as task labels: {shown}")
+    return pd.Series(checked.labels, index=prelabels.index, dtype=object)
+
+
+def _gold_mask(prelabels: pd.DataFrame, labels: pd.Series, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(has_gold, correct) per row. A repeated text (duplicate_of set) counts once: its first row."""
+    ok = (prelabels["status"].astype(str) == "ok").to_numpy() & np.isfinite(conf)
+    if "duplicate_of" in prelabels.columns:
+        ok &= prelabels["duplicate_of"].isna().to_numpy()
+    has_gold = labels.notna().to_numpy() & ok
+    correct = (prelabels["llm_label"].astype(str).to_numpy() == labels.astype(str).to_numpy()) & has_gold
+    return has_gold, correct
+
+
+# ------------------------------------------------------------------------------------------------
+# calibrate
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate` measured and wrote. ``report`` is calibration.json."""
+
+    calibrator: Calibrator
+    report: dict[str, Any]
+    n_gold: int
+    accuracy: float  # the LLM's accuracy on all the gold
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def shown(self) -> tuple[dict[str, Any], str]:
+        """(before/after metrics to show, where they come from): held-out when there is a split."""
+        held = self.report["held_out"]
+        if held:
+            return held, f"held-out {held['n_held_out']}, fitted on the other {held['n_fit']}"
+        return self.report["in_sample"], "IN-SAMPLE: fitted on these records"
+
+
+def calibrate(
+    run_dir: PathLike | RunDir,
+    *,
+    gold: PathLike | None = None,
+    gold_column: str | None = None,
+    method: str = "isotonic",
+    confidence_column: str = "llm_confidence",
+    holdout: float = 0.3,
+    n_bins: int = 15,
+    seed: int = 0,
+) -> CalibrationResult:
+    """Fit a confidence calibrator for the run's pre-labels on gold labels; report ECE held out.
+
+    Metrics (ECE uniform and equal-mass, MCE, Brier, AUROC; top-label, ``n_bins`` equal-width
+    bins) are measured on a stratified held-out share ``holdout`` of the gold for a calibrator
+    fitted on the rest (:func:`curation.heldout.evaluate_calibrator`); the saved calibrator is
+    refitted on all gold. Writes calibrator.json, calibration.json and reliability.png.
+    Raises InputError (no or too little gold, all right or all wrong).
+    """
+    from curation.calibration import ReliabilityPanel, reliability_diagram
+    from curation.heldout import evaluate_calibrator
+    from labeltriage.jsonio import write_json
+
+    if method not in CALIBRATION_METHODS:
+        raise InputError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    run = _run_dir(run_dir)
+    prelabels = _prelabels(run)
+    conf = _confidence(prelabels, confidence_column, run / "prelabels.parquet")
+    notes: list[str] = []
+    labels = gold_labels(run, gold, gold_column, notes)
+    has_gold, correct = _gold_mask(prelabels, labels, conf)
+    n_gold = int(has_gold.sum())
+    if n_gold < MIN_GOLD_TO_CALIBRATE:
+        raise InputError(
+            f"only {n_gold} ok pre-labels have a gold label (need >= {MIN_GOLD_TO_CALIBRATE}, ideally hundreds); "
+            "add gold rows"
+        )
+    c, y = conf[has_gold], correct[has_gold]
+    if y.all() or not y.any():
+        kind = "right" if y.all() else "wrong"
+        raise InputError(
+            f"all {n_gold} gold pre-labels are {kind}: a calibrator needs both right and wrong ones; add gold rows"
+        )
+    evaluation = evaluate_calibrator(c, y, method=method, holdout=holdout, n_bins=n_bins, seed=seed)
+    gold_source = str(Path(gold).resolve()) if gold else "prelabels.parquet:gold_label"
+    report: dict[str, Any] = {
+        "method": method,
+        "confidence_column": confidence_column,
+        "gold": gold_source,
+        "gold_column": gold_column,
+        "n_gold": n_gold,
+        "ece_convention": f"top-label, {n_bins} equal-width right-closed bins (also equal-mass), L1 weighted",
+        "warnings": list(evaluation.warnings),
+        "held_out": evaluation.held_out,
+        "in_sample_because": evaluation.in_sample_because,
+        "in_sample": evaluation.in_sample,
+    }
+    calibrator = evaluation.calibrator
+    calibrator.meta.update({"confidence_column": confidence_column, "gold": gold_source, "gold_column": gold_column})
+    calibrator.save(run / "calibrator.json")
+    write_json(run / "calibration.json", report)
+    panels = []
+    if evaluation.held_out is not None and evaluation.held_mask is not None:
+        held = evaluation.held_out
+        panels.append(
+            ReliabilityPanel(f"calibrated, held-out {held['n_held_out']} (fitted on the other {held['n_fit']})",
+                             evaluation.held_calibrated, y[evaluation.held_mask])
+        )  # fmt: skip
+    reliability_diagram(c, y, run / "reliability.png", calibrated=calibrator.transform(c), n_bins=n_bins,
+                        title=f"{run.path.name} ({method})", calibrated_in_sample=True,
+                        extra_panels=panels)  # fmt: skip
+    paths = {name: run / name for name in ("calibrator.json", "calibration.json", "reliability.png")}
+    return CalibrationResult(calibrator, report, n_gold, float(y.mean()), notes, list(evaluation.warnings), paths)
+
+
+# ------------------------------------------------------------------------------------------------
+# route
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class RoutingResult:
+    """What :func:`route` decided. ``routed`` is routed.parquet, ``report`` routing.json."""
+
+    routed: pd.DataFrame
+    report: dict[str, Any]
+    threshold: ThresholdChoice
+    counts: dict[str, int]
+    target_precision: float
+    confidence_level: float
+    bound: str
+    notes: list[str] = field(default_factory=list)
+    paths: dict[str, Path] = field(default_factory=dict)
+
+
+def _same_route_as_first(prelabels: pd.DataFrame, routes: np.ndarray) -> np.ndarray:
+    """A repeated text (duplicate_of set) takes the route of its first row: one decision per text."""
+    if "duplicate_of" not in prelabels.columns or not prelabels["duplicate_of"].notna().any():
+        return routes
+    index = {rid: i for i, rid in enumerate(prelabels["id"].astype(str))}
+    routes = routes.copy()
+    for i, first in enumerate(prelabels["duplicate_of"]):
+        if first is not None and first == first and str(first) in index:
+            routes[i] = routes[index[str(first)]]
+    return routes
+
+
+def route(
+    run_dir: PathLike | RunDir,
+    *,
+    config: PathLike | None = None,
+    gold: PathLike | None = None,
+    gold_column: str | None = None,
+    target_precision: float | None = None,
+    spot_check_rate: float | None = None,
+    confidence_level: float = 0.95,
+    bound: str = "wilson",
+    seed: int = 0,
+) -> RoutingResult:
+    """Route the run's pre-labels to auto_accept, human_review or spot_check at a stated precision.
+
+    The threshold is the lowest calibrated confidence whose one-sided ``confidence_level`` lower
+    bound (``bound``: Wilson or Clopper-Pearson) of the precision on gold reaches the target
+    (:func:`curation.routing.choose_threshold`). Failed pre-labels and instruction-like texts
+    always go to human review; a repeated text takes its first row's route. Targets come from
+    the arguments, else the task config's ``thresholds``, else 0.95 / 5%. Needs calibrator.json
+    and the gold ``calibrate`` used (or ``gold``). Writes routed.parquet and routing.json.
+    """
+    from curation.calibration import load_calibrator
+    from curation.routing import (
+        choose_threshold,
+        coverage_precision_curve,
+        errors_caught_table,
+        priority_scores,
+        route_records,
+    )
+    from labeltriage.jsonio import write_json
+
+    run = _run_dir(run_dir, config)
+    prelabels = _prelabels(run)
+    try:
+        calibrator = load_calibrator(run.require("calibrator.json"))
+    except ValueError as exc:
+        raise RunDirError(str(exc)) from None
+    task = run.task_config_or_none()
+    target = target_precision if target_precision is not None else (task.thresholds.target_precision if task else 0.95)
+    spot_rate = spot_check_rate if spot_check_rate is not None else (task.thresholds.spot_check_rate if task else 0.05)
+    conf_col = calibrator.meta.get("confidence_column", "llm_confidence")
+    raw = _confidence(prelabels, conf_col, run / "prelabels.parquet")
+    if gold is None and calibrator.meta.get("gold") not in (None, "prelabels.parquet:gold_label"):
+        gold = Path(calibrator.meta["gold"])
+        if not gold.is_file():
+            raise InputError(f"{gold} (the gold `calibrate` used) is gone: pass --gold FILE")
+    notes: list[str] = []
+    labels = gold_labels(run, gold, gold_column or calibrator.meta.get("gold_column"), notes)
+    ok = (prelabels["status"].astype(str) == "ok").to_numpy() & np.isfinite(raw)
+    calibrated = np.full(raw.shape[0], np.nan)
+    if ok.any():
+        calibrated[ok] = calibrator.transform(raw[ok])
+    has_gold, correct = _gold_mask(prelabels, labels, calibrated)
+    if has_gold.sum() == 0:
+        raise InputError("no ok pre-label has a gold label: cannot choose a threshold; pass --gold FILE")
+    g_conf, g_y = calibrated[has_gold], correct[has_gold]
+    choice = choose_threshold(g_conf, g_y, target, confidence_level, bound)
+    flagged = (
+        prelabels["instruction_like"].fillna(False).astype(bool).to_numpy()
+        if "instruction_like" in prelabels.columns
+        else np.zeros(len(prelabels), dtype=bool)
+    )
+    routes = route_records(calibrated, ok, choice.threshold, spot_rate, seed=seed, needs_review=flagged)
+    routes = _same_route_as_first(prelabels, routes)
+    routed = prelabels.copy()
+    routed["calibrated_confidence"] = calibrated
+    routed["route"] = routes.astype(str)
+    routed["priority"] = priority_scores(calibrated, ok)
+    routed.to_parquet(run / "routed.parquet", index=False)
+    curve = coverage_precision_curve(g_conf, g_y, confidence_level, bound)
+    counts = {r: int((routes == r).sum()) for r in ("auto_accept", "human_review", "spot_check")}
+    report = {
+        "thresholds_from": str(run.config_path()) if task else "defaults",
+        "threshold": choice.to_dict(),
+        "calibrator": calibrator.method,
+        "confidence_column": conf_col,
+        "n_records": int(len(routed)),
+        "n_failed": int((~ok).sum()),
+        "n_instruction_like": int(flagged.sum()),
+        "n_duplicate_rows": int(prelabels["duplicate_of"].notna().sum()) if "duplicate_of" in prelabels else 0,
+        "routes": counts,
+        "seed": seed,
+        "coverage_precision_curve": {k: v.tolist() for k, v in curve.items()},
+        "errors_caught": errors_caught_table(g_conf, g_y) if not g_y.all() else None,
+    }
+    write_json(run / "routing.json", report)
+    paths = {"routed": run / "routed.parquet", "routing": run / "routing.json"}
+    return RoutingResult(routed, report, choice, counts, target, confidence_level, bound, notes, paths)
+
+
+# ------------------------------------------------------------------------------------------------
+# Argilla: push, pull, loop
+# ------------------------------------------------------------------------------------------------
+def connect_argilla(api_url: str | None = None, api_key: str | None = None) -> Any:
+    """An Argilla SDK client: the arguments, else ARGILLA_API_URL / ARGILLA_API_KEY, else the local stack.
+
+    Raises ReviewServerError saying why the server cannot be used: down, the API key refused,
+    or its database unreachable (see :func:`curation.argilla_io.why_server_refuses`).
+    """
+    import os
+
+    import argilla as rg
+
+    from argilla_stack.stack import Stack, StackError
+    from curation.argilla_io import why_server_refuses
+
+    api_url = api_url or os.environ.get("ARGILLA_API_URL")
+    api_key = api_key or os.environ.get("ARGILLA_API_KEY")
+    if not (api_url and api_key):
+        try:
+            api_url, api_key = Stack().credentials()
+        except StackError as exc:
+            raise ReviewServerError(
+                f"{exc}, or set ARGILLA_API_URL and ARGILLA_API_KEY for another Argilla server"
+            ) from None
+    try:
+        return rg.Argilla(api_url=api_url, api_key=api_key, timeout=120)
+    except Exception as exc:  # the SDK's errors for every failure: diagnosed by a probe
+        raise ReviewServerError(why_server_refuses(api_url, api_key, exc)) from exc
+
+
+def _dataset(client: Any, task: TaskConfig, run: RunDir) -> Any:
+    dataset = client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
+    if dataset is None:
+        raise ReviewServerError(
+            f"no dataset {task.argilla.workspace}/{task.argilla.dataset} in Argilla; run `labeltriage push {run.path}`"
+        )
+    return dataset
+
+
+def push(
+    run_dir: PathLike | RunDir,
+    *,
+    config: PathLike | None = None,
+    client: Any = None,
+    include_auto: bool = False,
+    round_number: int = 0,
+    batch_size: int = 500,
+    vectors: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> PushReport:
+    """Push the run's review queue to Argilla: suggestion, score, reasoning, priority metadata.
+
+    Records routed to human_review and spot_check (and auto_accept with ``include_auto``) go to
+    the dataset named in the task config's ``argilla`` section; the LLM label is the suggestion
+    (score = calibrated confidence, agent = model/prompt_hash). Reruns create no duplicates and
+    resume an interrupted push (push_checkpoint.json). ``vectors`` embeds the texts (384-d,
+    "find similar" in the UI). ``on_batch(n)`` is called after each batch. Writes push.json.
+    Raises ReviewServerError.
+    """
+    from curation import argilla_io
+    from curation.loop import run_embeddings
+    from labeltriage.jsonio import write_json
+
+    run = _run_dir(run_dir, config)
+    task = run.task_config()
+    routed = run.table("routed.parquet", required_columns=("id", "text", "route", "priority"))
+    queue = argilla_io.review_queue(routed, include_auto=include_auto)
+    embedded = None
+    if vectors:
+        all_vectors = run_embeddings(run.path, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
+        embedded = all_vectors[routed.index.get_indexer(queue.index)]
+    client = client or connect_argilla()
+    dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=384 if vectors else None)
+    records = argilla_io.build_records(queue, task, round_number=round_number, vectors=embedded)
+    report = argilla_io.push_records(
+        dataset, records, checkpoint=run / "push_checkpoint.json", batch_size=batch_size, on_batch=on_batch
+    )
+    report.not_routed_to_review = len(routed) - len(queue)
+    write_json(run / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
+    return report
+
+
+def pull(
+    run_dir: PathLike | RunDir, *, config: PathLike | None = None, client: Any = None, drop_missing: bool = False
+) -> PullReport:
+    """Pull every reviewer's responses into responses.parquet (a history) and the counts into pull.json.
+
+    Drafts and discarded answers are counted, never used as labels; a submitted response the
+    server no longer has (deleted reviewer) is kept with ``on_server = False`` unless
+    ``drop_missing``. Raises ReviewServerError (no dataset: push first).
+    """
+    from curation.loop import pull_to_run
+
+    run = _run_dir(run_dir, config)
+    task = run.task_config()
+    client = client or connect_argilla()
+    return pull_to_run(client, _dataset(client, task, run), task, run.path, drop_missing=drop_missing)
+
+
+def loop(
+    run_dir: PathLike | RunDir,
+    *,
+    config: PathLike | None = None,
+    client: Any = None,
+    rounds: int = 1,
+    start_round: int = 1,
+    min_agreement: float = 0.6,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run feedback rounds: pull, agreement, retrain the student, re-prioritise, push metadata.
+
+    Priorities and rounds are updated as metadata only (responses are never touched); records
+    whose reviewers disagree (vote share < ``min_agreement``) get route=adjudication and priority
+    1. Returns one summary per round (the last is loop.json); ``on_round`` sees each as it ends.
+    """
+    from curation.loop import run_round
+
+    run = _run_dir(run_dir, config)
+    task = run.task_config()
+    client = client or connect_argilla()
+    dataset = _dataset(client, task, run)
+    summaries = []
+    for number in range(start_round, start_round + rounds):
+        summary = run_round(client, dataset, task, run.path, number, min_agreement=min_agreement)
+        summaries.append(summary)
+        if on_round is not None:
+            on_round(summary)
+    return summaries
+
+
+def watch(
+    run_dir: PathLike | RunDir,
+    *,
+    every: int = 50,
+    rounds: int = 1,
+    start_round: int = 1,
+    min_agreement: float = 0.6,
+    listen_port: int = 0,
+    config: PathLike | None = None,
+    client: Any = None,
+    on_event: Callable[[str], None] | None = None,
+    on_round: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Event-driven :func:`loop`: a signed Argilla webhook triggers a round every ``every`` submits.
+
+    Listens on 127.0.0.1:``listen_port`` (0 = any) until ``rounds`` rounds ran or KeyboardInterrupt;
+    the webhook is removed on exit. ``on_event`` receives one-line status messages.
+    """
+    import threading
+
+    import argilla as rg
+
+    from curation.loop import run_round
+    from curation.webhooks import ResponseWebhookListener
+
+    run = _run_dir(run_dir, config)
+    task = run.task_config()
+    client = client or connect_argilla()
+    dataset = _dataset(client, task, run)
+    say = on_event or (lambda _message: None)
+    remaining = list(range(start_round, start_round + rounds))
+    summaries: list[dict[str, Any]] = []
+    done = threading.Event()
+
+    def on_batch(n_new: int) -> None:
+        if remaining:
+            say(f"{n_new} new submitted response(s)")
+            summary = run_round(client, dataset, task, run.path, remaining.pop(0), min_agreement=min_agreement)
+            summaries.append(summary)
+            if on_round is not None:
+                on_round(summary)
+        if not remaining:
+            done.set()
+
+    listener = ResponseWebhookListener(str(dataset.id), every, on_batch, port=listen_port)
+    webhook = rg.Webhook(url=listener.url, events=["response.created", "response.updated"], _client=client).create()
+    listener.start(webhook.secret)
+    say(f"listening on {listener.url} for responses to {dataset.name}; Ctrl-C to stop")
+    try:
+        done.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        listener.stop()
+        webhook.delete()
+    return summaries
+
+
+# ------------------------------------------------------------------------------------------------
+# agreement, publish
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class PublishResult:
+    """What :func:`publish` wrote. ``final.final`` is the published frame (final.parquet)."""
+
+    final: FinalDataset
+    agreement: dict[str, Any]
+    card: str
+    paths: dict[str, Path]
+    hub_url: str | None = None
+    hub_private: bool = True
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        return self.final.summary
+
+
+def _final_dataset(
+    run: RunDir, method: str, tie_policy: str, min_agreement: float, min_reviewers: int, seed: int
+) -> tuple[Any, FinalDataset]:
+    from curation.publish import build_final_dataset, load_run
+
+    files = load_run(run.path, run.config_path())
+    try:
+        final = build_final_dataset(
+            files,
+            method=method.replace("-", "_"),
+            tie_policy=tie_policy,
+            min_agreement=min_agreement,
+            min_reviewers=min_reviewers,
+            random_state=seed,
+        )
+    except ValueError as exc:  # e.g. a response label that is not one of the question's labels
+        raise RunDirError(f"{run / 'responses.parquet'}: {exc}") from None
+    return files, final
+
+
+def agreement(
+    run_dir: PathLike | RunDir,
+    *,
+    config: PathLike | None = None,
+    method: str = "majority",
+    tie_policy: str = "abstain",
+    min_agreement: float = 0.6,
+    min_reviewers: int = 1,
+    seed: int = 0,
+    output: PathLike | None = None,
+) -> dict[str, Any]:
+    """Inter-annotator agreement on the pulled responses; written to agreement.json (or ``output``).
+
+    Percent agreement, Fleiss' kappa (subsampled to the same number of reviewers per record,
+    seeded), Krippendorff's alpha, pairwise Cohen's kappa, each reviewer against the others'
+    majority, LLM-vs-majority kappa and per-class F1, and whether the LLM mimics one reviewer
+    (:func:`curation.agreement.agreement_report`). Raises RunDirError (nothing pulled yet).
+    """
+    from curation.publish import compute_agreement
+    from labeltriage.jsonio import write_json
+
+    run = _run_dir(run_dir, config)
+    run.require("responses.parquet")
+    files, final = _final_dataset(run, method, tie_policy, min_agreement, min_reviewers, seed)
+    report = compute_agreement(files, final, random_state=seed)
+    write_json(Path(output) if output else run / "agreement.json", report)
+    return report
+
+
+def publish(
+    run_dir: PathLike | RunDir,
+    *,
+    config: PathLike | None = None,
+    method: str = "majority",
+    tie_policy: str = "abstain",
+    min_agreement: float = 0.6,
+    min_reviewers: int = 1,
+    seed: int = 0,
+    output: PathLike | None = None,
+    repo_id: str | None = None,
+    public: bool = False,
+) -> PublishResult:
+    """Build the final dataset, write it with its dataset card, optionally push it to the Hub.
+
+    Each row says how its label was made (label_source = human | consensus | llm_auto); records
+    with a tie or low agreement go to adjudication.parquet and are left out. ``method``:
+    ``majority`` or ``dawid-skene`` (Dawid & Skene 1979). The Hub token is read from HF_TOKEN;
+    HF_ENDPOINT selects another Hub-compatible server. Writes final.parquet, README.md (card),
+    agreement.json, adjudication.parquet into ``output`` (default: the run directory).
+    Raises RunDirError, or ReviewServerError when the Hub refuses.
+    """
+    from curation.publish import build_dataset_card, compute_agreement, push_to_hub, write_local
+
+    run = _run_dir(run_dir, config)
+    files, final = _final_dataset(run, method, tie_policy, min_agreement, min_reviewers, seed)
+    report = compute_agreement(files, final, random_state=seed)
+    card = build_dataset_card(files, final, report)
+    paths = write_local(final, card, report, Path(output) if output else run.path)
+    url = None
+    if repo_id:
+        try:
+            url = push_to_hub(final.final, card, repo_id, private=not public)
+        except (RuntimeError, ValueError) as exc:
+            raise ReviewServerError(str(exc)) from None
+    return PublishResult(final, report, card, paths, url, not public)

@@ -1,0 +1,210 @@
+"""How the CLI shows each step's result (`labeltriage.api` returns them; nothing here computes)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+def notes(lines: list[str]) -> None:
+    for line in lines:
+        click.echo(line, err=True)
+
+
+def render_calibration(result: Any) -> None:
+    notes(result.notes)
+    for message in result.warnings:
+        click.echo(f"warning: {message}", err=True)
+    shown, where = result.shown
+    before, after = shown["before"], shown["after"]
+    n_wrong = int(round(result.n_gold * (1 - result.accuracy)))
+    click.echo(f"gold: {result.n_gold} records, LLM accuracy {result.accuracy:.3f} ({n_wrong} wrong)")
+    click.echo(f"{'metric':<16}{'raw':>10}{'calibrated':>12}   ({where})")
+    for key in ("ece", "ece_equal_mass", "mce", "brier", "auroc"):
+        fmt = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
+        click.echo(f"{key:<16}{fmt(before[key]):>10}{fmt(after[key]):>12}")
+    click.echo(f"wrote {result.paths['calibrator.json']}, calibration.json, reliability.png")
+
+
+def render_routing(result: Any) -> None:
+    notes(result.notes)
+    choice = result.threshold
+    if choice.achievable:
+        click.echo(
+            f"threshold {choice.threshold:.4f}: precision {choice.precision:.3f} on {choice.n_accepted} gold "
+            f"records, {result.bound} {result.confidence_level:.0%} lower bound {choice.lower_bound:.3f} "
+            f">= target {result.target_precision}"
+        )
+    else:
+        click.echo(
+            f"warning: no threshold reaches a precision lower bound of {result.target_precision} on "
+            f"{choice.n_gold} gold records; everything goes to human review (add gold or lower the target)",
+            err=True,
+        )
+    click.echo("routes: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
+    flagged = result.report["n_instruction_like"]
+    if flagged:
+        click.echo(f"  {flagged} record(s) with instruction-like text go to human review whatever the LLM said")
+    for row in result.report["errors_caught"] or []:
+        click.echo(
+            f"  review {row['budget']:.0%} lowest-confidence -> catch {row['errors_caught_share']:.0%} "
+            f"of LLM errors (random: {row['random_share']:.0%})"
+        )
+    click.echo(f"wrote {result.paths['routed']} and routing.json")
+
+
+def render_push(report: Any, task: Any) -> None:
+    if report.checkpoint_note:
+        click.echo(f"note: {report.checkpoint_note}")
+    click.echo(
+        f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
+        f"({report.skipped_already_pushed} already there, {report.not_routed_to_review} auto-accepted kept out)"
+    )
+
+
+def render_pull(report: Any, run: Any) -> None:
+    task = run.task_config()
+    click.echo(
+        f"pulled {report.submitted} submitted response(s) from {len(report.reviewers)} reviewer(s) on "
+        f"{report.records_with_submitted}/{report.records} record(s); not used: {report.draft} draft, "
+        f"{report.discarded} discarded, {report.invalid_label} with a label outside the task config's labels"
+    )
+    for example in report.invalid_examples:
+        click.echo(f"  invalid label {example['label']!r} by {example['user']} on record {example['record_id']}")
+    changes = [f"no longer has {label!r}" for label in report.labels_removed_from_config]
+    changes += [f"adds {label!r}" for label in report.labels_added_to_config]
+    warnings = []
+    if changes:
+        warnings.append(
+            f"the task config ({task.source_path}) {', '.join(changes)} against the Argilla question "
+            f"{task.argilla.question!r}; answers with a label the config lacks are not used. Fix: restore the "
+            "config's labels, or push to a new dataset (argilla.dataset) for the new label set"
+        )
+    if report.kept_from_earlier_pulls:
+        warnings.append(
+            f"{report.kept_from_earlier_pulls} submitted response(s) saved by an earlier pull are no longer on the "
+            f"server (a reviewer's account or a record deleted?); kept in responses.parquet (on_server = false). "
+            f"To forget them: labeltriage pull {run.path} --drop-missing"
+        )
+    for message in warnings:
+        click.echo(f"warning: {message}", err=True)
+    if report.dropped_from_earlier_pulls:
+        click.echo(f"dropped {report.dropped_from_earlier_pulls} response(s) the server no longer has", err=True)
+
+
+def render_round(summary: dict[str, Any]) -> None:
+    click.echo(
+        f"round {summary['round']}: {summary['pulled']['submitted']} submitted, "
+        f"{len(summary['adjudication'])} to adjudicate, {summary['metadata_updated']} priorities updated"
+    )
+
+
+def render_agreement(report: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not report.get("n_responses"):
+        console.print("[yellow]No submitted responses: agreement is undefined.[/yellow]")
+        return
+    head = Table(title="Inter-annotator agreement", show_header=True)
+    head.add_column("metric")
+    head.add_column("value", justify="right")
+    head.add_column("band")
+    head.add_row("reviewers / responses", f"{report['n_reviewers']} / {report['n_responses']}", "")
+    head.add_row("records with >= 2 reviewers", str(report["n_records_multi_reviewed"]), "")
+
+    def f(v: Any) -> str:
+        return "n/a" if v is None else f"{v:.3f}"
+
+    head.add_row("percent agreement", f(report.get("percent_agreement")), "")
+    head.add_row(
+        f"Fleiss' kappa (k={report.get('fleiss_k')}, seed {report.get('fleiss_seed')})",
+        f(report.get("fleiss_kappa")),
+        report.get("fleiss_band", ""),
+    )
+    head.add_row(
+        "Krippendorff's alpha (nominal)",
+        f(report.get("krippendorff_alpha_nominal")),
+        report.get("krippendorff_alpha_band", ""),
+    )
+    lvm = report.get("llm_vs_majority")
+    if lvm:
+        head.add_row(f"LLM vs majority kappa (n={lvm['n_items']})", f(lvm["kappa"]), lvm["band"])
+        head.add_row("LLM vs majority accuracy", f(lvm["accuracy"]), "")
+    console.print(head)
+
+    rev = Table(title="Reviewers (vs the majority of the others)")
+    for col in ("user", "items", "agreement", "kappa", "LLM-vs-user kappa", "LLM-vs-others kappa", "flag"):
+        rev.add_column(col)
+    favours = {d["user"]: d for d in report.get("llm_favours_reviewer", [])}
+    for d in report["per_reviewer"]:
+        fav = favours.get(d["user"], {})
+        rev.add_row(
+            d["user"],
+            str(d["n_items"]),
+            f(d["agreement"]),
+            f(d["kappa"]),
+            f(fav.get("kappa_llm_reviewer")),
+            f(fav.get("kappa_llm_others")),
+            "[red]LLM favours[/red]" if fav.get("flagged") else "",
+        )
+    console.print(rev)
+    if report.get("llm_per_class"):
+        pc = Table(title="LLM per class (human majority as truth)")
+        for col in ("label", "precision", "recall", "F1", "support"):
+            pc.add_column(col)
+        for d in report["llm_per_class"]:
+            pc.add_row(d["category"], f(d["precision"]), f(d["recall"]), f(d["f1"]), str(d["support"]))
+        console.print(pc)
+    for name in report.get("llm_favours_reviewer_flagged", []):
+        console.print(
+            f"[red]Warning:[/red] the LLM agrees with {name} far more than with the other reviewers' "
+            "majority; it may mimic that reviewer's biases. Inspect the records where the LLM and the "
+            "majority differ."
+        )
+    console.print("Bands: > 0.80 almost perfect, > 0.60 substantial, > 0.40 moderate, > 0.20 fair, else slight/poor")
+
+
+def render_publish(result: Any) -> None:
+    s, paths = result.summary, result.paths
+    click.echo(
+        f"published {s['n_published']} records ({', '.join(f'{k} {v}' for k, v in s['per_label_source'].items())}); "
+        f"adjudication {s['n_adjudication']}, pending review {s['n_pending_review']}, failed {s['n_failed_prelabels']}"
+    )
+    if s["n_responses_unknown_record"]:
+        click.echo(
+            f"warning: {s['n_responses_unknown_record']} responded record id(s) are not in "
+            "routed.parquet and were ignored",
+            err=True,
+        )
+    click.echo(f"wrote {paths['final']}, {paths['card']}, {paths['agreement']}, {paths['adjudication']}")
+    if result.hub_url:
+        click.echo(f"pushed to {result.hub_url} ({'private' if result.hub_private else 'public'})")
+
+
+def render_effort(effort: dict[str, Any]) -> None:
+    """The demo's "Human effort" block (labeltriage.demo.effort_report)."""
+    counts, total = effort["counts"], effort["total"]
+    click.secho("\nHuman effort", bold=True)
+    for route_name in ("auto_accept", "spot_check", "human_review"):
+        click.echo(f"  {route_name:<13} {counts[route_name]:>5}  ({counts[route_name] / total:.0%})")
+    humans = effort["humans"]
+    click.echo(f"  records a human reads: {humans} of {total}: {1 - humans / total:.0%} of the labelling effort saved")
+    if effort["gold_accuracy"] is not None:
+        click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']})")
+    if effort["auto_accuracy"] is not None:
+        click.echo(f"  auto-accepted accuracy on gold: {effort['auto_accuracy']:.1%} (n={effort['n_auto']})")
+    chosen = effort["threshold"]
+    if chosen.get("threshold") is not None:
+        click.echo(
+            f"  auto-accept at calibrated confidence >= {chosen['threshold']:.3f}: precision "
+            f"{chosen['precision']:.3f} on the {chosen['n_accepted']} of {chosen['n_gold']} gold records above it, "
+            f"lower bound {chosen['lower_bound']:.3f} (target {chosen['target_precision']})"
+        )
+    elif chosen:
+        click.echo(
+            f"  no threshold reaches precision {chosen.get('target_precision')} with confidence on "
+            f"{chosen.get('n_gold')} gold labels: every record goes to human review"
+        )
