@@ -414,11 +414,34 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields)
 
 
+def shipped_task_configs() -> dict[str, Path]:
+    """The task configs that ship with labeltriage (``datasets_config/*.yaml``): name -> path.
+
+    Read as package data (``importlib.resources``), so they are found from an installed wheel
+    as from a checkout."""
+    from importlib import resources
+
+    try:
+        folder = resources.files("datasets_config")
+    except ModuleNotFoundError:
+        return {}
+    return {Path(item.name).stem: Path(str(item)) for item in folder.iterdir() if item.name.endswith(".yaml")}
+
+
 def load_task_config(path: str | Path) -> TaskConfig:
-    """Read and validate a task config. Raises :class:`ConfigError` with file, key and fix."""
+    """Read and validate a task config: a YAML path, or the name of a shipped one (``"sentiment"``).
+
+    Raises :class:`ConfigError` naming the file, the key and the fix."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: no such file. Fix: pass a task config such as datasets_config/sentiment.yaml")
+        shipped = shipped_task_configs()
+        if path.name in shipped and len(path.parts) == 1:
+            path = shipped[path.name]
+        else:
+            names = ", ".join(sorted(shipped)) or "none found"
+            raise ConfigError(
+                f"{path}: no such file. Fix: pass a task config path, or the name of a shipped one ({names})"
+            )
     text = path.read_text(encoding="utf-8")
     try:
         data = yaml.safe_load(text)

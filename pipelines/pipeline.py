@@ -15,8 +15,8 @@ from distilabel.steps import LoadDataFromDicts
 
 from labeltriage.config import TaskConfig
 from pipelines.llms import Budget, CallStats
+from pipelines.prelabeller import build_llm
 from pipelines.prompt import prompt_hash
-from pipelines.runner import build_llm
 from pipelines.steps import Finalize, PrelabelTask, PrepareText, SelfConsistency
 
 

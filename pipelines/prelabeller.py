@@ -1,0 +1,469 @@
+"""The pre-labelling engine: run the DAG over a table of records with cache, budget and progress.
+
+The steps (`pipelines.steps`) are distilabel Steps/Tasks; this runner executes them in process,
+batch by batch, so that it can (1) skip every record already in the per-record cache (a rerun
+makes zero model calls for finished records), (2) stop before the budget is exceeded, keeping
+all finished work, and (3) show one progress bar with records/s and the running cost.
+`pipelines.pipeline.build_distilabel_pipeline` wires the same steps into a distilabel `Pipeline`.
+
+Cache keys: the main answer is keyed by (prompt hash, model, generation settings, text); the
+self-consistency samples by that key plus (k, temperature). Changing the prompt or the model
+invalidates every answer; changing only k re-samples without re-asking the main question; a
+new or edited text only costs that text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from distilabel.pipeline import Pipeline
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
+
+from labeltriage.config import Price, TaskConfig
+from pipelines.cache import RecordCache, cache_key
+from pipelines.llms import Budget, CallStats, LocalLlamaLLM, OpenAICompatibleLLM
+from pipelines.models import resolve_model_path
+from pipelines.prompt import prompt_hash
+from pipelines.steps import (
+    NOT_RUN,
+    PRELABEL_OUTPUTS,
+    Finalize,
+    PrelabelTask,
+    PrepareText,
+    SelfConsistency,
+    text_budget,
+)
+
+CONTRACT_COLUMNS = [
+    "id",
+    "text",
+    "llm_label",
+    "llm_confidence",
+    "confidence_stated",
+    "confidence_logprob",
+    "confidence_consistency",
+    "reasoning",
+    "model",
+    "prompt_hash",
+    "input_tokens",
+    "output_tokens",
+    "cost_usd",
+    "status",
+    "error",
+    "raw_output",
+]
+EXTRA_COLUMNS = ["confidence_kind", "truncated", "instruction_like", "attempts", "consistency_labels", "source"]
+CACHE_FILE = "cache/prelabel-cache.jsonl"
+
+
+def with_overrides(config: TaskConfig, backend: str | None = None, model: str | None = None) -> TaskConfig:
+    """The config with `--backend` / `--model` applied (a `.gguf` model is a local file path)."""
+    update: dict[str, Any] = {}
+    if backend:
+        update["backend"] = backend
+    if model:
+        if model.endswith(".gguf"):
+            update["path"] = model
+            update["name"] = Path(model).stem
+        else:
+            update["name"] = model
+            update["path"] = None
+    if not update:
+        return config
+    return config.model_copy(update={"model": config.model.model_copy(update=update)})
+
+
+LOCAL_DECODING = "jump_forward"
+
+
+def model_identity(config: TaskConfig) -> str:
+    """What makes an answer reproducible on the model side (part of every cache key)."""
+    m = config.model
+    if m.backend == "local":
+        path = resolve_model_path(m.name, m.path)
+        # the decoder is part of it: jump-forward and the grammar may word the reasoning differently
+        return f"local:{m.name}:{path.name}:{path.stat().st_size}:{LOCAL_DECODING}"
+    return f"{m.backend}:{m.base_url or 'https://api.openai.com/v1'}:{m.name}"
+
+
+def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
+    m = config.model
+    schema = config.output_schema()
+    if m.backend == "local":
+        llm: Any = LocalLlamaLLM(
+            model_path=str(resolve_model_path(m.name, m.path)),
+            model_id=m.name,
+            response_schema=schema,
+            n_ctx=m.generation.n_ctx,
+            n_threads=m.n_threads,
+            want_logprobs=m.generation.top_logprobs > 0,
+            decoding=LOCAL_DECODING,
+            price=m.price,
+        )
+    elif m.backend == "openai":
+        llm = OpenAICompatibleLLM(
+            model=m.name,
+            base_url=m.base_url,
+            api_key_env=m.api_key_env or "OPENAI_API_KEY",
+            concurrency=m.concurrency,
+            max_retries=m.max_retries,
+            timeout_s=m.timeout_s,
+            response_schema=schema,
+            want_logprobs=m.generation.top_logprobs > 0,
+            price=m.price,
+        )
+    else:  # openai-batch: distilabel's OpenAILLM with offline batch generation (pipelines.batch)
+        from distilabel.models.llms import OpenAILLM
+
+        probe = OpenAICompatibleLLM(model=m.name, base_url=m.base_url, api_key_env=m.api_key_env or "OPENAI_API_KEY")
+        kwargs: dict[str, Any] = {"base_url": m.base_url} if m.base_url else {}
+        return OpenAILLM(
+            model=m.name,
+            api_key=probe.api_key(),
+            max_retries=m.max_retries,
+            timeout=int(m.timeout_s),
+            use_offline_batch_generation=True,
+            **kwargs,
+        )
+    llm.attach(stats, budget)
+    return llm
+
+
+@dataclass
+class RunResult:
+    frame: pd.DataFrame
+    summary: dict[str, Any]
+    stats: CallStats = field(default_factory=CallStats)
+
+
+class _RateColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        elapsed = task.elapsed or 0.0
+        rate = task.completed / elapsed if elapsed > 0 else 0.0
+        return Text(f"{rate:6.1f} rec/s", style="progress.data.speed")
+
+
+class _CostColumn(ProgressColumn):
+    def render(self, task: Any) -> Text:
+        return Text(f"${task.fields.get('cost', 0.0):.4f}", style="green")
+
+
+class Prelabeller:
+    """Runs a config over records, writing the per-record cache as it goes."""
+
+    def __init__(
+        self,
+        config: TaskConfig,
+        output_dir: Path,
+        *,
+        max_cost: float | None = None,
+        batch_size: int | None = None,
+        llm: Any = None,
+        console: Console | None = None,
+        show_progress: bool = True,
+    ) -> None:
+        self.config = config
+        self.output_dir = Path(output_dir)
+        self.max_cost = max_cost
+        self.stats = CallStats()
+        if config.model.backend == "local":  # local compute is not billed per token
+            config = config.model_copy(update={"model": config.model.model_copy(update={"price": Price()})})
+            self.config = config
+        self.budget = Budget(config.model.price, max_cost)
+        self.llm = llm or build_llm(config, self.stats, self.budget)
+        if llm is not None and hasattr(llm, "attach"):
+            llm.attach(self.stats, self.budget)
+        default_batch = 4 if config.model.backend == "local" else max(config.model.batch_size, 1)
+        self.batch_size = batch_size or default_batch
+        self.console = console or Console(stderr=True)
+        self.show_progress = show_progress
+        self.prompt_hash = prompt_hash(config)
+        self.model_id = model_identity(config)
+        gen = config.model.generation
+        self.main_settings = {
+            "temperature": gen.temperature,
+            "max_tokens": gen.max_tokens,
+            "seed": gen.seed,
+            "max_retries": config.model.max_retries,
+        }
+        self.samples = config.confidence.consistency_samples if config.model.backend != "openai-batch" else 0
+        self.cache = RecordCache(self.output_dir / CACHE_FILE)
+        self._transient: dict[str, dict[str, Any]] = {}
+        self._passthrough: list[str] = []
+        # The DAG is a real distilabel Pipeline; this runner executes its steps in process.
+        self.dag = Pipeline(name=f"labeltriage-prelabel-{config.name}")
+        with self.dag:
+            self._build_steps(config)
+
+    def _build_steps(self, config: TaskConfig) -> None:
+        gen, conf = config.model.generation, config.confidence
+        self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars, labels=config.label_names)
+        self.prepare.use_budget(text_budget(config, self.llm))
+        self.task = PrelabelTask(
+            name="prelabel",
+            llm=self.llm,
+            config=config,
+            max_retries=config.model.max_retries,
+            temperature=gen.temperature,
+            max_tokens=gen.max_tokens,
+            seed=gen.seed,
+        )
+        self.consistency = (
+            SelfConsistency(
+                name="self_consistency",
+                llm=self.llm,
+                config=config,
+                samples=self.samples,
+                temperature=conf.consistency_temperature,
+                max_tokens=gen.max_tokens,
+            )
+            if self.samples > 0
+            else None
+        )
+        self.finalize = Finalize(
+            name="finalize",
+            routing=conf.routing,
+            price_input=config.model.price.input,
+            price_output=config.model.price.output,
+            model=config.model.name,
+            prompt_hash=self.prompt_hash,
+        )
+        chain = self.prepare >> self.task
+        if self.consistency is not None:
+            chain = chain >> self.consistency
+        chain >> self.finalize
+
+    # -- keys -------------------------------------------------------------------------------------
+
+    def main_key(self, model_text: str) -> str:
+        return cache_key("main", self.prompt_hash, self.model_id, self.main_settings, model_text)
+
+    def consistency_key(self, model_text: str) -> str:
+        temperature = self.config.confidence.consistency_temperature
+        return cache_key("consistency", self.main_key(model_text), self.samples, temperature)
+
+    # -- run --------------------------------------------------------------------------------------
+
+    def run(self, records: pd.DataFrame) -> RunResult:
+        started = time.perf_counter()
+        started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        self.llm.load()
+        rows = self._prepare(records)
+        total = len(rows)
+        # unique texts that still need a model call (duplicates share one call)
+        todo: dict[str, dict[str, Any]] = {}
+        pending_rows: dict[str, int] = {}
+        for row in rows:
+            if row["empty"]:
+                continue
+            key = self.main_key(row["model_text"])
+            cached = self.cache.get(key)
+            need = cached is None or (
+                self.samples > 0
+                and cached["status"] == "ok"
+                and self.consistency_key(row["model_text"]) not in self.cache
+            )
+            if need:
+                todo.setdefault(key, row)
+                pending_rows[key] = pending_rows.get(key, 0) + 1
+        n_empty = sum(1 for row in rows if row["empty"])  # never asked: neither a hit nor a call
+        cache_hits = total - n_empty - sum(pending_rows.values())
+        stopped = None
+        progress = Progress(
+            TextColumn("[bold]prelabel[/bold] {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            _RateColumn(),
+            _CostColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            disable=not self.show_progress,
+            transient=False,
+        )
+        with progress:
+            bar = progress.add_task(self.config.name, total=total, cost=0.0)
+            progress.update(bar, advance=cache_hits)
+            items = list(todo.items())
+            for start in range(0, len(items), self.batch_size):
+                if self.budget.exhausted:
+                    stopped = "max_cost"
+                    break
+                batch = items[start : start + self.batch_size]
+                self._run_batch([row for _, row in batch])
+                done = sum(pending_rows[k] for k, _ in batch)
+                progress.update(bar, advance=done, cost=self.budget.spent)
+            if self.budget.exhausted:
+                stopped = "max_cost"
+        self.llm.unload()
+        frame = self._assemble(rows)
+        elapsed = time.perf_counter() - started
+        summary = self._summary(frame, elapsed, cache_hits, stopped, started_at)
+        return RunResult(frame=frame, summary=summary, stats=self.stats)
+
+    def _prepare(self, records: pd.DataFrame) -> list[dict[str, Any]]:
+        # the user's own columns and duplicate_of ride along to the output unchanged
+        self._passthrough = [c for c in records.columns if c not in ("id", "text", "source", "gold_label")]
+        return list(next(self.prepare.process(records.to_dict("records"))))
+
+    def _run_batch(self, batch: list[dict[str, Any]]) -> None:
+        need_main = [row for row in batch if self.main_key(row["model_text"]) not in self.cache]
+        fresh: dict[str, dict[str, Any]] = {}
+        if need_main:
+            for out in next(self.task.process(need_main)):
+                key = self.main_key(out["model_text"])
+                if _cacheable(out):
+                    fresh[key] = {k: out[k] for k in PRELABEL_OUTPUTS}
+                else:  # shown in this run's output, asked again next run
+                    self._transient[key] = {k: out[k] for k in PRELABEL_OUTPUTS}
+        self.cache.put_many(fresh)
+        if self.consistency is None:
+            return
+        ready = []
+        for row in batch:
+            main = self.cache.get(self.main_key(row["model_text"]))
+            if main and main["status"] == "ok" and self.consistency_key(row["model_text"]) not in self.cache:
+                ready.append({**row, **main, "input_tokens": 0, "output_tokens": 0})
+        samples: dict[str, dict[str, Any]] = {}
+        if ready:
+            for out in next(self.consistency.process(ready)):
+                if out["confidence_consistency"] is not None:
+                    samples[self.consistency_key(out["model_text"])] = {
+                        "confidence_consistency": out["confidence_consistency"],
+                        "consistency_labels": out["consistency_labels"],
+                        "input_tokens": out["input_tokens"],
+                        "output_tokens": out["output_tokens"],
+                    }
+        self.cache.put_many(samples)
+
+    def _assemble(self, rows: list[dict[str, Any]]) -> pd.DataFrame:
+        merged = []
+        charged: set[str] = set()  # a repeated text shares its first row's answer and costs nothing
+        for row in rows:
+            out = {**row, "confidence_consistency": None, "consistency_labels": None}
+            if row["empty"]:
+                out.update(
+                    {k: None for k in PRELABEL_OUTPUTS},
+                    status="failed",
+                    error="empty_text: nothing to label",
+                    attempts=0,
+                    input_tokens=0,
+                    output_tokens=0,
+                )
+            else:
+                key = self.main_key(row["model_text"])
+                main = self.cache.get(key) or self._transient.get(key)
+                if main is None:
+                    out.update({k: None for k in PRELABEL_OUTPUTS}, attempts=0, input_tokens=0, output_tokens=0)
+                    out.update(status=NOT_RUN, error=f"{NOT_RUN}: stopped before this record (--max-cost)")
+                else:
+                    out.update(main)
+                    if row["truncated"] and out["status"] == "ok":
+                        note = f"warning: text truncated to {len(row['model_text'])} characters"
+                        earlier = out.get("error") or ""
+                        out["error"] = f"{note}; {earlier.removeprefix('warning: ')}" if earlier else note
+                    if key in charged:
+                        out.update(input_tokens=0, output_tokens=0)
+                cons = self.cache.get(self.consistency_key(row["model_text"])) if self.samples else None
+                if cons is not None and out["status"] == "ok":
+                    out["confidence_consistency"] = cons["confidence_consistency"]
+                    out["consistency_labels"] = cons["consistency_labels"]
+                    if key not in charged:
+                        out["input_tokens"] += cons["input_tokens"]
+                        out["output_tokens"] += cons["output_tokens"]
+                charged.add(key)
+            merged.append(out)
+        final = next(self.finalize.process(merged))
+        for row in final:
+            if row["status"] == NOT_RUN:
+                row["status"] = "failed"  # the contract has ok | failed; `error` says it was not run
+        frame = pd.DataFrame(final)
+        assert len(frame) == len(rows), f"rows in ({len(rows)}) != rows out ({len(frame)})"
+        columns = CONTRACT_COLUMNS + (["gold_label"] if "gold_label" in frame.columns else []) + EXTRA_COLUMNS
+        columns += [c for c in self._passthrough if c not in columns]
+        for column in columns:
+            if column not in frame.columns:
+                frame[column] = None
+        return frame[columns]
+
+    def _summary(
+        self, frame: pd.DataFrame, elapsed: float, cache_hits: int, stopped: str | None, started_at: str
+    ) -> dict[str, Any]:
+        not_run = int(frame["error"].fillna("").str.startswith(NOT_RUN).sum())
+        failed = int((frame["status"] == "failed").sum())
+        reasons = failure_reasons(frame)
+        config = self.config
+        return {
+            "config": config.source_path,
+            "task": config.name,
+            "task_type": config.task_type,
+            "backend": config.model.backend,
+            "model": config.model.name,
+            "model_identity": self.model_id,
+            "prompt_hash": self.prompt_hash,
+            "confidence_routing": config.confidence.routing,
+            "consistency_samples": self.samples,
+            "started_at": started_at,
+            "elapsed_s": round(elapsed, 3),
+            "complete": stopped is None,
+            "stopped": stopped,
+            "max_cost": self.max_cost,
+            "totals": {
+                "records": len(frame),
+                "ok": int((frame["status"] == "ok").sum()),
+                "failed": failed,
+                "not_run": not_run,
+                # failed for another reason than --max-cost or a pending batch: the command exits 4
+                "failed_errors": sum(n for reason, n in reasons.items() if reason not in NOT_ERRORS),
+                "failed_by_reason": reasons,
+                "truncated": int(frame["truncated"].fillna(False).astype(bool).sum()),
+                "instruction_like": int(frame["instruction_like"].fillna(False).astype(bool).sum())
+                if "instruction_like" in frame.columns
+                else 0,
+                "cache_hits": cache_hits,
+                "model_calls": self.stats.calls,
+                "failed_calls": self.stats.failed_calls,
+                "input_tokens": int(frame["input_tokens"].fillna(0).sum()),
+                "output_tokens": int(frame["output_tokens"].fillna(0).sum()),
+                "cost_usd": round(float(frame["cost_usd"].fillna(0).sum()), 6),
+                "cost_usd_this_run": round(self.budget.spent, 6),
+                "records_per_s": round((len(frame) - cache_hits) / elapsed, 3) if elapsed > 0 else None,
+            },
+        }
+
+
+# Failures that are not errors: the run stopped at --max-cost, or an openai-batch job is pending.
+NOT_ERRORS = (NOT_RUN, "pending_batch")
+
+
+def failure_reasons(frame: pd.DataFrame) -> dict[str, int]:
+    """Failed records per reason, the `error` column's code before the first colon
+    (``{"label_not_in_set": 2, "context_overflow": 1, "not_run": 3}``), most frequent first."""
+    failed = frame.loc[frame["status"] == "failed", "error"].fillna("unknown").astype(str)
+    counts = failed.str.split(":", n=1).str[0].str.strip().value_counts()
+    return {str(reason): int(n) for reason, n in counts.items()}
+
+
+def _cacheable(row: dict[str, Any]) -> bool:
+    """Finished answers are cached: ok, failed after the retries on bad output, or failed in a way
+    the same request repeats (``context_overflow``: the text is cut to fit, so only a config
+    change, which changes the key, can help). Records that were not run or whose calls failed at
+    the transport level (``backend_error``) are asked again next time."""
+    if row["status"] == "ok":
+        return True
+    error = row.get("error") or ""
+    return row["status"] == "failed" and not error.startswith(("backend_error", NOT_RUN))
+
+
+def _strict_response_format(config: TaskConfig) -> dict[str, Any]:
+    """OpenAI's structured-output form (json_schema), used by the Batch API route."""
+    from pipelines.llms import _strict_schema
+
+    schema = _strict_schema(config.output_schema())
+    return {"type": "json_schema", "json_schema": {"name": "prelabel", "schema": schema}}
