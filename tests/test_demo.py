@@ -69,6 +69,13 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     auto = set(routed.loc[routed["route"] == "auto_accept", "id"])
     assert set(published.loc[published["label_source"] == "llm_auto", "id"]) == auto
 
+    # every file of the run directory is one docs/CONTRACTS.md describes (input.csv, gold.csv: the demo's inputs)
+    from tests.test_contracts import PUBLISHED, documented_run_files
+
+    made = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file() and p.parent.name != "published"}
+    assert made - {"input.csv", "gold.csv"} <= documented_run_files(), made - documented_run_files()
+    assert {p.name for p in (run / "published").iterdir()} <= PUBLISHED
+
     report = json.loads((run / "agreement.json").read_text())
     assert report["n_reviewers"] == 3 and report["n_records"] == queued
     assert -1.0 <= report["fleiss_kappa"] <= 1.0
