@@ -113,8 +113,8 @@ def load_run(run_dir: str | Path, config_path: str | Path | None = None) -> RunF
     """Read ``routed.parquet``, ``responses.parquet`` and the JSON side files of a run.
 
     ``responses.parquet`` may be absent (nothing pulled yet: only auto-accepted labels publish).
-    The task config is taken from ``config_path`` or from ``run.json`` (key ``config`` or
-    ``config_path``); without it the categories are the observed labels.
+    The task config is taken from ``config_path`` or from ``run.json`` (:class:`labeltriage.rundir.RunDir`),
+    validated; without one the categories are the observed labels.
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -148,21 +148,11 @@ def load_run(run_dir: str | Path, config_path: str | Path | None = None) -> RunF
     else:
         responses = pd.DataFrame(columns=[*RESPONSES_REQUIRED, "status", "updated_at"])
     run = _read_json(run_dir / "run.json")
-    if config_path is None:
-        ref = run.get("config") or run.get("config_path")
-        if isinstance(ref, str):
-            candidate = Path(ref)
-            if not candidate.is_absolute() and not candidate.exists():
-                candidate = run_dir / ref
-            config_path = candidate if candidate.exists() else None
-    config: dict[str, Any] = {}
-    if config_path is not None:
-        import yaml
+    from labeltriage.rundir import RunDir  # the one config resolution: the argument, else run.json's
 
-        config_path = Path(config_path)
-        if not config_path.exists():
-            raise RunDirError(f"{config_path}: task config not found; pass --config PATH")
-        config = yaml.safe_load(config_path.read_text()) or {}
+    task = RunDir(run_dir, config_path).task_config_or_none()
+    config: dict[str, Any] = task.model_dump(mode="json") if task is not None else {}
+    config_path = Path(task.source_path) if task is not None and task.source_path else None
     return RunFiles(
         run_dir=run_dir,
         routed=routed.reset_index(drop=True),

@@ -650,7 +650,7 @@ def _final_dataset(
 ) -> tuple[Any, FinalDataset]:
     from curation.publish import build_final_dataset, load_run
 
-    files = load_run(run.path, run.config_path())
+    files = load_run(run.path, run.config_override)
     try:
         final = build_final_dataset(
             files,

@@ -57,6 +57,11 @@ class RunDir:
         self.path = Path(path)
         self._config_override = Path(config) if config is not None else None
 
+    @property
+    def config_override(self) -> Path | None:
+        """The task config path the caller named (None: the one recorded in run.json)."""
+        return self._config_override
+
     def __truediv__(self, name: str) -> Path:
         return self.path / name
 

@@ -23,6 +23,7 @@ from tests.support.hub_server import HubServer
 
 LABELS = ["positive", "negative", "neutral", "mixed"]
 USERS = ["ann", "bob", "cy"]
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def make_run(root: Path, n: int = 60, seed: int = 0) -> Path:
@@ -30,14 +31,13 @@ def make_run(root: Path, n: int = 60, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     run = root / "run"
     run.mkdir()
-    config = {
-        "name": "sentiment",
-        "description": "Classify the overall sentiment of a product review.",
-        "task_type": "single_label",
-        "labels": [{"name": lab, "description": f"{lab} reviews"} for lab in LABELS],
-        "guidelines": "Judge the overall attitude.",
-        "thresholds": {"target_precision": 0.95, "review_below": 0.85, "spot_check_rate": 0.05},
-    }
+    # a task config as prelabel validated it: the shipped one with this test's labels and texts
+    config = yaml.safe_load((ROOT / "datasets_config" / "sentiment.yaml").read_text())
+    config.update(
+        description="Classify the overall sentiment of a product review.",
+        labels=[{"name": lab, "description": f"{lab} reviews"} for lab in LABELS],
+        guidelines="Judge the overall attitude.",
+    )
     (root / "sentiment.yaml").write_text(yaml.safe_dump(config))
     truth = rng.choice(LABELS, n)
     llm = np.where(rng.random(n) < 0.8, truth, rng.choice(LABELS, n))
