@@ -56,7 +56,6 @@ def _status_kb(field: str) -> int:
 
 
 def child(impl: str, n_pool: int, n_lab: int, n_select: int, dtype: str, seed: int, out: str) -> None:
-    sys.path.insert(0, str(ROOT))
     from curation import active_learning as al
 
     rng = np.random.default_rng(seed)
@@ -166,7 +165,6 @@ def main() -> None:
                 r["bar_time_ok"] = r["seconds"] <= 20
                 report["scale_1m"].append(r)
                 print(f"  -> {impl}: memory <= 1.5 GB: {r['bar_memory_ok']}, time <= 20 s: {r['bar_time_ok']}")
-    sys.path.insert(0, str(ROOT))
     from labeltriage.jsonio import write_json
 
     write_json(path, report)

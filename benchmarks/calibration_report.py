@@ -21,13 +21,11 @@ Writes ``benchmarks/results/calibration_report.json`` and ``calibration_report*.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from curation.calibration import (  # noqa: E402
     METHODS,

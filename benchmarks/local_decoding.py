@@ -17,14 +17,12 @@ accuracy against the gold labels. Writes benchmarks/results/local_decoding.{json
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from labeltriage import corpora  # noqa: E402
 from labeltriage.config import load_task_config  # noqa: E402

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -31,7 +30,6 @@ import pandas as pd
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from labeltriage import corpora  # noqa: E402
 from labeltriage.config import TaskConfig, load_task_config  # noqa: E402

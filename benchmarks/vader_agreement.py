@@ -23,14 +23,12 @@ Run: ``.venv/bin/python benchmarks/vader_agreement.py`` (about a minute) -> resu
 from __future__ import annotations
 
 import platform
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from curation.agreement import (  # noqa: E402
     count_table,
