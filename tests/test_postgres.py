@@ -81,7 +81,7 @@ def test_stack_on_postgresql_survives_restarts_names_outages_and_leaks_nothing(t
             pulled = run_cli(
                 ["pull", str(run_dir), "--config", str(ROOT / "datasets_config" / "sentiment.yaml")],
                 env={"ARGILLA_API_URL": api_url, "ARGILLA_API_KEY": api_key},
-                code=1,
+                code=69,  # ReviewServerError (labeltriage.errors)
             )
             assert "Argilla's database is unreachable" in pulled and "cannot reach" not in pulled
             cluster.start()
