@@ -25,7 +25,7 @@ from labeltriage.jsonio import write_json
 from pipelines.parsing import InvalidOutput, label_token_probability, parse_answer
 from pipelines.prelabeller import Prelabeller, RunResult, _strict_response_format
 from pipelines.prompt import render_messages
-from pipelines.steps import Finalize, PrepareText, text_budget
+from pipelines.steps import PrepareText, text_budget
 
 JOBS_FILE = "batch_jobs.json"
 PENDING = "pending_batch"
@@ -36,19 +36,12 @@ class BatchPrelabeller(Prelabeller):
     accepts offline-batch LLMs only in global tasks, which see the whole dataset at once)."""
 
     def _build_steps(self, config: TaskConfig) -> None:
-        gen, conf = config.model.generation, config.confidence
+        gen = config.model.generation
         self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars, labels=config.label_names)
         self.prepare.use_budget(text_budget(config, self.llm))  # characters: no tokenizer for a remote model
         self.task = None
         self.consistency = None
-        self.finalize = Finalize(
-            name="finalize",
-            routing=conf.routing,
-            price_input=config.model.price.input,
-            price_output=config.model.price.output,
-            model=config.model.name,
-            prompt_hash=self.prompt_hash,
-        )
+        self.finalize = self._finalize_step()
         self.prepare >> self.finalize
 
     def run(self, records: pd.DataFrame) -> RunResult:

@@ -202,6 +202,18 @@ class Prelabeller:
         with self.dag:
             self._build_steps(config)
 
+    def _finalize_step(self) -> Finalize:
+        """The last step: confidence used for routing, cost from the config's price, identity columns."""
+        config = self.config
+        return Finalize(
+            name="finalize",
+            routing=config.confidence.routing,
+            price_input=config.model.price.input,
+            price_output=config.model.price.output,
+            model=config.model.name,
+            prompt_hash=self.prompt_hash,
+        )
+
     def _build_steps(self, config: TaskConfig) -> None:
         gen, conf = config.model.generation, config.confidence
         self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars, labels=config.label_names)
@@ -227,14 +239,7 @@ class Prelabeller:
             if self.samples > 0
             else None
         )
-        self.finalize = Finalize(
-            name="finalize",
-            routing=conf.routing,
-            price_input=config.model.price.input,
-            price_output=config.model.price.output,
-            model=config.model.name,
-            prompt_hash=self.prompt_hash,
-        )
+        self.finalize = self._finalize_step()
         chain = self.prepare >> self.task
         if self.consistency is not None:
             chain = chain >> self.consistency
