@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -542,9 +543,12 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
 
 
 def _short(obj: Any, depth: int = 0) -> Any:
-    """Scalars and short lists only: calibration.json may hold whole curves."""
+    """Scalars and short lists only (calibration.json may hold whole curves), and no local paths:
+    a card is published, the gold file's absolute path stays home (its file name is kept)."""
     if isinstance(obj, dict):
         return {k: _short(v, depth + 1) for k, v in obj.items() if not (isinstance(v, list) and len(v) > 12)}
+    if isinstance(obj, str) and (obj.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", obj)):
+        return Path(obj).name
     return obj
 
 

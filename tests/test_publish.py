@@ -84,7 +84,9 @@ def make_run(root: Path, n: int = 60, seed: int = 0) -> Path:
         )
     )
     (run / "calibration.json").write_text(
-        json.dumps({"method": "isotonic", "before": {"ece": 0.12}, "after": {"ece": 0.03}})
+        json.dumps(
+            {"method": "isotonic", "gold": str(root / "gold.csv"), "before": {"ece": 0.12}, "after": {"ece": 0.03}}
+        )
     )
     (run / "routing.json").write_text(json.dumps({"threshold": 0.91, "lower_bound": 0.95, "coverage": 0.33}))
     return run
@@ -275,3 +277,13 @@ def test_publish_round_trip_through_hub(run_dir: Path, tmp_path: Path):
         )
         assert p.returncode == 0, p.stderr[-3000:]
         assert hub.files("org/reviews").keys() == files.keys()
+
+
+def test_the_card_carries_no_local_path(run_dir: Path) -> None:
+    """calibration.json records the gold file's absolute path; the published card keeps its name only."""
+    from curation.publish import build_dataset_card, compute_agreement
+
+    run = load_run(run_dir)
+    final = build_final_dataset(run)
+    card = build_dataset_card(run, final, compute_agreement(run, final))
+    assert str(run_dir.parent) not in card and '"gold": "gold.csv"' in card
