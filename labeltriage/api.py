@@ -27,7 +27,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from labeltriage.errors import EXIT_BATCH_PENDING, EXIT_BUDGET_STOP, EXIT_RECORDS_FAILED, InputError, ReviewServerError
+from labeltriage.errors import (
+    EXIT_BATCH_PENDING,
+    EXIT_BUDGET_STOP,
+    EXIT_RECORDS_FAILED,
+    ConfigError,
+    InputError,
+    ReviewServerError,
+)
 from labeltriage.rundir import RunDir, RunDirError
 
 if TYPE_CHECKING:
@@ -113,20 +120,67 @@ def prelabel(
     """
     from labeltriage.config import TaskConfig, load_task_config
     from pipelines.io import load_records
-    from pipelines.runner import input_notes, input_summary, run_prelabel, with_overrides
+    from pipelines.runner import input_notes, input_summary, run_prelabel, with_overrides, write_outputs
 
     task = config if isinstance(config, TaskConfig) else load_task_config(config)
     task = with_overrides(task, backend=backend, model=model)
-    if base_url:
-        task = task.model_copy(update={"model": task.model.model_copy(update={"base_url": base_url})})
+    task, cost_basis = _priced_for_endpoint(task, base_url)
+    if cost_basis.startswith("unknown") and max_cost is not None:
+        raise ConfigError(f"max_cost needs the price of this endpoint, which is {cost_basis}")
     if max_cost is not None and max_cost < 0:
         raise InputError(f"max_cost must be >= 0 (got {max_cost}); pass a budget in USD")
     records = load_records(input_path, text_column or task.text_column, limit=limit, id_column=id_column,
                            encoding=encoding)  # fmt: skip
     notes = input_notes(input_summary(records))
-    result = run_prelabel(task, records, run_dir, max_cost=max_cost, show_progress=show_progress, llm=llm)
+    result = run_prelabel(task, records, run_dir, max_cost=max_cost, show_progress=show_progress, llm=llm,
+                          write=False)  # fmt: skip
+    result.summary["cost_basis"] = cost_basis
+    if cost_basis.startswith("unknown"):
+        result.summary["totals"]["cost_usd"] = None
+        result.summary["totals"]["cost_usd_this_run"] = None
+    write_outputs(result, Path(run_dir))
     out = Path(run_dir)
     return PrelabelResult(result.frame, result.summary, notes, (out / "prelabels.parquet", out / "run.json"), result)
+
+
+def _is_local_endpoint(url: str | None) -> bool:
+    import ipaddress
+    from urllib.parse import urlparse
+
+    host = urlparse(url or "").hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_private
+
+
+def _priced_for_endpoint(task: TaskConfig, base_url: str | None) -> tuple[TaskConfig, str]:
+    """The config with ``base_url`` applied and the price that holds there, and how cost is counted.
+
+    A task config's ``model.price`` is the price of the endpoint that config names (no
+    ``base_url``: OpenAI's). Pointed elsewhere, that price does not hold: a local or private
+    endpoint (llama.cpp, vLLM, Ollama on this network) is not billed per token, any other endpoint's
+    price is unknown and the run reports no cost rather than a borrowed one."""
+    from labeltriage.config import Price
+
+    model = task.model
+    if model.backend == "local":
+        return task, "not billed: a local model"
+    if base_url and base_url != model.base_url:
+        if _is_local_endpoint(base_url):
+            price, basis = Price(), f"not billed: a local endpoint ({base_url})"
+        else:
+            price = Price()
+            basis = (f"unknown: model.price is for {model.base_url or 'the OpenAI API'}, not {base_url}; "
+                     "set model.price in a task config that names this base_url")  # fmt: skip
+        return task.model_copy(update={"model": model.model_copy(update={"base_url": base_url, "price": price})}), basis
+    if _is_local_endpoint(model.base_url) and model.price == Price():
+        return task, f"not billed: a local endpoint ({model.base_url})"
+    price = model.price
+    return task, f"model.price of the task config: ${price.input}/${price.output} per 1M input/output tokens"
 
 
 # ------------------------------------------------------------------------------------------------
@@ -137,10 +191,30 @@ def _prelabels(run: RunDir) -> pd.DataFrame:
 
 
 def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+    """One kind of confidence per ok record, or InputError: a calibrator fitted on a mixture of
+    kinds (log-prob for some records, stated for others) certifies neither."""
     if column not in frame.columns:
         choices = [c for c in frame.columns if "confidence" in c]
         raise InputError(f"{path}: no column {column!r}; pass a confidence column, one of {choices}")
-    return frame[column].to_numpy(dtype=np.float64)
+    ok = (frame["status"].astype(str) == "ok").to_numpy()
+    values = frame[column].to_numpy(dtype=np.float64)
+    if column == "llm_confidence" and "confidence_kind" in frame.columns:
+        kinds = frame.loc[ok, "confidence_kind"].dropna().value_counts()
+        if len(kinds) > 1:
+            counts = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+            raise InputError(
+                f"{path}: llm_confidence mixes kinds ({counts}): the backend gave no "
+                f"{kinds.index[0] if kinds.index[0] != 'stated' else kinds.index[1]} confidence for some records. Fix: "
+                "--confidence-column confidence_stated (every record has it), or rerun prelabel on a backend that "
+                "returns log-probs"
+            )
+    missing = int((ok & ~np.isfinite(values)).sum())
+    if missing and column != "llm_confidence":
+        raise InputError(
+            f"{path}: {column} is missing on {missing} ok record(s) (the backend did not give that kind). Fix: "
+            "--confidence-column confidence_stated, or llm_confidence"
+        )
+    return values
 
 
 def gold_labels(
@@ -286,10 +360,15 @@ def calibrate(
             f"all {n_gold} gold pre-labels are {kind}: a calibrator needs both right and wrong ones; add gold rows"
         )
     evaluation = evaluate_calibrator(c, y, method=method, holdout=holdout, n_bins=n_bins, seed=seed)
+    kind = confidence_column.removeprefix("confidence_")
+    if confidence_column == "llm_confidence" and "confidence_kind" in prelabels.columns:
+        kinds = prelabels.loc[has_gold, "confidence_kind"].dropna().unique().tolist()
+        kind = kinds[0] if len(kinds) == 1 else kind
     gold_source = str(Path(gold).resolve()) if gold else "prelabels.parquet:gold_label"
     report: dict[str, Any] = {
         "method": method,
         "confidence_column": confidence_column,
+        "confidence_kind": kind,  # what the calibrated score is: stated, logprob or consistency
         "gold": gold_source,
         "gold_column": gold_column,
         "n_gold": n_gold,
@@ -300,7 +379,14 @@ def calibrate(
         "in_sample": evaluation.in_sample,
     }
     calibrator = evaluation.calibrator
-    calibrator.meta.update({"confidence_column": confidence_column, "gold": gold_source, "gold_column": gold_column})
+    calibrator.meta.update(
+        {
+            "confidence_column": confidence_column,
+            "confidence_kind": kind,
+            "gold": gold_source,
+            "gold_column": gold_column,
+        }
+    )
     calibrator.save(run / "calibrator.json")
     write_json(run / "calibration.json", report)
     panels = []

@@ -431,6 +431,11 @@ class Prelabeller:
                 "instruction_like": int(frame["instruction_like"].fillna(False).astype(bool).sum())
                 if "instruction_like" in frame.columns
                 else 0,
+                # the confidence each ok record carries: the config's kind, or "stated" where the
+                # backend gave none of that kind (e.g. a server that returns no log-probs)
+                "confidence_kinds": {
+                    str(kind): int(n) for kind, n in frame["confidence_kind"].dropna().value_counts().items()
+                },
                 "cache_hits": cache_hits,
                 "model_calls": self.stats.calls,
                 "failed_calls": self.stats.failed_calls,

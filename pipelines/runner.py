@@ -51,7 +51,18 @@ def print_summary(result: RunResult, console: Console, paths: tuple[Path, Path] 
     table.add_row("instruction-like (to human review)", str(t.get("instruction_like", 0)))
     table.add_row("cache hits / model calls", f"{t['cache_hits']} / {t['model_calls']}")
     table.add_row("tokens in / out", f"{t['input_tokens']} / {t['output_tokens']}")
-    table.add_row("cost (total / this run)", f"${t['cost_usd']:.4f} / ${t['cost_usd_this_run']:.4f}")
+    if t.get("cost_usd") is None:
+        table.add_row("cost", f"unknown: {s.get('cost_basis', 'no price for this endpoint')}")
+    else:
+        table.add_row("cost (total / this run)", f"${t['cost_usd']:.4f} / ${t['cost_usd_this_run']:.4f}")
+    kinds = t.get("confidence_kinds") or {}
+    fallback = sum(n for kind, n in kinds.items() if kind != s.get("confidence_routing"))
+    if fallback:
+        table.add_row(
+            "confidence",
+            f"[red]{fallback} record(s) carry the stated confidence, not {s.get('confidence_routing')}[/red] "
+            "(the backend returned none); calibrate one kind: --confidence-column confidence_stated",
+        )
     table.add_row("elapsed", f"{s['elapsed_s']:.1f} s ({t['records_per_s']} new records/s)")
     if s["stopped"]:
         table.add_row("stopped", f"[red]{s['stopped']}[/red]: rerun with a higher --max-cost to continue")

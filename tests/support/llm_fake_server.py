@@ -40,8 +40,11 @@ def _text_of(body: dict[str, Any]) -> str:
 
 
 class FakeOpenAIServer:
-    def __init__(self, delay_s: float = 0.0, faults: list[str] | None = None, hang_s: float = 5.0) -> None:
+    def __init__(
+        self, delay_s: float = 0.0, faults: list[str] | None = None, hang_s: float = 5.0, logprobs: bool = True
+    ) -> None:
         self.delay_s = delay_s
+        self.logprobs = logprobs  # False: like a server that ignores the logprobs request
         self.hang_s = hang_s
         self.faults: deque[str] = deque(faults or [])
         self.requests = 0
@@ -143,7 +146,7 @@ class FakeOpenAIServer:
             "message": {"role": "assistant", "content": content},
             "finish_reason": "stop",
         }
-        if body.get("logprobs"):
+        if body.get("logprobs") and self.logprobs:
             pieces = re.findall(r"\w+|\W", content)
             choice["logprobs"] = {
                 "content": [{"token": p, "logprob": -0.105, "bytes": None, "top_logprobs": []} for p in pieces]
