@@ -111,16 +111,37 @@ def _effective_n(n: float, population: float | None, fpc: bool) -> float:
 
 def _hypergeometric_interval(successes: int, n: int, population: int, alpha: float) -> tuple[float, float]:
     """Exact interval for ``M / N``, M = successes in a population of N, from ``x`` of ``n`` drawn
-    without replacement: every M that neither one-sided test at ``alpha / 2`` rejects."""
-    m = np.arange(population + 1)
-    feasible = (m >= successes) & (population - m >= n - successes)
-    p_ge = hypergeom.sf(successes - 1, population, m, n)  # P(X >= x | M)
-    p_le = hypergeom.cdf(successes, population, m, n)  # P(X <= x | M)
-    accept = feasible & (p_ge > alpha / 2) & (p_le > alpha / 2)
-    kept = m[accept]
-    if kept.size == 0:  # cannot happen for a feasible x, kept for safety: the observed share
-        return successes / n, successes / n
-    return float(kept.min()) / population, float(kept.max()) / population
+    without replacement: every M that neither one-sided test at ``alpha / 2`` rejects.
+
+    ``P(X >= x | M)`` rises and ``P(X <= x | M)`` falls with M, so each end is found by bisection
+    over the feasible M in ``[x, N - (n - x)]``."""
+    x, lo_m, hi_m = successes, successes, population - (n - successes)
+
+    def ge(m: int) -> bool:  # the lower-tail test does not reject M
+        return bool(hypergeom.sf(x - 1, population, m, n) > alpha / 2)
+
+    def le(m: int) -> bool:  # the upper-tail test does not reject M
+        return bool(hypergeom.cdf(x, population, m, n) > alpha / 2)
+
+    # lowest M with ge(M): ge is False then True along M (True at hi_m: P(X >= x) there is 1 when x <= n)
+    a, b = lo_m, hi_m
+    if ge(a):
+        low = a
+    else:
+        while b - a > 1:
+            mid = (a + b) // 2
+            a, b = (a, mid) if ge(mid) else (mid, b)
+        low = b
+    # highest M with le(M): le is True then False along M
+    a, b = lo_m, hi_m
+    if le(b):
+        high = b
+    else:
+        while b - a > 1:
+            mid = (a + b) // 2
+            a, b = (mid, b) if le(mid) else (a, mid)
+        high = a
+    return float(low) / population, float(high) / population
 
 
 def binomial_interval(
@@ -274,13 +295,21 @@ def _inclusion(inclusion_prob: Any, strata: np.ndarray) -> np.ndarray:
     return probs
 
 
+def _as_str(values: np.ndarray) -> np.ndarray:
+    """Values as a numpy unicode array (sorts and compares in C; ``str(v)`` of each value); numbers
+    and bools stay as they are."""
+    if values.dtype.kind in "Ubiuf":
+        return values
+    return np.asarray([str(v) for v in values.tolist()]) if values.dtype == object else values.astype(str)
+
+
 def _codes(*keys: np.ndarray) -> tuple[np.ndarray, list[tuple[Any, ...]]]:
     """Integer cell code per record for the combination of ``keys``, and each cell's key tuple."""
     n = keys[0].shape[0]
     code = np.zeros(n, dtype=np.int64)
     uniques = []
     for key in keys:
-        u, inv = np.unique(np.asarray([str(v) for v in key.tolist()], dtype=object), return_inverse=True)
+        u, inv = np.unique(_as_str(key), return_inverse=True)
         code = code * len(u) + inv
         uniques.append(u)
     cells, code = np.unique(code, return_inverse=True)
@@ -495,8 +524,8 @@ def published_accuracy(
     probs = _inclusion(inclusion_prob, design)
     correct = np.zeros(n, dtype=np.float64)
     correct[mask] = [str(a) == str(b) for a, b in zip(final[mask].tolist(), truth[mask].tolist(), strict=True)]
-    src_str = np.asarray([str(s) for s in source.tolist()], dtype=object)
-    design_str = np.asarray([str(s) for s in design.tolist()], dtype=object)
+    src_str = _as_str(source)
+    design_str = _as_str(design)
     code, keys = _codes(design_str, probs, src_str)
     k = len(keys)
     n_pop = np.bincount(code, minlength=k).astype(np.float64)
@@ -509,13 +538,11 @@ def published_accuracy(
     def merged(select: np.ndarray, by_design: bool) -> dict[str, Any]:
         """Entry over the cells in ``select``; ``by_design`` merges sources within a design cell."""
         if not select.any():
-            return _group_interval(
-                np.zeros(1), np.zeros(1), np.zeros(1), alpha=alpha, method=method, fpc=fpc
-            ) | {"reason": "no published record"}
+            return _group_interval(np.zeros(1), np.zeros(1), np.zeros(1), alpha=alpha, method=method, fpc=fpc) | {
+                "reason": "no published record"
+            }
         if not by_design:
-            return _group_interval(
-                n_pop[select], n_aud[select], x[select], alpha=alpha, method=method, fpc=fpc
-            )
+            return _group_interval(n_pop[select], n_aud[select], x[select], alpha=alpha, method=method, fpc=fpc)
         groups, inv = np.unique(cell_design[select], return_inverse=True)
         g = len(groups)
         return _group_interval(
