@@ -455,7 +455,7 @@ def audited_proportion(
     out = _group_interval(n_pop, n_aud, x, alpha=alpha, method=method, fpc=fpc)
     out["cells"] = [
         {
-            "stratum": None if strata is None else key[0],
+            "stratum": None if strata is None else str(key[0]),
             "inclusion_prob": None if inclusion_prob is None else float(key[1]),
             "n_population": int(n_pop[i]),
             "n_audited": int(n_aud[i]),
@@ -524,7 +524,7 @@ def published_accuracy(
     probs = _inclusion(inclusion_prob, design)
     correct = np.zeros(n, dtype=np.float64)
     correct[mask] = [str(a) == str(b) for a, b in zip(final[mask].tolist(), truth[mask].tolist(), strict=True)]
-    src_str = _as_str(source)
+    src_str = _as_str(source).astype(str)
     design_str = _as_str(design)
     code, keys = _codes(design_str, probs, src_str)
     k = len(keys)
@@ -558,7 +558,7 @@ def published_accuracy(
     return {
         "overall": merged(np.ones(k, dtype=bool), by_design=True),
         "by_source": {s: merged(cell_source == s, by_design=False) for s in sources},
-        "by_stratum": {s: merged(cell_stratum == s, by_design=True) for s in sorted(set(cell_stratum.tolist()))},
+        "by_stratum": {str(s): merged(cell_stratum == s, by_design=True) for s in sorted(set(cell_stratum.tolist()))},
         "confidence_level": float(confidence_level),
         "method": method,
         "fpc": bool(fpc),
