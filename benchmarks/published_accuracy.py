@@ -19,7 +19,7 @@ One simulated run (vectorised over records):
   passed to the estimator); auditors are right (the estimator's assumption), except in the
   ``sensitivity_auditor_error`` scenario, which shows what auditor error does (no bar there).
 
-Compared in the same runs: the estimator's methods (``mover-wilson`` default, ``mover-jeffreys``,
+Compared in the same runs: the estimator's methods (``mover-jeffreys`` default, ``mover-wilson``,
 ``mover-clopper-pearson``, ``bonferroni-exact``; PPI with and without the Agresti-Min variance)
 and naive baselines: the pooled audits' Wilson interval ignoring the design, the LLM-vs-reviewer
 agreement on spot-checked records (what a card shows today) as the llm_auto accuracy, the
@@ -293,7 +293,7 @@ def run_scenario(name: str, sc: dict[str, Any], runs: int, seed: int) -> dict[st
     wall = time.perf_counter() - started
     targets = {key: summarise(rows) for key, rows in sorted(store.items())}
     checked = {
-        k: v for k, v in targets.items() if "/baseline" not in k and ("/mover-wilson" in k or k.endswith("/ppi"))
+        k: v for k, v in targets.items() if "/baseline" not in k and ("/mover-jeffreys" in k or k.endswith("/ppi"))
     }
     worst = min((v["coverage"] for v in checked.values() if v["coverage"] is not None), default=None)
     bar = sc.get("bar", True)
@@ -342,7 +342,7 @@ def main() -> None:
     bar_ok = all(r["bar_ok"] for r in results.values() if r["bar_applies"])
     payload = {
         "benchmark": "published_accuracy",
-        "bar": f"every default interval (accuracy overall and per label_source: mover-wilson; class shares: ppi) "
+        "bar": f"every default interval (accuracy overall and per label_source: mover-jeffreys; class shares: ppi) "
         f"covers its true value in >= {BAR:.0%} of runs at nominal {NOMINAL:.0%}",
         "bar_ok": bar_ok,
         "runs_per_scenario": args.runs,

@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from scipy.stats import hypergeom, norm
+from scipy.stats import beta, hypergeom, norm
 from statsmodels.stats.proportion import proportion_confint
 
 from curation.estimation import (
@@ -106,7 +106,7 @@ AUDIT_LABELS = ["a", "a", "a", None, None, None, "b", None, None, None]
 
 
 def test_published_accuracy_hand_case():
-    res = published_accuracy(FINAL, SOURCE, AUDIT, AUDIT_LABELS)
+    res = published_accuracy(FINAL, SOURCE, AUDIT, AUDIT_LABELS, method="mover-wilson")
     auto, human, consensus = (res["by_source"][s] for s in ("llm_auto", "human", "consensus"))
     # llm_auto: 2 right of 3 audited among 6 records -> Wilson at effective n = 3 * 5 / 3 = 5
     assert (auto["estimate"], auto["n_audited"], auto["n_population"], auto["n_correct"]) == (2 / 3, 3, 6, 2)
@@ -127,13 +127,25 @@ def test_published_accuracy_hand_case():
     json.dumps(res, allow_nan=False)  # strict JSON
 
 
+def test_published_accuracy_default_is_mover_jeffreys():
+    res = published_accuracy(FINAL, SOURCE, AUDIT, AUDIT_LABELS)
+    assert res["method"] == "mover-jeffreys"
+    auto = res["by_source"]["llm_auto"]
+    # Jeffreys at the effective sample size 5 with 2/3 right: Beta(10/3 + 1/2, 5/3 + 1/2) quantiles
+    np.testing.assert_allclose(
+        (auto["low"], auto["high"]), beta.ppf([0.025, 0.975], 10 / 3 + 0.5, 5 / 3 + 0.5), atol=1e-12
+    )
+    human = res["by_source"]["human"]  # 1 of 1 right: the upper end is 1 (boundary convention)
+    assert human["high"] == 1.0 and human["low"] == pytest.approx(beta.ppf(0.025, 1.5, 0.5))
+
+
 def test_published_accuracy_strata_and_inclusion_probabilities_define_cells():
     final = np.array(["a"] * 8)
     source = np.array(["llm_auto"] * 4 + ["human"] * 4)
     audit = np.array([1, 1, 0, 0, 1, 1, 0, 0], bool)
     truth = np.array(["a", "b", None, None, "a", "a", None, None], dtype=object)
     # one design stratum with one rate: overall is one cell of 8, 3 right of 4
-    one = published_accuracy(final, source, audit, truth, strata=["all"] * 8, inclusion_prob=0.5)
+    one = published_accuracy(final, source, audit, truth, strata=["all"] * 8, inclusion_prob=0.5, method="mover-wilson")
     assert one["overall"]["estimate"] == 0.75
     np.testing.assert_allclose((one["overall"]["low"], one["overall"]["high"]), wilson(0.75, 4 * 7 / 4), atol=1e-12)
     # the same records with two inclusion probabilities: two cells of 4, weights 1/2 each
@@ -194,7 +206,7 @@ def test_audited_proportion_covers_in_a_quick_simulation():
             r = audited_proportion(np.where(audit, right, None), audit, strata=strata, inclusion_prob=pi, method=m)
             hits[m] += r["low"] <= truth <= r["high"]
     assert all(h / 300 >= 0.90 for h in hits.values()), hits
-    assert hits["bonferroni-exact"] >= hits["mover-wilson"]
+    assert hits["bonferroni-exact"] >= hits["mover-jeffreys"]
 
 
 # --------------------------------------------------------------------------------------------
