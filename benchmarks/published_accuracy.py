@@ -26,7 +26,7 @@ agreement on spot-checked records (what a card shows today) as the llm_auto accu
 classical stratified interval on the audit labels alone (no predictions), and the published
 labels' shares (no interval).
 
-Usage: ``.venv/bin/python benchmarks/published_accuracy.py [--runs 1000] [--seed 0] [--quick]``
+Usage: ``.venv/bin/python benchmarks/published_accuracy.py [--runs 2000] [--seed 0] [--scenario NAME ...]``
 Writes ``benchmarks/results/published_accuracy.json`` (strict JSON) and prints a table.
 """
 
@@ -328,7 +328,7 @@ def print_table(name: str, res: dict[str, Any]) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--runs", type=int, default=1000, help="simulated runs per scenario (>= 500 for the bar)")
+    ap.add_argument("--runs", type=int, default=2000, help="simulated runs per scenario (>= 500 for the bar)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scenario", action="append", help="only these scenarios (repeatable)")
     ap.add_argument("--out", type=Path, default=RESULTS / "published_accuracy.json")

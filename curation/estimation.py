@@ -409,11 +409,11 @@ def audited_proportion(
           population share in about that share of draws. Each cell gets a Jeffreys / Wilson /
           Clopper-Pearson interval (with the FPC, see :func:`binomial_interval`), combined across
           cells by MOVER (:func:`mover_combine`). With one cell it is that cell's interval.
-          Jeffreys is the default because, in ``benchmarks/published_accuracy.py`` (1,000 runs per
-          scenario), it kept the lowest coverage of any figure at 0.937 where Wilson dipped to
-          0.931 (a stratum of ~5 audits whose accuracy is near 1: Wilson's known weak spot, Brown,
-          Cai & DasGupta 2001), with intervals no wider; Clopper-Pearson is conservative (0.955 or
-          more, ~15% wider on small audits).
+          Jeffreys is the default because, in ``benchmarks/published_accuracy.py`` (2,000 runs per
+          scenario), its lowest coverage over every figure and scenario was 0.945, where Wilson's
+          fell to 0.925 (a source with ~5 audits and accuracy near 1: Wilson's known weak spot,
+          Brown, Cai & DasGupta 2001), with intervals no wider; Clopper-Pearson is conservative
+          (0.958 or more, up to a third wider on small audits).
         * ``"bonferroni-exact"``: a conservative interval that holds with probability at least
           ``confidence_level``: each of the ``H`` audited cells gets an exact interval
           (hypergeometric with ``fpc``, else Clopper-Pearson) at level ``1 - alpha/H``; all hold at
