@@ -22,6 +22,7 @@ PURE = (
     "curation.active_learning",
     "curation.gold",
     "curation.student",
+    "curation.estimation",
     "pipelines.json_decoding",
     "pipelines.parsing",
     "pipelines.injection",
