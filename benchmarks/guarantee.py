@@ -123,11 +123,13 @@ class Population:
         return prec, k / self.scores.shape[0]
 
     def oracle(self, target: float) -> dict[str, Any]:
-        ok = np.nonzero(self.value_precision >= target)[0]
+        """The loosest threshold whose true precision reaches the target, among those accepting at
+        least 0.1% of the population (the top handful of a million records is noise, not a threshold)."""
+        big = self.value_coverage >= 0.001
+        ok = np.nonzero((self.value_precision >= target) & big)[0]
         if ok.size == 0:
             return {"truth_allows": False, "oracle_coverage": 0.0, "oracle_threshold": None}
-        # the loosest threshold whose true precision reaches the target (precision need not be monotone)
-        i = int(ok[-1])
+        i = int(ok[-1])  # precision need not be monotone in the threshold
         return {
             "truth_allows": True,
             "oracle_coverage": float(self.value_coverage[i]),
