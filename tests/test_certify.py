@@ -289,3 +289,12 @@ def test_raw_cut_inverts_the_isotonic_map():
     for t in np.r_[np.unique(np.interp(s, x, v)), v.min() - 0.01]:
         cut = raw_cut(x, v, t)
         assert np.array_equal(pop >= cut, cal_pop >= t)
+
+
+def test_floor_stops_the_sequence():
+    s = np.linspace(1.0, 0.0, 200)
+    cert = certify_threshold(s, np.ones(200, bool), 0.85, floor=0.6)
+    assert cert.threshold is not None and cert.threshold >= 0.6
+    assert all(st["threshold"] >= 0.6 for st in cert.steps) and cert.stopped_at is None
+    none = certify_threshold(s, np.ones(200, bool), 0.85, floor=2.0)
+    assert none.threshold is None and "floor" in none.reason
