@@ -19,7 +19,8 @@ pre-label files with their gold (300 records each; gold is resampled with replac
 
 * ``flat``: score ~ U(0.5, 1), P(correct) = 0.82 whatever the score (no target >= 0.85 is reachable:
   every acceptance is a violation);
-* ``rising``: score ~ U(0, 1), P(correct) = 0.70 + 0.25 score (0.95 is unreachable by a hair);
+* ``rising``: score ~ U(0, 1), P(correct) = 0.70 + 0.25 score (0.95 is reached only by noise in the
+  population's top 1%: a near-boundary case);
 * ``calibrated``: score ~ U(0.5, 1), P(correct) = score;
 * ``coarse``: stated confidences in {0.5, ..., 1.0} (ties, as small LLMs state them),
   over-confident, with precision just under the targets at some thresholds;
