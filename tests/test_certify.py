@@ -298,3 +298,18 @@ def test_floor_stops_the_sequence():
     assert all(st["threshold"] >= 0.6 for st in cert.steps) and cert.stopped_at is None
     none = certify_threshold(s, np.ones(200, bool), 0.85, floor=2.0)
     assert none.threshold is None and "floor" in none.reason
+
+
+def test_certify_is_pure_numpy_scipy():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys, curation.certify; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'argilla', 'httpx', 'openai', 'sklearn', 'pandas', "
+        "'labeltriage', 'pipelines', 'datasets', 'llama_cpp'}))"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
