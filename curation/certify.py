@@ -586,9 +586,10 @@ def plan_gold(
         start, step: the grid parameters (as for :func:`certify_threshold`).
 
     How the projections are made: for each addition, ``n_simulations`` times, the added records are
-    drawn uniformly with replacement from the pool and labelled right with their success
-    probability; with the present gold (its real labels) they form a gold set of the new size, on
-    which the certification is run with the same rules. ``sampling="random"`` rows keep the
+    drawn uniformly without replacement from the unlabelled pool records and labelled right with
+    their success probability (a row is ``feasible=False`` when there are too few to draw from);
+    with the present gold (its real labels) they form a gold set of the new size, on which the
+    certification is run with the same rules. ``sampling="random"`` rows keep the
     guarantee for every threshold; ``sampling="above_next"`` rows draw the added records only among
     the pool records scoring ``>= next_threshold`` and certify with ``floor=next_threshold``.
 
@@ -641,27 +642,31 @@ def plan_gold(
         for sampling in ("random", "above_next"):
             if sampling == "above_next" and next_t is None:
                 continue
-            frame = np.arange(m) if sampling == "random" else np.flatnonzero(pool >= next_t)
+            frame = np.flatnonzero(free if sampling == "random" else free & (pool >= next_t))
+            row: dict[str, Any] = {"label": str(label), "sampling": sampling, "n_added": a, "n_gold": n + a}
+            if a > frame.shape[0]:
+                row.update(feasible=False, p_certify=None, expected_coverage=None, median_coverage=None,
+                           reason=f"only {frame.shape[0]} unlabelled records to draw from")  # fmt: skip
+                projections.append(row)
+                continue
             floor = None if sampling == "random" else next_t
             th, _ = threshold_grid(pool, n + a, target_precision, confidence_level, start=start, step=step, floor=floor)
+            cov_th = (pool.shape[0] - np.searchsorted(np.sort(pool), th, side="left")) / pool.shape[0]
             base_acc, base_cor = counts_above(s, y, th)
-            idx = frame[rng.integers(0, frame.shape[0], size=(int(n_simulations), a))]
+            # each simulation labels `a` distinct records of the frame (without replacement)
+            idx = np.stack([rng.choice(frame, size=a, replace=False) for _ in range(int(n_simulations))])
             extra_y = rng.random(idx.shape) < p_pool[idx]
             add_acc, add_cor = counts_above(pool[idx], extra_y, th)
             last, _ = fixed_sequence(base_acc + add_acc, base_cor + add_cor, target_precision, confidence_level)
             ok = last >= 0
-            cov = np.where(ok, (pool[None, :] >= th[np.maximum(last, 0)][:, None]).mean(axis=1), 0.0)
-            projections.append(
-                {
-                    "label": str(label),
-                    "sampling": sampling,
-                    "n_added": a,
-                    "n_gold": n + a,
-                    "p_certify": float(ok.mean()),
-                    "expected_coverage": float(cov.mean()),
-                    "median_coverage": float(np.median(cov)),
-                }
+            cov = np.where(ok, cov_th[np.maximum(last, 0)], 0.0)
+            row.update(
+                feasible=True,
+                p_certify=float(ok.mean()),
+                expected_coverage=float(cov.mean()),
+                median_coverage=float(np.median(cov)),
             )
+            projections.append(row)
     frame_t = next_t
     if frame_t is None or not np.isfinite(frame_t):
         suggest, frame_text = [], "nothing: the loosest candidate is certified already"

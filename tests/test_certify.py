@@ -224,7 +224,7 @@ def test_plan_gold_small_gold():
     labels = [(r["label"], r["sampling"]) for r in plan.projections]
     assert ("4x", "random") in labels and ("+300", "above_next") in labels
     for r in plan.projections:
-        assert 0 <= r["p_certify"] <= 1 and 0 <= r["expected_coverage"] <= 1
+        assert r["feasible"] and 0 <= r["p_certify"] <= 1 and 0 <= r["expected_coverage"] <= 1
     by = {(r["label"], r["sampling"]): r for r in plan.projections}
     assert by[("+300", "random")]["n_gold"] == 340
     # P(correct) = score: 340 gold certify a 0.95 threshold most of the time, and more than 80 gold do
@@ -243,6 +243,19 @@ def test_plan_gold_after_a_certificate_suggests_above_the_failed_step():
     assert plan.next_threshold == failed["threshold"] < plan.certificate.threshold
     assert np.all(pool[plan.suggest_indices] >= plan.next_threshold)
     assert "isotonic" in plan.success_model
+
+
+def test_plan_gold_says_when_too_few_records_can_be_added():
+    pool = np.linspace(0.5, 1.0, 100)
+    gi = np.arange(0, 100, 2)
+    unlabelled = np.ones(100, bool)
+    unlabelled[gi] = False
+    plan = plan_gold(pool[gi], np.ones(50, bool), pool, 0.95, unlabelled=unlabelled, n_simulations=20)
+    by = {(r["label"], r["sampling"]): r for r in plan.projections}
+    assert by[("+100", "random")]["feasible"] is False and "only 50" in by[("+100", "random")]["reason"]
+    assert by[("+100", "random")]["p_certify"] is None
+    assert by[("2x", "random")]["feasible"] is True  # 50 more from the 50 unlabelled
+    json.dumps(plan.to_dict(), allow_nan=False)
 
 
 def test_plan_gold_rejects_bad_input():
