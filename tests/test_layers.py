@@ -23,6 +23,7 @@ PURE = (
     "curation.gold",
     "curation.student",
     "curation.estimation",
+    "curation.certify",
     "pipelines.json_decoding",
     "pipelines.parsing",
     "pipelines.injection",
