@@ -492,7 +492,10 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         lines.append(f"- {key}: {value}")
     # routing.json keeps the choice under "threshold" (null values: no threshold reached the target)
     chosen = run.routing["threshold"] if isinstance(run.routing.get("threshold"), dict) else run.routing
-    for key in ("threshold", "lower_bound", "precision", "coverage", "target_precision"):
+    if run.routing.get("statement"):
+        lines.append(f"- {run.routing['statement']}")
+    for key in ("threshold", "threshold_calibrated", "lower_bound", "precision", "precision_gold", "n_accepted_gold",
+                "n_gold", "coverage", "coverage_pool", "target_precision", "confidence_level", "method"):  # fmt: skip
         if key in chosen:
             lines.append(f"- chosen {key}: {_fmt(chosen[key])}")
     if not thresholds and not run.routing:

@@ -43,7 +43,6 @@ if TYPE_CHECKING:
     from curation.argilla_io import PullReport, PushReport
     from curation.calibration import Calibrator
     from curation.publish import FinalDataset
-    from curation.routing import ThresholdChoice
     from labeltriage.config import TaskConfig
     from pipelines.runner import RunResult
 
@@ -408,15 +407,22 @@ def calibrate(
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class RoutingResult:
-    """What :func:`route` decided. ``routed`` is routed.parquet, ``report`` routing.json."""
+    """What :func:`route` decided. ``routed`` is routed.parquet, ``report`` routing.json.
+
+    ``threshold`` is the :class:`~curation.certify.Certificate` (``method="fixed-sequence"``) or the
+    per-threshold scan's :class:`~curation.routing.ThresholdChoice` (``method="scan"``);
+    ``statement`` says in one sentence what is guaranteed; ``plan`` is the gold planner's answer
+    (:class:`~curation.certify.GoldPlan`; None for the scan)."""
 
     routed: pd.DataFrame
     report: dict[str, Any]
-    threshold: ThresholdChoice
+    threshold: Any
     counts: dict[str, int]
     target_precision: float
     confidence_level: float
-    bound: str
+    method: str
+    statement: str
+    plan: Any = None
     notes: list[str] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
 
@@ -433,6 +439,9 @@ def _same_route_as_first(prelabels: pd.DataFrame, routes: np.ndarray) -> np.ndar
     return routes
 
 
+THRESHOLD_METHODS = ("fixed-sequence", "scan")
+
+
 def route(
     run_dir: PathLike | RunDir,
     *,
@@ -442,19 +451,31 @@ def route(
     target_precision: float | None = None,
     spot_check_rate: float | None = None,
     confidence_level: float = 0.95,
+    method: str = "fixed-sequence",
     bound: str = "wilson",
     seed: int = 0,
 ) -> RoutingResult:
     """Route the run's pre-labels to auto_accept, human_review or spot_check at a stated precision.
 
-    The threshold is the lowest calibrated confidence whose one-sided ``confidence_level`` lower
-    bound (``bound``: Wilson or Clopper-Pearson) of the precision on gold reaches the target
-    (:func:`curation.routing.choose_threshold`). Failed pre-labels and instruction-like texts
-    always go to human review; a repeated text takes its first row's route. Targets come from
-    the arguments, else the task config's ``thresholds``, else 0.95 / 5%. Needs calibrator.json
-    and the gold ``calibrate`` used (or ``gold``). Writes routed.parquet and routing.json.
+    ``method="fixed-sequence"`` (default, :func:`curation.certify.certify_threshold`): thresholds on
+    the raw confidence, from strict to loose, each tested with an exact one-sided binomial test on
+    the gold, stopping at the first failure (Bauer 1991; Learn-then-Test, Angelopoulos et al.
+    2021). What it states holds family-wise: with probability >= ``confidence_level`` over the gold
+    draw, the precision of the records auto-accepted at the chosen threshold is >= the target,
+    provided the gold is a random sample of the run. ``method="scan"`` is the earlier
+    per-threshold scan (:func:`curation.routing.choose_threshold`: the loosest threshold whose own
+    ``bound`` lower bound reaches the target); it is NOT family-wise valid (measured 6-9% violations
+    where 5% is stated, benchmarks/results/guarantee.json) and is kept for comparison only.
+
+    Failed pre-labels and instruction-like texts always go to human review; a repeated text takes
+    its first row's route. Targets come from the arguments, else the task config's
+    ``thresholds``, else 0.95 / 5%. Needs calibrator.json (the calibrated confidence is shown to
+    reviewers and sets the review priority) and the gold ``calibrate`` used (or ``gold``). Writes
+    routed.parquet and routing.json (with the gold planner's answer: how much gold the target
+    needs and which records to label next).
     """
     from curation.calibration import load_calibrator
+    from curation.certify import certify_threshold, plan_gold
     from curation.routing import (
         choose_threshold,
         coverage_precision_curve,
@@ -464,6 +485,8 @@ def route(
     )
     from labeltriage.jsonio import write_json
 
+    if method not in THRESHOLD_METHODS:
+        raise InputError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
     run = _run_dir(run_dir, config)
     prelabels = _prelabels(run)
     try:
@@ -485,42 +508,70 @@ def route(
     calibrated = np.full(raw.shape[0], np.nan)
     if ok.any():
         calibrated[ok] = calibrator.transform(raw[ok])
-    has_gold, correct = _gold_mask(prelabels, labels, calibrated)
+    has_gold, correct = _gold_mask(prelabels, labels, raw)
     if has_gold.sum() == 0:
         raise InputError("no ok pre-label has a gold label: cannot choose a threshold; pass --gold FILE")
-    g_conf, g_y = calibrated[has_gold], correct[has_gold]
-    choice = choose_threshold(g_conf, g_y, target, confidence_level, bound)
     flagged = (
         prelabels["instruction_like"].fillna(False).astype(bool).to_numpy()
         if "instruction_like" in prelabels.columns
         else np.zeros(len(prelabels), dtype=bool)
     )
-    routes = route_records(calibrated, ok, choice.threshold, spot_rate, seed=seed, needs_review=flagged)
+    # the records a threshold applies to: ok, not held for review, one row per distinct text
+    pool = ok & ~flagged
+    if "duplicate_of" in prelabels.columns:
+        pool &= prelabels["duplicate_of"].isna().to_numpy()
+    plan = None
+    if method == "fixed-sequence":
+        certificate = certify_threshold(raw[has_gold], correct[has_gold], target, confidence_level,
+                                        pool_scores=raw[pool], to_calibrated=calibrator.transform)  # fmt: skip
+        threshold, scores, statement = certificate, raw, certificate.statement
+        cut = certificate.threshold if certificate.achievable else np.inf
+        plan = plan_gold(raw[has_gold], correct[has_gold], raw[pool], target, confidence_level,
+                         calibrated_pool=calibrated[pool], unlabelled=~has_gold[pool], seed=seed)  # fmt: skip
+        suggest_ids = prelabels["id"].astype(str).to_numpy()[np.flatnonzero(pool)[plan.suggest_indices]].tolist()
+    else:
+        threshold = choose_threshold(calibrated[has_gold], correct[has_gold], target, confidence_level, bound)
+        scores, cut = calibrated, threshold.threshold
+        statement = (
+            f"Per-threshold scan ({bound}, NOT family-wise valid): the chosen threshold's own {confidence_level:.0%} "
+            f"lower bound of precision is {threshold.lower_bound:.3f}"
+            if threshold.achievable
+            else "Per-threshold scan: no threshold reaches the target"
+        )
+    routes = route_records(np.where(ok, scores, np.nan), ok, cut, spot_rate, seed=seed, needs_review=flagged)
     routes = _same_route_as_first(prelabels, routes)
     routed = prelabels.copy()
     routed["calibrated_confidence"] = calibrated
     routed["route"] = routes.astype(str)
     routed["priority"] = priority_scores(calibrated, ok)
     routed.to_parquet(run / "routed.parquet", index=False)
+    g_conf, g_y = calibrated[has_gold], correct[has_gold]
     curve = coverage_precision_curve(g_conf, g_y, confidence_level, bound)
     counts = {r: int((routes == r).sum()) for r in ("auto_accept", "human_review", "spot_check")}
     report = {
         "thresholds_from": str(run.config_path()) if task else "defaults",
-        "threshold": choice.to_dict(),
+        "method": method,
+        "statement": statement,
+        "threshold": threshold.to_dict(),
+        "threshold_on": "raw confidence (" + conf_col + ")" if method == "fixed-sequence" else "calibrated confidence",
         "calibrator": calibrator.method,
         "confidence_column": conf_col,
+        "confidence_kind": calibrator.meta.get("confidence_kind"),
         "n_records": int(len(routed)),
         "n_failed": int((~ok).sum()),
         "n_instruction_like": int(flagged.sum()),
         "n_duplicate_rows": int(prelabels["duplicate_of"].notna().sum()) if "duplicate_of" in prelabels else 0,
         "routes": counts,
         "seed": seed,
+        # which records to label next: ids, not positions (the planner's indices are into the pool)
+        "gold_plan": {**plan.to_dict(), "suggest_ids": suggest_ids} if plan is not None else None,
         "coverage_precision_curve": {k: v.tolist() for k, v in curve.items()},
         "errors_caught": errors_caught_table(g_conf, g_y) if not g_y.all() else None,
     }
     write_json(run / "routing.json", report)
     paths = {"routed": run / "routed.parquet", "routing": run / "routing.json"}
-    return RoutingResult(routed, report, choice, counts, target, confidence_level, bound, notes, paths)
+    return RoutingResult(routed, report, threshold, counts, target, confidence_level, method, statement, plan,
+                         notes, paths)  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------

@@ -154,6 +154,7 @@ def effort_report(run_dir: Path) -> dict[str, Any]:
         "n_auto": len(auto),
         "auto_accuracy": float((auto["llm_label"] == auto["gold_label"]).mean()) if len(auto) else None,
         "threshold": (json.loads(routing.read_text()).get("threshold") or {}) if routing.exists() else {},
+        "method": json.loads(routing.read_text()).get("method") if routing.exists() else None,
     }
 
 

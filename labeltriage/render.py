@@ -29,19 +29,19 @@ def render_calibration(result: Any) -> None:
 
 def render_routing(result: Any) -> None:
     notes(result.notes)
-    choice = result.threshold
-    if choice.achievable:
-        click.echo(
-            f"threshold {choice.threshold:.4f}: precision {choice.precision:.3f} on {choice.n_accepted} gold "
-            f"records, {result.bound} {result.confidence_level:.0%} lower bound {choice.lower_bound:.3f} "
-            f">= target {result.target_precision}"
-        )
+    t = result.report["threshold"]
+    if result.method == "fixed-sequence":
+        if t["achievable"]:
+            shown = t["threshold_calibrated"] if t.get("threshold_calibrated") is not None else t["threshold"]
+            click.echo(
+                f"certified: auto-accept at raw confidence >= {t['threshold']:.4f} (calibrated {shown:.3f}): "
+                f"{t['n_correct_gold']}/{t['n_accepted_gold']} gold right above it, exact p = {t['p_value']:.3g}"
+            )
+        else:
+            click.echo(f"warning: no threshold is certified, everything goes to human review: {t['reason']}", err=True)
+        click.echo(result.statement)
     else:
-        click.echo(
-            f"warning: no threshold reaches a precision lower bound of {result.target_precision} on "
-            f"{choice.n_gold} gold records; everything goes to human review (add gold or lower the target)",
-            err=True,
-        )
+        click.echo(f"warning: {result.statement}", err=True)
     click.echo("routes: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))
     flagged = result.report["n_instruction_like"]
     if flagged:
@@ -51,7 +51,31 @@ def render_routing(result: Any) -> None:
             f"  review {row['budget']:.0%} lowest-confidence -> catch {row['errors_caught_share']:.0%} "
             f"of LLM errors (random: {row['random_share']:.0%})"
         )
+    plan = result.report.get("gold_plan")
+    if plan:
+        render_gold_plan(plan, result.target_precision, result.confidence_level)
     click.echo(f"wrote {result.paths['routed']} and routing.json")
+
+
+def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
+    """The planner's answer in a few lines (the whole of it is in routing.json's gold_plan)."""
+    need = {row["errors"]: row for row in plan["needed"]}
+    click.echo(
+        f"gold plan: precision >= {target:g} at {level:.0%} needs >= {need[0]['n_gold_above']} gold records above "
+        f"a threshold, all right (or {need[1]['n_gold_above']} with one error); the present {plan['n_gold']} gold "
+        f"certify {plan['coverage_now']:.0%} of the records"
+    )
+    for row in plan["projections"]:
+        if row.get("feasible", True) and row.get("sampling", "random") == "random":
+            click.echo(
+                f"  with {row['n_gold']} gold: certifies something in {row['p_certify']:.0%} of simulations, "
+                f"expected coverage {row['expected_coverage']:.0%}"
+            )
+    if plan.get("suggest_ids"):
+        click.echo(
+            f"  label next: {len(plan['suggest_ids'])} records at or above raw confidence "
+            f"{plan['next_threshold']:.4f} (ids in routing.json gold_plan.suggest_ids, in that order)"
+        )
 
 
 def render_push(report: Any, task: Any) -> None:
@@ -195,16 +219,27 @@ def render_effort(effort: dict[str, Any]) -> None:
     if effort["gold_accuracy"] is not None:
         click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']})")
     if effort["auto_accuracy"] is not None:
-        click.echo(f"  auto-accepted accuracy on gold: {effort['auto_accuracy']:.1%} (n={effort['n_auto']})")
-    chosen = effort["threshold"]
-    if chosen.get("threshold") is not None:
         click.echo(
-            f"  auto-accept at calibrated confidence >= {chosen['threshold']:.3f}: precision "
-            f"{chosen['precision']:.3f} on the {chosen['n_accepted']} of {chosen['n_gold']} gold records above it, "
-            f"lower bound {chosen['lower_bound']:.3f} (target {chosen['target_precision']})"
+            f"  auto-accepted accuracy on gold: {effort['auto_accuracy']:.1%} (n={effort['n_auto']}; the gold the "
+            "threshold was chosen on, not a held-out figure)"
+        )
+    chosen = effort["threshold"]
+    if chosen.get("threshold") is not None and effort.get("method") == "scan":
+        click.echo(
+            f"  auto-accept at calibrated confidence >= {chosen['threshold']:.3f} (per-threshold scan, not "
+            f"family-wise valid: lower bound {chosen['lower_bound']:.3f})"
+        )
+    elif chosen.get("threshold") is not None:
+        shown = chosen.get("threshold_calibrated", chosen["threshold"])
+        precision = chosen.get("precision_gold", chosen.get("precision"))
+        n_accepted = chosen.get("n_accepted_gold", chosen.get("n_accepted"))
+        click.echo(
+            f"  auto-accept at calibrated confidence >= {shown:.3f}: precision {precision:.3f} on the {n_accepted} "
+            f"of {chosen['n_gold']} gold records above it; certified >= {chosen['target_precision']} at "
+            f"{chosen.get('confidence_level', 0.95):.0%} (exact lower bound {chosen['lower_bound']:.3f})"
         )
     elif chosen:
         click.echo(
-            f"  no threshold reaches precision {chosen.get('target_precision')} with confidence on "
+            f"  no threshold is certified at precision {chosen.get('target_precision')} on "
             f"{chosen.get('n_gold')} gold labels: every record goes to human review"
         )

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 from click.testing import CliRunner
 
 from labeltriage.cli import main
@@ -65,9 +66,17 @@ def test_calibrate_then_route(tmp_path):
     assert set(routed.loc[routed.status == "failed", "route"]) == {"human_review"}
     rep = json.loads((run / "routing.json").read_text())
     thr = rep["threshold"]
-    assert thr["achievable"] and thr["lower_bound"] >= 0.9
+    # certified by the fixed-sequence test on the raw confidence: the last test passed at 5%
+    assert rep["method"] == "fixed-sequence" and thr["achievable"] and thr["p_value"] <= 0.05
+    assert thr["p_value"] == pytest.approx(
+        binomtest(thr["n_correct_gold"], thr["n_accepted_gold"], 0.9, alternative="greater").pvalue
+    )
+    assert "family-wise" in rep["statement"] and rep["statement"] in r.output
     auto = routed.route.isin(["auto_accept", "spot_check"])
-    assert (routed.loc[auto, "calibrated_confidence"] >= thr["threshold"]).all()
+    assert (routed.loc[auto, "llm_confidence"] >= thr["threshold"]).all()
+    assert (routed.loc[~auto & (routed.status == "ok"), "llm_confidence"] < thr["threshold"]).all()
+    plan = rep["gold_plan"]
+    assert plan["needed"][0] == {"errors": 0, "n_gold_above": 29, "n_correct": 29}  # 0.9**29 < 0.05 <= 0.9**28
     assert rep["routes"]["spot_check"] == round(0.1 * auto.sum())
     assert rep["errors_caught"][0]["errors_caught_share"] > rep["errors_caught"][0]["random_share"]
     # same seed, same routes
@@ -144,8 +153,9 @@ def test_route_writes_strict_json_when_no_threshold_is_reachable(tmp_path):
     routing = _strict_json(run / "routing.json")
     chosen = routing["threshold"]
     # not reachable: no threshold and no precision above it (null), nothing auto-accepted
-    assert chosen["achievable"] is False and chosen["threshold"] is None and chosen["precision"] is None
-    assert chosen["n_accepted"] == 0 and chosen["target_precision"] == 0.9999
+    assert chosen["achievable"] is False and chosen["threshold"] is None and chosen["threshold_calibrated"] is None
+    assert chosen["n_accepted_gold"] == 0 and chosen["target_precision"] == 0.9999
+    assert routing["statement"].startswith("Nothing is auto-accepted")
     assert routing["routes"]["auto_accept"] == 0
     assert all(row["lift"] is None or row["lift"] > 0 for row in routing["errors_caught"])
     for name in ("calibration.json", "calibrator.json"):
@@ -155,8 +165,8 @@ def test_route_writes_strict_json_when_no_threshold_is_reachable(tmp_path):
 
     loaded = load_run(run)
     card = build_dataset_card(loaded, build_final_dataset(loaded), {})
-    assert "- chosen threshold: n/a" in card and "- chosen precision: n/a" in card
-    assert "- chosen coverage: 0.000" in card
+    assert "- chosen threshold: n/a" in card and "- chosen precision_gold: n/a" in card
+    assert "- chosen coverage_pool: 0.000" in card and "- Nothing is auto-accepted" in card
 
 
 def make_small_run(tmp_path, n_gold, n_wrong, seed=0):

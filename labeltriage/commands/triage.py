@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from labeltriage.api import CALIBRATION_METHODS
+from labeltriage.api import CALIBRATION_METHODS, THRESHOLD_METHODS
 from labeltriage.render import render_calibration, render_routing
 
 run_dir_argument = click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
@@ -76,8 +76,10 @@ Examples:
 
 \b
 Needs RUN_DIR/calibrator.json (run `labeltriage calibrate` first) and the same gold it used.
-The threshold is the lowest calibrated confidence whose precision LOWER bound on gold reaches
-the target; failed pre-labels always go to human review. Thresholds come from --config, else
+The threshold is certified on gold by exact binomial tests from strict to loose (fixed-sequence,
+family-wise valid: the precision above it is >= the target with the stated confidence, for gold
+drawn at random from the run); failed pre-labels always go to human review. routing.json's
+gold_plan says how much gold the target needs and which records to label next. Thresholds come from --config, else
 the config recorded in run.json, else target 0.95 / spot-check 5%.
 Writes RUN_DIR/routed.parquet and routing.json.""",
 )
@@ -109,7 +111,14 @@ Writes RUN_DIR/routed.parquet and routing.json.""",
     show_default=True,
     help="One-sided level of the precision lower bound.",
 )
-@click.option("--bound", type=click.Choice(["wilson", "clopper-pearson"]), default="wilson", show_default=True)
+@click.option(
+    "--method",
+    type=click.Choice(THRESHOLD_METHODS),
+    default="fixed-sequence",
+    show_default=True,
+    help="fixed-sequence: family-wise valid exact tests (default); scan: the per-threshold scan (not valid).",
+)
+@click.option("--bound", type=click.Choice(["wilson", "clopper-pearson"]), default="wilson", help="For --method scan.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spot-check draw.")
 def route(run_dir: Path, **options: Any) -> None:
     """Route RUN_DIR's pre-labels to auto_accept, human_review or spot_check at a stated precision."""
