@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import binomtest
 from click.testing import CliRunner
+from scipy.stats import binomtest
 
 from labeltriage.cli import main
 
