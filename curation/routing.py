@@ -194,22 +194,48 @@ def route_records(
     return routes
 
 
-def priority_scores(confidences: Any, ok: Any, disagreement: Any | None = None, weight: float = 0.5) -> np.ndarray:
-    """Review priority, ``(n,)`` float in [0, 1], higher = review first.
+def priority_scores(
+    confidences: Any, ok: Any, disagreement: Any | None = None, weight: float = 0.5
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Review priority, ``(n,)`` float in [0, 1], higher = review first: the product's one formula.
 
-    ``1 - calibrated confidence`` (the estimated chance the pre-label is wrong); if
-    ``disagreement`` (``(n,)`` in [0, 1], e.g. a student classifier disagreeing with the LLM) is
-    given, ``(1 - weight) * (1 - conf) + weight * disagreement``. Failed pre-labels get 1.0.
+    ``route`` calls it with the calibrated confidences alone; a feedback round
+    (`curation.loop.reprioritise`) adds a retrained student's doubt as ``disagreement``::
+
+        priority = (1 - weight) * (1 - confidence) + weight * disagreement     (ok records)
+        priority = 1                                                           (failed ones)
+
+    ``1 - calibrated confidence`` is the estimated chance that the pre-label is wrong (that is
+    what calibration on gold makes it mean); ``disagreement`` should be a second estimate of the
+    same chance, e.g. ``1 - p_student(LLM label)``
+    (:func:`curation.active_learning.disagreement_scores`). Their weighted mean is a linear opinion
+    pool (Stone 1961, "The opinion pool"; Genest & Zidek 1986, "Combining probability
+    distributions: a critique and an annotated bibliography"), so the result stays in [0, 1] and
+    the order is "most likely wrong first", which reviews the most errors per record reviewed.
+
+    Args:
+        confidences: ``(n,)`` calibrated confidences in [0, 1] (NaN allowed where ``ok`` is False).
+        ok: ``(n,)`` bool, False for a failed pre-label.
+        disagreement: ``(n,)`` floats in [0, 1], or None for the confidence alone.
+        weight: weight of ``disagreement``, in [0, 1].
+
+    Raises:
+        ValueError: a confidence of an ok record outside [0, 1] or not finite; ``disagreement`` of
+            another shape or outside [0, 1]; ``weight`` outside [0, 1].
     """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
     ok_arr = np.asarray(ok, dtype=bool)
     conf = np.asarray(confidences, dtype=np.float64)
+    if ok_arr.shape != conf.shape:
+        raise ValueError(f"confidences and ok must have one shape, got {conf.shape} and {ok_arr.shape}")
     pri = np.ones(conf.shape[0])
     if ok_arr.any():
         pri[ok_arr] = 1.0 - check_confidences(conf[ok_arr], "confidences (of ok records)")
     if disagreement is not None:
         dis = np.asarray(disagreement, dtype=np.float64)
-        if dis.shape != conf.shape or not np.isfinite(dis).all():
-            raise ValueError("disagreement must be finite with the same shape as confidences")
+        if dis.shape != conf.shape or not np.isfinite(dis).all() or (dis < 0).any() or (dis > 1).any():
+            raise ValueError("disagreement must be finite, in [0, 1], with the same shape as confidences")
         pri = np.where(ok_arr, (1 - weight) * pri + weight * dis, 1.0)
     return pri
 
