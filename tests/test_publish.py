@@ -37,7 +37,7 @@ def make_run(root: Path, n: int = 60, seed: int = 0) -> Path:
         "task_type": "single_label",
         "labels": [{"name": lab, "description": f"{lab} reviews"} for lab in LABELS],
         "guidelines": "Judge the overall attitude.",
-        "thresholds": {"target_precision": 0.95, "review_below": 0.85, "spot_check_rate": 0.05},
+        "thresholds": {"target_precision": 0.95, "spot_check_rate": 0.05},
     }
     (root / "sentiment.yaml").write_text(yaml.safe_dump(config))
     truth = rng.choice(LABELS, n)
