@@ -19,7 +19,6 @@ from scipy.stats import beta, norm
 from curation.calibration import check_confidences, check_correct
 
 BoundMethod = Literal["wilson", "clopper-pearson"]
-ROUTES = ("auto_accept", "human_review", "spot_check")
 
 
 def precision_lower_bound(

@@ -33,8 +33,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
 TEXT_PLACEHOLDERS = ("text",)
 _NO_TEXT = "has no {text} placeholder. Fix: add {text} where the record's text goes"
-BACKENDS = ("local", "openai", "openai-batch")
-CONFIDENCE_KINDS = ("stated", "logprob", "consistency")
 
 
 class ConfigError(ValueError):
