@@ -138,7 +138,8 @@ def entropy_scores(predictions: Any) -> np.ndarray:
 def least_confidence_scores(predictions: Any) -> np.ndarray:
     """``1 - max_k p_k`` per row."""
     p = check_predictions(predictions)
-    return 1.0 - p.max(axis=1)
+    scores: np.ndarray = 1.0 - p.max(axis=1)
+    return scores
 
 
 def margin_scores(predictions: Any) -> np.ndarray:
@@ -152,11 +153,13 @@ def normalised_uncertainty(predictions: Any, kind: Uncertainty = "entropy") -> n
     """Uncertainty in [0, 1]: entropy / log(C), margin score, or least confidence / (1 - 1/C)."""
     p = check_predictions(predictions)
     if kind == "entropy":
-        return entropy_scores(p) / np.log(p.shape[1])
+        entropy: np.ndarray = entropy_scores(p) / np.log(p.shape[1])
+        return entropy
     if kind == "margin":
         return margin_scores(p)
     if kind == "least_confidence":
-        return least_confidence_scores(p) / (1.0 - 1.0 / p.shape[1])
+        least: np.ndarray = least_confidence_scores(p) / (1.0 - 1.0 / p.shape[1])
+        return least
     raise ValueError(f"uncertainty must be 'entropy', 'margin' or 'least_confidence', got {kind!r}")
 
 
@@ -187,7 +190,7 @@ def _min_cosine_distance(emb: np.ndarray, lab: np.ndarray, block_bytes: int) -> 
     # >= 256 rows: tiny blocks send BLAS down its gemv / small-matrix paths, whose rounding differs
     # from the full product's (measured), which would break bit-identity with the source.
     rows = max(_MIN_BLOCK_ROWS, int(block_bytes // (itemsize * lab.shape[0])))
-    out = np.empty(emb.shape[0], dtype=dtype)
+    out: np.ndarray = np.empty(emb.shape[0], dtype=dtype)
     for s in range(0, emb.shape[0], rows):
         blk = normalize(emb[s : s + rows].astype(dtype, copy=False), copy=True)
         sim = blk @ lab_n_t
@@ -437,4 +440,5 @@ def batch_hybrid_acquisition(
     dist = _min_cosine_distance(cand_emb, lab, block_bytes)
     cand_n = normalize(cand_emb.astype(np.float32, copy=False), copy=True)
     picks = _greedy_batch(u[cand].astype(np.float64), dist, cand_n, n_select, w, duplicate_distance)
-    return cand[picks]
+    chosen: np.ndarray = cand[picks]
+    return chosen

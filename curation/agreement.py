@@ -306,7 +306,7 @@ def krippendorff_alpha(
     expected = float((np.outer(n_c, n_c) * delta).sum()) / (n - 1.0)
     if expected <= 1e-15:
         return 1.0
-    return 1.0 - observed / expected
+    return float(1.0 - observed / expected)
 
 
 def _difference(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
@@ -314,18 +314,21 @@ def _difference(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
     if level == "nominal":
         return 1.0 - np.eye(len(values))
     if level == "interval":
-        return (values[:, None] - values[None, :]) ** 2
+        squared: np.ndarray = (values[:, None] - values[None, :]) ** 2
+        return squared
     if level == "ratio":
         total = values[:, None] + values[None, :]
         with np.errstate(invalid="ignore", divide="ignore"):
             out = ((values[:, None] - values[None, :]) / total) ** 2
-        return np.nan_to_num(out, nan=0.0)
+        ratio: np.ndarray = np.nan_to_num(out, nan=0.0)
+        return ratio
     # ordinal: (sum_{g=c..k} n_g - (n_c + n_k)/2)^2 over the rank order of the values
     cumulative = np.concatenate([[0.0], np.cumsum(n_c)])
     i, j = np.meshgrid(np.arange(len(values)), np.arange(len(values)), indexing="ij")
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     span = cumulative[hi + 1] - cumulative[lo]
-    return (span - (n_c[i] + n_c[j]) / 2.0) ** 2
+    ordinal: np.ndarray = (span - (n_c[i] + n_c[j]) / 2.0) ** 2
+    return ordinal
 
 
 # --------------------------------------------------------------------------------------------
@@ -446,7 +449,7 @@ def _llm_and_majority(
     return llm, majority, (llm >= 0) & (majority >= 0)
 
 
-def llm_per_class_f1(llm_labels: np.ndarray, data: np.ndarray, n_categories: int) -> list[dict[str, float]]:
+def llm_per_class_f1(llm_labels: np.ndarray, data: np.ndarray, n_categories: int) -> list[dict[str, Any]]:
     """Per-class precision, recall and F1 of the LLM, taking the human majority as truth.
 
     Returns one dict per category code: ``category, precision, recall, f1, support`` (support =
@@ -697,7 +700,8 @@ def agreement_report(
             {"user": str(ratings.users[d["rater"]]), **{k_: v for k_, v in d.items() if k_ != "rater"}} for d in favours
         ]
         report["llm_favours_reviewer_flagged"] = [d["user"] for d in report["llm_favours_reviewer"] if d["flagged"]]
-    return _json_safe(report)
+    safe: dict[str, Any] = _json_safe(report)
+    return safe
 
 
 def _json_safe(obj: Any) -> Any:

@@ -111,7 +111,7 @@ def bin_assignments(confidences: np.ndarray, n_bins: int = 15, strategy: Strateg
         sorted_conf = conf[order]
         first_of_group = np.searchsorted(sorted_conf, sorted_conf, side="left")
         idx_sorted = idx[order][first_of_group]
-        out = np.empty_like(idx)
+        out: np.ndarray = np.empty_like(idx)
         out[order] = idx_sorted
         return out
     raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
@@ -223,7 +223,8 @@ def calibration_metrics(confidences: Any, correct: Any, n_bins: int = 15) -> dic
 # ----------------------------------------------------------------------------------------------
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1.0 - EPS)
-    return np.log(p) - np.log1p(-p)
+    logits: np.ndarray = np.log(p) - np.log1p(-p)
+    return logits
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -261,7 +262,8 @@ class Calibrator:
             out = np.asarray(p["values"])[idx]
         else:  # pragma: no cover - guarded by fit_calibrator / load_calibrator
             raise ValueError(f"unknown calibrator method {self.method!r}")
-        return np.clip(out, 0.0, 1.0)
+        calibrated: np.ndarray = np.clip(out, 0.0, 1.0)
+        return calibrated
 
     def to_dict(self) -> dict[str, Any]:
         return {"method": self.method, "params": self.params, "n_fit": self.n_fit, "meta": self.meta}

@@ -129,7 +129,7 @@ def choose_threshold(
         raise ValueError("correct is empty")
     curve = coverage_precision_curve(conf, corr, confidence_level, method)
     ok = np.nonzero(curve["lower_bound"] >= target_precision)[0]
-    common = {
+    common: dict[str, Any] = {
         "target_precision": float(target_precision),
         "confidence_level": float(confidence_level),
         "method": method,

@@ -1,3 +1,9 @@
 """labeltriage: LLM pre-labelling, calibrated triage, active learning and Argilla review."""
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    # the one version source is pyproject.toml's `version`, read from the installed metadata
+    __version__ = version("labeltriage")
+except PackageNotFoundError:  # a checkout on sys.path that was never installed
+    __version__ = "0+unknown"
