@@ -49,18 +49,31 @@ class DecodingError(RuntimeError):
 
 # ---------------------------------------------------------------------------------------------
 # Parts of an answer: each is a small automaton over bytes. A state is an immutable value.
-# Every part has the same four methods: ``start()`` (the state before its first byte),
-# ``step(state, byte)`` (the state after one more byte, ``byte`` an int in 0..255, or None if the
-# part cannot take it), ``can_end(state)`` (the part may stop here) and ``forced(state)`` (the bytes
-# every valid continuation of this part writes next, possibly empty).
+
+
+class AnswerPart(Protocol):
+    """What every part of an answer (:class:`FixedText`, :class:`EnumString`, :class:`EnumArray`,
+    :class:`Number`, :class:`String`) does; each part defines its own state type."""
+
+    def start(self) -> Any:
+        """The state before the part's first byte."""
+
+    def step(self, state: Any, byte: int) -> Any | None:
+        """The state after one more byte (an int in 0..255), or None if the part cannot take it."""
+
+    def can_end(self, state: Any) -> bool:
+        """Whether the part may stop at ``state`` (the next part then takes the next byte)."""
+
+    def forced(self, state: Any) -> bytes:
+        """The bytes every valid continuation of this part writes next (empty when there is a choice)."""
 
 
 @dataclass(frozen=True)
 class FixedText:
     """Fixed text (the JSON scaffold between values, e.g. ``", "confidence": ``).
 
-    State: the number of bytes of ``text`` written so far. (Named so as not to shadow
-    ``typing.Literal``.)
+    An :class:`AnswerPart`; state: the number of bytes of ``text`` written so far. (Named so as not
+    to shadow ``typing.Literal``.)
     """
 
     text: bytes
@@ -82,7 +95,7 @@ class FixedText:
 class EnumString:
     """One of ``values`` (JSON-escaped UTF-8 bodies, the quotes belong to the fixed text around it).
 
-    State: the bytes of the value written so far.
+    An :class:`AnswerPart`; state: the bytes of the value written so far.
     """
 
     values: tuple[bytes, ...]
@@ -112,8 +125,9 @@ class EnumArray:
     """``"a", "b"`` between the brackets (the brackets belong to the fixed text around it).
 
     At most ``max_items`` values, each one of ``values`` (JSON-escaped bodies), each at most once if
-    ``unique``. State: (chosen values, the value being written or None between values, phase), the
-    phase being what comes next: ``item_or_end``, ``item``, ``value``, ``comma_or_end`` or ``space``.
+    ``unique``. An :class:`AnswerPart`; state: (chosen values, the value being written or None
+    between values, phase), the phase being what comes next: ``item_or_end``, ``item``, ``value``,
+    ``comma_or_end`` or ``space``.
     """
 
     values: tuple[bytes, ...]
@@ -168,7 +182,8 @@ class EnumArray:
 @dataclass(frozen=True)
 class Number:
     """A JSON number within ``[minimum, maximum]`` (either bound may be None), at most
-    ``MAX_FRACTION_DIGITS`` digits after the point, no exponent. State: the text written so far."""
+    ``MAX_FRACTION_DIGITS`` digits after the point, no exponent. An :class:`AnswerPart`; state: the
+    text written so far."""
 
     minimum: float | None = None
     maximum: float | None = None
@@ -235,8 +250,8 @@ class String:
     """The body of a JSON string (the closing quote belongs to the next fixed text).
 
     At most ``max_chars`` characters (Unicode code points; an escape such as ``\\n`` is one), no raw
-    control character (RFC 8259). State: (characters written, escape progress: 0 none, -1 after a
-    backslash, n>0 hex digits of a \\u escape still due).
+    control character (RFC 8259). An :class:`AnswerPart`; state: (characters written, escape
+    progress: 0 none, -1 after a backslash, n>0 hex digits of a \\u escape still due).
     """
 
     max_chars: int | None = None
@@ -405,7 +420,8 @@ class TokenModel(Protocol):
         shape (len(tokens) - logits_from, n_vocab)."""
 
     @property
-    def n_vocab(self) -> int: ...
+    def n_vocab(self) -> int:
+        """The vocabulary size: the length of a logits row."""
 
 
 @dataclass
