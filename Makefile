@@ -1,4 +1,5 @@
-# labeltriage: `make demo` runs the whole loop on this machine, `make test` runs every test.
+# labeltriage: `make demo` runs the whole loop on this machine, `make test` runs every test,
+# `make test-fast` the pure ones (no stack, no model, no server) in under a minute.
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,7 +7,7 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: setup demo test lint format stack-up stack-down bench clean
+.PHONY: setup demo test test-fast lint format stack-up stack-down bench clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,6 +18,7 @@ demo: setup
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: setup
 	$(BIN)/ruff format .
@@ -24,6 +26,9 @@ format: setup
 
 test: setup lint
 	bash scripts/run_tests.sh
+
+test-fast: setup
+	bash scripts/run_tests.sh fast
 
 stack-up: setup
 	$(BIN)/labeltriage stack up

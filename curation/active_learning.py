@@ -1,8 +1,9 @@
 """Active-learning acquisition functions, memory-bounded for pools of millions of embeddings.
 
-Public API kept by name and signature from the source (Code Fragment 13.5.2):
+Three functions keep the name, signature and result of the reference implementation this module
+replaced (kept verbatim in ``tests/test_active_learning.py`` as the test oracle):
 :func:`uncertainty_sampling`, :func:`diversity_sampling`, :func:`hybrid_acquisition`. They return
-the *same indices in the same order* as the source's formulas (``np.argsort(score)[-n_select:]``,
+the *same indices in the same order* as those formulas (``np.argsort(score)[-n_select:]``,
 i.e. the most informative record last), but never build the pool x labelled distance matrix: the
 pool is processed in row blocks of at most ``block_bytes`` of similarities, so peak memory is about
 ``block_bytes`` (at least 256 rows) plus a few ``(n_pool,)`` vectors, whatever the pool size. The numerics follow
@@ -11,12 +12,23 @@ sklearn's ``cosine_distances`` step by step (row-wise ``normalize``, ``X @ Y.T``
 
 Added here (these return indices *most informative first*, ties broken by lower index):
 
-* :func:`least_confidence_sampling`, :func:`margin_sampling` (breaking ties, Scheffer et al. 2001),
-* :func:`core_set_sampling`: greedy k-center (Sener & Savarese 2018),
-* :func:`batch_hybrid_acquisition`: the source's uncertainty/diversity mix made batch-aware: picks
+* :func:`least_confidence_sampling` (Culotta & McCallum 2005, "Reducing Labeling Effort for
+  Structured Prediction Tasks", AAAI), :func:`margin_sampling` (Scheffer, Decomain & Wrobel 2001,
+  "Active Hidden Markov Models for Information Extraction", IDA),
+* :func:`core_set_sampling`: greedy k-center (Sener & Savarese 2018, "Active Learning for
+  Convolutional Neural Networks: A Core-Set Approach", ICLR),
+* :func:`batch_hybrid_acquisition`: the uncertainty/diversity mix made batch-aware: picks
   one record at a time and updates every candidate's distance to "labelled + already picked", and
-  never takes a near-duplicate of a record already in the batch,
-* :func:`disagreement_sampling`: records where the classifier disagrees most with the LLM's label.
+  never takes a near-duplicate of a record already in the batch (prefiltering as Zhdanov 2019,
+  "Diverse Mini-Batch Active Learning"),
+* :func:`disagreement_sampling`: records where the classifier disagrees most with the LLM's label,
+  query by committee (Seung, Opper & Sompolinsky 1992, "Query by Committee", COLT) with a committee
+  of two.
+
+Uncertainty sampling itself is Lewis & Gale (1994), "A Sequential Algorithm for Training Text
+Classifiers" (SIGIR); Settles (2009), "Active Learning Literature Survey" (University of
+Wisconsin-Madison, CS Technical Report 1648) surveys all of the above. Entropies are in nats;
+cosine distances in [0, 2].
 
 Shapes: ``predictions`` ``(n_pool, n_classes)`` rows of probabilities summing to 1; ``embeddings``
 ``(n_pool, dim)``; ``labeled_embeddings`` ``(n_labeled, dim)``. Pure module: numpy and sklearn.
@@ -126,7 +138,12 @@ def _check_weight(uncertainty_weight: float) -> float:
 # scores, shape (n_pool,), higher = more informative
 # ----------------------------------------------------------------------------------------------
 def entropy_scores(predictions: Any) -> np.ndarray:
-    """Predictive entropy per row (nats), exactly the source's ``-sum(p * log(p + 1e-10))``."""
+    """Predictive entropy per row in nats, ``(n, C)`` -> ``(n,)``: ``-sum(p * log(p + 1e-10))``,
+    the reference formula to the bit (the 1e-10 keeps ``log(0)`` finite).
+
+    Raises:
+        ValueError: ``predictions`` not probability rows (see :func:`check_predictions`).
+    """
     p = check_predictions(predictions)
     out = np.empty(p.shape[0], dtype=np.result_type(p.dtype, np.float32))
     for s in range(0, p.shape[0], _ROW_BLOCK):
@@ -136,27 +153,37 @@ def entropy_scores(predictions: Any) -> np.ndarray:
 
 
 def least_confidence_scores(predictions: Any) -> np.ndarray:
-    """``1 - max_k p_k`` per row."""
+    """``1 - max_k p_k`` per row, ``(n, C)`` -> ``(n,)`` in ``[0, 1 - 1/C]``; raises ValueError as
+    :func:`check_predictions`."""
     p = check_predictions(predictions)
-    return 1.0 - p.max(axis=1)
+    scores: np.ndarray = 1.0 - p.max(axis=1)
+    return scores
 
 
 def margin_scores(predictions: Any) -> np.ndarray:
-    """``1 - (p_top1 - p_top2)`` per row: 1 when the two best classes tie (breaking ties)."""
+    """``1 - (p_top1 - p_top2)`` per row, ``(n, C)`` -> ``(n,)`` in [0, 1]: 1 when the two best
+    classes tie (Scheffer et al. 2001); raises ValueError as :func:`check_predictions`."""
     p = check_predictions(predictions)
     top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
     return 1.0 - (top2[:, 1] - top2[:, 0])
 
 
 def normalised_uncertainty(predictions: Any, kind: Uncertainty = "entropy") -> np.ndarray:
-    """Uncertainty in [0, 1]: entropy / log(C), margin score, or least confidence / (1 - 1/C)."""
+    """Uncertainty in [0, 1], ``(n, C)`` -> ``(n,)``: entropy / log(C), margin score, or least
+    confidence / (1 - 1/C).
+
+    Raises:
+        ValueError: an unknown ``kind``, or invalid ``predictions``.
+    """
     p = check_predictions(predictions)
     if kind == "entropy":
-        return entropy_scores(p) / np.log(p.shape[1])
+        entropy: np.ndarray = entropy_scores(p) / np.log(p.shape[1])
+        return entropy
     if kind == "margin":
         return margin_scores(p)
     if kind == "least_confidence":
-        return least_confidence_scores(p) / (1.0 - 1.0 / p.shape[1])
+        least: np.ndarray = least_confidence_scores(p) / (1.0 - 1.0 / p.shape[1])
+        return least
     raise ValueError(f"uncertainty must be 'entropy', 'margin' or 'least_confidence', got {kind!r}")
 
 
@@ -171,7 +198,12 @@ def min_cosine_distance(
     """Cosine distance from each pool row to its nearest labelled row, shape ``(n_pool,)``.
 
     Bit-identical to ``sklearn.metrics.pairwise.cosine_distances(E, L).min(axis=1)`` but computed
-    in row blocks so that at most ``block_bytes`` of similarities exist at once.
+    in row blocks so that at most ``block_bytes`` of similarities exist at once. Distances are in
+    [0, 2].
+
+    Raises:
+        ValueError: empty, non-numeric, non-finite or non-2-D inputs, different dimensions, or
+            ``block_bytes < 1``.
     """
     lab = check_embeddings(labeled_embeddings, "labeled_embeddings")
     emb = check_embeddings(embeddings, "embeddings", dim=lab.shape[1])
@@ -185,9 +217,9 @@ def _min_cosine_distance(emb: np.ndarray, lab: np.ndarray, block_bytes: int) -> 
     lab_n_t = normalize(lab.astype(dtype, copy=False), copy=True).T
     itemsize = np.dtype(dtype).itemsize
     # >= 256 rows: tiny blocks send BLAS down its gemv / small-matrix paths, whose rounding differs
-    # from the full product's (measured), which would break bit-identity with the source.
+    # from the full product's (measured), which would break bit-identity with the reference.
     rows = max(_MIN_BLOCK_ROWS, int(block_bytes // (itemsize * lab.shape[0])))
-    out = np.empty(emb.shape[0], dtype=dtype)
+    out: np.ndarray = np.empty(emb.shape[0], dtype=dtype)
     for s in range(0, emb.shape[0], rows):
         blk = normalize(emb[s : s + rows].astype(dtype, copy=False), copy=True)
         sim = blk @ lab_n_t
@@ -206,10 +238,10 @@ def _top_desc(scores: np.ndarray, n_select: int) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------------------------
-# the source's three functions (same names, signatures and indices)
+# the reference implementation's three functions (same names, signatures and indices)
 # ----------------------------------------------------------------------------------------------
 def uncertainty_sampling(predictions: np.ndarray, n_select: int = 50) -> np.ndarray:
-    """Select examples where the model is most uncertain (entropy), as the source does.
+    """Select examples where the model is most uncertain (entropy; Lewis & Gale 1994).
 
     Args:
         predictions: ``(n_samples, n_classes)`` predicted probabilities, rows summing to 1.
@@ -217,6 +249,9 @@ def uncertainty_sampling(predictions: np.ndarray, n_select: int = 50) -> np.ndar
 
     Returns:
         ``(n_select,)`` int indices, ``np.argsort(entropy)[-n_select:]`` (most uncertain last).
+
+    Raises:
+        ValueError: invalid ``predictions`` or ``n_select`` outside ``[1, n_samples]``.
     """
     p = check_predictions(predictions)
     n_select = _check_n_select(n_select, p.shape[0])
@@ -230,16 +265,19 @@ def diversity_sampling(
     *,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> np.ndarray:
-    """Select examples most distant (cosine) from their nearest labelled example, as the source does.
+    """Select examples most distant (cosine) from their nearest labelled example.
 
     Args:
         embeddings: ``(n_pool, dim)`` pool embeddings.
         labeled_embeddings: ``(n_labeled, dim)`` embeddings of the labelled set (non-empty).
         n_select: number to select, ``1 <= n_select <= n_pool``.
-        block_bytes: memory cap for the similarity block (keyword-only, not in the source).
+        block_bytes: memory cap for the similarity block (keyword-only, an addition).
 
     Returns:
         ``(n_select,)`` indices, ``np.argsort(min_distances)[-n_select:]`` (most distant last).
+
+    Raises:
+        ValueError: invalid embeddings (see :func:`min_cosine_distance`) or ``n_select``.
     """
     d = min_cosine_distance(embeddings, labeled_embeddings, block_bytes=block_bytes)
     n_select = _check_n_select(n_select, d.shape[0])
@@ -255,11 +293,11 @@ def hybrid_acquisition(
     *,
     block_bytes: int = DEFAULT_BLOCK_BYTES,
 ) -> np.ndarray:
-    """Weighted mix of normalised entropy and normalised diversity, as the source computes it.
+    """Weighted mix of normalised entropy and normalised diversity (the reference formula).
 
     ``combined = w * entropy / log(C) + (1 - w) * d / max(max(d), 1e-10)`` with ``d`` the cosine
     distance to the nearest labelled example; returns ``np.argsort(combined)[-n_select:]`` (same
-    indices and order as the source) while holding at most ``block_bytes`` of distances.
+    indices and order as the reference) while holding at most ``block_bytes`` of distances.
 
     Args:
         predictions: ``(n_pool, n_classes)`` probabilities.
@@ -267,6 +305,10 @@ def hybrid_acquisition(
         labeled_embeddings: ``(n_labeled, dim)``, non-empty.
         n_select: ``1 <= n_select <= n_pool``.
         uncertainty_weight: ``w`` in [0, 1].
+
+    Raises:
+        ValueError: invalid inputs, pools of different sizes, ``w`` outside [0, 1] or ``n_select``
+            outside ``[1, n_pool]``.
     """
     p = check_predictions(predictions)
     lab = check_embeddings(labeled_embeddings, "labeled_embeddings")
@@ -274,7 +316,7 @@ def hybrid_acquisition(
     _check_same_pool(p, emb)
     w = _check_weight(uncertainty_weight)
     n_select = _check_n_select(n_select, p.shape[0])
-    # same expressions and dtypes as the source, so float rounding (and hence ties) match
+    # same expressions and dtypes as the reference, so float rounding (and hence ties) match
     entropy = entropy_scores(p)
     max_entropy = np.log(p.shape[1])
     uncertainty_scores = entropy / max_entropy
@@ -288,13 +330,15 @@ def hybrid_acquisition(
 # additions
 # ----------------------------------------------------------------------------------------------
 def least_confidence_sampling(predictions: Any, n_select: int) -> np.ndarray:
-    """The ``n_select`` rows with the lowest top probability, most uncertain first."""
+    """The ``n_select`` rows with the lowest top probability (Culotta & McCallum 2005), most
+    uncertain first, ties to the lower index; raises ValueError for invalid inputs."""
     s = least_confidence_scores(predictions)
     return _top_desc(s, _check_n_select(n_select, s.shape[0]))
 
 
 def margin_sampling(predictions: Any, n_select: int) -> np.ndarray:
-    """The ``n_select`` rows with the smallest gap between the two best classes, smallest first."""
+    """The ``n_select`` rows with the smallest gap between the two best classes (Scheffer et al.
+    2001), smallest first, ties to the lower index; raises ValueError for invalid inputs."""
     s = margin_scores(predictions)
     return _top_desc(s, _check_n_select(n_select, s.shape[0]))
 
@@ -303,7 +347,12 @@ def disagreement_scores(llm_labels: Any, predictions: Any) -> np.ndarray:
     """``1 - p_classifier(llm_label)`` per row, shape ``(n,)``: high when the student doubts the LLM.
 
     ``llm_labels`` are class indices ``(n,)`` into the columns of ``predictions``; ``-1`` marks a
-    failed pre-label and scores 1.0.
+    failed pre-label and scores 1.0. The score is the classifier's probability that the LLM's
+    label is wrong, in [0, 1] (`curation.routing.priority_scores` pools it with the calibrated
+    confidence).
+
+    Raises:
+        ValueError: ``llm_labels`` not ``(n,)`` integers in ``[-1, C - 1]``, or invalid ``predictions``.
     """
     p = check_predictions(predictions)
     lab = np.asarray(llm_labels)
@@ -318,7 +367,8 @@ def disagreement_scores(llm_labels: Any, predictions: Any) -> np.ndarray:
 
 
 def disagreement_sampling(llm_labels: Any, predictions: Any, n_select: int) -> np.ndarray:
-    """The ``n_select`` rows where the classifier gives the LLM's label the least probability."""
+    """The ``n_select`` rows where the classifier gives the LLM's label the least probability, the
+    most doubted first; raises ValueError as :func:`disagreement_scores`."""
     s = disagreement_scores(llm_labels, predictions)
     return _top_desc(s, _check_n_select(n_select, s.shape[0]))
 
@@ -369,6 +419,10 @@ def core_set_sampling(
 
     Each pick is the pool record farthest from "labelled + already picked". Cost
     ``O(n_pool * (n_labeled + n_select) * dim)``; memory ``O(n_pool * dim)`` for the normalised pool.
+    Returns ``(n_select,)`` pool indices in pick order.
+
+    Raises:
+        ValueError: invalid embeddings (see :func:`min_cosine_distance`) or ``n_select``.
     """
     lab = check_embeddings(labeled_embeddings, "labeled_embeddings")
     emb = check_embeddings(embeddings, "embeddings", dim=lab.shape[1])
@@ -418,6 +472,11 @@ def batch_hybrid_acquisition(
 
     Returns:
         ``(n_select,)`` pool indices in pick order (first = most valuable).
+
+    Raises:
+        ValueError: invalid inputs (as :func:`hybrid_acquisition`), ``duplicate_distance``
+            outside [0, 2), ``n_candidates`` outside ``[n_select, n_pool]``, or fewer than
+            ``n_select`` records that are not near-duplicates of each other.
     """
     p = check_predictions(predictions)
     lab = check_embeddings(labeled_embeddings, "labeled_embeddings")
@@ -437,4 +496,5 @@ def batch_hybrid_acquisition(
     dist = _min_cosine_distance(cand_emb, lab, block_bytes)
     cand_n = normalize(cand_emb.astype(np.float32, copy=False), copy=True)
     picks = _greedy_batch(u[cand].astype(np.float64), dist, cand_n, n_select, w, duplicate_distance)
-    return cand[picks]
+    chosen: np.ndarray = cand[picks]
+    return chosen

@@ -1,8 +1,16 @@
 """Inter-annotator agreement: Cohen's and Fleiss' kappa, Krippendorff's alpha and the LLM checks.
 
-Pure functions on numpy arrays (plus one helper that reads a long pandas table). The public names
-and signatures `cohens_kappa(labels_a, labels_b)` and `fleiss_kappa(ratings_matrix)` are those of
-the source (Code Fragment 13.5.4); the extras are keyword-only so the source calls still work.
+Pure functions on numpy arrays (plus one helper that reads a long pandas table). The signatures
+`cohens_kappa(labels_a, labels_b)` and `fleiss_kappa(ratings_matrix)` are the plain ones (two label
+lists; a count table); every extra is keyword-only, so such calls keep working.
+
+References: Cohen (1960), "A Coefficient of Agreement for Nominal Scales" (Educational and
+Psychological Measurement) and Cohen (1968), "Weighted Kappa" (Psychological Bulletin); Fleiss
+(1971), "Measuring Nominal Scale Agreement among Many Raters" (Psychological Bulletin);
+Krippendorff (2011), "Computing Krippendorff's Alpha-Reliability" (Annenberg School for
+Communication); the interpretation bands of Landis & Koch (1977), "The Measurement of Observer
+Agreement for Categorical Data" (Biometrics). Every coefficient is unitless: 1 perfect agreement,
+0 chance, below 0 systematic disagreement.
 
 Conventions used throughout:
 
@@ -11,8 +19,8 @@ Conventions used throughout:
   shape Krippendorff's alpha wants (the `krippendorff` package wants the transpose).
 * A *count table* is ``(n_subjects, n_categories)``: how many raters put subject i in category j.
 * When chance agreement is total (every rating is the same single category), every coefficient is
-  0/0. We return 1.0 there, as the source's ``cohens_kappa``/``fleiss_kappa`` do: the raters did
-  agree on every item. sklearn and statsmodels return NaN in that case.
+  0/0. We return 1.0 there: the raters did agree on every item. sklearn and statsmodels return NaN
+  in that case.
 * Units with fewer than two ratings carry no information about agreement and are ignored by every
   coefficient here (Krippendorff's "pairable values").
 """
@@ -45,7 +53,7 @@ __all__ = [
     "ratings_from_long",
 ]
 
-# The source's bands (Landis & Koch 1977): "0.81-1.00 almost perfect ... < 0.20 slight/poor".
+# Landis & Koch (1977)'s bands: "0.81-1.00 almost perfect ... < 0.20 slight/poor".
 # Read as upper-inclusive intervals: (0.80, 1] almost perfect, (0.60, 0.80] substantial, ...
 KAPPA_BANDS: tuple[tuple[float, str], ...] = (
     (0.80, "almost perfect"),
@@ -57,7 +65,7 @@ POOR_BAND = "slight/poor"
 
 
 def interpret_kappa(value: float) -> str:
-    """Band name for a kappa or alpha value, with the source's cut points.
+    """Band name for a kappa or alpha value, with Landis & Koch (1977)'s cut points.
 
     ``> 0.80`` almost perfect, ``> 0.60`` substantial, ``> 0.40`` moderate, ``> 0.20`` fair,
     otherwise slight/poor; NaN gives ``"undefined"``.
@@ -90,7 +98,7 @@ def cohens_kappa(
     weights: Literal["linear", "quadratic"] | None = None,
     labels: Sequence[Any] | None = None,
 ) -> float:
-    """Cohen's kappa between two raters who labelled the same items.
+    """Cohen's kappa (Cohen 1960; weighted: Cohen 1968) between two raters who labelled the same items.
 
     Args:
         labels_a: ``(n_items,)`` labels of rater A (any hashable values, no missing).
@@ -103,6 +111,10 @@ def cohens_kappa(
 
     Returns:
         kappa in ``[-1, 1]``; 1.0 when both raters used one and the same category throughout.
+
+    Raises:
+        ValueError: inputs not 1-D, of different lengths, empty or with missing values; unknown
+            ``weights``; labels outside ``labels``.
     """
     a = _as_label_vector(labels_a, "labels_a")
     b = _as_label_vector(labels_b, "labels_b")
@@ -156,7 +168,7 @@ def fleiss_kappa(
     k: int | None = None,
     random_state: int | np.random.Generator | None = None,
 ) -> float:
-    """Fleiss' kappa on a subjects x categories count table.
+    """Fleiss' kappa (Fleiss 1971) on a subjects x categories count table.
 
     Fleiss' formula assumes every subject was rated by the same number of raters. Real review
     rounds (and the VADER crowd data) break that, so the policy is explicit:
@@ -176,6 +188,11 @@ def fleiss_kappa(
 
     Returns:
         kappa; 1.0 when all ratings fall in a single category.
+
+    Raises:
+        ValueError: not a 2-D table of non-negative integer counts, no subjects, unequal rater
+            counts with ``unequal="raise"``, a ``k`` above some row total, ``k`` without
+            ``"subsample"``, or fewer than 2 raters per subject.
     """
     counts = np.asarray(ratings_matrix)
     if counts.ndim != 2:
@@ -236,6 +253,9 @@ def count_table(data: np.ndarray, n_categories: int | None = None) -> np.ndarray
 
     Returns:
         ``(n_units, n_categories)`` int64 counts.
+
+    Raises:
+        ValueError: ``data`` not 2-D, codes that are not integers >= 0, or a code >= ``n_categories``.
     """
     arr = _as_ratings(data, "data")
     observed = arr[~np.isnan(arr)]
@@ -282,6 +302,9 @@ def krippendorff_alpha(
     Returns:
         alpha (1 = perfect, 0 = chance, < 0 = systematic disagreement); 1.0 when every pairable
         value is the same.
+
+    Raises:
+        ValueError: ``data`` not 2-D, an unknown ``level``, or no unit with two ratings.
     """
     arr = _as_ratings(data, "data")
     if level not in ("nominal", "ordinal", "interval", "ratio"):
@@ -306,7 +329,7 @@ def krippendorff_alpha(
     expected = float((np.outer(n_c, n_c) * delta).sum()) / (n - 1.0)
     if expected <= 1e-15:
         return 1.0
-    return 1.0 - observed / expected
+    return float(1.0 - observed / expected)
 
 
 def _difference(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
@@ -314,18 +337,21 @@ def _difference(values: np.ndarray, n_c: np.ndarray, level: str) -> np.ndarray:
     if level == "nominal":
         return 1.0 - np.eye(len(values))
     if level == "interval":
-        return (values[:, None] - values[None, :]) ** 2
+        squared: np.ndarray = (values[:, None] - values[None, :]) ** 2
+        return squared
     if level == "ratio":
         total = values[:, None] + values[None, :]
         with np.errstate(invalid="ignore", divide="ignore"):
             out = ((values[:, None] - values[None, :]) / total) ** 2
-        return np.nan_to_num(out, nan=0.0)
+        ratio: np.ndarray = np.nan_to_num(out, nan=0.0)
+        return ratio
     # ordinal: (sum_{g=c..k} n_g - (n_c + n_k)/2)^2 over the rank order of the values
     cumulative = np.concatenate([[0.0], np.cumsum(n_c)])
     i, j = np.meshgrid(np.arange(len(values)), np.arange(len(values)), indexing="ij")
     lo, hi = np.minimum(i, j), np.maximum(i, j)
     span = cumulative[hi + 1] - cumulative[lo]
-    return (span - (n_c[i] + n_c[j]) / 2.0) ** 2
+    ordinal: np.ndarray = (span - (n_c[i] + n_c[j]) / 2.0) ** 2
+    return ordinal
 
 
 # --------------------------------------------------------------------------------------------
@@ -340,6 +366,12 @@ def percent_agreement(data: np.ndarray) -> float:
 
     Args:
         data: ``(n_units, n_raters)`` category codes, NaN for missing.
+
+    Returns:
+        The mean share of agreeing pairs, in [0, 1].
+
+    Raises:
+        ValueError: no unit with at least two ratings, or invalid codes (see :func:`count_table`).
     """
     counts = count_table(data)
     m = counts.sum(axis=1)
@@ -420,7 +452,10 @@ def llm_vs_majority_kappa(llm_labels: np.ndarray, data: np.ndarray, n_categories
 
     Returns:
         ``{"n_items", "kappa", "band", "accuracy"}`` over units with an LLM label and a
-        resolved (non-tied) majority.
+        resolved (non-tied) majority (NaN figures when there is none).
+
+    Raises:
+        ValueError: ``data`` not 2-D, or ``llm_labels`` not of shape ``(n_units,)``.
     """
     llm, majority, mask = _llm_and_majority(llm_labels, data, n_categories)
     if not mask.any():
@@ -446,7 +481,7 @@ def _llm_and_majority(
     return llm, majority, (llm >= 0) & (majority >= 0)
 
 
-def llm_per_class_f1(llm_labels: np.ndarray, data: np.ndarray, n_categories: int) -> list[dict[str, float]]:
+def llm_per_class_f1(llm_labels: np.ndarray, data: np.ndarray, n_categories: int) -> list[dict[str, Any]]:
     """Per-class precision, recall and F1 of the LLM, taking the human majority as truth.
 
     Returns one dict per category code: ``category, precision, recall, f1, support`` (support =
@@ -488,7 +523,8 @@ def llm_favours_reviewer(
     margin: float = 0.2,
     min_items: int = 10,
 ) -> list[dict[str, Any]]:
-    """The source's warning as a check: does the LLM mimic one reviewer rather than the majority?
+    """Does the LLM mimic one reviewer rather than the majority? (An LLM can look accurate because
+    it shares one annotator's habits; this checks for it.)
 
     For each reviewer r, on the units r rated where the *other* reviewers have a resolved
     majority: ``kappa(LLM, r)`` versus ``kappa(LLM, majority of the others)``. The reviewer is
@@ -506,6 +542,9 @@ def llm_favours_reviewer(
     Returns:
         one dict per rater column: ``rater, n_items, kappa_llm_reviewer, kappa_llm_others,
         gap, flagged``.
+
+    Raises:
+        ValueError: ``data`` not 2-D, or ``llm_labels`` not of shape ``(n_units,)``.
     """
     arr = _as_ratings(data, "data")
     llm = np.asarray(llm_labels, dtype=float)
@@ -582,6 +621,10 @@ def ratings_from_long(
 
     Returns:
         Ratings with rows in first-seen record order and columns in sorted user order.
+
+    Raises:
+        TypeError: ``responses`` is not a pandas DataFrame.
+        ValueError: a column is missing, or a label is not in ``categories``.
     """
     import pandas as pd
 
@@ -697,7 +740,8 @@ def agreement_report(
             {"user": str(ratings.users[d["rater"]]), **{k_: v for k_, v in d.items() if k_ != "rater"}} for d in favours
         ]
         report["llm_favours_reviewer_flagged"] = [d["user"] for d in report["llm_favours_reviewer"] if d["flagged"]]
-    return _json_safe(report)
+    safe: dict[str, Any] = _json_safe(report)
+    return safe
 
 
 def _json_safe(obj: Any) -> Any:

@@ -30,13 +30,16 @@ import pandas as pd
 from labeltriage.errors import ReviewServerError
 from labeltriage.jsonio import write_json
 
-METADATA_FLOATS = ("priority", "llm_confidence")
+METADATA_FLOATS = ("priority", "calibrated_confidence")
 METADATA_TERMS = ("route", "llm_label", "source")
 METADATA_INTEGERS = ("round",)
 REASONING_FIELD = "llm_reasoning"
 TEXT_FIELD = "text"
 VECTOR_NAME = "embedding"
 MAX_BATCH = 500  # the server's cap for one bulk request
+# metadata properties renamed since an earlier release: old name -> new name (ensure_dataset moves
+# an existing dataset's values over and removes the old property)
+RENAMED_METADATA = {"llm_confidence": "calibrated_confidence"}
 
 
 class ArgillaIOError(ReviewServerError):
@@ -114,9 +117,11 @@ def dataset_settings(config: Any, vector_dimensions: int | None = 384):
 def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384):
     """Return the task's dataset, creating it if needed; repair or refuse settings drift.
 
-    Missing metadata properties (deleted by hand) are re-created; a label question whose labels
-    differ from the config is refused with :class:`SettingsDriftError`, as labels from two label
-    sets cannot be mixed in one dataset.
+    Missing metadata properties (deleted by hand, or new in this release) are created; a property
+    renamed since the dataset was created (:data:`RENAMED_METADATA`: ``llm_confidence`` is now
+    ``calibrated_confidence``) has its records' values moved to the new name and is then deleted;
+    a label question whose labels differ from the config is refused with
+    :class:`SettingsDriftError`, as labels from two label sets cannot be mixed in one dataset.
     """
     rg = _rg()
     name, workspace = config.argilla.dataset, config.argilla.workspace
@@ -142,7 +147,8 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
             if any("redis" in str(e).lower() for e in chain if e is not None):
                 cause = "the server's Redis is not reachable"
             else:
-                cause = " ".join(_short_error(exc.__cause__ or exc, 200).split())
+                reason = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+                cause = " ".join(_short_error(reason, 200).split())
             raise ArgillaIOError(
                 f"could not create the Argilla dataset {workspace}/{name}: {cause}{kept}. Fix: check the server "
                 "(`labeltriage stack status`; restart it with `labeltriage stack down && labeltriage stack up`) "
@@ -168,7 +174,47 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
         for prop in missing:
             dataset.settings.metadata.add(prop)
         dataset.update()
+    _rename_metadata(client, dataset, {old: new for old, new in RENAMED_METADATA.items() if old in present})
     return dataset
+
+
+def _rename_metadata(client: Any, dataset: Any, renames: dict[str, str], batch_size: int = MAX_BATCH) -> int:
+    """Move records' metadata values from each old property name to its new one, then delete the old
+    properties (the new ones exist already); returns the number of records rewritten.
+
+    A dataset created by an earlier release holds the calibrated confidence as ``llm_confidence``.
+    Left as it is, the reviewers keep a misleading filter, and a record that still carries the old
+    key could not be updated once the property is gone (the dataset refuses unknown metadata). So
+    the values move first (metadata-only bulk upserts: fields, suggestions and responses are left
+    as they are) and the property is deleted last: an interrupted rename is finished by the next
+    call.
+    """
+    if not renames:
+        return 0
+    items = []
+    for record in dataset.records(with_suggestions=False, with_responses=False, with_vectors=False):
+        metadata = dict(record.metadata)
+        if not set(renames) & set(metadata):
+            continue
+        for old, new in renames.items():
+            if old in metadata:
+                value = metadata.pop(old)
+                metadata.setdefault(new, value)
+        items.append({"external_id": record.id, "metadata": metadata})
+    http = client.api.http_client
+    for start in range(0, len(items), batch_size):
+        chunk = items[start : start + batch_size]
+
+        def send(chunk: list[dict[str, Any]] = chunk) -> None:
+            response = http.put(f"/api/v1/datasets/{dataset.id}/records/bulk", json={"items": chunk})
+            response.raise_for_status()
+
+        _with_retries(send, f"renaming metadata {sorted(renames)} of records {start + 1}-{start + len(chunk)}", 6, 1.0)
+    for old in renames:
+        prop = dataset.settings.metadata[old]
+        if prop is not None:
+            prop.delete()
+    return len(items)
 
 
 def _missing(value: Any) -> bool:
@@ -217,7 +263,12 @@ def build_records(
 ) -> list:
     """Argilla records for the rows of ``routed.parquet`` (one per row, same order).
 
-    ``vectors`` is ``(len(frame), d)`` or None. Failed pre-labels carry no suggestion.
+    Each record: the ``text`` field (a note for an empty text), the ``llm_reasoning`` field when
+    there is reasoning, the LLM label as a suggestion scored with the calibrated confidence (none
+    for a failed pre-label or a label outside the config's), and metadata ``priority``,
+    ``calibrated_confidence``, ``route``, ``llm_label`` (multi-label: comma-joined), ``round`` and
+    ``source`` (missing values are left out). ``vectors`` is ``(len(frame), d)`` or None. Builds
+    SDK objects only: no server is needed.
     """
     rg = _rg()
     labels = {label.name for label in config.labels}
@@ -225,7 +276,9 @@ def build_records(
     for position, row in enumerate(frame.itertuples(index=False)):
         row = row._asdict()
         label = _clean_label(row.get("llm_label"))
-        score = _float_or_none(row.get("calibrated_confidence", row.get("llm_confidence")))
+        calibrated = _float_or_none(row.get("calibrated_confidence"))
+        # the suggestion's score: the calibrated confidence; a frame never routed has only the raw one
+        score = calibrated if "calibrated_confidence" in row else _float_or_none(row.get("llm_confidence"))
         suggestions = []
         valid = (
             label is not None
@@ -244,7 +297,7 @@ def build_records(
             )
         metadata = {
             "priority": _float_or_none(row.get("priority")),
-            "llm_confidence": score,
+            "calibrated_confidence": calibrated,
             "route": row.get("route"),
             "llm_label": label if isinstance(label, str) else (",".join(label) if label else None),
             "round": int(round_number),
@@ -262,7 +315,7 @@ def build_records(
             rg.Record(
                 id=str(row["id"]),
                 fields=fields,
-                metadata={key: value for key, value in metadata.items() if value is not None},
+                metadata={key: value for key, value in metadata.items() if not _missing(value)},
                 suggestions=suggestions,
                 vectors={VECTOR_NAME: vectors[position].tolist()} if vectors is not None else {},
             )

@@ -15,6 +15,15 @@ ECE convention used throughout (state it in every report, libraries differ):
 * ``ECE = sum_b (n_b / n) * |accuracy_b - mean_confidence_b|`` over non-empty bins (L1, weighted),
 * ``MCE = max_b |accuracy_b - mean_confidence_b|`` over non-empty bins.
 
+All confidences, accuracies and calibration errors are probabilities (unitless, in [0, 1]).
+
+References: ECE and MCE as defined by Naeini, Cooper & Hauskrecht (2015), "Obtaining Well
+Calibrated Probabilities Using Bayesian Binning" (AAAI), in the top-label form with 15 equal-width
+bins of Guo, Pleiss, Sun & Weinberger (2017), "On Calibration of Modern Neural Networks" (ICML);
+equal-mass bins as in Nixon et al. (2019), "Measuring Calibration in Deep Learning" (CVPR
+Workshops); reliability diagrams after DeGroot & Fienberg (1983), "The Comparison and Evaluation
+of Forecasters" (The Statistician). Each calibrator cites its own method.
+
 Pure module: numpy, scipy and sklearn only; the only I/O is a calibrator's own ``save``/``load`` and
 the PNG written by :func:`reliability_diagram`.
 """
@@ -94,7 +103,14 @@ def _check_two_classes(correct: np.ndarray, what: str) -> None:
 # binning and metrics
 # ----------------------------------------------------------------------------------------------
 def bin_assignments(confidences: np.ndarray, n_bins: int = 15, strategy: Strategy = "uniform") -> np.ndarray:
-    """Bin index in ``[0, n_bins)`` for each confidence, shape ``(n,)`` (see the module docstring)."""
+    """Bin index in ``[0, n_bins)`` for each confidence: ``(n,)`` floats in [0, 1] -> ``(n,)`` int64.
+
+    ``"uniform"``: right-closed equal-width bins; ``"quantile"``: equal-mass bins, ties kept in
+    one bin (see the module docstring). The input is not checked (callers check it).
+
+    Raises:
+        ValueError: ``n_bins`` not a positive integer, or an unknown ``strategy``.
+    """
     if not isinstance(n_bins, int | np.integer) or n_bins < 1:
         raise ValueError(f"n_bins must be a positive integer, got {n_bins!r}")
     conf = np.asarray(confidences, dtype=np.float64)
@@ -111,7 +127,7 @@ def bin_assignments(confidences: np.ndarray, n_bins: int = 15, strategy: Strateg
         sorted_conf = conf[order]
         first_of_group = np.searchsorted(sorted_conf, sorted_conf, side="left")
         idx_sorted = idx[order][first_of_group]
-        out = np.empty_like(idx)
+        out: np.ndarray = np.empty_like(idx)
         out[order] = idx_sorted
         return out
     raise ValueError(f"strategy must be 'uniform' or 'quantile', got {strategy!r}")
@@ -124,6 +140,9 @@ def calibration_bins(
 
     Returns ``count``, ``mean_confidence``, ``accuracy`` (NaN for empty bins), ``lower`` and ``upper``
     (the bin's confidence range: fixed edges for ``uniform``, observed min/max for ``quantile``).
+
+    Raises:
+        ValueError: see :func:`check_confidences`, :func:`check_correct` and :func:`bin_assignments`.
     """
     conf, corr = _check_pair(confidences, correct)
     idx = bin_assignments(conf, n_bins, strategy)
@@ -149,11 +168,20 @@ def expected_calibration_error(
 ) -> float:
     """Top-label ECE: ``sum_b (n_b/n) |acc_b - conf_b|`` (15 right-closed uniform bins by default).
 
+    Naeini et al. (2015); Guo et al. (2017) for the top-label, 15-bin convention.
+
     Args:
         confidences: ``(n,)`` top-label confidences in [0, 1].
         correct: ``(n,)`` bool, whether the top label matched gold.
         n_bins: number of bins.
         strategy: ``"uniform"`` (equal width) or ``"quantile"`` (equal mass).
+
+    Returns:
+        ECE in [0, 1].
+
+    Raises:
+        ValueError: empty input, NaN/inf, confidences outside [0, 1], mismatched shapes, bad
+            ``n_bins`` or ``strategy``.
     """
     b = calibration_bins(confidences, correct, n_bins, strategy)
     n = b["count"].sum()
@@ -165,16 +193,20 @@ def expected_calibration_error(
 def maximum_calibration_error(
     confidences: Any, correct: Any, n_bins: int = 15, strategy: Strategy = "uniform"
 ) -> float:
-    """Top-label MCE: the largest ``|acc_b - conf_b|`` over non-empty bins (same binning as ECE)."""
+    """Top-label MCE (Naeini et al. 2015): the largest ``|acc_b - conf_b|`` over non-empty bins (same
+    binning and errors as :func:`expected_calibration_error`), in [0, 1]."""
     b = calibration_bins(confidences, correct, n_bins, strategy)
     nz = b["count"] > 0
     return float(np.max(np.abs(b["accuracy"][nz] - b["mean_confidence"][nz])))
 
 
 def brier_score(confidences: Any, correct: Any) -> float:
-    """Brier score of the confidence as a forecast of correctness: ``mean((conf - correct)^2)``.
+    """Brier score (Brier 1950, "Verification of Forecasts Expressed in Terms of Probability",
+    Monthly Weather Review) of the confidence as a forecast of correctness:
+    ``mean((conf - correct)^2)``, in [0, 1], lower is better.
 
-    Equal to ``sklearn.metrics.brier_score_loss(correct, confidences)``.
+    Equal to ``sklearn.metrics.brier_score_loss(correct, confidences)``. Raises ValueError for the
+    inputs :func:`check_confidences` and :func:`check_correct` refuse.
     """
     conf, corr = _check_pair(confidences, correct)
     return float(np.mean((conf - corr.astype(np.float64)) ** 2))
@@ -183,8 +215,12 @@ def brier_score(confidences: Any, correct: Any) -> float:
 def auroc(confidences: Any, correct: Any) -> float:
     """Area under the ROC curve of confidence as a score for "the label is correct" (ties count 1/2).
 
-    Computed as the Mann-Whitney U statistic on average ranks; equal to
-    ``sklearn.metrics.roc_auc_score(correct, confidences)``. Raises if ``correct`` is one-class.
+    Computed as the Mann-Whitney U statistic on average ranks (Hanley & McNeil 1982, "The Meaning
+    and Use of the Area under a Receiver Operating Characteristic (ROC) Curve", Radiology); equal
+    to ``sklearn.metrics.roc_auc_score(correct, confidences)``. Returns a value in [0, 1].
+
+    Raises:
+        ValueError: ``correct`` is one-class (AUROC is undefined), or the inputs are invalid.
     """
     conf, corr = _check_pair(confidences, correct)
     _check_two_classes(corr, "AUROC")
@@ -198,7 +234,8 @@ def auroc(confidences: Any, correct: Any) -> float:
 def calibration_metrics(confidences: Any, correct: Any, n_bins: int = 15) -> dict[str, float | int | None]:
     """All metrics in one dict: ECE (uniform and equal-mass), MCE, Brier, AUROC, accuracy, n.
 
-    AUROC is ``None`` when ``correct`` is one-class (it is undefined there).
+    AUROC is ``None`` when ``correct`` is one-class (it is undefined there). Raises ValueError for
+    invalid inputs, as :func:`expected_calibration_error`.
     """
     conf, corr = _check_pair(confidences, correct)
     try:
@@ -223,7 +260,8 @@ def calibration_metrics(confidences: Any, correct: Any, n_bins: int = 15) -> dic
 # ----------------------------------------------------------------------------------------------
 def _logit(p: np.ndarray) -> np.ndarray:
     p = np.clip(p, EPS, 1.0 - EPS)
-    return np.log(p) - np.log1p(-p)
+    logits: np.ndarray = np.log(p) - np.log1p(-p)
+    return logits
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -238,6 +276,9 @@ class Calibrator:
     breakpoints ``x``/``y`` (linear interpolation, clipped at the ends), for ``temperature`` the
     temperature ``t`` (``sigmoid(logit(c) / t)``), for ``platt`` ``a``/``b``
     (``sigmoid(a * logit(c) + b)``), for ``histogram`` the bin ``edges`` and per-bin ``values``.
+    ``n_fit`` is the number of gold records it was fitted on; ``meta`` is free-form provenance
+    (the CLI records the confidence column and the gold file). Make one with
+    :func:`fit_calibrator` or :func:`load_calibrator`.
     """
 
     method: str
@@ -246,7 +287,11 @@ class Calibrator:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def transform(self, confidences: Any) -> np.ndarray:
-        """Calibrated confidences, shape ``(n,)``, in [0, 1]."""
+        """Calibrated confidences: ``(n,)`` raw confidences in [0, 1] -> ``(n,)`` in [0, 1].
+
+        Raises:
+            ValueError: the input is empty, not 1-D, NaN/inf or outside [0, 1].
+        """
         conf = check_confidences(confidences)
         p = self.params
         if self.method == "isotonic":
@@ -261,9 +306,11 @@ class Calibrator:
             out = np.asarray(p["values"])[idx]
         else:  # pragma: no cover - guarded by fit_calibrator / load_calibrator
             raise ValueError(f"unknown calibrator method {self.method!r}")
-        return np.clip(out, 0.0, 1.0)
+        calibrated: np.ndarray = np.clip(out, 0.0, 1.0)
+        return calibrated
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON-serialisable form :meth:`save` writes: ``method``, ``params``, ``n_fit``, ``meta``."""
         return {"method": self.method, "params": self.params, "n_fit": self.n_fit, "meta": self.meta}
 
     def save(self, path: str | Path) -> None:
@@ -274,7 +321,12 @@ class Calibrator:
 
 
 def load_calibrator(path: str | Path) -> Calibrator:
-    """Read a calibrator written by :meth:`Calibrator.save`."""
+    """Read a calibrator written by :meth:`Calibrator.save`.
+
+    Raises:
+        FileNotFoundError: no file at ``path`` (the message says to run ``labeltriage calibrate``).
+        ValueError: the file is not JSON, or not a calibrator (``method`` and ``params``).
+    """
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -298,11 +350,20 @@ def fit_calibrator(confidences: Any, correct: Any, method: Method = "isotonic", 
     Args:
         confidences: ``(n,)`` raw confidences in [0, 1] on the gold records.
         correct: ``(n,)`` bool, whether the pre-label matched gold.
-        method: ``"isotonic"`` (monotone step fit, sklearn's IsotonicRegression, stored as
-            breakpoints), ``"temperature"`` (one scalar on the logit, NLL-fitted),
-            ``"platt"`` (logistic regression on the logit, NLL-fitted, unregularised),
-            ``"histogram"`` (equal-mass histogram binning with ``n_bins`` bins).
+        method: ``"isotonic"`` (isotonic regression, Zadrozny & Elkan 2002, "Transforming
+            Classifier Scores into Accurate Multiclass Probability Estimates", KDD; fitted with
+            sklearn's IsotonicRegression and stored as breakpoints), ``"temperature"`` (one scalar
+            dividing the logit, NLL-fitted: temperature scaling, Guo et al. 2017), ``"platt"``
+            (Platt scaling, Platt 1999, "Probabilistic Outputs for Support Vector Machines and
+            Comparisons to Regularized Likelihood Methods": a logistic regression, here on the
+            logit of the confidence, NLL-fitted, without Platt's target smoothing),
+            ``"histogram"`` (histogram binning, Zadrozny & Elkan 2001, "Obtaining Calibrated
+            Probability Estimates from Decision Trees and Naive Bayesian Classifiers", ICML, with
+            ``n_bins`` equal-mass bins).
         n_bins: bins for ``histogram`` only.
+
+    Returns:
+        The fitted :class:`Calibrator` (``n_fit = n``, ``meta["accuracy_fit"]`` the gold accuracy).
 
     Raises:
         ValueError: empty input, NaN/inf, confidences outside [0, 1], one-class ``correct``,

@@ -4,6 +4,10 @@ Pure functions on ratings arrays: ``(n_units, n_raters)`` float category codes
 ``0..n_categories-1`` with NaN where a reviewer did not answer (the layout of
 `curation.agreement.ratings_from_long`). Nothing here talks to Argilla: the adjudication queue
 is returned as data and the caller pushes it as record metadata.
+
+Reference: Dawid & Skene (1979), "Maximum Likelihood Estimation of Observer Error-Rates Using the
+EM Algorithm" (Journal of the Royal Statistical Society, Series C), fitted by EM (Dempster, Laird &
+Rubin 1977).
 """
 
 from __future__ import annotations
@@ -84,6 +88,14 @@ def majority_vote(
         tie_policy: see above.
         llm_labels: ``(n_units,)`` LLM codes (NaN/negative = none); required for ``"llm"``.
         random_state: seed for ``"random"``.
+
+    Returns:
+        :class:`MajorityResult`.
+
+    Raises:
+        ValueError: ``data`` not 2-D or holding codes outside ``0..n_categories-1``;
+            ``n_categories < 1``; an unknown ``tie_policy``; ``"llm"`` without ``llm_labels`` of
+            shape ``(n_units,)``.
     """
     counts = _counts(data, n_categories)
     n_votes = counts.sum(axis=1)
@@ -168,6 +180,13 @@ def dawid_skene(
             reviewer who never saw a class does not get probability 0 (which would veto it).
         init: ``"majority"`` or ``"random"``.
         random_state: seed for the random start.
+
+    Returns:
+        :class:`DawidSkeneResult` (``log_likelihood`` in nats).
+
+    Raises:
+        ValueError: invalid ``data`` or ``n_categories`` (as :func:`majority_vote`), ``max_iter < 1``,
+            ``smoothing < 0`` or an unknown ``init``.
     """
     counts = _counts(data, n_categories)
     arr = np.asarray(data, dtype=float)
@@ -249,6 +268,9 @@ def adjudication_queue(
 
     Returns:
         ``(flagged (n_units,) bool, reasons list[str | None])``.
+
+    Raises:
+        ValueError: the three arrays are not 1-D of one length.
     """
     labels = np.asarray(labels)
     agreement = np.asarray(agreement, dtype=float)

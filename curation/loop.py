@@ -14,11 +14,12 @@ import numpy as np
 import pandas as pd
 
 from curation import argilla_io
-from curation.active_learning import normalised_uncertainty
 from curation.consensus import majority_vote
 from labeltriage.jsonio import write_json
 
 EMBEDDINGS_FILE = "embeddings.npy"
+# weight of the student's doubt against the calibrated confidence in a feedback round's priority
+STUDENT_WEIGHT = 0.5
 
 
 def run_embeddings(run_dir: Path, texts: list[str], ids: list[str]) -> np.ndarray:
@@ -105,13 +106,39 @@ def reprioritise(
     labels: list[str],
     weak_weight: float = 0.3,
     seed: int = 0,
-) -> tuple[np.ndarray, dict]:
-    """New review priorities ``(n,)`` in [0, 1] from a student retrained on human + weak LLM labels.
+    student_weight: float = STUDENT_WEIGHT,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """New review priorities ``(n,)`` in [0, 1], higher = review first, from the calibrated
+    confidence and a student retrained on human + weak LLM labels.
 
-    The student (logistic regression on embeddings) trains on human majority labels (weight 1)
-    and, for the rest, the LLM's labels as weak labels (``weak_weight``). Priority is the mean of
-    the student's normalised entropy and its disagreement with the LLM's label.
+    The student (logistic regression on ``embeddings``, ``(n, d)`` aligned with ``routed``) trains
+    on the human majority labels (sample weight 1) and, for the other ok rows, the LLM's label as a
+    weak label (``weak_weight``). The priority is the one formula of
+    :func:`curation.routing.priority_scores` (route's priority is its ``w = 0`` case)::
+
+        priority = (1 - w) * (1 - calibrated_confidence) + w * (1 - p_student(llm_label))
+
+    with ``w = student_weight``; a failed pre-label (or one without a calibrated confidence) gets
+    1.0. Both terms estimate the same thing, the chance that the LLM's label is wrong: one from the
+    LLM's confidence calibrated on gold, one from a second model that has seen the reviewers'
+    answers. Their weighted mean is a linear opinion pool (Stone 1961; Genest & Zidek 1986), so the
+    priority stays a probability-like score in [0, 1].
+
+    Args:
+        routed: ``routed.parquet`` (``id, llm_label, status, calibrated_confidence, priority``).
+        embeddings: ``(len(routed), d)`` float embeddings of ``routed``'s texts.
+        majority: :func:`human_majority`'s table (``record_id, majority``).
+        labels: the task's label names (single-label tasks: a multi-label answer is no weak label).
+        weak_weight: sample weight of an LLM label in the student's training, in (0, 1].
+        seed: the student's random state.
+        student_weight: ``w`` above, in [0, 1].
+
+    Returns:
+        ``(priority, info)``; without two distinct labels to train on, ``routed["priority"]``
+        unchanged and ``info["retrained"] = False``.
     """
+    from curation.active_learning import disagreement_scores
+    from curation.routing import priority_scores
     from curation.student import fit_student
 
     human = {
@@ -136,15 +163,21 @@ def reprioritise(
         sample_weight=np.array(weights)[mask],
     )  # fmt: skip
     proba = student.predict_proba(embeddings)
-    uncertainty = normalised_uncertainty(proba, "entropy")
+    column = {str(name): j for j, name in enumerate(student.classes)}
+    llm_labels = routed["llm_label"].tolist()
+    llm_codes = np.array([column.get(label, -1) if isinstance(label, str) else -1 for label in llm_labels])
+    calibrated = routed["calibrated_confidence"].to_numpy(dtype=float)
+    ok = (routed["status"].astype(str) == "ok").to_numpy() & np.isfinite(calibrated) & (llm_codes >= 0)
+    student_doubt = disagreement_scores(llm_codes, proba)  # 1 - p_student(llm_label); 1.0 where none
+    priority = priority_scores(calibrated, ok, disagreement=student_doubt, weight=student_weight)
     predicted = student.classes[np.argmax(proba, axis=1)]
-    disagreement = (predicted != routed["llm_label"].astype(str).to_numpy()).astype(float)
-    priority = 0.5 * uncertainty + 0.5 * disagreement
+    disagreement = predicted != np.array([str(label) for label in llm_labels], dtype=object)
     info = {
         "retrained": True,
         "n_human": int(sum(1 for w in weights if w == 1.0)),
         "n_weak": int(sum(1 for w in weights if 0 < w < 1)),
         "student_llm_disagreement": float(disagreement.mean()),
+        "student_weight": float(student_weight),
     }
     return priority, info
 

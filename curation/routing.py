@@ -5,7 +5,16 @@ of the auto-accepted set (Wilson score or Clopper-Pearson, one-sided) reaches th
 point estimate: a threshold that is 95% precise on 40 gold records is not a 95% threshold.
 
 Shapes: ``confidences`` ``(n,)`` floats in [0, 1] (calibrated ones, normally), ``correct`` ``(n,)``
-bool on gold, ``ok`` ``(n,)`` bool (False = the pre-label failed). Pure module: numpy and scipy.
+bool on gold, ``ok`` ``(n,)`` bool (False = the pre-label failed). Precisions, coverages, bounds
+and priorities are proportions in [0, 1]. Pure module: numpy and scipy.
+
+References: the Wilson score interval (Wilson 1927, "Probable Inference, the Law of Succession, and
+Statistical Inference", JASA) and the Clopper-Pearson interval (Clopper & Pearson 1934, "The Use of
+Confidence or Fiducial Limits Illustrated in the Case of the Binomial", Biometrika); Brown, Cai &
+DasGupta (2001), "Interval Estimation for a Binomial Proportion" (Statistical Science) compares
+them. Choosing a confidence threshold for a guaranteed precision is selective classification
+(Geifman & El-Yaniv 2017, "Selective Classification for Deep Neural Networks", NeurIPS), whose
+algorithm also corrects the bound for the scan over thresholds; :func:`choose_threshold` does not.
 """
 
 from __future__ import annotations
@@ -19,7 +28,6 @@ from scipy.stats import beta, norm
 from curation.calibration import check_confidences, check_correct
 
 BoundMethod = Literal["wilson", "clopper-pearson"]
-ROUTES = ("auto_accept", "human_review", "spot_check")
 
 
 def precision_lower_bound(
@@ -31,6 +39,19 @@ def precision_lower_bound(
     it equals the lower end of the *two-sided* interval at ``alpha = 2 * (1 - confidence_level)``
     (statsmodels ``proportion_confint(successes, n, alpha, method="wilson" | "beta")``).
     Entries with ``n == 0`` get 0.0.
+
+    Args:
+        successes: counts (scalar or array), ``0 <= successes <= n``.
+        n: trials, broadcastable with ``successes``.
+        confidence_level: one-sided level in (0.5, 1).
+        method: ``"wilson"`` (Wilson 1927) or ``"clopper-pearson"`` (exact, Clopper & Pearson 1934).
+
+    Returns:
+        float64 array of the broadcast shape, in [0, 1].
+
+    Raises:
+        ValueError: ``confidence_level`` outside (0.5, 1), ``successes`` outside ``[0, n]``, or an
+            unknown ``method``.
     """
     if not 0.5 < confidence_level < 1.0:
         raise ValueError(f"confidence_level must be in (0.5, 1), got {confidence_level}")
@@ -63,6 +84,10 @@ def coverage_precision_curve(
     Returns arrays of shape ``(k,)`` (``k`` distinct confidences, descending ``threshold``):
     ``threshold``, ``n_accepted``, ``coverage`` (share of gold records accepted), ``precision``
     (share of accepted that are correct) and ``lower_bound`` (of that precision).
+
+    Raises:
+        ValueError: invalid confidences or ``correct`` (see `curation.calibration.check_confidences`),
+            or invalid ``confidence_level`` / ``method`` (see :func:`precision_lower_bound`).
     """
     conf = check_confidences(confidences)
     corr = check_correct(correct, conf.shape[0])
@@ -84,7 +109,12 @@ def coverage_precision_curve(
 
 @dataclass
 class ThresholdChoice:
-    """The chosen auto-accept threshold (``inf`` = nothing can be auto-accepted at this target)."""
+    """The chosen auto-accept threshold (``inf`` = nothing can be auto-accepted at this target).
+
+    ``lower_bound``, ``precision`` and ``coverage`` describe the gold records at or above the
+    threshold (``precision`` is NaN when nothing is accepted); ``achievable`` is False when no
+    threshold reaches ``target_precision``; the rest records how it was chosen.
+    """
 
     threshold: float
     lower_bound: float
@@ -98,6 +128,7 @@ class ThresholdChoice:
     n_gold: int
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a dict, an unreachable (infinite) threshold as None (strict JSON)."""
         d = asdict(self)
         d["threshold"] = None if not np.isfinite(self.threshold) else float(self.threshold)
         return d
@@ -119,8 +150,17 @@ def choose_threshold(
         confidence_level: one-sided level of the lower bound.
         method: ``"wilson"`` or ``"clopper-pearson"``.
 
+    Returns:
+        :class:`ThresholdChoice`; ``achievable=False`` and ``threshold=inf`` when no threshold
+        reaches the target.
+
+    Raises:
+        ValueError: ``target_precision`` outside (0, 1), or invalid inputs (see
+            :func:`coverage_precision_curve`).
+
     Note: scanning many thresholds and keeping the best one is itself a selection; the bound is
-    per threshold, not simultaneous. Use Clopper-Pearson and a larger gold set when it matters.
+    per threshold, not simultaneous (Geifman & El-Yaniv 2017 correct for it with a union bound).
+    Use Clopper-Pearson and a larger gold set when it matters.
     """
     if not 0.0 < target_precision < 1.0:
         raise ValueError(f"target_precision must be in (0, 1), got {target_precision}")
@@ -130,7 +170,7 @@ def choose_threshold(
         raise ValueError("correct is empty")
     curve = coverage_precision_curve(conf, corr, confidence_level, method)
     ok = np.nonzero(curve["lower_bound"] >= target_precision)[0]
-    common = {
+    common: dict[str, Any] = {
         "target_precision": float(target_precision),
         "confidence_level": float(confidence_level),
         "method": method,
@@ -169,6 +209,10 @@ def route_records(
     * ``confidence >= threshold``: ``auto_accept``, except a random share ``spot_check_rate`` of
       them (exactly ``round(rate * n_auto)``, drawn with ``seed``) which become ``spot_check``;
     * otherwise ``human_review``.
+
+    Raises:
+        ValueError: ``spot_check_rate`` outside [0, 1]; ``confidences``, ``ok`` or
+            ``needs_review`` of different shapes; an ok record's confidence NaN or outside [0, 1].
     """
     if not 0.0 <= spot_check_rate <= 1.0:
         raise ValueError(f"spot_check_rate must be in [0, 1], got {spot_check_rate}")
@@ -194,22 +238,48 @@ def route_records(
     return routes
 
 
-def priority_scores(confidences: Any, ok: Any, disagreement: Any | None = None, weight: float = 0.5) -> np.ndarray:
-    """Review priority, ``(n,)`` float in [0, 1], higher = review first.
+def priority_scores(
+    confidences: Any, ok: Any, disagreement: Any | None = None, weight: float = 0.5
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Review priority, ``(n,)`` float in [0, 1], higher = review first: the product's one formula.
 
-    ``1 - calibrated confidence`` (the estimated chance the pre-label is wrong); if
-    ``disagreement`` (``(n,)`` in [0, 1], e.g. a student classifier disagreeing with the LLM) is
-    given, ``(1 - weight) * (1 - conf) + weight * disagreement``. Failed pre-labels get 1.0.
+    ``route`` calls it with the calibrated confidences alone; a feedback round
+    (`curation.loop.reprioritise`) adds a retrained student's doubt as ``disagreement``::
+
+        priority = (1 - weight) * (1 - confidence) + weight * disagreement     (ok records)
+        priority = 1                                                           (failed ones)
+
+    ``1 - calibrated confidence`` is the estimated chance that the pre-label is wrong (that is
+    what calibration on gold makes it mean); ``disagreement`` should be a second estimate of the
+    same chance, e.g. ``1 - p_student(LLM label)``
+    (:func:`curation.active_learning.disagreement_scores`). Their weighted mean is a linear opinion
+    pool (Stone 1961, "The opinion pool"; Genest & Zidek 1986, "Combining probability
+    distributions: a critique and an annotated bibliography"), so the result stays in [0, 1] and
+    the order is "most likely wrong first", which reviews the most errors per record reviewed.
+
+    Args:
+        confidences: ``(n,)`` calibrated confidences in [0, 1] (NaN allowed where ``ok`` is False).
+        ok: ``(n,)`` bool, False for a failed pre-label.
+        disagreement: ``(n,)`` floats in [0, 1], or None for the confidence alone.
+        weight: weight of ``disagreement``, in [0, 1].
+
+    Raises:
+        ValueError: a confidence of an ok record outside [0, 1] or not finite; ``disagreement`` of
+            another shape or outside [0, 1]; ``weight`` outside [0, 1].
     """
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"weight must be in [0, 1], got {weight}")
     ok_arr = np.asarray(ok, dtype=bool)
     conf = np.asarray(confidences, dtype=np.float64)
+    if ok_arr.shape != conf.shape:
+        raise ValueError(f"confidences and ok must have one shape, got {conf.shape} and {ok_arr.shape}")
     pri = np.ones(conf.shape[0])
     if ok_arr.any():
         pri[ok_arr] = 1.0 - check_confidences(conf[ok_arr], "confidences (of ok records)")
     if disagreement is not None:
         dis = np.asarray(disagreement, dtype=np.float64)
-        if dis.shape != conf.shape or not np.isfinite(dis).all():
-            raise ValueError("disagreement must be finite with the same shape as confidences")
+        if dis.shape != conf.shape or not np.isfinite(dis).all() or (dis < 0).any() or (dis > 1).any():
+            raise ValueError("disagreement must be finite, in [0, 1], with the same shape as confidences")
         pri = np.where(ok_arr, (1 - weight) * pri + weight * dis, 1.0)
     return pri
 
@@ -223,6 +293,13 @@ def errors_caught_table(
     at the cut are shared out in expectation (as if broken at random), so coarse confidences are
     not flattered. Random review catches ``x`` of the errors in expectation. Needs at least one
     error in ``correct``.
+
+    Returns:
+        One dict per budget: ``budget``, ``n_reviewed``, ``errors_caught`` (expected count),
+        ``errors_caught_share``, ``random_share`` and ``lift`` (share / random share).
+
+    Raises:
+        ValueError: ``correct`` has no error, a budget outside (0, 1], or invalid inputs.
     """
     conf = check_confidences(confidences)
     corr = check_correct(correct, conf.shape[0])

@@ -23,6 +23,7 @@ import difflib
 import hashlib
 import json
 import string
+import warnings
 from pathlib import Path
 from typing import Any, Literal
 
@@ -34,8 +35,6 @@ from labeltriage.errors import ConfigError  # the one error tree; re-exported fo
 PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
 TEXT_PLACEHOLDERS = ("text",)
 _NO_TEXT = "has no {text} placeholder. Fix: add {text} where the record's text goes"
-BACKENDS = ("local", "openai", "openai-batch")
-CONFIDENCE_KINDS = ("stated", "logprob", "consistency")
 
 
 class _Strict(BaseModel):
@@ -111,8 +110,15 @@ class ConfidenceSettings(_Strict):
 
 class Thresholds(_Strict):
     target_precision: float = Field(default=0.95, gt=0, le=1)
-    review_below: float = Field(default=0.85, ge=0, le=1)
     spot_check_rate: float = Field(default=0.05, ge=0, le=1)
+
+
+# `thresholds.review_below` was in the shipped configs but nothing read it (route chooses the
+# auto-accept threshold on gold from target_precision). A config that still has it loads, with a note.
+RETIRED_REVIEW_BELOW = (
+    "{path}: thresholds.review_below is ignored: nothing reads it (route chooses the auto-accept threshold "
+    "on gold from thresholds.target_precision). Fix: remove the line; a later release will refuse it"
+)
 
 
 class ArgillaSettings(_Strict):
@@ -449,6 +455,10 @@ def load_task_config(path: str | Path) -> TaskConfig:
         raise ConfigError(f"{path}: not valid YAML: {error}. Fix: correct the YAML syntax") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (name, labels, ...)")
+    thresholds = data.get("thresholds")
+    if isinstance(thresholds, dict) and "review_below" in thresholds:
+        warnings.warn(RETIRED_REVIEW_BELOW.format(path=path), FutureWarning, stacklevel=2)
+        data = {**data, "thresholds": {k: v for k, v in thresholds.items() if k != "review_below"}}
     try:
         return TaskConfig.model_validate({**data, "source_path": str(path)})
     except ValidationError as error:

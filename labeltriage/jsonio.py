@@ -52,7 +52,11 @@ def to_strict(obj: Any, default: Callable[[Any], Any] | None = None) -> Any:
 
 
 def dumps(obj: Any, *, indent: int | None = 2, default: Callable[[Any], Any] | None = None, **kwargs: Any) -> str:
-    """Strict JSON text of ``obj`` (see :func:`to_strict`); extra keywords go to ``json.dumps``."""
+    """Strict JSON text of ``obj`` (see :func:`to_strict`); extra keywords go to ``json.dumps``.
+
+    Raises:
+        TypeError: a value :func:`to_strict` cannot convert.
+    """
     return json.dumps(to_strict(obj, default), indent=indent, allow_nan=False, **kwargs)
 
 
@@ -69,6 +73,10 @@ def write_json(
     The text goes to a temporary file in the same directory that then replaces ``path``, so a
     reader (or a resumed run reading a checkpoint) never sees half a file. ``mode`` is the new
     file's permission bits (before the umask), e.g. ``0o600`` for a file that holds a secret.
+
+    Raises:
+        TypeError: a value :func:`to_strict` cannot convert (nothing is written then).
+        OSError: the directory is missing or not writable.
     """
     path = Path(path)
     text = dumps(obj, indent=indent, default=default) + "\n"

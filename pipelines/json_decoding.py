@@ -11,6 +11,15 @@ against the schema from the most likely down, instead of masking the whole vocab
 Pure computation: :class:`AnswerTemplate` is a byte-level automaton over the answer, and
 :func:`decode` drives any :class:`TokenModel` (the llama.cpp adapter lives in `pipelines.llms`).
 Log-probs are the model's own (before the constraint), for sampled and fed-in tokens alike.
+
+References: constrained decoding as an automaton walked alongside the model follows Willard & Louf
+(2023), "Efficient Guided Generation for Large Language Models" (Outlines), here checked lazily per
+candidate instead of precomputing a vocabulary index; writing the fixed text without sampling is
+the "jump-forward" decoding of Zheng et al. (2024), "SGLang: Efficient Execution of Structured
+Language Model Programs" (NeurIPS). The sampling chain is llama.cpp's default one: top-k (Fan,
+Lewis & Dauphin 2018, "Hierarchical Neural Story Generation"), top-p (Holtzman et al. 2020, "The
+Curious Case of Neural Text Degeneration"), min-p (Nguyen et al. 2025, "Turning Up the Heat: Min-p
+Sampling for Creative and Coherent LLM Outputs", ICLR), then the temperature.
 """
 
 from __future__ import annotations
@@ -18,31 +27,54 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
-MAX_FRACTION_DIGITS = 6  # "0.99999..." would otherwise never have to stop
+MAX_FRACTION_DIGITS = 6  # digits after the point; "0.99999..." would otherwise never have to stop
 # Sampling as llama-cpp-python's defaults: top-k, then top-p and min-p; with greedy decoding
 # TOP_K is only how many candidates are checked before scanning the whole vocabulary.
 TOP_K, TOP_P, MIN_P = 40, 0.95, 0.05
 
 
 class UnsupportedSchema(ValueError):
-    """The schema is not a flat answer object; use a grammar instead."""
+    """Raised by :meth:`AnswerTemplate.from_schema` for a schema that is not a flat answer object
+    (the caller then decodes with a grammar instead)."""
 
 
 class DecodingError(RuntimeError):
-    """No token in the vocabulary continues a valid answer (a broken vocabulary or template)."""
+    """Raised by :func:`decode` when no token in the vocabulary continues a valid answer (a broken
+    vocabulary or template; never for a model that merely prefers invalid tokens)."""
 
 
 # ---------------------------------------------------------------------------------------------
 # Parts of an answer: each is a small automaton over bytes. A state is an immutable value.
 
 
+class AnswerPart(Protocol):
+    """What every part of an answer (:class:`FixedText`, :class:`EnumString`, :class:`EnumArray`,
+    :class:`Number`, :class:`String`) does; each part defines its own state type."""
+
+    def start(self) -> Any:
+        """The state before the part's first byte."""
+
+    def step(self, state: Any, byte: int) -> Any | None:
+        """The state after one more byte (an int in 0..255), or None if the part cannot take it."""
+
+    def can_end(self, state: Any) -> bool:
+        """Whether the part may stop at ``state`` (the next part then takes the next byte)."""
+
+    def forced(self, state: Any) -> bytes:
+        """The bytes every valid continuation of this part writes next (empty when there is a choice)."""
+
+
 @dataclass(frozen=True)
-class Literal:
-    """Fixed text. State: bytes consumed so far."""
+class FixedText:
+    """Fixed text (the JSON scaffold between values, e.g. ``", "confidence": ``).
+
+    An :class:`AnswerPart`; state: the number of bytes of ``text`` written so far. (Named so as not
+    to shadow ``typing.Literal``.)
+    """
 
     text: bytes
 
@@ -61,7 +93,10 @@ class Literal:
 
 @dataclass(frozen=True)
 class EnumString:
-    """One of `values` (JSON-escaped bodies, quotes outside). State: bytes written so far."""
+    """One of ``values`` (JSON-escaped UTF-8 bodies, the quotes belong to the fixed text around it).
+
+    An :class:`AnswerPart`; state: the bytes of the value written so far.
+    """
 
     values: tuple[bytes, ...]
 
@@ -82,25 +117,30 @@ class EnumString:
         return b""
 
 
+ArrayState = tuple[tuple[bytes, ...], bytes | None, str]  # see EnumArray
+
+
 @dataclass(frozen=True)
 class EnumArray:
-    """`"a", "b"` between the brackets (the brackets belong to the literals around it).
+    """``"a", "b"`` between the brackets (the brackets belong to the fixed text around it).
 
-    State: (chosen values, the value being written or None between values, phase), the phase
-    being what comes next: item_or_end, item, value, comma_or_end or space.
+    At most ``max_items`` values, each one of ``values`` (JSON-escaped bodies), each at most once if
+    ``unique``. An :class:`AnswerPart`; state: (chosen values, the value being written or None
+    between values, phase), the phase being what comes next: ``item_or_end``, ``item``, ``value``,
+    ``comma_or_end`` or ``space``.
     """
 
     values: tuple[bytes, ...]
     max_items: int
     unique: bool = True
 
-    def start(self) -> tuple[tuple[bytes, ...], bytes | None, str]:
+    def start(self) -> ArrayState:
         return ((), None, "item_or_end")
 
     def _open(self, chosen: tuple[bytes, ...]) -> list[bytes]:
         return [v for v in self.values if not (self.unique and v in chosen)]
 
-    def step(self, state: tuple, byte: int) -> tuple | None:
+    def step(self, state: ArrayState, byte: int) -> ArrayState | None:
         chosen, current, phase = state
         char = bytes([byte])
         if phase == "item_or_end" or phase == "item":
@@ -122,16 +162,17 @@ class EnumArray:
             return (chosen, None, "item") if char == b" " else None
         return None
 
-    def can_end(self, state: tuple) -> bool:
+    def can_end(self, state: ArrayState) -> bool:
         return state[2] in ("item_or_end", "comma_or_end")
 
-    def forced(self, state: tuple) -> bytes:
+    def forced(self, state: ArrayState) -> bytes:
         chosen, current, phase = state
         if phase == "space":
             return b' "'
         if phase == "item":
             return b'"'
         if phase == "value":
+            assert current is not None
             rest = [v for v in self._open(chosen) if v.startswith(current)]
             if len(rest) == 1 and rest[0] != current:
                 return rest[0][len(current) :] + b'"'
@@ -140,7 +181,9 @@ class EnumArray:
 
 @dataclass(frozen=True)
 class Number:
-    """A JSON number within [minimum, maximum]. State: the text written so far."""
+    """A JSON number within ``[minimum, maximum]`` (either bound may be None), at most
+    ``MAX_FRACTION_DIGITS`` digits after the point, no exponent. An :class:`AnswerPart`; state: the
+    text written so far."""
 
     minimum: float | None = None
     maximum: float | None = None
@@ -204,10 +247,11 @@ class Number:
 
 @dataclass(frozen=True)
 class String:
-    """The body of a JSON string (the closing quote belongs to the next literal).
+    """The body of a JSON string (the closing quote belongs to the next fixed text).
 
-    State: (characters written, escape progress: 0 none, -1 after a backslash, n>0 hex digits
-    of a \\u escape still due).
+    At most ``max_chars`` characters (Unicode code points; an escape such as ``\\n`` is one), no raw
+    control character (RFC 8259). An :class:`AnswerPart`; state: (characters written, escape
+    progress: 0 none, -1 after a backslash, n>0 hex digits of a \\u escape still due).
     """
 
     max_chars: int | None = None
@@ -241,19 +285,33 @@ class String:
         return b""
 
 
-Part = Literal | EnumString | EnumArray | Number | String
+Part = FixedText | EnumString | EnumArray | Number | String
 State = tuple[int, Any]  # (index of the current part, that part's state)
 
 
 @dataclass(frozen=True)
 class AnswerTemplate:
-    """The answer as a sequence of parts, read left to right."""
+    """The answer as a sequence of parts, read left to right: a deterministic automaton over bytes.
+
+    Build it with :meth:`from_schema`. A state is an immutable ``(part index, part state)`` pair,
+    so a caller may keep several (one per candidate token) without copying.
+    """
 
     parts: tuple[Part, ...]
 
     @classmethod
     def from_schema(cls, schema: dict[str, Any]) -> AnswerTemplate:
-        """Compile a flat answer schema; raises :class:`UnsupportedSchema` for anything else."""
+        """Compile a flat answer schema (a JSON schema dict).
+
+        Accepted: ``{"type": "object", "properties": {...}, "required": [every property, in
+        order]}`` whose properties are each an enum string, a string (optional ``maxLength``), a
+        number (optional ``minimum``/``maximum``) or an array of enum strings (optional
+        ``maxItems``, ``uniqueItems``). The answer is the one ``json.dumps`` writes (``", "`` and
+        ``": "`` separators, properties in order).
+
+        Raises:
+            UnsupportedSchema: for anything else (nested objects, integers, optional properties).
+        """
         properties = schema.get("properties") if schema.get("type") == "object" else None
         if not properties:
             raise UnsupportedSchema("not an object schema with properties")
@@ -265,29 +323,34 @@ class AnswerTemplate:
             prefix += ("" if i == 0 else ", ") + json.dumps(name) + ": "
             kind = spec.get("type")
             if kind == "string" and "enum" in spec:
-                parts += [Literal((prefix + '"').encode()), EnumString(_escaped(spec["enum"]))]
+                parts += [FixedText((prefix + '"').encode()), EnumString(_escaped(spec["enum"]))]
                 prefix = '"'
             elif kind == "string":
-                parts += [Literal((prefix + '"').encode()), String(spec.get("maxLength"))]
+                parts += [FixedText((prefix + '"').encode()), String(spec.get("maxLength"))]
                 prefix = '"'
             elif kind == "number":
-                parts += [Literal(prefix.encode()), Number(spec.get("minimum"), spec.get("maximum"))]
+                parts += [FixedText(prefix.encode()), Number(spec.get("minimum"), spec.get("maximum"))]
                 prefix = ""
             elif kind == "array" and spec.get("items", {}).get("type") == "string" and "enum" in spec["items"]:
                 values = _escaped(spec["items"]["enum"])
                 max_items = int(spec.get("maxItems", len(values)))
-                parts += [Literal((prefix + "[").encode()), EnumArray(values, max_items, bool(spec.get("uniqueItems")))]
+                parts += [
+                    FixedText((prefix + "[").encode()),
+                    EnumArray(values, max_items, bool(spec.get("uniqueItems"))),
+                ]
                 prefix = "]"
             else:
                 raise UnsupportedSchema(f"property {name!r}: {spec} is not an enum, number, string or enum array")
-        parts.append(Literal((prefix + "}").encode()))
+        parts.append(FixedText((prefix + "}").encode()))
         return cls(tuple(parts))
 
     def start(self) -> State:
+        """The state before the answer's first byte."""
         return (0, self.parts[0].start())
 
     def advance(self, state: State, data: bytes) -> State | None:
-        """The state after `data`, or None if the answer cannot continue with it."""
+        """The state after ``data`` (any number of bytes), or None if the answer cannot continue
+        with it."""
         for byte in data:
             index, inner = state
             while True:
@@ -302,6 +365,7 @@ class AnswerTemplate:
         return state
 
     def is_complete(self, state: State) -> bool:
+        """Whether the answer may end at ``state`` (the closing ``}`` is written)."""
         index, inner = state
         return index == len(self.parts) - 1 and self.parts[index].can_end(inner)
 
@@ -314,12 +378,9 @@ class AnswerTemplate:
             chunk = part.forced(inner)
             if not chunk:
                 # a finished value whose part accepts nothing more: the next literal follows
-                if (
-                    part.can_end(inner)
-                    and isinstance(self.parts[index + 1], Literal)
-                    and not _accepts_more(part, inner)
-                ):
-                    chunk = self.parts[index + 1].text
+                following = self.parts[index + 1]
+                if part.can_end(inner) and isinstance(following, FixedText) and not _accepts_more(part, inner):
+                    chunk = following.text
                 else:
                     break
             nxt = self.advance(state, chunk)
@@ -342,7 +403,11 @@ def _escaped(values: list[str]) -> tuple[bytes, ...]:
 
 
 class TokenModel(Protocol):
-    """What the decoder needs from a language model."""
+    """What :func:`decode` needs from a language model: its vocabulary as bytes, and logits.
+
+    The model keeps a context (the tokens fed so far); :meth:`feed` appends to it. Logits are the
+    raw scores before any softmax, one row of ``n_vocab`` floats per position.
+    """
 
     def tokenize(self, data: bytes) -> list[int]:
         """Tokens for `data` (no BOS, no special tokens)."""
@@ -355,15 +420,28 @@ class TokenModel(Protocol):
         shape (len(tokens) - logits_from, n_vocab)."""
 
     @property
-    def n_vocab(self) -> int: ...
+    def n_vocab(self) -> int:
+        """The vocabulary size: the length of a logits row."""
 
 
 @dataclass
 class Decoded:
+    """One answer written by :func:`decode`.
+
+    Attributes:
+        text: the answer (UTF-8, invalid bytes replaced; complete JSON when ``finish_reason`` is
+            ``"stop"``).
+        tokens: ``(piece, log-prob)`` for every token the model scored, in order: chosen tokens and
+            fed-in fixed text alike; the log-prob (natural log) is the model's own, before the
+            constraint. The closing tail, never fed, is not in it.
+        output_tokens: all tokens of the answer, including that closing tail.
+        finish_reason: ``"stop"`` (the answer is complete) or ``"length"`` (``max_tokens`` reached).
+    """
+
     text: str
-    tokens: list[tuple[bytes, float]]  # (piece, log-prob) for every token the model scored
-    output_tokens: int  # all tokens of the answer, including a closing tail never fed back
-    finish_reason: str  # "stop" | "length"
+    tokens: list[tuple[bytes, float]]
+    output_tokens: int
+    finish_reason: Literal["stop", "length"]
 
 
 def _log_softmax_at(row: np.ndarray, token: int) -> float:
@@ -425,11 +503,31 @@ def decode(
     temperature: float = 0.0,
     seed: int = 0,
 ) -> Decoded:
-    """Write one answer that matches `template` after `prompt`.
+    """Write one answer that matches ``template`` after ``prompt``.
 
-    `prompt_cached` leading prompt tokens are already in the model's context (a shared prefix),
+    ``prompt_cached`` leading prompt tokens are already in the model's context (a shared prefix),
     so only the rest is fed. Fixed text is fed in one batch with the token chosen before it; the
-    closing tail (`"}`) is written without a forward pass, since nothing follows it.
+    closing tail (``"}``) is written without a forward pass, since nothing follows it. Where the
+    model has a choice, the top ``TOP_K`` candidates are checked against the template from the most
+    likely down (greedy: the first valid one; ``temperature > 0``: llama.cpp's top-p, min-p and
+    temperature chain over the valid ones, drawn with ``numpy.random.default_rng(seed)``); only if
+    none is valid is the whole vocabulary walked. Control tokens (empty pieces) are never chosen.
+
+    Args:
+        model: the :class:`TokenModel`; its context must hold ``prompt[:prompt_cached]``.
+        prompt: the prompt's token ids.
+        template: the answer automaton (:meth:`AnswerTemplate.from_schema`).
+        prompt_cached: how many leading prompt tokens the model already holds, ``< len(prompt)``.
+        max_tokens: cap on the answer's tokens (forced ones included).
+        temperature: 0 for greedy decoding.
+        seed: seed of the sampling draws (unused when greedy).
+
+    Returns:
+        :class:`Decoded`.
+
+    Raises:
+        ValueError: ``prompt_cached >= len(prompt)`` (nothing to feed, so no logits to start from).
+        DecodingError: no token in the vocabulary continues a valid answer.
     """
     rng = np.random.default_rng(seed)
     state = template.start()
@@ -459,7 +557,7 @@ def decode(
         if template.is_complete(state) or count >= max_tokens:
             break
         pending = [token]
-    reason = "stop" if template.is_complete(state) else "length"
+    reason: Literal["stop", "length"] = "stop" if template.is_complete(state) else "length"
     return Decoded(text.decode("utf-8", "replace"), scored, count, reason)
 
 

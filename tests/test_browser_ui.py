@@ -4,12 +4,15 @@ Push a small review queue with the CLI, log in as a new reviewer through the sig
 dataset, see the LLM suggestion (pre-selected, with its score and agent) and the reasoning, sort by
 the ``priority`` metadata through the Sort control (ascending shows the lowest, descending the
 highest), pick a different label and submit; `labeltriage pull` then has exactly that response.
-A screenshot of the annotation page goes to ``benchmarks/results/argilla_ui_review.png``.
+A screenshot of the annotation page goes to ``argilla_ui_review.png`` in the test's temporary
+directory (a test writes nothing tracked); ``LABELTRIAGE_RESULTS_DIR=benchmarks/results`` refreshes
+the published one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import uuid
 from pathlib import Path
@@ -25,7 +28,7 @@ from tests.support.browser_chromium import chromium_page
 
 pytestmark = [pytest.mark.stack, pytest.mark.timeout(900)]
 ROOT = Path(__file__).resolve().parent.parent
-SCREENSHOT = ROOT / "benchmarks" / "results" / "argilla_ui_review.png"
+SCREENSHOT_NAME = "argilla_ui_review.png"
 LABELS = ["positive", "negative", "neutral", "mixed"]
 TIMEOUT_MS = 90_000
 REVIEWS = [
@@ -174,8 +177,9 @@ def test_reviewer_sees_suggestion_sorts_by_priority_submits_and_pull_sees_it(arg
             # The reasoning field shows the LLM's reasoning for this record.
             expect(page.get_by_text(top["reasoning"], exact=True)).to_be_visible()
 
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT))
+            screenshot = Path(os.environ.get("LABELTRIAGE_RESULTS_DIR") or tmp_path) / SCREENSHOT_NAME
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(screenshot))
 
             # Pick another label (single choice: the suggestion is unselected) and submit.
             _option(page, chosen).click()

@@ -79,18 +79,28 @@ def test_cli_local_smollm2_end_to_end_and_resume(tmp_path: Path) -> None:
 
 
 def test_multilabel_aspects_and_self_consistency(tmp_path: Path) -> None:
+    """Multi-label answer and k = 2 self-consistency samples, with the values SmolLM2-135M gives.
+
+    The main answer is greedy (temperature 0) and the samples are seeded, so the outcome is fixed
+    for the pinned model and llama.cpp: the 135M model answers the empty aspect list here (it copies
+    the last few-shot answer, "No aspect is discussed", whatever the review says; measured with
+    other texts and few-shot orders too), and so do both samples. A change in the multi-label path
+    (array decoding, parsing, the empty list as a valid answer, the consistency share) shows up
+    as a different value, not as a skipped branch."""
     config = with_overrides(load_task_config(ASPECTS), "local", "smollm2")
     config = config.model_copy(update={"confidence": config.confidence.model_copy(update={"consistency_samples": 2})})
     data = write_jsonl(tmp_path / "r.jsonl", ["Battery died after a week and the screen cracked."])
     result = run_prelabel(config, load_records(data), tmp_path / "run", show_progress=False)
     row = result.frame.iloc[0]
     assert result.stats.calls == 1 + 2
-    if row["status"] == "ok":
-        assert set(row["llm_label"]) <= {"battery", "screen", "camera", "price", "durability"}
-        assert row["confidence_consistency"] in (0.0, 0.5, 1.0)
-        assert len(json.loads(row["consistency_labels"])) == 2
-    else:  # a 135M model may fail the contract: then the raw output is kept
-        assert row["raw_output"] is not None
+    assert row["status"] == "ok" and row["error"] is None
+    assert list(row["llm_label"]) == []  # a valid multi-label answer: no aspect
+    assert json.loads(row["raw_output"])["labels"] == []
+    assert json.loads(row["consistency_labels"]) == [[], []]
+    assert row["confidence_consistency"] == 1.0  # both samples agree with the main answer
+    # no label token to read a log-prob from: routing falls back to the stated confidence
+    assert pd.isna(row["confidence_logprob"]) and row["confidence_kind"] == "stated"
+    assert row["llm_confidence"] == row["confidence_stated"] == json.loads(row["raw_output"])["confidence"]
 
 
 def _smollm2(config_path: Path, decoding: str) -> tuple[LocalLlamaLLM, object]:
