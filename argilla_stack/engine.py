@@ -206,12 +206,11 @@ class _Query:
     def add_text(self, dataset: Dataset, query: TextQuery | str | None) -> None:
         if query is None:
             return
-        if isinstance(query, str):
-            query = TextQuery(q=query)
-        field = query.field or "*"
-        if query.field and dataset.field_by_name(query.field) is None:
-            raise ValueError(f"Field {query.field} not found in dataset {dataset.id}")
-        positive, negative = fts_query(query.q)
+        text_query: Any = TextQuery(q=query) if isinstance(query, str) else query
+        field = text_query.field or "*"
+        if text_query.field and dataset.field_by_name(text_query.field) is None:
+            raise ValueError(f"Field {text_query.field} not found in dataset {dataset.id}")
+        positive, negative = fts_query(text_query.q)
         if positive:
             # Relevance is BM25, as in Elasticsearch; FTS5's bm25() is negative (lower is better).
             self.join = (
@@ -528,6 +527,7 @@ class EmbeddedSearchEngine(SearchEngine):
             raise ValueError("Must provide either vector value or record to compute the similarity search")
         excluded = None
         if not value:
+            assert record is not None  # one of value and record is given (checked above)
             excluded = str(record.id)
             value = record.vector_value_by_vector_settings(vector_settings)
         if not value:

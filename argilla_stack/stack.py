@@ -29,6 +29,7 @@ import subprocess
 import sys
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -301,7 +302,7 @@ class Stack:
         search_url: str | None = None,
         database_url: str | None = None,
         timeout: float = 1800.0,
-        log: callable = print,
+        log: Callable[..., Any] = print,
         launcher: str = "argilla_stack.launch",
     ) -> StackState:
         """Start the stack and return once the API answers. A second `up` is a no-op.
@@ -457,7 +458,9 @@ class Stack:
         if result.returncode != 0:
             raise StackError(f"`{name}` failed (exit {result.returncode}); see {self.logs / (name + '.log')}")
 
-    def _wait_ready(self, state: StackState, timeout: float, log: callable = print, server_log_from: int = 0) -> None:
+    def _wait_ready(
+        self, state: StackState, timeout: float, log: Callable[..., Any] = print, server_log_from: int = 0
+    ) -> None:
         deadline = time.monotonic() + timeout
         told = False
         while time.monotonic() < deadline:
@@ -492,7 +495,7 @@ class Stack:
         if self.state() is not None:
             self.down(log=lambda *_: None)
 
-    def down(self, log: callable = print, timeout: float = 20.0) -> list[str]:
+    def down(self, log: Callable[..., Any] = print, timeout: float = 20.0) -> list[str]:
         """Stop exactly the processes `up` started. Nothing running is a no-op."""
         state = self.state()
         if state is None:
@@ -500,7 +503,7 @@ class Stack:
             return []
         alive = self.running_processes()
         # Worker and server first, Redis last: the server flushes to Redis on shutdown.
-        order = [name for name in ("worker", "server", "redis") if name in alive]
+        order: list[str] = [name for name in ("worker", "server", "redis") if name in alive]
         for name in order:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(alive[name], signal.SIGTERM)

@@ -272,7 +272,7 @@ class SearchStore:
 
     def _delete_rids(self, rids: Sequence[int], extra: Sequence[tuple[str, Sequence[Any]]] = ()) -> None:
         statements: list[tuple[str, Sequence[Any]]] = []
-        settings = set()
+        settings: set[Any] = set()
         for start in range(0, len(rids), 500):
             chunk = list(rids[start : start + 500])
             marks = ",".join("?" * len(chunk))
@@ -323,6 +323,7 @@ class SearchStore:
                             doc.updated_at,
                         ),
                     ).lastrowid
+                assert rid is not None  # sqlite3 gives the new row's id after an INSERT
                 self._insert_facts(rid, doc.facts)
                 for response in doc.responses:
                     self._insert_response(rid, response)
@@ -419,6 +420,6 @@ class SearchStore:
             rids = np.fromiter((row[0] for row in rows), dtype=np.int64, count=len(rows))
             matrix = np.frombuffer(b"".join(row[1] for row in rows), dtype=np.float32).reshape(len(rows), -1)
             norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-            matrix = matrix / np.where(norms == 0, 1.0, norms)
+            matrix = (matrix / np.where(norms == 0, 1.0, norms)).astype(np.float32, copy=False)
         self._vector_cache[settings_id] = (generation, rids, matrix)
         return rids, matrix

@@ -422,8 +422,12 @@ def push_records(
     batch_size = max(1, min(batch_size, MAX_BATCH))
     for start in range(0, len(pending), batch_size):
         batch = pending[start : start + batch_size]
+
+        def log_batch(batch: list[tuple[Any, str]] = batch) -> Any:
+            return dataset.records.log([record for record, _ in batch], batch_size=batch_size)
+
         _with_retries(
-            lambda batch=batch: dataset.records.log([record for record, _ in batch], batch_size=batch_size),
+            log_batch,
             f"pushing records {start + 1}-{start + len(batch)} of {len(pending)} "
             f"(rerun the same command to resume: {report.pushed} already pushed)",
             retries,

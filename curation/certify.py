@@ -335,9 +335,10 @@ class Certificate:
 
     def to_dict(self) -> dict[str, Any]:
         """Strict-JSON dict (no NaN or inf: None instead)."""
-        return _jsonable(
+        out: dict[str, Any] = _jsonable(
             {k: getattr(self, k) for k in self.__dataclass_fields__}  # noqa: SIM118 - dataclass order
         )
+        return out
 
 
 def _jsonable(x: Any) -> Any:
@@ -514,7 +515,8 @@ def isotonic_success(scores: Any, correct: Any, at: Any) -> np.ndarray:
     w = np.bincount(inv).astype(np.float64)
     mean_y = np.bincount(inv, weights=y) / w
     fit = isotonic_regression(mean_y, weights=w, increasing=True).x
-    return np.clip(np.interp(np.asarray(at, dtype=np.float64), xs, fit), 0.0, 1.0)
+    out: np.ndarray = np.clip(np.interp(np.asarray(at, dtype=np.float64), xs, fit), 0.0, 1.0)
+    return out
 
 
 @dataclass
@@ -548,7 +550,8 @@ class GoldPlan:
     def to_dict(self) -> dict[str, Any]:
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "certificate"}  # noqa: SIM118
         d["certificate"] = self.certificate.to_dict()
-        return _jsonable(d)
+        out: dict[str, Any] = _jsonable(d)
+        return out
 
 
 def plan_gold(

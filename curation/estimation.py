@@ -70,7 +70,7 @@ References
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from scipy.stats import beta, hypergeom, norm
@@ -357,7 +357,7 @@ def _group_interval(
     p = x[audited] / n_aud[audited]
     if method == "bonferroni-exact":
         h = int(audited.sum())
-        kind = "hypergeometric" if fpc else "clopper-pearson"
+        kind: BaseInterval = "hypergeometric" if fpc else "clopper-pearson"
         ci = [
             binomial_interval(int(xi), int(ni), population=int(ni_pop), confidence_level=1 - alpha / h, method=kind)
             for xi, ni, ni_pop in zip(x[audited], n_aud[audited], n_pop[audited], strict=True)
@@ -365,7 +365,7 @@ def _group_interval(
         lo, hi = np.array([c[0] for c in ci]), np.array([c[1] for c in ci])
         est, low, high = float(np.sum(w * p)), float(np.sum(w * lo)), float(np.sum(w * hi))
     else:
-        base = method.removeprefix("mover-")
+        base = cast(BaseInterval, method.removeprefix("mover-"))
         ci = [
             binomial_interval(
                 int(xi), int(ni), population=int(ni_pop), confidence_level=1 - alpha, method=base, fpc=fpc

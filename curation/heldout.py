@@ -17,6 +17,7 @@ import numpy as np
 
 from curation.calibration import (
     Calibrator,
+    Method,
     calibration_metrics,
     check_confidences,
     check_correct,
@@ -81,7 +82,7 @@ def evaluate_calibrator(
     confidences: Any,
     correct: Any,
     *,
-    method: str = "isotonic",
+    method: Method = "isotonic",
     holdout: float = 0.3,
     n_bins: int = 15,
     seed: int = 0,
@@ -119,7 +120,7 @@ def evaluate_calibrator(
         held_out = {
             "n_fit": int(fit_part.sum()), "n_held_out": int(held.sum()), "n_held_out_wrong": int((~y[held]).sum()),
             "stratified": True, "seed": seed, "before": before, "after": after,
-            "ece_ratio": after["ece"] / before["ece"] if before["ece"] > 0 else None,
+            "ece_ratio": _ratio(after["ece"], before["ece"]),
             "ece_if_perfectly_calibrated": floor,
         }  # fmt: skip
         if held.sum() < HELD_OUT_WARN_BELOW:
@@ -140,3 +141,9 @@ def evaluate_calibrator(
         "after": calibration_metrics(calibrator.transform(c), y, n_bins),
     }
     return HeldOutCalibration(calibrator, in_sample, held_out, in_sample_because, held, held_calibrated, warnings)
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> float | None:
+    if numerator is None or denominator is None or denominator <= 0:
+        return None
+    return numerator / denominator

@@ -207,7 +207,7 @@ def run_round(
     updates = {}
     for rid, value in zip(routed["id"], priority, strict=True):
         if rid in in_argilla:
-            update = {"priority": float(value), "round": int(round_number)}
+            update: dict[str, float | int | str] = {"priority": float(value), "round": int(round_number)}
             if rid in adjudicate:
                 update.update(route="adjudication", priority=1.0)
             updates[rid] = update

@@ -46,6 +46,7 @@ class ResponseWebhookListener:
     @property
     def url(self) -> str:
         host, port = self._server.server_address[:2]
+        host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}/argilla-webhook"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -54,8 +55,10 @@ class ResponseWebhookListener:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
+                verifier = listener._verifier
+                assert verifier is not None, "start() sets the verifier before the server answers"
                 try:
-                    event = listener._verifier.verify(body.decode(), dict(self.headers.items()))
+                    event = verifier.verify(body.decode(), dict(self.headers.items()))
                 except WebhookVerificationError:
                     listener.rejected += 1
                     self.send_response(401)

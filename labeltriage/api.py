@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
@@ -42,7 +42,10 @@ if TYPE_CHECKING:
 
     from curation.argilla_io import PullReport, PushReport
     from curation.calibration import Calibrator
+    from curation.calibration import Method as CalibrationMethod
+    from curation.certify import Certificate
     from curation.publish import FinalDataset
+    from curation.routing import BoundMethod, ThresholdChoice
     from labeltriage.config import TaskConfig
     from pipelines.runner import RunResult
 
@@ -320,7 +323,7 @@ def calibrate(
     *,
     gold: PathLike | None = None,
     gold_column: str | None = None,
-    method: str = "isotonic",
+    method: CalibrationMethod = "isotonic",
     confidence_column: str = "llm_confidence",
     holdout: float = 0.3,
     n_bins: int = 15,
@@ -452,7 +455,7 @@ def route(
     spot_check_rate: float | None = None,
     confidence_level: float = 0.95,
     method: str = "fixed-sequence",
-    bound: str = "wilson",
+    bound: BoundMethod = "wilson",
     seed: int = 0,
 ) -> RoutingResult:
     """Route the run's pre-labels to auto_accept, human_review or spot_check at a stated precision.
@@ -521,11 +524,12 @@ def route(
     if "duplicate_of" in prelabels.columns:
         pool &= prelabels["duplicate_of"].isna().to_numpy()
     plan = None
+    threshold: Certificate | ThresholdChoice
     if method == "fixed-sequence":
         certificate = certify_threshold(raw[has_gold], correct[has_gold], target, confidence_level,
                                         pool_scores=raw[pool], to_calibrated=calibrator.transform)  # fmt: skip
         threshold, scores, statement = certificate, raw, certificate.statement
-        cut = certificate.threshold if certificate.achievable else np.inf
+        cut = certificate.threshold if certificate.threshold is not None else np.inf
         plan = plan_gold(raw[has_gold], correct[has_gold], raw[pool], target, confidence_level,
                          calibrated_pool=calibrated[pool], unlabelled=~has_gold[pool], seed=seed)  # fmt: skip
         suggest_ids = prelabels["id"].astype(str).to_numpy()[np.flatnonzero(pool)[plan.suggest_indices]].tolist()
@@ -791,8 +795,8 @@ def _final_dataset(
     try:
         final = build_final_dataset(
             files,
-            method=method.replace("-", "_"),
-            tie_policy=tie_policy,
+            method=cast(Literal["majority", "dawid_skene"], method.replace("-", "_")),
+            tie_policy=cast(Literal["abstain", "llm", "random"], tie_policy),
             min_agreement=min_agreement,
             min_reviewers=min_reviewers,
             random_state=seed,

@@ -56,7 +56,9 @@ class FewShotExample(_Strict):
     def _label_is_text(cls, value: Any) -> Any:
         # YAML turns an unquoted yes/no into a bool: say so here, before pydantic reports the
         # union `str | list[str]` as two unrelated type errors.
-        found = [((i,), v) for i, v in enumerate(value) if _not_text(v)] if isinstance(value, list) else []
+        found: list[tuple[tuple[str | int, ...], Any]] = (
+            [((i,), v) for i, v in enumerate(value) if _not_text(v)] if isinstance(value, list) else []
+        )
         if not isinstance(value, list) and _not_text(value):
             found = [((), value)]
         if found:

