@@ -117,7 +117,7 @@ def embed_frame(name: str, df: pd.DataFrame, cache_dir: Path = CACHE) -> tuple[n
         data = np.load(cache, allow_pickle=False)
         if list(data["texts_hash"]) == [hash_texts(df["text"].tolist())]:
             return data["emb"], y, classes
-    from curation.embeddings import embed_texts
+    from curation.adapters.embeddings import embed_texts
 
     t0 = time.perf_counter()
     emb = embed_texts(df["text"].tolist(), batch_size=128)

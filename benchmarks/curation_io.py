@@ -1,4 +1,4 @@
-"""Benchmark: push and pull N records through `curation.argilla_io` vs a loop that logs one record per call.
+"""Benchmark: push and pull N records through `curation.adapters.argilla_io` vs a loop that logs one record per call.
 
 One run, one fresh local stack (embedded engine): push N records (text, reasoning, suggestion with
 score and agent, 6 metadata values, no vectors unless --vectors), pull them back with responses;
@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # benchmarks/argilla_stack.py would shadow the package
 
 from argilla_stack.stack import Stack  # noqa: E402
-from curation import argilla_io  # noqa: E402
+from curation.adapters import argilla_io  # noqa: E402
 from labeltriage.config import load_task_config  # noqa: E402
 from labeltriage.jsonio import write_json  # noqa: E402
 

@@ -27,7 +27,6 @@ records routed to review that nobody answered yet, and failed pre-labels.
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,6 @@ __all__ = [
     "build_final_dataset",
     "compute_agreement",
     "load_run",
-    "push_to_hub",
     "write_local",
 ]
 
@@ -555,7 +553,7 @@ def _short(obj: Any, depth: int = 0) -> Any:
     return obj
 
 
-# ---------------------------------------------------------------------------------- local and Hub
+# ------------------------------------------------------------------------------------------ local
 
 
 def write_local(final: FinalDataset, card: str, agreement: dict[str, Any], output_dir: str | Path) -> dict[str, Path]:
@@ -573,57 +571,3 @@ def write_local(final: FinalDataset, card: str, agreement: dict[str, Any], outpu
     write_json(paths["agreement"], agreement)
     final.adjudication.to_parquet(paths["adjudication"], index=False)
     return paths
-
-
-def push_to_hub(
-    final: pd.DataFrame,
-    card: str,
-    repo_id: str,
-    *,
-    private: bool = True,
-    token: str | None = None,
-    commit_message: str = "labeltriage publish",
-) -> str:
-    """Push the final rows with ``datasets.Dataset.push_to_hub`` and then the card.
-
-    ``private`` applies when the repo is created (an existing repo keeps its visibility). The
-    token comes from ``token`` or the ``HF_TOKEN`` environment variable and is never printed.
-    The card keeps the ``configs``/``dataset_info`` metadata that `datasets` wrote, so
-    ``load_dataset(repo_id)`` reads the parquet shards with their features.
-
-    Returns:
-        the dataset URL on the Hub (or the ``HF_ENDPOINT`` server).
-    """
-    import datasets
-    from huggingface_hub import DatasetCard, HfApi
-
-    token = token or os.environ.get("HF_TOKEN")
-    if not token:
-        raise RuntimeError(
-            "no Hugging Face token: set HF_TOKEN in the environment (a write token), or publish "
-            "locally only (omit --repo-id)"
-        )
-    if "/" not in repo_id:
-        raise ValueError(f"repo_id must be 'namespace/name', got {repo_id!r}")
-    ds = datasets.Dataset.from_pandas(final, preserve_index=False)
-    ds.push_to_hub(repo_id, private=private, token=token, commit_message=commit_message)
-    pushed = DatasetCard.load(repo_id, repo_type="dataset", token=token)
-    ours = DatasetCard(card)
-    merged = pushed.data.to_dict() | ours.data.to_dict()
-    for key in ("configs", "dataset_info"):  # written by datasets: load_dataset relies on them
-        if key in pushed.data.to_dict():
-            merged[key] = pushed.data.to_dict()[key]
-    import yaml
-
-    text = "---\n" + yaml.safe_dump(merged, sort_keys=False).strip() + "\n---\n" + ours.text
-    api = HfApi(token=token)
-    # upload_file, not DatasetCard.push_to_hub: in huggingface_hub 0.36 the card's validate()
-    # posts to a hard-coded https://huggingface.co, ignoring HF_ENDPOINT
-    api.upload_file(
-        path_or_fileobj=text.encode("utf-8"),
-        path_in_repo="README.md",
-        repo_id=repo_id,
-        repo_type="dataset",
-        commit_message=f"{commit_message}: card",
-    )
-    return f"{api.endpoint}/datasets/{repo_id}"

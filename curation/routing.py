@@ -244,7 +244,7 @@ def priority_scores(
     """Review priority, ``(n,)`` float in [0, 1], higher = review first: the product's one formula.
 
     ``route`` calls it with the calibrated confidences alone; a feedback round
-    (`curation.loop.reprioritise`) adds a retrained student's doubt as ``disagreement``::
+    (`curation.feedback.reprioritise`) adds a retrained student's doubt as ``disagreement``::
 
         priority = (1 - weight) * (1 - confidence) + weight * disagreement     (ok records)
         priority = 1                                                           (failed ones)

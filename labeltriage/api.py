@@ -15,7 +15,7 @@ subclasses whose message names the file, key or record and the fix.
 
 Where a record's label comes from, one hop per step: ``prelabel`` (pipelines.runner) ->
 ``calibrate`` (curation.heldout, curation.calibration) -> ``route`` (curation.routing) ->
-``push``/``pull`` (curation.argilla_io) -> ``publish`` (curation.consensus, curation.publish).
+``push``/``pull`` (curation.adapters.argilla_io) -> ``publish`` (curation.consensus, curation.publish).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from labeltriage.rundir import RunDir, RunDirError
 if TYPE_CHECKING:
     import pandas as pd
 
-    from curation.argilla_io import PullReport, PushReport
+    from curation.adapters.argilla_io import PullReport, PushReport
     from curation.calibration import Calibrator
     from curation.calibration import Method as CalibrationMethod
     from curation.certify import Certificate
@@ -585,14 +585,14 @@ def connect_argilla(api_url: str | None = None, api_key: str | None = None) -> A
     """An Argilla SDK client: the arguments, else ARGILLA_API_URL / ARGILLA_API_KEY, else the local stack.
 
     Raises ReviewServerError saying why the server cannot be used: down, the API key refused,
-    or its database unreachable (see :func:`curation.argilla_io.why_server_refuses`).
+    or its database unreachable (see :func:`curation.adapters.argilla_io.why_server_refuses`).
     """
     import os
 
     import argilla as rg
 
     from argilla_stack.stack import Stack, StackError
-    from curation.argilla_io import why_server_refuses
+    from curation.adapters.argilla_io import why_server_refuses
 
     api_url = api_url or os.environ.get("ARGILLA_API_URL")
     api_key = api_key or os.environ.get("ARGILLA_API_KEY")
@@ -638,8 +638,8 @@ def push(
     "find similar" in the UI). ``on_batch(n)`` is called after each batch. Writes push.json.
     Raises ReviewServerError.
     """
-    from curation import argilla_io
-    from curation.loop import run_embeddings
+    from curation.adapters import argilla_io
+    from curation.adapters.loop import run_embeddings
     from labeltriage.jsonio import write_json
 
     run = _run_dir(run_dir, config)
@@ -670,7 +670,7 @@ def pull(
     server no longer has (deleted reviewer) is kept with ``on_server = False`` unless
     ``drop_missing``. Raises ReviewServerError (no dataset: push first).
     """
-    from curation.loop import pull_to_run
+    from curation.adapters.loop import pull_to_run
 
     run = _run_dir(run_dir, config)
     task = run.task_config()
@@ -694,7 +694,7 @@ def loop(
     whose reviewers disagree (vote share < ``min_agreement``) get route=adjudication and priority
     1. Returns one summary per round (the last is loop.json); ``on_round`` sees each as it ends.
     """
-    from curation.loop import run_round
+    from curation.adapters.loop import run_round
 
     run = _run_dir(run_dir, config)
     task = run.task_config()
@@ -731,8 +731,8 @@ def watch(
 
     import argilla as rg
 
-    from curation.loop import run_round
-    from curation.webhooks import ResponseWebhookListener
+    from curation.adapters.loop import run_round
+    from curation.adapters.webhooks import ResponseWebhookListener
 
     run = _run_dir(run_dir, config)
     task = run.task_config()
@@ -857,7 +857,8 @@ def publish(
     agreement.json, adjudication.parquet into ``output`` (default: the run directory).
     Raises RunDirError, or ReviewServerError when the Hub refuses.
     """
-    from curation.publish import build_dataset_card, compute_agreement, push_to_hub, write_local
+    from curation.adapters.hub import push_to_hub
+    from curation.publish import build_dataset_card, compute_agreement, write_local
 
     run = _run_dir(run_dir, config)
     files, final = _final_dataset(run, method, tie_policy, min_agreement, min_reviewers, seed)

@@ -12,7 +12,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from curation import argilla_io
+from curation.adapters import argilla_io
 from labeltriage.config import load_task_config
 
 pytestmark = pytest.mark.stack

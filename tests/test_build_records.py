@@ -1,4 +1,4 @@
-"""`curation.argilla_io.build_records`: routed rows -> Argilla SDK records (pure: no server).
+"""`curation.adapters.argilla_io.build_records`: routed rows -> Argilla SDK records (pure: no server).
 
 Every value a reviewer sees comes from here: the text (or the empty-text note), the reasoning, the
 suggestion and its score, the metadata the queue sorts and filters on, the vector.
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from curation import argilla_io
+from curation.adapters import argilla_io
 from labeltriage.config import load_task_config
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -235,7 +235,7 @@ def test_duplicates_go_through_every_step(tmp_path: Path, server: FakeOpenAIServ
 
 
 def test_review_queue_shows_a_text_once() -> None:
-    from curation.argilla_io import review_queue
+    from curation.adapters.argilla_io import review_queue
 
     routed = pd.DataFrame(
         {

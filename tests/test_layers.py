@@ -24,6 +24,7 @@ PURE = (
     "curation.student",
     "curation.estimation",
     "curation.certify",
+    "curation.feedback",
     "pipelines.json_decoding",
     "pipelines.parsing",
     "pipelines.injection",
@@ -140,3 +141,11 @@ def test_pure_modules_import_no_client(module: str) -> None:
 def test_command_modules_only_wire() -> None:
     sizes = {path.name: len(path.read_text().splitlines()) for path in (ROOT / "labeltriage" / "commands").glob("*.py")}
     assert max(sizes.values()) <= 150, sizes
+
+
+def test_curation_io_lives_in_adapters() -> None:
+    """Every curation module that imports a client is under curation/adapters (the rest is pure)."""
+    for name, path in _modules().items():
+        if name.startswith("curation.") and not name.startswith("curation.adapters"):
+            named = {m.split(".")[0] for m in _imports(path, module_level_only=False)}
+            assert named.isdisjoint(CLIENTS), (name, named & set(CLIENTS))

@@ -1,4 +1,4 @@
-"""A feedback round's priority (`curation.loop.reprioritise`) goes through the one formula of
+"""A feedback round's priority (`curation.feedback.reprioritise`) goes through the one formula of
 `curation.routing.priority_scores`: the calibrated confidence and the retrained student's doubt.
 
 Pure and fast: small hand-made embeddings, no server, no embedding model.
@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curation.loop import reprioritise
+from curation.feedback import reprioritise
 from curation.routing import priority_scores
 from curation.student import fit_student
 

