@@ -32,6 +32,7 @@ from curation.calibration import (  # noqa: E402
     calibration_metrics,
     fit_calibrator,
     reliability_diagram,
+    save_reliability_diagram,
 )
 from labeltriage.jsonio import write_json  # noqa: E402
 
@@ -133,10 +134,10 @@ def main() -> None:
         print_table(f"synthetic over-confident ({kind}, n={args.n}, {args.seeds} splits):", report["synthetic"][kind])
         half = args.n // 2
         cal = fit_calibrator(conf[:half], correct[:half])
-        reliability_diagram(
-            conf[half:], correct[half:], RESULTS / f"calibration_report_synthetic_{kind}.png",
+        save_reliability_diagram(reliability_diagram(
+            conf[half:], correct[half:],
             calibrated=cal.transform(conf[half:]), title=f"synthetic {kind}, held-out (isotonic)",
-        )  # fmt: skip
+        ), RESULTS / f"calibration_report_synthetic_{kind}.png")  # fmt: skip
 
     paths = args.prelabels
     if paths is None:
@@ -168,10 +169,10 @@ def main() -> None:
             print(f"  ECE of a perfectly calibrated score on {c.shape[0] - half} held-out records: {floor:.4f}")
             perm = np.random.default_rng(1000).permutation(c.shape[0])
             cal = fit_calibrator(c[perm[:half]], y[perm[:half]])
-            reliability_diagram(
-                c[perm[half:]], y[perm[half:]], RESULTS / f"calibration_report_real_{_run_name(path)}_{col}.png",
+            save_reliability_diagram(reliability_diagram(
+                c[perm[half:]], y[perm[half:]],
                 calibrated=cal.transform(c[perm[half:]]), title=f"{_run_name(path)} {col}",
-            )  # fmt: skip
+            ), RESULTS / f"calibration_report_real_{_run_name(path)}_{col}.png")  # fmt: skip
         report["real"][str(path)] = entry
     if not report["real"]:
         print("real confidences: no prelabels.parquet with gold_label found (pass --prelabels PATH)")

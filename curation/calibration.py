@@ -441,33 +441,33 @@ IN_SAMPLE_NOTE = "in-sample: fitted on these records, ECE optimistic"
 def reliability_diagram(
     confidences: Any,
     correct: Any,
-    path: str | Path,
+    *,
     calibrated: Any | None = None,
     n_bins: int = 15,
     strategy: Strategy = "uniform",
     title: str = "Reliability diagram",
-    *,
     calibrated_in_sample: bool = False,
     extra_panels: tuple[ReliabilityPanel, ...] | list[ReliabilityPanel] = (),
-) -> Path:
-    """Write a reliability diagram PNG: accuracy vs confidence per bin, with the count per bin.
+    ax: Any | None = None,
+) -> Any:
+    """Draw a reliability diagram: accuracy vs confidence per bin, with the count per bin.
+
+    Returns the matplotlib ``Figure``. ``ax``: one ``Axes`` per panel (a sequence, or a single
+    ``Axes`` when there is one panel) to draw into, as in scikit-learn's ``plot(ax=...)``; by
+    default a new figure (``matplotlib.figure.Figure``: no pyplot, no global backend change).
+    :func:`save_reliability_diagram` writes it as PNG.
 
     One panel for the raw confidences, then one per ``extra_panels`` item, then, if ``calibrated``
     (shape ``(n,)``, same records as ``confidences``) is given, one for the calibrated ones. Each
     panel shows the bars (accuracy per bin), the diagonal, the ECE in the legend and the number of
     records written above each bar. A panel whose calibrator was fitted on its own records
     (``calibrated_in_sample=True``, or ``ReliabilityPanel.in_sample``) has hatched bars, "in-sample"
-    in its title and a note saying its ECE is optimistic. The panel titles are also stored in the
-    PNG's ``Description`` text chunk (one per line). Uses the Agg backend (no display).
+    in its title and a note saying its ECE is optimistic.
 
     Raises:
-        ValueError: confidences outside [0, 1], NaN, or shapes that do not match.
+        ValueError: confidences outside [0, 1], NaN, shapes that do not match, or an ``ax`` with
+            another number of axes than panels.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     conf, corr = _check_pair(confidences, correct)
     panels = [ReliabilityPanel("raw", conf, corr)]
     for extra in extra_panels:
@@ -477,9 +477,17 @@ def reliability_diagram(
         panels.append(
             ReliabilityPanel("calibrated", check_confidences(calibrated, "calibrated"), corr, calibrated_in_sample)
         )
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 5.2), squeeze=False)
-    titles = []
-    for ax, panel in zip(axes[0], panels, strict=True):
+    if ax is None:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=(5.5 * len(panels), 5.2))
+        axes = list(np.atleast_1d(fig.subplots(1, len(panels), squeeze=False)[0]))
+    else:
+        axes = list(np.atleast_1d(np.asarray(ax, dtype=object)).ravel())
+        if len(axes) != len(panels):
+            raise ValueError(f"ax holds {len(axes)} axes; this diagram has {len(panels)} panels (one per axes)")
+        fig = axes[0].figure
+    for ax, panel in zip(axes, panels, strict=True):  # noqa: B020 (ax: the caller's, then each panel's)
         c, y = np.asarray(panel.confidences, dtype=np.float64), np.asarray(panel.correct, dtype=bool)
         b = calibration_bins(c, y, n_bins, strategy)
         ece = expected_calibration_error(c, y, n_bins, strategy)
@@ -509,9 +517,15 @@ def reliability_diagram(
         panel_title = f"{title}: {panel.name}" + (" (in-sample)" if panel.in_sample else "")
         ax.set_title(panel_title, color="#B22222" if panel.in_sample else "black")
         ax.legend(loc="upper left", fontsize=8)
-        titles.append(panel_title)
     fig.tight_layout()
+    return fig
+
+
+def save_reliability_diagram(fig: Any, path: str | Path, dpi: int = 110) -> Path:
+    """Write :func:`reliability_diagram`'s figure as PNG; the panel titles go into the PNG's
+    ``Description`` text chunk (one per line), so a reader can tell in-sample panels apart."""
     path = Path(path)
-    fig.savefig(path, dpi=110, metadata={"Title": title, "Description": "\n".join(titles)})
-    plt.close(fig)
+    titles = [axes.get_title() for axes in fig.axes if axes.get_title()]
+    title = titles[0].rsplit(": ", 1)[0] if titles else ""  # "<title>: <panel>"
+    fig.savefig(path, dpi=dpi, metadata={"Title": title, "Description": "\n".join(titles)})
     return path

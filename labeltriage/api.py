@@ -337,7 +337,7 @@ def calibrate(
     refitted on all gold. Writes calibrator.json, calibration.json and reliability.png.
     Raises InputError (no or too little gold, all right or all wrong).
     """
-    from curation.calibration import ReliabilityPanel, reliability_diagram
+    from curation.calibration import ReliabilityPanel, reliability_diagram, save_reliability_diagram
     from curation.heldout import evaluate_calibrator
     from labeltriage.jsonio import write_json
 
@@ -398,9 +398,10 @@ def calibrate(
             ReliabilityPanel(f"calibrated, held-out {held['n_held_out']} (fitted on the other {held['n_fit']})",
                              evaluation.held_calibrated, y[evaluation.held_mask])
         )  # fmt: skip
-    reliability_diagram(c, y, run / "reliability.png", calibrated=calibrator.transform(c), n_bins=n_bins,
-                        title=f"{run.path.name} ({method})", calibrated_in_sample=True,
-                        extra_panels=panels)  # fmt: skip
+    figure = reliability_diagram(c, y, calibrated=calibrator.transform(c), n_bins=n_bins,
+                                 title=f"{run.path.name} ({method})", calibrated_in_sample=True,
+                                 extra_panels=panels)  # fmt: skip
+    save_reliability_diagram(figure, run / "reliability.png")
     paths = {name: run / name for name in ("calibrator.json", "calibration.json", "reliability.png")}
     return CalibrationResult(calibrator, report, n_gold, float(y.mean()), notes, list(evaluation.warnings), paths)
 

@@ -18,6 +18,7 @@ from curation.calibration import (
     load_calibrator,
     maximum_calibration_error,
     reliability_diagram,
+    save_reliability_diagram,
 )
 
 
@@ -158,7 +159,22 @@ def test_unknown_method_and_bad_file(tmp_path):
 def test_reliability_diagram_writes_png(tmp_path):
     conf, correct = overconfident(500, 7)
     cal = fit_calibrator(conf, correct)
-    out = reliability_diagram(conf, correct, tmp_path / "rel.png", calibrated=cal.transform(conf))
+    fig = reliability_diagram(conf, correct, calibrated=cal.transform(conf))
+    assert [axes.get_title() for axes in fig.axes] == ["Reliability diagram: raw", "Reliability diagram: calibrated"]
+    out = save_reliability_diagram(fig, tmp_path / "rel.png")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    out2 = reliability_diagram(conf, correct, tmp_path / "rel2.png", strategy="quantile")
+    out2 = save_reliability_diagram(reliability_diagram(conf, correct, strategy="quantile"), tmp_path / "rel2.png")
     assert out2.stat().st_size > 1000
+
+
+def test_reliability_diagram_draws_into_the_callers_axes() -> None:
+    """As scikit-learn's plots: ``ax=`` draws into the caller's figure (one Axes per panel)."""
+    from matplotlib.figure import Figure
+
+    conf, correct = overconfident(200, 3)
+    figure = Figure()
+    left, right = figure.subplots(1, 2)
+    assert reliability_diagram(conf, correct, calibrated=conf, ax=[left, right]) is figure
+    assert left.get_title().endswith(": raw") and right.get_title().endswith(": calibrated")
+    with pytest.raises(ValueError, match="ax holds 1 axes; this diagram has 2 panels"):
+        reliability_diagram(conf, correct, calibrated=conf, ax=left)
