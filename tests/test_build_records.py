@@ -31,7 +31,7 @@ def _routed() -> pd.DataFrame:
             "model": "qwen2.5-1.5b",
             "prompt_hash": "ab12+cd",
             "status": ["ok", "ok", "failed", "ok"],
-            "route": ["spot_check", "human_review", "human_review", "human_review"],
+            "route": ["auto_accept", "human_review", "human_review", "human_review"],
             "priority": [0.07, 0.39, 1.0, 0.5],
             "source": ["shop", "shop", None, "forum"],
         }
@@ -51,10 +51,11 @@ def test_records_carry_the_calibrated_confidence_under_its_own_name() -> None:
     assert dict(first.metadata) == {
         "priority": 0.07,
         "calibrated_confidence": 0.93,  # not the raw 0.99, and not named llm_confidence
-        "route": "spot_check",
+        "route": "auto_accept",
         "llm_label": "positive",
         "round": 2,
         "source": "shop",
+        "review_mode": "assisted",
     }
     suggestion = _suggestion(first)
     assert (suggestion.question_name, suggestion.value, suggestion.score) == ("sentiment", "positive", 0.93)
@@ -68,7 +69,8 @@ def test_failed_and_out_of_set_labels_get_no_suggestion_and_an_empty_text_says_s
     records = argilla_io.build_records(_routed(), SENTIMENT)
     failed, outside = records[2], records[3]
     assert _suggestion(failed) is None and _suggestion(outside) is None
-    assert dict(failed.metadata) == {"priority": 1.0, "route": "human_review", "round": 0}  # NaN and None left out
+    # NaN and None left out
+    assert dict(failed.metadata) == {"priority": 1.0, "route": "human_review", "round": 0, "review_mode": "assisted"}
     assert failed.fields.to_dict() == {
         "text": argilla_io.EMPTY_TEXT_NOTE,
         "llm_reasoning": "No model call: the input row's text is empty.",
@@ -109,7 +111,7 @@ def test_multi_label_rows() -> None:
 def test_the_metadata_written_is_the_metadata_the_dataset_declares() -> None:
     # dataset_settings declares exactly these (building its question needs a client, so not here)
     declared = {*argilla_io.METADATA_FLOATS, *argilla_io.METADATA_TERMS, *argilla_io.METADATA_INTEGERS}
-    assert declared == {"priority", "calibrated_confidence", "route", "llm_label", "source", "round"}
+    assert declared == {"priority", "calibrated_confidence", "route", "llm_label", "source", "round", "review_mode"}
     written = set().union(*(r.metadata.keys() for r in argilla_io.build_records(_routed(), SENTIMENT)))
     assert written <= declared
     assert argilla_io.RENAMED_METADATA == {"llm_confidence": "calibrated_confidence"}
@@ -118,3 +120,21 @@ def test_the_metadata_written_is_the_metadata_the_dataset_declares() -> None:
 def test_one_record_per_row_in_the_frames_order() -> None:
     frame = _routed().iloc[::-1].reset_index(drop=True)
     assert [r.id for r in argilla_io.build_records(frame, SENTIMENT)] == frame["id"].tolist()
+
+
+def test_audit_records_are_blind() -> None:
+    """Spot-check (audit) records carried the LLM's label pre-selected, its score and reasoning:
+    reviewers adopt suggestions, so the audit overstated the LLM (issue 17 point 3)."""
+    frame = _routed()
+    frame.loc[0, "route"] = "spot_check"
+    frame["blind"] = [False, False, False, True]  # a share of the review queue shown blind too
+    records = argilla_io.build_records(frame, SENTIMENT, round_number=1)
+    for record in (records[0], records[3]):
+        assert _suggestion(record) is None
+        assert set(record.fields.to_dict()) == {"text"}  # no reasoning
+        assert set(record.metadata) == {"priority", "round", "source", "review_mode"}
+        assert record.metadata["review_mode"] == "blind"
+        # its priority is one of the assisted records' (nothing about the model's confidence)
+        assert record.metadata["priority"] in {0.39, 1.0}
+    assert records[1].metadata["review_mode"] == "assisted" and _suggestion(records[1]) is not None
+    assert argilla_io.HIDDEN_FROM_ANNOTATORS == {"calibrated_confidence", "route", "llm_label", "review_mode"}

@@ -98,6 +98,14 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
     assert sample.fields["llm_reasoning"].startswith("The reviewer's wording")
     assert sample.metadata["priority"] == pytest.approx(routed["priority"].iloc[0])
     assert len(sample.vectors["embedding"]) == 384
+    # audit (spot-check) records are blind: nothing of the model on them (issue 17 point 3)
+    audits = routed.loc[routed["route"] == "spot_check", "id"].tolist()
+    assert len(audits) == 10
+    for rid in audits:
+        audit = records[rid]
+        assert not list(audit.suggestions) and not audit.fields.get("llm_reasoning")
+        assert set(audit.metadata) == {"priority", "round", "review_mode"} and audit.metadata["review_mode"] == "blind"
+    assert records[routed["id"].iloc[0]].metadata["review_mode"] == "assisted"
 
     # Three reviewers answer as the UI does: bearer token, POST /api/v1/records/{id}/responses.
     stack, api_url = review_run["stack"], env["ARGILLA_API_URL"]
@@ -108,6 +116,13 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
             f"{api_url}/api/v1/datasets/{dataset.id}/records", params={"limit": 1000}, headers=owner
         ).json()["items"]
     }
+    shown = {
+        prop["name"]: prop["visible_for_annotators"]
+        for prop in httpx.get(f"{api_url}/api/v1/datasets/{dataset.id}/metadata-properties", headers=owner).json()[
+            "items"
+        ]
+    }
+    assert {name for name, visible in shown.items() if visible} == {"priority", "round", "source"}
     ratings = dict(zip(review_run["snippets"]["id"], review_run["snippets"]["ratings"], strict=True))
     rng = np.random.default_rng(1)
     sent = []
@@ -118,6 +133,9 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
         token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         names.append(name)
+        # what an annotator's UI can list and filter on: no LLM field
+        listed = httpx.get(f"{api_url}/api/v1/datasets/{dataset.id}/metadata-properties", headers=headers).json()
+        assert {prop["name"] for prop in listed["items"]} == {"priority", "round", "source"}
         for position, rid in enumerate(sorted(records)):
             label = _vader_label(int(rng.choice(ratings[int(rid.split("-")[1])])))
             # On the last 10 records: reviewer 0 leaves a draft, reviewer 1 discards.

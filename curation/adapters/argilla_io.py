@@ -31,8 +31,13 @@ from labeltriage.errors import ReviewServerError
 from labeltriage.jsonio import write_json
 
 METADATA_FLOATS = ("priority", "calibrated_confidence")
-METADATA_TERMS = ("route", "llm_label", "source")
+METADATA_TERMS = ("route", "llm_label", "source", "review_mode")
 METADATA_INTEGERS = ("round",)
+# what the model said or how it was routed: never shown to annotators (anchoring); the product and
+# the owner filter on them. Reviewers sort by priority and see the suggestion itself on assisted records.
+HIDDEN_FROM_ANNOTATORS = frozenset({"calibrated_confidence", "route", "llm_label", "review_mode"})
+BLIND, ASSISTED = "blind", "assisted"
+BLIND_ROUTES = frozenset({"spot_check"})  # the audit sample of auto-accepted records
 REASONING_FIELD = "llm_reasoning"
 TEXT_FIELD = "text"
 VECTOR_NAME = "embedding"
@@ -95,10 +100,13 @@ def dataset_settings(config: Any, vector_dimensions: int | None = 384):
     question = question_cls(
         name=config.argilla.question, labels=labels, title=config.description, description=descriptions
     )
+    def shown(name: str) -> bool:
+        return name not in HIDDEN_FROM_ANNOTATORS
+
     metadata = [
-        *(rg.FloatMetadataProperty(name=name) for name in METADATA_FLOATS),
-        *(rg.TermsMetadataProperty(name=name) for name in METADATA_TERMS),
-        *(rg.IntegerMetadataProperty(name=name) for name in METADATA_INTEGERS),
+        *(rg.FloatMetadataProperty(name=name, visible_for_annotators=shown(name)) for name in METADATA_FLOATS),
+        *(rg.TermsMetadataProperty(name=name, visible_for_annotators=shown(name)) for name in METADATA_TERMS),
+        *(rg.IntegerMetadataProperty(name=name, visible_for_annotators=shown(name)) for name in METADATA_INTEGERS),
     ]
     guidelines = (config.guidelines or "").strip() + "\n\n### Labels\n" + descriptions
     return rg.Settings(
@@ -174,6 +182,11 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
         for prop in missing:
             dataset.settings.metadata.add(prop)
         dataset.update()
+    for prop in wanted:  # a dataset made before LLM metadata was hidden from annotators: hide it now
+        current = dataset.settings.metadata[prop.name]
+        if current is not None and current.visible_for_annotators != prop.visible_for_annotators:
+            current.visible_for_annotators = prop.visible_for_annotators
+            current.update()
     _rename_metadata(client, dataset, {old: new for old, new in RENAMED_METADATA.items() if old in present})
     return dataset
 
@@ -266,15 +279,29 @@ def build_records(
     Each record: the ``text`` field (a note for an empty text), the ``llm_reasoning`` field when
     there is reasoning, the LLM label as a suggestion scored with the calibrated confidence (none
     for a failed pre-label or a label outside the config's), and metadata ``priority``,
-    ``calibrated_confidence``, ``route``, ``llm_label`` (multi-label: comma-joined), ``round`` and
-    ``source`` (missing values are left out). ``vectors`` is ``(len(frame), d)`` or None. Builds
-    SDK objects only: no server is needed.
+    ``calibrated_confidence``, ``route``, ``llm_label`` (multi-label: comma-joined), ``round``,
+    ``source`` and ``review_mode`` (missing values are left out).
+
+    A **blind** record (route ``spot_check``: the audit sample of auto-accepted records, or a row
+    whose ``blind`` column is True) carries nothing of the model: no suggestion, no reasoning, no
+    LLM metadata, and a priority drawn from the other records' priorities (seeded by its id), so
+    that neither its card nor its place in the queue tells a reviewer what the model said or that
+    the model was confident. Reviewers adopt visible suggestions, which inflates the measured LLM
+    accuracy; blind answers are the unbiased audit (``review_mode = blind``, hidden from
+    annotators). ``vectors`` is ``(len(frame), d)`` or None. Builds SDK objects only: no server.
     """
     rg = _rg()
     labels = {label.name for label in config.labels}
+    blind_rows = is_blind(frame)
+    assisted_priorities = [
+        p for p, blind in zip(frame.get("priority", pd.Series(dtype=float)), blind_rows, strict=False) if not blind
+    ]
     records = []
     for position, row in enumerate(frame.itertuples(index=False)):
         row = row._asdict()
+        if blind_rows[position]:
+            records.append(_blind_record(rg, row, assisted_priorities, round_number, source, vectors, position))
+            continue
         label = _clean_label(row.get("llm_label"))
         calibrated = _float_or_none(row.get("calibrated_confidence"))
         # the suggestion's score: the calibrated confidence; a frame never routed has only the raw one
@@ -302,6 +329,7 @@ def build_records(
             "llm_label": label if isinstance(label, str) else (",".join(label) if label else None),
             "round": int(round_number),
             "source": source or row.get("source"),
+            "review_mode": ASSISTED,
         }
         reasoning = row.get("reasoning")
         text = "" if _missing(row.get("text")) else str(row["text"])
@@ -321,6 +349,36 @@ def build_records(
             )
         )
     return records
+
+
+def is_blind(frame: pd.DataFrame) -> np.ndarray:
+    """``(n,)`` bool: rows pushed blind (route ``spot_check``, or a True ``blind`` column)."""
+    blind = frame["route"].isin(BLIND_ROUTES).to_numpy() if "route" in frame.columns else np.zeros(len(frame), bool)
+    if "blind" in frame.columns:
+        blind = blind | frame["blind"].fillna(False).astype(bool).to_numpy()
+    return blind
+
+
+def _blind_record(
+    rg: Any, row: dict[str, Any], priorities: list[Any], round_number: int, source: str | None,
+    vectors: np.ndarray | None, position: int,
+) -> Any:  # fmt: skip
+    """A record with nothing of the model on it (see :func:`build_records`)."""
+    import hashlib
+
+    seed = int(hashlib.sha256(str(row["id"]).encode()).hexdigest()[:12], 16)
+    usable = [float(p) for p in priorities if not _missing(p)]
+    priority = usable[seed % len(usable)] if usable else 0.5  # indistinguishable from the queue's own
+    text = "" if _missing(row.get("text")) else str(row["text"])
+    metadata = {"priority": priority, "round": int(round_number), "source": source or row.get("source"),
+                "review_mode": BLIND}  # fmt: skip
+    return rg.Record(
+        id=str(row["id"]),
+        fields={TEXT_FIELD: text if text.strip() else EMPTY_TEXT_NOTE},
+        metadata={key: value for key, value in metadata.items() if not _missing(value)},
+        suggestions=[],
+        vectors={VECTOR_NAME: vectors[position].tolist()} if vectors is not None else {},
+    )
 
 
 def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFrame:
