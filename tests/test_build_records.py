@@ -137,4 +137,4 @@ def test_audit_records_are_blind() -> None:
         # its priority is one of the assisted records' (nothing about the model's confidence)
         assert record.metadata["priority"] in {0.39, 1.0}
     assert records[1].metadata["review_mode"] == "assisted" and _suggestion(records[1]) is not None
-    assert argilla_io.HIDDEN_FROM_ANNOTATORS == {"calibrated_confidence", "route", "llm_label", "review_mode"}
+    assert {"calibrated_confidence", "route", "llm_label", "review_mode"} == argilla_io.HIDDEN_FROM_ANNOTATORS
