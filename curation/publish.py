@@ -384,11 +384,71 @@ def _fan_out_duplicates(
 
 
 def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int = 0) -> dict[str, Any]:
-    """Agreement report of the run's responses (see :func:`curation.agreement.agreement_report`)."""
+    """Agreement report of the run's responses (see :func:`curation.agreement.agreement_report`),
+    with ``published_accuracy`` (:func:`published_label_accuracy`)."""
+    accuracy = published_label_accuracy(run, final)
     if final.ratings is None:
-        return {"note": "no submitted responses; agreement is undefined", "n_responses": 0}
+        return {"note": "no submitted responses; agreement is undefined", "n_responses": 0,
+                "published_accuracy": accuracy}  # fmt: skip
     llm = run.routed.set_index("id")["llm_label"].map(_normalise_label).to_dict()
-    return agreement_report(final.ratings, llm, fleiss_seed=random_state)
+    return {**agreement_report(final.ratings, llm, fleiss_seed=random_state), "published_accuracy": accuracy}
+
+
+AUTO_ROUTES = ("auto_accept", "spot_check")  # the auto-accepted set; spot_check is its blind audit sample
+
+
+def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_level: float = 0.95) -> dict[str, Any]:
+    """Accuracy of the LLM labels published without review (``llm_auto``), from the blind audits.
+
+    The auto-accepted set is every record routed ``auto_accept`` or ``spot_check``; ``spot_check``
+    is a random sample of it (``thresholds.spot_check_rate``), pushed blind (no suggestion, no
+    score, no reasoning), and the reviewers' final label of an audited record is taken as its
+    truth. The estimand is the share of the auto-accepted set whose LLM label equals that truth,
+    i.e. the accuracy of the ``llm_auto`` rows of the published dataset; the interval is
+    :func:`curation.estimation.published_accuracy`'s (MOVER-Jeffreys with the finite-population
+    correction; Zou & Donner 2008), valid when the answered audits are a random sample of the set.
+    Reviewed labels (``human``, ``consensus``) are not audited blind, so no accuracy is claimed
+    for them (their agreement figures are in the same report). Returns a strict-JSON dict;
+    ``llm_auto`` is None (with ``reason``) when no audit has been answered.
+    """
+    from curation.estimation import published_accuracy
+
+    routed = run.routed.set_index("id")
+    auto_ids = routed.index[routed["route"].isin(AUTO_ROUTES)]
+    if len(auto_ids) == 0:
+        return {"llm_auto": None, "reason": "nothing was auto-accepted", "n_audited": 0}
+    human = final.final.set_index("id")
+    audited = [
+        rid
+        for rid in auto_ids
+        if routed.at[rid, "route"] == "spot_check"
+        and rid in human.index
+        and human.at[rid, "label_source"] in ("human", "consensus")
+    ]
+    if not audited:
+        return {
+            "llm_auto": None,
+            "reason": f"no blind audit of the {len(auto_ids)} auto-accepted records has been answered yet",
+            "n_audited": 0,
+            "n_population": int(len(auto_ids)),
+        }
+    llm = [str(_normalise_label(routed.at[rid, "llm_label"])) for rid in auto_ids]
+    mask = [rid in set(audited) for rid in auto_ids]
+    truth = [str(human.at[rid, "label"]) if rid in set(audited) else None for rid in auto_ids]
+    report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), mask, truth, confidence_level=confidence_level)
+    entry = report["by_source"]["llm_auto"]
+    return {
+        "llm_auto": entry,
+        "n_audited": entry["n_audited"],
+        "n_population": entry["n_population"],
+        "confidence_level": confidence_level,
+        "method": report["method"],
+        "statement": (
+            f"accuracy of the {entry['n_population']} LLM labels published without review, estimated from "
+            f"{entry['n_audited']} blind audits"
+        ),
+        "assumptions": report["assumptions"],
+    }
 
 
 # ------------------------------------------------------------------------------------------- card
@@ -526,6 +586,19 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         )
     else:
         lines.append("No reviewer responses yet.")
+    lines += ["", "## Accuracy of the published labels", ""]
+    measured = (agreement or {}).get("published_accuracy") or published_label_accuracy(run, final)
+    entry = measured.get("llm_auto")
+    if entry and entry.get("estimate") is not None:
+        lines.append(
+            f"- LLM labels published without review (`llm_auto`): accuracy {_fmt(entry['estimate'])} "
+            f"({measured['confidence_level']:.0%} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
+            f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
+            f"(random sample, reviewed with no suggestion; {measured['method']} interval)"
+        )
+    else:
+        lines.append(f"- LLM labels published without review: not measured ({measured.get('reason', 'no audit')})")
+    lines.append("- reviewed labels (`human`, `consensus`): not audited blind; see the agreement figures above")
     lines += ["", "## Cost", ""]
     lines.append(
         f"- LLM cost: ${_fmt(cost, 4)} (input tokens {_fmt(tokens_in)}, output tokens {_fmt(tokens_out)})"

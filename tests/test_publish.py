@@ -287,3 +287,31 @@ def test_the_card_carries_no_local_path(run_dir: Path) -> None:
     final = build_final_dataset(run)
     card = build_dataset_card(run, final, compute_agreement(run, final))
     assert str(run_dir.parent) not in card and '"gold": "gold.csv"' in card
+
+
+def test_the_published_llm_labels_accuracy_comes_from_the_blind_audits(run_dir: Path) -> None:
+    """The card reported agreement only; llm_auto rows carried no measured quality (issue 17 point 4)."""
+    from curation.estimation import published_accuracy
+    from curation.publish import build_dataset_card, compute_agreement, published_label_accuracy
+
+    run = load_run(run_dir)
+    final = build_final_dataset(run)
+    measured = published_label_accuracy(run, final)
+    routed = run.routed.set_index("id")
+    auto = routed.index[routed["route"].isin(["auto_accept", "spot_check"])]
+    published = final.final.set_index("id")
+    audited = [r for r in auto if routed.at[r, "route"] == "spot_check" and r in published.index
+               and published.at[r, "label_source"] != "llm_auto"]  # fmt: skip
+    assert measured["n_population"] == len(auto) == 24 and measured["n_audited"] == len(audited) >= 1
+    right = sum(published.at[r, "label"] == routed.at[r, "llm_label"] for r in audited)
+    entry = measured["llm_auto"]
+    assert entry["estimate"] == pytest.approx(right / len(audited))
+    reference = published_accuracy(
+        [routed.at[r, "llm_label"] for r in auto], ["llm_auto"] * len(auto), [r in audited for r in auto],
+        [published.at[r, "label"] if r in audited else None for r in auto],
+    )["by_source"]["llm_auto"]  # fmt: skip
+    assert (entry["low"], entry["high"]) == (reference["low"], reference["high"]) and entry["low"] < entry["high"]
+    report = compute_agreement(run, final)
+    assert report["published_accuracy"]["llm_auto"] == entry
+    card = build_dataset_card(run, final, report)
+    assert f"from {len(audited)} blind audits of the 24 auto-accepted records" in card

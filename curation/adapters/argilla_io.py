@@ -100,6 +100,7 @@ def dataset_settings(config: Any, vector_dimensions: int | None = 384):
     question = question_cls(
         name=config.argilla.question, labels=labels, title=config.description, description=descriptions
     )
+
     def shown(name: str) -> bool:
         return name not in HIDDEN_FROM_ANNOTATORS
 
