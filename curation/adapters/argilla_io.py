@@ -37,6 +37,17 @@ METADATA_INTEGERS = ("round",)
 # the owner filter on them. Reviewers sort by priority and see the suggestion itself on assisted records.
 HIDDEN_FROM_ANNOTATORS = frozenset({"calibrated_confidence", "route", "llm_label", "review_mode"})
 BLIND, ASSISTED = "blind", "assisted"
+REVIEWER_NOTE = """
+
+### How the records reach you
+- Most records come with the LLM's answer **pre-selected**, its **score** (the calibrated chance,
+  0 to 1, that the LLM's label is right) and its **reasoning** (a field under the text). They are
+  a starting point, not an answer: read the text and change the label whenever it is wrong.
+- Some records come with **no pre-selected label, no score and no reasoning, on purpose**: they
+  measure how often the LLM is right, so label them from the text alone.
+- Sort the queue by **priority** (highest first): the records most likely to need a correction
+  come first.
+"""
 BLIND_ROUTES = frozenset({"spot_check"})  # the audit sample of auto-accepted records
 REASONING_FIELD = "llm_reasoning"
 TEXT_FIELD = "text"
@@ -109,7 +120,7 @@ def dataset_settings(config: Any, vector_dimensions: int | None = 384):
         *(rg.TermsMetadataProperty(name=name, visible_for_annotators=shown(name)) for name in METADATA_TERMS),
         *(rg.IntegerMetadataProperty(name=name, visible_for_annotators=shown(name)) for name in METADATA_INTEGERS),
     ]
-    guidelines = (config.guidelines or "").strip() + "\n\n### Labels\n" + descriptions
+    guidelines = (config.guidelines or "").strip() + "\n\n### Labels\n" + descriptions + REVIEWER_NOTE
     return rg.Settings(
         guidelines=guidelines,
         fields=[
@@ -182,6 +193,10 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
     if missing:
         for prop in missing:
             dataset.settings.metadata.add(prop)
+        dataset.update()
+    expected_guidelines = dataset_settings(config, vector_dimensions).guidelines
+    if dataset.settings.guidelines != expected_guidelines:  # e.g. made before REVIEWER_NOTE existed
+        dataset.settings.guidelines = expected_guidelines
         dataset.update()
     for prop in wanted:  # a dataset made before LLM metadata was hidden from annotators: hide it now
         current = dataset.settings.metadata[prop.name]
