@@ -115,7 +115,24 @@ def _create_owner() -> None:
                 workspace=[os.environ.get("LABELTRIAGE_WORKSPACE", "labeltriage")],
             )
         )
+    if not asyncio.run(_owner_key_matches(username, os.environ["LABELTRIAGE_OWNER_API_KEY"])):
+        print(
+            f"the database already has an owner {username!r} made by another stack home (its API key differs): "
+            "use that home (its secrets.json), or a new database for this home"
+        )
+        raise SystemExit(2)
     print(f"owner user {username!r} ready")
+
+
+async def _owner_key_matches(username: str, api_key: str) -> bool:
+    from argilla_server.database import AsyncSessionLocal, async_engine
+    from argilla_server.models import User
+    from sqlalchemy import select
+
+    async with AsyncSessionLocal() as db:
+        stored = (await db.execute(select(User.api_key).where(User.username == username))).scalar_one_or_none()
+    await async_engine.dispose()  # this loop ends here (asyncpg connections belong to it)
+    return stored == api_key
 
 
 def load_vector_settings_with_vectors() -> None:

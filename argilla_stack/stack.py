@@ -94,6 +94,13 @@ def normalized_database_url(url: str) -> str:
     return parsed.set(drivername=f"{backend}+{async_driver}").render_as_string(hide_password=False)
 
 
+def _without_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)  # URL.set(password=None) keeps the password: rebuild without it
+    return parsed.render_as_string(hide_password=True).replace(":***@", "@", 1)
+
+
 def _sync_url(url: str) -> str:
     """The URL without its async driver: what Argilla's migrations (alembic) connect with."""
     from sqlalchemy.engine import make_url
@@ -112,7 +119,9 @@ def check_database_drivers(url: str) -> None:
         try:
             dialect.import_dbapi()
         except ImportError as exc:
-            module = (getattr(exc, "name", None) or str(exc)).split(".")[0]
+            # the module that failed (a missing package), else the driver the URL asks for (a
+            # library the driver loads is missing, e.g. libpq: reinstalling the package fixes it)
+            module = (exc.name or "").split(".")[0] or make_url(candidate).get_driver_name() or "psycopg2"
             package = _DRIVER_PACKAGES.get(module, module)
             raise StackError(
                 f"the database URL {masked_url(url)} needs the Python package {package} ({exc}); "
@@ -126,7 +135,12 @@ def database_unreachable(url: str, timeout: float = 3.0) -> str | None:
     from sqlalchemy.pool import NullPool
 
     sync = _sync_url(url)
-    connect_args = {"connect_timeout": max(1, round(timeout))} if sync.startswith("postgresql") else {}
+    if sync.startswith("sqlite"):
+        from sqlalchemy.engine import make_url
+
+        database = make_url(sync).database
+        return None if database and Path(database).is_file() else f"no database file at {database}"
+    connect_args = {"connect_timeout": max(1, round(timeout))}
     engine = create_engine(sync, poolclass=NullPool, hide_parameters=True, connect_args=connect_args)
     try:
         with engine.connect() as connection:
@@ -318,6 +332,9 @@ class Stack:
         current = self.state()
         if current is not None and self.is_up():
             log(f"stack already running at {current.api_url} (home {self.home})")
+            remembered = self.secrets().get("database_url")
+            if remembered and (reason := database_unreachable(remembered)):
+                log(f"warning: its database {masked_url(remembered)} is unreachable: {reason}")
             return current
         self._stop_leftovers()
         if _port_in_use(port):
@@ -400,6 +417,8 @@ class Stack:
         (datasets and reviewers gone); a different URL is refused rather than switched silently."""
         remembered = data.get("database_url")
         database_url = normalized_database_url(database_url) if database_url else None
+        if remembered and database_url and _without_password(database_url) == _without_password(remembered):
+            return database_url  # a changed password (rotated): remembered once the database answers
         if remembered and database_url and database_url != remembered:
             raise StackError(
                 f"the stack home {self.home} uses the database {masked_url(remembered)}, not "
@@ -456,7 +475,9 @@ class Stack:
                 command, env=env, stdout=log_file, stderr=subprocess.STDOUT, check=False, umask=0o077
             )
         if result.returncode != 0:
-            raise StackError(f"`{name}` failed (exit {result.returncode}); see {self.logs / (name + '.log')}")
+            last = [line for line in self._log_tail(name, 40).splitlines() if line.strip()]
+            cause = f": {last[-1].strip()[:300]}" if last else ""
+            raise StackError(f"`{name}` failed (exit {result.returncode}){cause}; see {self.logs / (name + '.log')}")
 
     def _wait_ready(
         self, state: StackState, timeout: float, log: Callable[..., Any] = print, server_log_from: int = 0
@@ -521,7 +542,8 @@ class Stack:
     def status(self) -> dict:
         state = self.state()
         if state is None:
-            return {"running": False, "home": str(self.home)}
+            remembered = self.secrets().get("database_url") if self.secrets_file.exists() else None
+            return {"running": False, "home": str(self.home), "database_url": masked_url(remembered)}
         alive = self.running_processes()
         database = self.secrets().get("database_url")
         unreachable = database_unreachable(database) if database else "no database recorded in the stack home"
@@ -556,7 +578,17 @@ class Stack:
         import argilla as rg
 
         api_url, api_key = self.credentials()
-        client = rg.Argilla(api_url=api_url, api_key=api_key)
+        try:
+            return self._add_user(rg.Argilla(api_url=api_url, api_key=api_key), username, role, password)
+        except StackError:
+            raise
+        except Exception as exc:  # the SDK's errors (server down, database unreachable): one line
+            detail = " ".join(str(exc).split())[:300]
+            raise StackError(f"could not add user {username!r} at {api_url}: {detail}") from exc
+
+    def _add_user(self, client: Any, username: str, role: str, password: str | None) -> str:
+        import argilla as rg
+
         data = self.secrets()
         password = password or data.get("users", {}).get(username) or secrets.token_urlsafe(12)
         with warnings.catch_warnings():

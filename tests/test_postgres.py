@@ -74,7 +74,7 @@ def test_stack_on_postgresql_survives_restarts_names_outages_and_leaks_nothing(t
             cluster.stop()
             me = httpx.get(f"{api_url}/api/v1/me", headers={"X-Argilla-Api-Key": api_key}, timeout=30)
             assert me.status_code == 503 and me.json()["detail"].startswith("Argilla's database is unreachable")
-            status = run_cli(["stack", "status", "--home", str(stack.home)])
+            status = run_cli(["stack", "status", "--home", str(stack.home)], code=1)  # scripts can test it
             assert status.startswith("NOT HEALTHY") and ": unreachable: connection to server" in status
             run_dir = tmp_path / "run"
             run_dir.mkdir()
@@ -215,3 +215,31 @@ def test_the_demo_loop_runs_on_postgresql_and_a_restart_costs_no_retry(
             assert not _leaks(stack, [cluster.password, api_key], outputs)
         finally:
             stack.down(log=lambda *_: None)
+
+
+def test_a_rotated_password_is_the_same_database(tmp_path: Path) -> None:
+    """After ALTER ROLE ... PASSWORD, `up --database-url` with the new password was refused as a switch
+    (two identical masked URLs) and the home could only be repaired by editing secrets.json."""
+    from argilla_stack.stack import Stack, StackError
+
+    stack = Stack(tmp_path / "home")
+    old = {"database_url": "postgresql+asyncpg://argilla:old-pw@127.0.0.1:5432/argilla"}
+    assert stack._database(old, "postgresql://argilla:new-pw@127.0.0.1:5432/argilla") == (
+        "postgresql+asyncpg://argilla:new-pw@127.0.0.1:5432/argilla"
+    )
+    with pytest.raises(StackError, match="switching would leave"):
+        stack._database(old, "postgresql://argilla:old-pw@127.0.0.1:5432/other")
+
+
+def test_a_driver_that_fails_to_load_a_library_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ImportError without a module name (a shared library missing) named the library file as a package."""
+    from sqlalchemy.dialects.postgresql.asyncpg import PGDialect_asyncpg
+
+    from argilla_stack.stack import StackError, check_database_drivers
+
+    def broken() -> None:
+        raise ImportError("libfoo.so.5: cannot open shared object file")
+
+    monkeypatch.setattr(PGDialect_asyncpg, "import_dbapi", classmethod(lambda cls: broken()))
+    with pytest.raises(StackError, match=r"needs the Python package asyncpg \(libfoo"):
+        check_database_drivers("postgresql+asyncpg://argilla:pw@127.0.0.1:5432/argilla")

@@ -118,7 +118,7 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
     }
     shown = {
         prop["name"]: prop["visible_for_annotators"]
-        for prop in httpx.get(f"{api_url}/api/v1/datasets/{dataset.id}/metadata-properties", headers=owner).json()[
+        for prop in httpx.get(f"{api_url}/api/v1/me/datasets/{dataset.id}/metadata-properties", headers=owner).json()[
             "items"
         ]
     }
@@ -134,7 +134,7 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
         headers = {"Authorization": f"Bearer {token['access_token']}"}
         names.append(name)
         # what an annotator's UI can list and filter on: no LLM field
-        listed = httpx.get(f"{api_url}/api/v1/datasets/{dataset.id}/metadata-properties", headers=headers).json()
+        listed = httpx.get(f"{api_url}/api/v1/me/datasets/{dataset.id}/metadata-properties", headers=headers).json()
         assert {prop["name"] for prop in listed["items"]} == {"priority", "round", "source"}
         for position, rid in enumerate(sorted(records)):
             label = _vader_label(int(rng.choice(ratings[int(rid.split("-")[1])])))

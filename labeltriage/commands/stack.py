@@ -56,19 +56,25 @@ def down(home: Path | None) -> None:
 @home_option
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def status(home: Path | None, as_json: bool) -> None:
-    """Show each process, its port, the search engine and the database (password masked)."""
+    """Show each process, its port, the search engine and the database (password masked).
+
+    Exits 1 when the stack runs but is not healthy (a process dead, the API or the database not
+    answering), else 0."""
     info = Stack(home).status()
     if as_json:
         click.echo(dumps(info))
         return
     if "api_url" not in info:
-        click.echo(f"stack is not running (home {info['home']})")
+        remembered = f"; its database: {info['database_url']}" if info.get("database_url") else ""
+        click.echo(f"stack is not running (home {info['home']}{remembered})")
         return
     click.echo(f"{'running' if info['running'] else 'NOT HEALTHY'}: {info['api_url']}  engine={info['search_engine']}")
     for name, proc in info["processes"].items():
         port = f" port {proc['port']}" if proc["port"] else ""
         click.echo(f"  {name:<7} pid {proc['pid']:<8}{'alive' if proc['alive'] else 'DEAD'}{port}")
     click.echo(f"  database {info['database_url']}: {info['database']}")
+    if not info["running"]:
+        raise SystemExit(1)  # scripts can test it: NOT HEALTHY exits 1
 
 
 @stack.command()
