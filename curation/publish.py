@@ -394,6 +394,19 @@ def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int =
     return {**agreement_report(final.ratings, llm, fleiss_seed=random_state), "published_accuracy": accuracy}
 
 
+def describe_published_accuracy(measured: dict[str, Any]) -> str:
+    """One sentence for :func:`published_label_accuracy`'s result (the card and the CLI say the same)."""
+    entry = measured.get("llm_auto")
+    if not entry or entry.get("estimate") is None:
+        return f"LLM labels published without review: accuracy not measured ({measured.get('reason', 'no audit')})"
+    return (
+        f"LLM labels published without review (llm_auto): accuracy {_fmt(entry['estimate'])} "
+        f"({measured['confidence_level']:.0%} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
+        f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
+        f"(a random sample reviewed with no suggestion; {measured['method']} interval)"
+    )
+
+
 AUTO_ROUTES = ("auto_accept", "spot_check")  # the auto-accepted set; spot_check is its blind audit sample
 
 
@@ -588,16 +601,7 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         lines.append("No reviewer responses yet.")
     lines += ["", "## Accuracy of the published labels", ""]
     measured = (agreement or {}).get("published_accuracy") or published_label_accuracy(run, final)
-    entry = measured.get("llm_auto")
-    if entry and entry.get("estimate") is not None:
-        lines.append(
-            f"- LLM labels published without review (`llm_auto`): accuracy {_fmt(entry['estimate'])} "
-            f"({measured['confidence_level']:.0%} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
-            f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
-            f"(random sample, reviewed with no suggestion; {measured['method']} interval)"
-        )
-    else:
-        lines.append(f"- LLM labels published without review: not measured ({measured.get('reason', 'no audit')})")
+    lines.append(f"- {describe_published_accuracy(measured)}")
     lines.append("- reviewed labels (`human`, `consensus`): not audited blind; see the agreement figures above")
     lines += ["", "## Cost", ""]
     lines.append(

@@ -203,16 +203,11 @@ def render_publish(result: Any) -> None:
             "routed.parquet and were ignored",
             err=True,
         )
-    measured = result.agreement.get("published_accuracy") or {}
-    entry = measured.get("llm_auto")
-    if entry and entry.get("estimate") is not None:
-        click.echo(
-            f"accuracy of the LLM labels published without review: {entry['estimate']:.3f} "
-            f"({measured['confidence_level']:.0%} interval {entry['low']:.3f}-{entry['high']:.3f}) from "
-            f"{entry['n_audited']} blind audits of {entry['n_population']} auto-accepted records"
-        )
-    elif measured:
-        click.echo(f"accuracy of the LLM labels published without review: not measured ({measured.get('reason')})")
+    measured = result.agreement.get("published_accuracy")
+    if measured:
+        from curation.publish import describe_published_accuracy
+
+        click.echo(describe_published_accuracy(measured))
     click.echo(f"wrote {paths['final']}, {paths['card']}, {paths['agreement']}, {paths['adjudication']}")
     if result.hub_url:
         click.echo(f"pushed to {result.hub_url} ({'private' if result.hub_private else 'public'})")
