@@ -55,7 +55,6 @@ import argparse
 import json
 import math
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +63,6 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 from curation.calibration import fit_calibrator  # noqa: E402
 from curation.certify import (  # noqa: E402

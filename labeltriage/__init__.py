@@ -13,7 +13,29 @@ Names load on first use, so ``import labeltriage`` (and ``labeltriage --help``) 
 from __future__ import annotations
 
 from importlib import import_module, metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load on first use
+    from labeltriage.api import (
+        CalibrationResult,
+        PrelabelResult,
+        PublishResult,
+        RoutingResult,
+        RunDir,
+        agreement,
+        calibrate,
+        connect_argilla,
+        gold_labels,
+        loop,
+        prelabel,
+        publish,
+        pull,
+        push,
+        route,
+        watch,
+    )
+    from labeltriage.config import load_task_config
+    from labeltriage.errors import BackendError, ConfigError, InputError, LabeltriageError, ReviewServerError
 
 try:
     __version__ = metadata.version("labeltriage")
@@ -21,9 +43,18 @@ except metadata.PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
 
 _API = ("prelabel", "calibrate", "route", "push", "pull", "loop", "watch", "agreement", "publish", "connect_argilla",
-        "gold_labels", "RunDir")  # fmt: skip
+        "gold_labels", "RunDir", "PrelabelResult", "CalibrationResult", "RoutingResult", "PublishResult")  # fmt: skip
 _ERRORS = ("LabeltriageError", "InputError", "ConfigError", "BackendError", "ReviewServerError")
-__all__ = [*_API, *_ERRORS, "load_task_config", "__version__"]
+__all__ = [
+    "BackendError", "CalibrationResult", "ConfigError", "InputError", "LabeltriageError", "PrelabelResult",
+    "PublishResult", "ReviewServerError", "RoutingResult", "RunDir", "__version__", "agreement", "calibrate",
+    "connect_argilla", "gold_labels", "load_task_config", "loop", "prelabel", "publish", "pull", "push", "route",
+    "watch",
+]  # fmt: skip
+
+
+def __dir__() -> list[str]:  # tab completion in notebooks sees the lazy names
+    return sorted(__all__)
 
 
 def __getattr__(name: str) -> Any:

@@ -253,6 +253,12 @@ def gold_labels(
             key = "id"
         elif "text" in table.columns and "text" in prelabels.columns:
             key = "text"
+        elif "id" in table.columns:
+            kept = " (your input's own `id` column was kept as `input_id`: pass --id-column id to prelabel)" if (
+                "input_id" in prelabels.columns) else ""  # fmt: skip
+            raise InputError(
+                f"{gold}: none of its ids matches an id of prelabels.parquet{kept}; or give the gold a `text` column"
+            )
         else:
             raise InputError(
                 f"{gold}: needs an `id` (as in prelabels.parquet) or a `text` column to match the pre-labels"
@@ -491,6 +497,13 @@ def route(
 
     if method not in THRESHOLD_METHODS:
         raise InputError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
+    if bound not in ("wilson", "clopper-pearson"):
+        raise InputError(f"unknown bound {bound!r}; choose wilson or clopper-pearson")
+    for name, value in (("target_precision", target_precision), ("confidence_level", confidence_level)):
+        if value is not None and not 0 < value < 1:
+            raise InputError(f"{name} must be in (0, 1), got {value}")
+    if spot_check_rate is not None and not 0 <= spot_check_rate <= 1:
+        raise InputError(f"spot_check_rate must be in [0, 1], got {spot_check_rate}")
     run = _run_dir(run_dir, config)
     prelabels = _prelabels(run)
     try:
@@ -647,11 +660,11 @@ def push(
     task = run.task_config()
     routed = run.table("routed.parquet", required_columns=("id", "text", "route", "priority"))
     queue = argilla_io.review_queue(routed, include_auto=include_auto)
+    client = client or connect_argilla()  # before the embedding model loads: a down server fails fast
     embedded = None
     if vectors:
         all_vectors = run_embeddings(run.path, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
         embedded = all_vectors[routed.index.get_indexer(queue.index)]
-    client = client or connect_argilla()
     dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=384 if vectors else None)
     records = argilla_io.build_records(queue, task, round_number=round_number, vectors=embedded)
     report = argilla_io.push_records(
