@@ -101,7 +101,9 @@ def reprioritise(
     proba = student.predict_proba(embeddings)
     column = {str(name): j for j, name in enumerate(student.classes)}
     llm_labels = routed["llm_label"].tolist()
-    llm_codes = np.array([column.get(label, -1) if isinstance(label, str) else -1 for label in llm_labels])
+    llm_codes = np.array(
+        [column.get(label, -1) if isinstance(label, str) else -1 for label in llm_labels], dtype=np.int64
+    )
     calibrated = routed["calibrated_confidence"].to_numpy(dtype=float)
     ok = (routed["status"].astype(str) == "ok").to_numpy() & np.isfinite(calibrated) & (llm_codes >= 0)
     student_doubt = disagreement_scores(llm_codes, proba)  # 1 - p_student(llm_label); 1.0 where none
