@@ -99,23 +99,8 @@ async def sync_store(verbose: bool = True) -> dict[str, int]:
 
 
 def _create_owner() -> None:
-    from argilla_server.cli.database.users.create import _create
-    from argilla_server.models import UserRole
-
     username = os.environ["LABELTRIAGE_OWNER_USERNAME"]
-    # Argilla's command prints the new user, API key included: keep that out of the logs.
-    with contextlib.redirect_stdout(io.StringIO()):
-        asyncio.run(
-            _create(
-                first_name=username,
-                username=username,
-                role=UserRole.owner,
-                password=os.environ["LABELTRIAGE_OWNER_PASSWORD"],
-                api_key=os.environ["LABELTRIAGE_OWNER_API_KEY"],
-                workspace=[os.environ.get("LABELTRIAGE_WORKSPACE", "labeltriage")],
-            )
-        )
-    if not asyncio.run(_owner_key_matches(username, os.environ["LABELTRIAGE_OWNER_API_KEY"])):
+    if not asyncio.run(_create_owner_in_one_loop(username)):
         print(
             f"the database already has an owner {username!r} made by another stack home (its API key differs): "
             "use that home (its secrets.json), or a new database for this home"
@@ -124,15 +109,33 @@ def _create_owner() -> None:
     print(f"owner user {username!r} ready")
 
 
-async def _owner_key_matches(username: str, api_key: str) -> bool:
+async def _create_owner_in_one_loop(username: str) -> bool:
+    """Create the owner (Argilla skips an existing user) and say whether its API key is ours.
+
+    One event loop for both steps, and the engine disposed in it: asyncpg connections belong to
+    the loop that opened them."""
+    from argilla_server.cli.database.users.create import _create
     from argilla_server.database import AsyncSessionLocal, async_engine
-    from argilla_server.models import User
+    from argilla_server.models import User, UserRole
     from sqlalchemy import select
 
-    async with AsyncSessionLocal() as db:
-        stored = (await db.execute(select(User.api_key).where(User.username == username))).scalar_one_or_none()
-    await async_engine.dispose()  # this loop ends here (asyncpg connections belong to it)
-    return stored == api_key
+    api_key = os.environ["LABELTRIAGE_OWNER_API_KEY"]
+    try:
+        # Argilla's command prints the new user, API key included: keep that out of the logs.
+        with contextlib.redirect_stdout(io.StringIO()):
+            await _create(
+                first_name=username,
+                username=username,
+                role=UserRole.owner,
+                password=os.environ["LABELTRIAGE_OWNER_PASSWORD"],
+                api_key=api_key,
+                workspace=[os.environ.get("LABELTRIAGE_WORKSPACE", "labeltriage")],
+            )
+        async with AsyncSessionLocal() as db:
+            stored = (await db.execute(select(User.api_key).where(User.username == username))).scalar_one_or_none()
+    finally:
+        await async_engine.dispose()
+    return bool(stored == api_key)
 
 
 def load_vector_settings_with_vectors() -> None:

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from click.testing import CliRunner
 
 from labeltriage.cli import main
@@ -22,8 +23,13 @@ def test_openai_batch_submit_then_collect(tmp_path: Path, monkeypatch) -> None:
     pd.DataFrame({"text": texts}).to_csv(data, index=False)
     out = tmp_path / "run"
     with FakeBatchServer(polls_before_done=1, bad_custom_ids=("1",)) as server:
-        args = ["prelabel", str(ROOT / "datasets_config" / "sentiment.yaml"), str(data), "--output", str(out)]
-        args += ["--backend", "openai-batch", "--model", "gpt-4o-mini", "--base-url", server.base_url, "--quiet"]
+        # the endpoint named in the config, so the config's price is this endpoint's price (a local
+        # --base-url would not be billed at it: test_honest_figures)
+        config = yaml.safe_load((ROOT / "datasets_config" / "sentiment.yaml").read_text())
+        config["model"]["base_url"] = server.base_url
+        (tmp_path / "batch.yaml").write_text(yaml.safe_dump(config))
+        args = ["prelabel", str(tmp_path / "batch.yaml"), str(data), "--output", str(out)]
+        args += ["--backend", "openai-batch", "--model", "gpt-4o-mini", "--quiet"]
         first = CliRunner().invoke(main, args, catch_exceptions=False)
         assert first.exit_code == 3, first.output  # submitted, pending
         assert len(server.batches) == 1
