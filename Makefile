@@ -37,7 +37,7 @@ stack-down:
 	$(BIN)/labeltriage stack down
 
 bench: setup
-	$(BIN)/python benchmarks/argilla_stack.py
+	$(BIN)/python benchmarks/stack_scale.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache

@@ -5,7 +5,7 @@ Run as ``python -m _noop_engine_launcher server|worker`` (``benchmarks/`` on ``P
 then delegates to :func:`argilla_stack.launch.main`, which runs the stock server or worker. Every
 write is dropped, ``search`` and ``similarity_search`` return nothing, progress is ``{}``. This is
 the ceiling of the stock server's own bulk path (database writes, validation, HTTP), against which
-`benchmarks/argilla_stack.py` measures the embedded engine's overhead.
+`benchmarks/stack_scale.py` measures the embedded engine's overhead.
 """
 
 from __future__ import annotations

@@ -14,7 +14,6 @@ import argparse
 import json
 import os
 import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -22,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # benchmarks/argilla_stack.py would shadow the package
+from argilla_stack.stack import Stack
+from curation.adapters import argilla_io
+from labeltriage.config import load_task_config
+from labeltriage.jsonio import write_json
 
-from argilla_stack.stack import Stack  # noqa: E402
-from curation.adapters import argilla_io  # noqa: E402
-from labeltriage.config import load_task_config  # noqa: E402
-from labeltriage.jsonio import write_json  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+
 
 RESULTS = ROOT / "benchmarks" / "results" / "curation_io.json"
 
@@ -60,7 +59,7 @@ def main() -> None:
     parser.add_argument("--vectors", action="store_true")
     args = parser.parse_args()
 
-    config = load_task_config(ROOT / "datasets_config" / "sentiment.yaml")
+    config = load_task_config("sentiment")
     home = Path(tempfile.mkdtemp(prefix="bench-curation-"))
     stack = Stack(home)
     stack.up(port=args.port)

@@ -37,7 +37,6 @@ import pandas as pd
 
 from curation.agreement import Ratings, agreement_report, ratings_from_long
 from curation.consensus import adjudication_queue, dawid_skene, majority_vote
-from labeltriage.errors import InputError
 from labeltriage.jsonio import dumps, write_json
 
 __all__ = [
@@ -47,7 +46,7 @@ __all__ = [
     "build_dataset_card",
     "build_final_dataset",
     "compute_agreement",
-    "load_run",
+    "normalise_label",
     "write_local",
 ]
 
@@ -66,13 +65,14 @@ ROUTED_REQUIRED = ("id", "text", "llm_label", "route")
 RESPONSES_REQUIRED = ("record_id", "user", "label")
 
 
-class RunDirError(InputError):
-    """A run directory file is missing or malformed; the message names the file and the fix."""
-
-
 @dataclass
 class RunFiles:
-    """The inputs of a publish, read from a run directory (see docs/CONTRACTS.md)."""
+    """The inputs of a publish, read from a run directory by :meth:`labeltriage.rundir.RunDir.publish_files`.
+
+    ``routed``: one row per record (``routed.parquet``); ``responses``: submitted answers, one row per
+    (record, reviewer) (``responses.parquet``, empty before the first pull); the JSON side files as
+    dicts (empty when absent); ``config``: the validated task config as a dict (empty without one).
+    """
 
     run_dir: Path
     routed: pd.DataFrame
@@ -92,77 +92,11 @@ class RunFiles:
         return None
 
 
-def _read_json(path: Path) -> dict[str, Any]:
-    if not path.exists():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc}); rerun the step that writes it") from exc
-
-
-def _normalise_label(value: Any) -> Any:
+def normalise_label(value: Any) -> Any:
     """Multi-label answers (lists) become a canonical JSON string so they compare as sets."""
     if isinstance(value, list | tuple | np.ndarray):
         return json.dumps(sorted(str(v) for v in value))
     return value
-
-
-def load_run(run_dir: str | Path, config_path: str | Path | None = None) -> RunFiles:
-    """Read ``routed.parquet``, ``responses.parquet`` and the JSON side files of a run.
-
-    ``responses.parquet`` may be absent (nothing pulled yet: only auto-accepted labels publish).
-    The task config is taken from ``config_path`` or from ``run.json`` (:class:`labeltriage.rundir.RunDir`),
-    validated; without one the categories are the observed labels.
-    """
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise RunDirError(f"{run_dir}: no such run directory; pass the directory given to `labeltriage prelabel`")
-    routed_path = run_dir / "routed.parquet"
-    if not routed_path.exists():
-        raise RunDirError(f"{routed_path}: missing; run `labeltriage route {run_dir}` first")
-    routed = pd.read_parquet(routed_path)
-    missing = [c for c in ROUTED_REQUIRED if c not in routed.columns]
-    if missing:
-        raise RunDirError(
-            f"{routed_path}: missing column(s) {missing}; rerun `labeltriage route {run_dir}` "
-            "(routed.parquet must carry the prelabels plus route/calibrated_confidence)"
-        )
-    if routed["id"].duplicated().any():
-        dup = routed.loc[routed["id"].duplicated(), "id"].head(3).tolist()
-        raise RunDirError(f"{routed_path}: column 'id' has duplicates (e.g. {dup}); ids must be unique")
-    responses_path = run_dir / "responses.parquet"
-    if responses_path.exists():
-        responses = pd.read_parquet(responses_path)
-        missing = [c for c in RESPONSES_REQUIRED if c not in responses.columns]
-        if missing:
-            raise RunDirError(
-                f"{responses_path}: missing column(s) {missing}; expected {list(RESPONSES_REQUIRED)} "
-                f"(+ status, updated_at); rerun `labeltriage pull {run_dir}`"
-            )
-        if "status" in responses.columns:
-            # drafts and discarded answers are counted by pull, never used as labels
-            responses = responses[responses["status"].fillna("submitted") == "submitted"]
-        responses = responses.assign(label=responses["label"].map(_normalise_label))
-    else:
-        responses = pd.DataFrame(columns=[*RESPONSES_REQUIRED, "status", "updated_at"])
-    run = _read_json(run_dir / "run.json")
-    from labeltriage.rundir import RunDir  # the one config resolution: the argument, else run.json's
-
-    task = RunDir(run_dir, config_path).task_config_or_none()
-    config: dict[str, Any] = task.model_dump(mode="json") if task is not None else {}
-    config_path = Path(task.source_path) if task is not None and task.source_path else None
-    return RunFiles(
-        run_dir=run_dir,
-        routed=routed.reset_index(drop=True),
-        responses=responses.reset_index(drop=True),
-        run=run,
-        calibration=_read_json(run_dir / "calibration.json"),
-        routing=_read_json(run_dir / "routing.json"),
-        pull=_read_json(run_dir / "pull.json"),
-        config=config,
-        config_path=Path(config_path) if config_path else None,
-    )
 
 
 @dataclass
@@ -218,12 +152,12 @@ def build_final_dataset(
     unknown = responses.loc[~responses["record_id"].isin(known), "record_id"].unique().tolist()
     responses = responses[responses["record_id"].isin(known)]
     categories = run.categories
-    observed = sorted(set(responses["label"].dropna()) | set(routed["llm_label"].dropna().map(_normalise_label)))
+    observed = sorted(set(responses["label"].dropna()) | set(routed["llm_label"].dropna().map(normalise_label)))
     if categories is None or run.config.get("task_type") == "multi_label":
         categories = observed
     conf_col = "calibrated_confidence" if "calibrated_confidence" in routed.columns else "llm_confidence"
     by_id = routed.set_index("id")
-    llm_labels = by_id["llm_label"].map(_normalise_label)
+    llm_labels = by_id["llm_label"].map(normalise_label)
 
     rows: list[dict[str, Any]] = []
     adjudication = pd.DataFrame(columns=["id", "reason", "agreement", "n_reviewers", "votes"])
@@ -302,12 +236,12 @@ def build_final_dataset(
             {
                 "id": rec_d["id"],
                 "text": rec_d["text"],
-                "label": _normalise_label(rec_d["llm_label"]),
+                "label": normalise_label(rec_d["llm_label"]),
                 "label_source": "llm_auto",
                 "confidence": float(conf) if conf is not None else float("nan"),
                 "agreement": float("nan"),
                 "n_reviewers": 0,
-                "llm_label": _normalise_label(rec_d["llm_label"]),
+                "llm_label": normalise_label(rec_d["llm_label"]),
                 "reasoning": rec_d.get("reasoning"),
             }
         )
@@ -390,7 +324,7 @@ def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int =
     if final.ratings is None:
         return {"note": "no submitted responses; agreement is undefined", "n_responses": 0,
                 "published_accuracy": accuracy}  # fmt: skip
-    llm = run.routed.set_index("id")["llm_label"].map(_normalise_label).to_dict()
+    llm = run.routed.set_index("id")["llm_label"].map(normalise_label).to_dict()
     return {**agreement_report(final.ratings, llm, fleiss_seed=random_state), "published_accuracy": accuracy}
 
 
@@ -445,7 +379,7 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
             "n_audited": 0,
             "n_population": int(len(auto_ids)),
         }
-    llm = [str(_normalise_label(routed.at[rid, "llm_label"])) for rid in auto_ids]
+    llm = [str(normalise_label(routed.at[rid, "llm_label"])) for rid in auto_ids]
     mask = [rid in set(audited) for rid in auto_ids]
     truth = [str(human.at[rid, "label"]) if rid in set(audited) else None for rid in auto_ids]
     report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), mask, truth, confidence_level=confidence_level)

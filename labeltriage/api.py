@@ -803,9 +803,9 @@ class PublishResult:
 def _final_dataset(
     run: RunDir, method: str, tie_policy: str, min_agreement: float, min_reviewers: int, seed: int
 ) -> tuple[Any, FinalDataset]:
-    from curation.publish import build_final_dataset, load_run
+    from curation.publish import build_final_dataset
 
-    files = load_run(run.path, run.config_override)
+    files = run.publish_files()
     try:
         final = build_final_dataset(
             files,

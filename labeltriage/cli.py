@@ -94,7 +94,7 @@ def main() -> None:
     \b
     Typical flow:
       labeltriage stack up
-      labeltriage prelabel datasets_config/sentiment.yaml reviews.csv --output runs/r1
+      labeltriage prelabel sentiment reviews.csv --output runs/r1
       labeltriage calibrate runs/r1 --gold gold.csv
       labeltriage route runs/r1
       labeltriage push runs/r1

@@ -443,8 +443,9 @@ def load_task_config(path: str | Path) -> TaskConfig:
     path = Path(path)
     if not path.is_file():
         shipped = shipped_task_configs()
-        if path.name in shipped and len(path.parts) == 1:
-            path = shipped[path.name]
+        name = path.stem if path.suffix in (".yaml", ".yml") else path.name
+        if name in shipped and len(path.parts) == 1:  # `sentiment` or `sentiment.yaml`: a shipped config
+            path = shipped[name]
         else:
             names = ", ".join(sorted(shipped)) or "none found"
             raise ConfigError(

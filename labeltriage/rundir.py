@@ -1,8 +1,8 @@
 """A run directory: the files each step reads and writes (docs/CONTRACTS.md), in one place.
 
 Every step of :mod:`labeltriage.api` takes a run directory; :class:`RunDir` names its files,
-reads tables through the one reader (:func:`pipelines.io.read_table`: one missing-value rule,
-one error format), and resolves the run's task config once: an explicit path, else the one
+reads its tables with their types as written (:func:`pipelines.io.read_parquet`, one error
+format), gathers what publish reads (:meth:`RunDir.publish_files`), and resolves the run's task config once: an explicit path, else the one
 ``prelabel`` recorded in ``run.json``.
 """
 
@@ -17,6 +17,7 @@ from labeltriage.errors import ConfigError, InputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from curation.publish import RunFiles
     from labeltriage.config import TaskConfig
 
 
@@ -83,11 +84,14 @@ class RunDir:
         return path
 
     def table(self, name: str, required_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-        """Read a table of the run (parquet) through the one reader; checks ``required_columns``."""
-        from pipelines.io import read_table
+        """Read a table of the run (Parquet, column types as written); checks ``required_columns``.
+
+        Run files are the product's own output: their types are kept, unlike user inputs, which
+        :func:`pipelines.io.read_table` normalises (object columns, one missing-value rule)."""
+        from pipelines.io import read_parquet
 
         path = self.require(name)
-        frame = read_table(path)
+        frame = read_parquet(path)
         missing = [c for c in required_columns if c not in frame.columns]
         if missing:
             step = FILES.get(name, "the step that writes it").format(run=self.path)
@@ -129,7 +133,7 @@ class RunDir:
             recorded = self.json("run.json", default={}).get("config") if (self.path / "run.json").is_file() else None
             why = f"the task config it records ({recorded}) is gone" if recorded else "it records no task config"
             raise ConfigError(
-                f"{self.path / 'run.json'}: {why}; pass --config datasets_config/<task>.yaml (config= in Python)"
+                f"{self.path / 'run.json'}: {why}; pass --config <task config path or shipped name> (config= in Python)"
             )
         return load_task_config(path)
 
@@ -141,3 +145,40 @@ class RunDir:
             if self._config_override is not None:
                 raise  # a config the user named must be valid
             return None
+
+    # -- what publish reads -----------------------------------------------------------------------
+    def publish_files(self) -> RunFiles:
+        """Everything a publish reads: ``routed.parquet``, ``responses.parquet`` and the JSON side files.
+
+        ``responses.parquet`` may be absent (nothing pulled yet: only auto-accepted labels publish);
+        drafts and discarded answers are dropped (pull counts them; they are never labels). The task
+        config is the run's (:meth:`task_config_or_none`); without one the categories are the
+        observed labels. Raises :class:`RunDirError` naming the file and the step to rerun.
+        """
+        import pandas as pd
+
+        from curation.publish import RESPONSES_REQUIRED, ROUTED_REQUIRED, RunFiles, normalise_label
+
+        routed = self.table("routed.parquet", ROUTED_REQUIRED)
+        if routed["id"].duplicated().any():
+            dup = routed.loc[routed["id"].duplicated(), "id"].head(3).tolist()
+            raise RunDirError(f"{self / 'routed.parquet'}: column 'id' has duplicates (e.g. {dup}); ids must be unique")
+        if (self / "responses.parquet").is_file():
+            responses = self.table("responses.parquet", RESPONSES_REQUIRED)
+            if "status" in responses.columns:
+                responses = responses[responses["status"].fillna("submitted") == "submitted"]
+            responses = responses.assign(label=responses["label"].map(normalise_label))
+        else:
+            responses = pd.DataFrame(columns=[*RESPONSES_REQUIRED, "status", "updated_at"])
+        task = self.task_config_or_none()
+        return RunFiles(
+            run_dir=self.path,
+            routed=routed.reset_index(drop=True),
+            responses=responses.reset_index(drop=True),
+            run=self.json("run.json", default={}),
+            calibration=self.json("calibration.json", default={}),
+            routing=self.json("routing.json", default={}),
+            pull=self.json("pull.json", default={}),
+            config=task.model_dump(mode="json") if task is not None else {},
+            config_path=Path(task.source_path) if task is not None and task.source_path else None,
+        )

@@ -161,7 +161,7 @@ def read_table(path: str | Path, *, encoding: str | None = None) -> pd.DataFrame
     else:
         fmt, compression = _format_of(path)
         if fmt == ".parquet":
-            frame, used = _read_parquet(path), None
+            frame, used = read_parquet(path), None
         elif fmt in (".csv", ".tsv", ".jsonl", ".json"):
             raw = path.read_bytes()
             try:
@@ -201,7 +201,9 @@ def _read_saved_dataset(path: Path) -> pd.DataFrame:
     return loaded.to_pandas()
 
 
-def _read_parquet(path: Path) -> pd.DataFrame:
+def read_parquet(path: str | Path) -> pd.DataFrame:
+    """A Parquet file as written, column types kept (run directories' own files); :class:`InputError`
+    naming the file and the fix when it is not readable. :func:`read_table` adds the input rules."""
     import pyarrow as pa
 
     try:

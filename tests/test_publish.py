@@ -17,8 +17,9 @@ import yaml
 from click.testing import CliRunner
 from sklearn.metrics import cohen_kappa_score
 
-from curation.publish import FINAL_COLUMNS, build_final_dataset, load_run
+from curation.publish import FINAL_COLUMNS, build_final_dataset
 from labeltriage.cli import main as cli
+from labeltriage.rundir import RunDir
 from tests.support.hub_server import HubServer
 
 LABELS = ["positive", "negative", "neutral", "mixed"]
@@ -98,7 +99,7 @@ def run_dir(tmp_path: Path) -> Path:
 
 
 def test_final_dataset_label_sources_and_queue(run_dir: Path):
-    run = load_run(run_dir)
+    run = RunDir(run_dir).publish_files()
     res = build_final_dataset(run)
     final, routed = res.final, run.routed
     assert list(final.columns) == FINAL_COLUMNS
@@ -134,7 +135,7 @@ def test_final_dataset_label_sources_and_queue(run_dir: Path):
 
 
 def test_dawid_skene_method_and_llm_tie_policy(run_dir: Path):
-    run = load_run(run_dir)
+    run = RunDir(run_dir).publish_files()
     ds = build_final_dataset(run, method="dawid_skene").final
     reviewed = ds[ds.label_source != "llm_auto"]
     assert ((reviewed.confidence > 0) & (reviewed.confidence <= 1)).all()
@@ -283,7 +284,7 @@ def test_the_card_carries_no_local_path(run_dir: Path) -> None:
     """calibration.json records the gold file's absolute path; the published card keeps its name only."""
     from curation.publish import build_dataset_card, compute_agreement
 
-    run = load_run(run_dir)
+    run = RunDir(run_dir).publish_files()
     final = build_final_dataset(run)
     card = build_dataset_card(run, final, compute_agreement(run, final))
     assert str(run_dir.parent) not in card and '"gold": "gold.csv"' in card
@@ -294,7 +295,7 @@ def test_the_published_llm_labels_accuracy_comes_from_the_blind_audits(run_dir: 
     from curation.estimation import published_accuracy
     from curation.publish import build_dataset_card, compute_agreement, published_label_accuracy
 
-    run = load_run(run_dir)
+    run = RunDir(run_dir).publish_files()
     final = build_final_dataset(run)
     measured = published_label_accuracy(run, final)
     routed = run.routed.set_index("id")

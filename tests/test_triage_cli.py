@@ -161,9 +161,10 @@ def test_route_writes_strict_json_when_no_threshold_is_reachable(tmp_path):
     for name in ("calibration.json", "calibrator.json"):
         assert isinstance(_strict_json(run / name), dict)
     # readers of routing.json take the nulls: the dataset card says n/a
-    from curation.publish import build_dataset_card, build_final_dataset, load_run
+    from curation.publish import build_dataset_card, build_final_dataset
+    from labeltriage.rundir import RunDir
 
-    loaded = load_run(run)
+    loaded = RunDir(run).publish_files()
     card = build_dataset_card(loaded, build_final_dataset(loaded), {})
     assert "- chosen threshold: n/a" in card and "- chosen precision_gold: n/a" in card
     assert "- chosen coverage_pool: 0.000" in card and "- Nothing is auto-accepted" in card

@@ -7,19 +7,24 @@ from typing import Any
 
 import click
 
+from labeltriage.commands.params import ExistingPath
+
 BACKENDS = ("local", "openai", "openai-batch")
+INPUT_PATH = ExistingPath(
+    "any", "an input file or saved dataset", "pass a CSV, TSV, JSONL, JSON or parquet file, or a `datasets` folder"
+)
 
 
 @click.command(
     "prelabel",
     epilog="""\b
 Examples:
-  labeltriage prelabel datasets_config/sentiment.yaml reviews.csv --output runs/r1
-  labeltriage prelabel datasets_config/sentiment.yaml reviews.jsonl --output runs/r1 \\
+  labeltriage prelabel sentiment reviews.csv --output runs/r1
+  labeltriage prelabel sentiment reviews.jsonl --output runs/r1 \\
       --model smollm2 --limit 20                 # fast local smoke run
-  OPENAI_API_KEY=... labeltriage prelabel datasets_config/aspects.yaml reviews.parquet \\
+  OPENAI_API_KEY=... labeltriage prelabel aspects reviews.parquet \\
       --output runs/a1 --backend openai --model gpt-4o-mini --max-cost 0.50
-  labeltriage prelabel datasets_config/sentiment.yaml data/saved_dataset --output runs/r2 \\
+  labeltriage prelabel sentiment data/saved_dataset --output runs/r2 \\
       --text-column review
 
 \b
@@ -33,7 +38,7 @@ null, None are missing; a repeated text costs one model call and one review, eve
 (column duplicate_of). See pipelines/io.py.""",
 )
 @click.argument("config")
-@click.argument("input_path", metavar="INPUT", type=click.Path(exists=True, path_type=Path))
+@click.argument("input_path", metavar="INPUT", type=INPUT_PATH)
 @click.option(
     "--output",
     "-o",

@@ -7,16 +7,12 @@ from typing import Any
 
 import click
 
+from labeltriage.commands.params import config_option, run_dir_argument
 from labeltriage.jsonio import dumps
 from labeltriage.render import render_agreement, render_publish
 
 _COMMON = [
-    click.option(
-        "--config",
-        type=click.Path(exists=True, dir_okay=False, path_type=Path),
-        default=None,
-        help="Task config (labels, guidelines); default: the one recorded in run.json.",
-    ),
+    config_option,
     click.option(
         "--method",
         type=click.Choice(["majority", "dawid-skene"]),
@@ -50,7 +46,7 @@ def _common(fn):
 
 
 @click.command(name="agreement")
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@run_dir_argument
 @_common
 @click.option(
     "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Default: RUN_DIR/agreement.json."
@@ -81,7 +77,7 @@ def agreement(run_dir: Path, output: Path | None, as_json: bool, **options: Any)
 
 
 @click.command(name="publish")
-@click.argument("run_dir", type=click.Path(file_okay=False, path_type=Path))
+@run_dir_argument
 @_common
 @click.option("--repo-id", default=None, help="Hub dataset repo ORG/NAME; omit to publish locally only.")
 @click.option("--public", is_flag=True, help="Create the Hub repo public (default: private).")

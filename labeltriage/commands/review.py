@@ -7,15 +7,8 @@ from typing import Any
 
 import click
 
+from labeltriage.commands.params import config_option, run_dir_argument
 from labeltriage.render import render_pull, render_push, render_round
-
-run_dir_argument = click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-config_option = click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Task config (default: the one recorded in RUN_DIR/run.json).",
-)
 
 
 @click.command()

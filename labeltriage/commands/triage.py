@@ -8,16 +8,8 @@ from typing import Any
 import click
 
 from labeltriage.api import CALIBRATION_METHODS, THRESHOLD_METHODS
+from labeltriage.commands.params import config_option, gold_option, run_dir_argument
 from labeltriage.render import render_calibration, render_routing
-
-run_dir_argument = click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
-gold_option = click.option(
-    "--gold",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Gold labels (CSV, JSONL, JSON or parquet). Default: prelabels' gold_label column (route: the file "
-    "`calibrate` used).",
-)
 
 
 @click.command(
@@ -71,7 +63,7 @@ def calibrate(run_dir: Path, **options: Any) -> None:
     epilog="""\b
 Examples:
   labeltriage route runs/r1
-  labeltriage route runs/r1 --config datasets_config/sentiment.yaml
+  labeltriage route runs/r1 --config sentiment
   labeltriage route runs/r1 --target-precision 0.98 --bound clopper-pearson --spot-check-rate 0.1
 
 \b
@@ -84,12 +76,7 @@ the config recorded in run.json, else target 0.95 / spot-check 5%.
 Writes RUN_DIR/routed.parquet and routing.json.""",
 )
 @run_dir_argument
-@click.option(
-    "--config",
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    default=None,
-    help="Task config whose `thresholds` to use.",
-)
+@config_option
 @gold_option
 @click.option("--gold-column", default=None, help="Label column of --gold (default: as in calibrate).")
 @click.option(

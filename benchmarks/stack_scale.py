@@ -41,16 +41,16 @@ p95 <= 300 ms, similarity p50 <= 500 ms at 100k records (checked on each databas
 PostgreSQL column (issue 16) has no bar: it says what the switch costs or buys, as ratios
 PostgreSQL/SQLite (on a shared machine ratios of interleaved runs are steadier than absolute figures).
 
-Run (about an hour at the sizes below; writes results/argilla_stack.{json,md})::
+Run (about an hour at the sizes below; writes results/stack_scale.{json,md})::
 
-    nohup .venv/bin/python benchmarks/argilla_stack.py --incremental --sizes 10000 100000 \
+    nohup .venv/bin/python benchmarks/stack_scale.py --incremental --sizes 10000 100000 \
         --noop-sizes 10000 > /tmp/bench-argilla.log 2>&1 &
 
 ``--databases sqlite`` (or ``postgresql``) runs one database only (the no-op stack runs with
 ``sqlite``); ``--incremental`` fills one dataset per stack up to each size in turn instead of one
 fresh dataset per size, by records.log calls of at most ``--chunk`` (10,000) records with the stacks
 taking turns per call (ABBA), so that load drifting during a long step hits every stack. Quick check:
-``.venv/bin/python benchmarks/argilla_stack.py --sizes 1000 --out /tmp/bench.json``.
+``.venv/bin/python benchmarks/stack_scale.py --sizes 1000 --out /tmp/bench.json``.
 """
 
 from __future__ import annotations
@@ -75,12 +75,11 @@ from pathlib import Path
 
 import numpy as np
 
+from argilla_stack.stack import WORKSPACE, Stack, StackError, check_database_drivers, masked_url
+from labeltriage.jsonio import write_json
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH_DIR = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT))
-
-from argilla_stack.stack import WORKSPACE, Stack, StackError, check_database_drivers, masked_url  # noqa: E402
-from labeltriage.jsonio import write_json  # noqa: E402
 
 NOOP_LAUNCHER = "_noop_engine_launcher"
 DIM = 384
@@ -1035,7 +1034,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ports", type=int, nargs=3, metavar=("EMBEDDED", "NOOP", "POSTGRESQL"), default=[6911, 6912, 6913]
     )
-    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "argilla_stack.json")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "results" / "stack_scale.json")
     parser.add_argument(
         "--incremental",
         action="store_true",
@@ -1055,7 +1054,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     noop_sizes = args.noop_sizes or args.sizes
-    command = "python benchmarks/argilla_stack.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    command = "python benchmarks/stack_scale.py " + " ".join(argv if argv is not None else sys.argv[1:])
     if args.postgres_url:  # the report shows the command: never the password
         command = command.replace(args.postgres_url, masked_url(args.postgres_url) or "")
     databases = [d for d in ("sqlite", "postgresql") if d in args.databases]
@@ -1070,13 +1069,12 @@ def main(argv: list[str] | None = None) -> int:
         say("nothing to run: no database left (see above)")
         return 2
 
-    # The no-op launcher must be importable as `python -m _noop_engine_launcher` by the stack's children; the
-    # repository root comes first so that this file never shadows the `argilla_stack` package.
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), str(BENCH_DIR), os.environ.get("PYTHONPATH")]))
+    # The no-op launcher must be importable as `python -m _noop_engine_launcher` by the stack's children.
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(BENCH_DIR), os.environ.get("PYTHONPATH")]))
     os.environ.setdefault("TQDM_DISABLE", "1")
     previous_sigterm = signal.signal(signal.SIGTERM, _terminate)
     report: dict = {
-        "benchmark": "argilla_stack",
+        "benchmark": "stack_scale",
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "command": command,
         "machine": versions(),
