@@ -2,8 +2,8 @@
 
 Every step of :mod:`labeltriage.api` takes a run directory; :class:`RunDir` names its files,
 reads its tables with their types as written (:func:`pipelines.io.read_parquet`, one error
-format), gathers what publish reads (:meth:`RunDir.publish_files`), and resolves the run's task config once: an explicit path, else the one
-``prelabel`` recorded in ``run.json``.
+format), gathers what publish reads (:meth:`RunDir.publish_files`), and resolves the run's task
+config once: an explicit path or shipped name, else the one ``prelabel`` recorded in ``run.json``.
 """
 
 from __future__ import annotations
