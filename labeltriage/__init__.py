@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load on first use
     from labeltriage.api import (
+        AgreementResult,
         CalibrationResult,
         PrelabelResult,
         PublishResult,
@@ -43,13 +44,14 @@ except metadata.PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
 
 _API = ("prelabel", "calibrate", "route", "push", "pull", "loop", "watch", "agreement", "publish", "connect_argilla",
-        "gold_labels", "RunDir", "PrelabelResult", "CalibrationResult", "RoutingResult", "PublishResult")  # fmt: skip
+        "gold_labels", "RunDir", "AgreementResult", "PrelabelResult", "CalibrationResult", "RoutingResult",
+        "PublishResult")  # fmt: skip
 _ERRORS = ("LabeltriageError", "InputError", "ConfigError", "BackendError", "ReviewServerError")
 __all__ = [
-    "BackendError", "CalibrationResult", "ConfigError", "InputError", "LabeltriageError", "PrelabelResult",
-    "PublishResult", "ReviewServerError", "RoutingResult", "RunDir", "__version__", "agreement", "calibrate",
-    "connect_argilla", "gold_labels", "load_task_config", "loop", "prelabel", "publish", "pull", "push", "route",
-    "watch",
+    "AgreementResult", "BackendError", "CalibrationResult", "ConfigError", "InputError", "LabeltriageError",
+    "PrelabelResult", "PublishResult", "ReviewServerError", "RoutingResult", "RunDir", "__version__", "agreement",
+    "calibrate", "connect_argilla", "gold_labels", "load_task_config", "loop", "prelabel", "publish", "pull", "push",
+    "route", "watch",
 ]  # fmt: skip
 
 

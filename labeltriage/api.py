@@ -41,9 +41,10 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from curation.adapters.argilla_io import PullReport, PushReport
+    from curation.adapters.loop import RoundResult
     from curation.calibration import Calibrator
     from curation.calibration import Method as CalibrationMethod
-    from curation.certify import Certificate
+    from curation.certify import Certificate, GoldPlan
     from curation.publish import FinalDataset
     from curation.routing import BoundMethod, ThresholdChoice
     from labeltriage.config import TaskConfig
@@ -426,13 +427,13 @@ class RoutingResult:
 
     routed: pd.DataFrame
     report: dict[str, Any]
-    threshold: Any
+    threshold: Certificate | ThresholdChoice
     counts: dict[str, int]
     target_precision: float
     confidence_level: float
     method: str
     statement: str
-    plan: Any = None
+    plan: GoldPlan | None = None
     notes: list[str] = field(default_factory=list)
     paths: dict[str, Path] = field(default_factory=dict)
 
@@ -700,13 +701,14 @@ def loop(
     rounds: int = 1,
     start_round: int = 1,
     min_agreement: float = 0.6,
-    on_round: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
+    on_round: Callable[[RoundResult], None] | None = None,
+) -> list[RoundResult]:
     """Run feedback rounds: pull, agreement, retrain the student, re-prioritise, push metadata.
 
     Priorities and rounds are updated as metadata only (responses are never touched); records
     whose reviewers disagree (vote share < ``min_agreement``) get route=adjudication and priority
-    1. Returns one summary per round (the last is loop.json); ``on_round`` sees each as it ends.
+    1. Returns one :class:`RoundResult` per round (the last is loop.json); ``on_round`` sees each
+    as it ends. Raises ReviewServerError (no dataset: push first; server down).
     """
     from curation.adapters.loop import run_round
 
@@ -734,8 +736,8 @@ def watch(
     config: PathLike | None = None,
     client: Any = None,
     on_event: Callable[[str], None] | None = None,
-    on_round: Callable[[dict[str, Any]], None] | None = None,
-) -> list[dict[str, Any]]:
+    on_round: Callable[[RoundResult], None] | None = None,
+) -> list[RoundResult]:
     """Event-driven :func:`loop`: a signed Argilla webhook triggers a round every ``every`` submits.
 
     Listens on 127.0.0.1:``listen_port`` (0 = any) until ``rounds`` rounds ran or KeyboardInterrupt;
@@ -754,7 +756,7 @@ def watch(
     dataset = _dataset(client, task, run)
     say = on_event or (lambda _message: None)
     remaining = list(range(start_round, start_round + rounds))
-    summaries: list[dict[str, Any]] = []
+    summaries: list[RoundResult] = []
     done = threading.Event()
 
     def on_batch(n_new: int) -> None:
@@ -784,6 +786,44 @@ def watch(
 # ------------------------------------------------------------------------------------------------
 # agreement, publish
 # ------------------------------------------------------------------------------------------------
+@dataclass
+class AgreementResult:
+    """What :func:`agreement` measured; ``report`` is agreement.json, written to ``path``.
+
+    The properties are the headline figures (None when undefined: fewer than two reviewers on
+    every record, or no LLM labels); ``report`` has every figure, with bands and per reviewer.
+    """
+
+    report: dict[str, Any]
+    path: Path
+
+    @property
+    def n_responses(self) -> int:
+        """Submitted responses used."""
+        return int(self.report.get("n_responses") or 0)
+
+    @property
+    def fleiss_kappa(self) -> float | None:
+        """Fleiss' kappa on records with >= 2 reviewers (Fleiss 1971), subsampled to equal raters."""
+        return self.report.get("fleiss_kappa")
+
+    @property
+    def krippendorff_alpha(self) -> float | None:
+        """Krippendorff's alpha, nominal (Krippendorff 2011; the ``krippendorff`` package's values)."""
+        return self.report.get("krippendorff_alpha_nominal")
+
+    @property
+    def llm_vs_majority_kappa(self) -> float | None:
+        """Cohen's kappa of the LLM's label against the reviewers' majority (Cohen 1960)."""
+        versus = self.report.get("llm_vs_majority")
+        return versus.get("kappa") if isinstance(versus, dict) else None
+
+    @property
+    def published_accuracy(self) -> dict[str, Any] | None:
+        """Accuracy of the auto-accepted labels from blind audits, with its interval (None: no audit)."""
+        return self.report.get("published_accuracy")
+
+
 @dataclass
 class PublishResult:
     """What :func:`publish` wrote. ``final.final`` is the published frame (final.parquet)."""
@@ -830,7 +870,7 @@ def agreement(
     min_reviewers: int = 1,
     seed: int = 0,
     output: PathLike | None = None,
-) -> dict[str, Any]:
+) -> AgreementResult:
     """Inter-annotator agreement on the pulled responses; written to agreement.json (or ``output``).
 
     Percent agreement, Fleiss' kappa (subsampled to the same number of reviewers per record,
@@ -845,8 +885,9 @@ def agreement(
     run.require("responses.parquet")
     files, final = _final_dataset(run, method, tie_policy, min_agreement, min_reviewers, seed)
     report = compute_agreement(files, final, random_state=seed)
-    write_json(Path(output) if output else run / "agreement.json", report)
-    return report
+    path = Path(output) if output else run / "agreement.json"
+    write_json(path, report)
+    return AgreementResult(report, path)
 
 
 def publish(

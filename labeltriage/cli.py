@@ -9,21 +9,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import warnings
 from typing import Any
 
 import click
 
 from labeltriage.errors import LabeltriageError
 
-# huggingface_hub's InferenceEndpoints client (imported by distilabel) trips pydantic's
-# "protected namespace" check on every run: noise for users, nothing they can act on.
-warnings.filterwarnings("ignore", message=r'Field "model_\w+" .* protected namespace', category=UserWarning)
-# The Argilla SDK warns "Dataset/User/Workspace ... not found" where our code checks for None and
-# says what to do itself, logs "The provided batch size ... was normalized" (and the errors we
-# report in one line of our own), and draws
-# tqdm bars between our lines: only our own output and progress reach the user.
-warnings.filterwarnings("ignore", message=r"(Dataset|User|Workspace) with (name|id|username) .* not found")
+# The Argilla SDK logs "The provided batch size ... was normalized" (and the errors we report in
+# one line of our own), and draws tqdm bars between our lines: only our own output reaches the user.
 logging.getLogger("argilla.sdk").setLevel(logging.CRITICAL)  # its errors reach the user as ours
 os.environ.setdefault("TQDM_DISABLE", "1")
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
+
+if TYPE_CHECKING:
+    from curation.adapters.loop import RoundResult
+    from labeltriage.api import AgreementResult
 
 
 def notes(lines: list[str]) -> None:
@@ -117,17 +121,18 @@ def render_pull(report: Any, run: Any) -> None:
         click.echo(f"dropped {report.dropped_from_earlier_pulls} response(s) the server no longer has", err=True)
 
 
-def render_round(summary: dict[str, Any]) -> None:
+def render_round(result: RoundResult) -> None:
     click.echo(
-        f"round {summary['round']}: {summary['pulled']['submitted']} submitted, "
-        f"{len(summary['adjudication'])} to adjudicate, {summary['metadata_updated']} priorities updated"
+        f"round {result.round}: {result.pulled.submitted} submitted, "
+        f"{len(result.adjudication)} to adjudicate, {result.metadata_updated} priorities updated"
     )
 
 
-def render_agreement(report: dict[str, Any]) -> None:
+def render_agreement(result: AgreementResult) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    report = result.report
     console = Console()
     if not report.get("n_responses"):
         console.print("[yellow]No submitted responses: agreement is undefined.[/yellow]")

@@ -30,7 +30,7 @@ KERNEL = "python3"
 # per-notebook checks on the printed summary
 # ----------------------------------------------------------------------------------------------
 def check_quickstart(s: dict[str, Any]) -> None:
-    assert s["n_records"] == 8
+    assert s["n_records"] == 12
     assert s["n_rows"] == s["n_records"], "rows in = rows out"
     assert s["n_ok"] + s["n_failed"] == s["n_records"]
     assert s["n_ok"] >= 1
@@ -41,6 +41,10 @@ def check_quickstart(s: dict[str, Any]) -> None:
     assert s["run_json_records"] == s["n_records"]
     assert s["model"] == "smollm2"
     assert s["rerun_model_calls"] == 0, "a rerun must come from the cache"
+    assert s["n_gold"] == s["n_ok"], "every ok record has its input label as gold"
+    assert s["routed_rows"] == s["n_records"] and sum(s["routes"].values()) == s["n_records"]
+    # 12 gold records cannot certify any threshold (59 error-free ones are the least at 0.95/95%)
+    assert s["routes"].get("auto_accept", 0) == 0
 
 
 def check_calibration(s: dict[str, Any]) -> None:

@@ -46,7 +46,7 @@ try:
     print("RESULT " + json.dumps({
         "labeltriage": lt.__file__, "datasets_config": str(task.source_path), "records": len(labelled.frame),
         "n_gold": cal.n_gold, "routes": routing.counts, "pushed": pushed.pushed, "answers": answers,
-        "submitted": pulled.submitted, "n_reviewers": report.get("n_reviewers"),
+        "submitted": pulled.submitted, "n_reviewers": report.report["n_reviewers"], "fleiss": report.fleiss_kappa,
         "published": published.summary["n_published"], "adjudication": published.summary["n_adjudication"],
         "pending": published.summary["n_pending_review"],
     }))

@@ -19,6 +19,7 @@ import contextlib
 import json
 import re
 import time
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,10 @@ import pandas as pd
 
 from labeltriage.errors import ReviewServerError
 from labeltriage.jsonio import write_json
+
+# The Argilla SDK warns "Dataset/User/Workspace ... not found" where this module checks for None
+# and says what to do itself.
+warnings.filterwarnings("ignore", message=r"(Dataset|User|Workspace) with (name|id|username) .* not found")
 
 METADATA_FLOATS = ("priority", "calibrated_confidence")
 METADATA_TERMS = ("route", "llm_label", "source", "review_mode")

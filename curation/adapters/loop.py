@@ -7,6 +7,7 @@ keeps the run directory's files in step (``responses.parquet``, ``pull.json``, `
 from __future__ import annotations
 
 import json
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,30 @@ from curation.feedback import human_majority, reprioritise
 from labeltriage.jsonio import write_json
 
 EMBEDDINGS_FILE = "embeddings.npy"
+
+
+@dataclass
+class RoundResult:
+    """What one feedback round did (:func:`run_round`); :meth:`to_dict` is ``loop.json``.
+
+    Attributes:
+        round: the round number (stored as record metadata ``round`` in Argilla).
+        pulled: the pull's counts (:class:`~curation.adapters.argilla_io.PullReport`).
+        student: the student model's summary (:func:`curation.feedback.reprioritise`): training
+            size, held-out accuracy when measurable, and the priority formula's inputs.
+        adjudication: record ids whose reviewers disagree (vote share < ``min_agreement``), sorted.
+        metadata_updated: records whose priority/round/route metadata was updated in Argilla.
+    """
+
+    round: int
+    pulled: argilla_io.PullReport
+    student: dict[str, Any] = field(default_factory=dict)
+    adjudication: list[str] = field(default_factory=list)
+    metadata_updated: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form written to ``loop.json``."""
+        return asdict(self)
 
 
 def run_embeddings(run_dir: Path, texts: list[str], ids: list[str]) -> np.ndarray:
@@ -84,7 +109,7 @@ def run_round(
     run_dir: Path,
     round_number: int,
     min_agreement: float = 0.6,
-) -> dict:
+) -> RoundResult:
     """One round; returns what it did (also written to ``loop.json``)."""
     routed = pd.read_parquet(run_dir / "routed.parquet")
     labels = [label.name for label in config.labels]
@@ -107,12 +132,6 @@ def run_round(
                 update.update(route="adjudication", priority=1.0)
             updates[rid] = update
     updated = argilla_io.update_metadata(client, dataset, updates)
-    summary = {
-        "round": round_number,
-        "pulled": report.__dict__,
-        "student": info,
-        "adjudication": sorted(adjudicate),
-        "metadata_updated": updated,
-    }
-    write_json(run_dir / "loop.json", summary, default=str)
-    return summary
+    result = RoundResult(round_number, report, info, sorted(adjudicate), updated)
+    write_json(run_dir / "loop.json", result.to_dict(), default=str)
+    return result

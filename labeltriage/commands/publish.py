@@ -68,12 +68,12 @@ def agreement(run_dir: Path, output: Path | None, as_json: bool, **options: Any)
     """
     from labeltriage import api
 
-    report = api.agreement(run_dir, output=output, **options)
+    result = api.agreement(run_dir, output=output, **options)
     if as_json:
-        click.echo(dumps(report))
+        click.echo(dumps(result.report))
     else:
-        render_agreement(report)
-        click.echo(f"wrote {output or run_dir / 'agreement.json'}")
+        render_agreement(result)
+        click.echo(f"wrote {result.path}")
 
 
 @click.command(name="publish")
