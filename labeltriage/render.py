@@ -7,8 +7,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
+    from rich.console import Console
+
     from curation.adapters.loop import RoundResult
     from labeltriage.api import AgreementResult
+    from pipelines.prelabeller import RunResult
 
 
 def notes(lines: list[str]) -> None:
@@ -252,4 +257,47 @@ def render_effort(effort: dict[str, Any]) -> None:
         click.echo(
             f"  no threshold is certified at precision {chosen.get('target_precision')} on "
             f"{chosen.get('n_gold')} gold labels: every record goes to human review"
+        )
+
+
+def render_prelabel(result: RunResult, console: Console, paths: tuple[Path, Path] | None = None) -> None:
+    """The prelabel summary table (run.json's totals) and a line on failed records."""
+    from rich.table import Table
+
+    from pipelines.prelabeller import NOT_ERRORS
+
+    s, t = result.summary, result.summary["totals"]
+    table = Table(title=f"prelabel: {s['task']} ({s['backend']}:{s['model']})", show_header=False)
+    table.add_row("records", str(t["records"]))
+    table.add_row("ok / failed", f"{t['ok']} / {t['failed']} (not run: {t['not_run']})")
+    table.add_row("truncated to fit", str(t.get("truncated", 0)))
+    table.add_row("instruction-like (to human review)", str(t.get("instruction_like", 0)))
+    table.add_row("cache hits / model calls", f"{t['cache_hits']} / {t['model_calls']}")
+    table.add_row("tokens in / out", f"{t['input_tokens']} / {t['output_tokens']}")
+    if t.get("cost_usd") is None:
+        table.add_row("cost", f"unknown: {s.get('cost_basis', 'no price for this endpoint')}")
+    else:
+        table.add_row("cost (total / this run)", f"${t['cost_usd']:.4f} / ${t['cost_usd_this_run']:.4f}")
+    kinds = t.get("confidence_kinds") or {}
+    fallback = sum(n for kind, n in kinds.items() if kind != s.get("confidence_routing"))
+    if fallback:
+        table.add_row(
+            "confidence",
+            f"[red]{fallback} record(s) carry the stated confidence, not {s.get('confidence_routing')}[/red] "
+            "(the backend returned none); calibrate one kind: --confidence-column confidence_stated",
+        )
+    table.add_row("elapsed", f"{s['elapsed_s']:.1f} s ({t['records_per_s']} new records/s)")
+    if s["stopped"]:
+        table.add_row("stopped", f"[red]{s['stopped']}[/red]: rerun with a higher --max-cost to continue")
+    if paths:
+        table.add_row("wrote", f"{paths[0]}\n{paths[1]}")
+    console.print(table)
+    errors = t.get("failed_errors", 0)
+    if errors:
+        where = paths[0] if paths else "prelabels.parquet"
+        reasons = ", ".join(f"{r} {n}" for r, n in t.get("failed_by_reason", {}).items() if r not in NOT_ERRORS)
+        console.print(
+            f"[bold red]{errors} of {t['records']} records failed ({reasons}): "
+            f"see the error column of {where}[/bold red]",
+            soft_wrap=True,
         )

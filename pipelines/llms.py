@@ -641,14 +641,14 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             try:
                 try:
                     response = await client.chat.completions.create(**request)
-                except openai.APIStatusError as error:
-                    if "logprobs" in extra and "logprob" in str(error).lower():
-                        # e.g. llama.cpp server without --logits_all: ask once more without them
-                        self._logprobs_supported = False
-                        extra.pop("logprobs")
-                        response = await client.chat.completions.create(**request)
-                    else:
+                except (openai.BadRequestError, openai.UnprocessableEntityError):
+                    if "logprobs" not in extra:
                         raise
+                    # a server that refuses the logprobs option (e.g. llama.cpp without --logits_all):
+                    # ask once more without it; only a success proves the option was the cause
+                    extra.pop("logprobs")
+                    response = await client.chat.completions.create(**request)
+                    self._logprobs_supported = False
             except Exception as error:
                 self.budget.settle(estimate, 0.0)
                 self.stats.record(0, 0, failed=True)

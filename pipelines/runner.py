@@ -1,4 +1,4 @@
-"""Pre-label a table of records into a run directory: :func:`run_prelabel`, its outputs and summary.
+"""Pre-label a table of records into a run directory: :func:`run_prelabel` and its outputs.
 
 The engine is :class:`pipelines.prelabeller.Prelabeller` (or, for the OpenAI Batch API,
 :class:`pipelines.batch.BatchPrelabeller`); this module picks one, writes prelabels.parquet and
@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from rich.console import Console
-from rich.table import Table
 
 from labeltriage.config import TaskConfig
 from labeltriage.jsonio import write_json
@@ -40,44 +38,6 @@ def write_outputs(result: RunResult, output_dir: Path) -> tuple[Path, Path]:
     run_json = output_dir / "run.json"
     write_json(run_json, result.summary)
     return parquet, run_json
-
-
-def print_summary(result: RunResult, console: Console, paths: tuple[Path, Path] | None = None) -> None:
-    s, t = result.summary, result.summary["totals"]
-    table = Table(title=f"prelabel: {s['task']} ({s['backend']}:{s['model']})", show_header=False)
-    table.add_row("records", str(t["records"]))
-    table.add_row("ok / failed", f"{t['ok']} / {t['failed']} (not run: {t['not_run']})")
-    table.add_row("truncated to fit", str(t.get("truncated", 0)))
-    table.add_row("instruction-like (to human review)", str(t.get("instruction_like", 0)))
-    table.add_row("cache hits / model calls", f"{t['cache_hits']} / {t['model_calls']}")
-    table.add_row("tokens in / out", f"{t['input_tokens']} / {t['output_tokens']}")
-    if t.get("cost_usd") is None:
-        table.add_row("cost", f"unknown: {s.get('cost_basis', 'no price for this endpoint')}")
-    else:
-        table.add_row("cost (total / this run)", f"${t['cost_usd']:.4f} / ${t['cost_usd_this_run']:.4f}")
-    kinds = t.get("confidence_kinds") or {}
-    fallback = sum(n for kind, n in kinds.items() if kind != s.get("confidence_routing"))
-    if fallback:
-        table.add_row(
-            "confidence",
-            f"[red]{fallback} record(s) carry the stated confidence, not {s.get('confidence_routing')}[/red] "
-            "(the backend returned none); calibrate one kind: --confidence-column confidence_stated",
-        )
-    table.add_row("elapsed", f"{s['elapsed_s']:.1f} s ({t['records_per_s']} new records/s)")
-    if s["stopped"]:
-        table.add_row("stopped", f"[red]{s['stopped']}[/red]: rerun with a higher --max-cost to continue")
-    if paths:
-        table.add_row("wrote", f"{paths[0]}\n{paths[1]}")
-    console.print(table)
-    errors = t.get("failed_errors", 0)
-    if errors:
-        where = paths[0] if paths else "prelabels.parquet"
-        reasons = ", ".join(f"{r} {n}" for r, n in t.get("failed_by_reason", {}).items() if r not in NOT_ERRORS)
-        console.print(
-            f"[bold red]{errors} of {t['records']} records failed ({reasons}): "
-            f"see the error column of {where}[/bold red]",
-            soft_wrap=True,
-        )
 
 
 def input_summary(records: pd.DataFrame) -> dict[str, Any]:
@@ -115,11 +75,6 @@ def input_notes(info: dict[str, Any]) -> list[str]:
         kept = ", ".join(f"'{k}' kept as '{v}'" for k, v in renamed.items())
         notes.append(f"note: your column(s) {kept} (the product writes a column of that name)")
     return notes
-
-
-def print_input_notes(info: dict[str, Any], console: Console) -> None:
-    for note in input_notes(info):
-        console.print(note, soft_wrap=True, markup=False, highlight=False)
 
 
 def run_prelabel(

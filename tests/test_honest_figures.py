@@ -67,3 +67,17 @@ def test_another_endpoint_has_no_borrowed_price() -> None:
     kept, basis = _priced_for_endpoint(task, None)
     assert kept.model.price.input == 0.15 and basis.startswith("model.price of the task config: $0.15")
     assert _priced_for_endpoint(task, "http://10.0.0.7:8000/v1")[1].startswith("not billed: a local endpoint")
+
+
+def test_a_server_that_refuses_log_probs_is_asked_again_without_them(tmp_path: Path) -> None:
+    """A 400 to the logprobs option: the request is repeated once without it and the run goes on on
+    stated confidence (said per record); a 400 for another reason is not retried forever."""
+    with FakeOpenAIServer(logprobs="refuse") as server:
+        run = lt.prelabel("sentiment", _input(tmp_path, 4), tmp_path / "run", backend="openai", model="fake",
+                          base_url=server.base_url)  # fmt: skip
+        asked = [bool(body.get("logprobs")) for body in server.bodies]
+    assert set(run.frame["status"]) == {"ok"}
+    assert set(run.frame["confidence_kind"]) == {"stated"}
+    # each request sent with log-probs (those in flight before the first refusal came back) was
+    # refused and sent once more without; one answered request per record
+    assert asked[0] and asked.count(False) == 4 and len(asked) == 4 + asked.count(True)

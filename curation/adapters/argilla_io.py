@@ -168,12 +168,8 @@ def ensure_dataset(client: Any, config: Any, vector_dimensions: int | None = 384
                     leftover.delete()
                     leftover = None
             kept = "" if leftover is None else " (its unfinished draft is removed at the next push)"
-            chain = [exc, exc.__cause__, exc.__context__]
-            if any("redis" in str(e).lower() for e in chain if e is not None):
-                cause = "the server's Redis is not reachable"
-            else:
-                reason = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
-                cause = " ".join(_short_error(reason, 200).split())
+            reason = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            cause = " ".join(_short_error(reason, 200).split())  # the server's own words (e.g. Redis down)
             raise ArgillaIOError(
                 f"could not create the Argilla dataset {workspace}/{name}: {cause}{kept}. Fix: check the server "
                 "(`labeltriage stack status`; restart it with `labeltriage stack down && labeltriage stack up`) "

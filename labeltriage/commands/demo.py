@@ -57,7 +57,7 @@ def demo(
     from labeltriage import api, render
     from labeltriage.config import load_task_config
     from labeltriage.demo import closing_login, demo_input, effort_report, simulate_reviewers
-    from pipelines.runner import print_summary
+    from labeltriage.render import render_prelabel
 
     started = time.perf_counter()
     task_config = load_task_config(config)
@@ -72,7 +72,7 @@ def demo(
     _step(3, "Pre-label with the local LLM (cached: a rerun makes no model calls)")
     labelled = api.prelabel(task_config, input_path, run_dir, model=model, show_progress=True)
     render.notes(labelled.notes)
-    print_summary(labelled.run, Console(stderr=True), labelled.paths)
+    render_prelabel(labelled.run, Console(stderr=True), labelled.paths)
     # failed records (counted in red above) go to human review like any other; anything else stops
     if labelled.outcome not in ("done", "records_failed"):
         raise click.ClickException("pre-labelling stopped early; rerun `labeltriage demo` to resume")

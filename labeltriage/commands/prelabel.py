@@ -82,12 +82,12 @@ def prelabel(config: str, input_path: Path, output_dir: Path, quiet: bool, **opt
     from rich.console import Console
 
     from labeltriage import api
-    from pipelines.runner import print_summary
+    from labeltriage.render import render_prelabel
 
     console = Console(stderr=True)
     result = api.prelabel(config, input_path, output_dir, show_progress=not quiet, **options)
     for note in result.notes:
         console.print(note, soft_wrap=True, markup=False, highlight=False)
-    print_summary(result.run, console, result.paths)
+    render_prelabel(result.run, console, result.paths)
     if result.exit_code:
         raise SystemExit(result.exit_code)

@@ -41,10 +41,15 @@ def _text_of(body: dict[str, Any]) -> str:
 
 class FakeOpenAIServer:
     def __init__(
-        self, delay_s: float = 0.0, faults: list[str] | None = None, hang_s: float = 5.0, logprobs: bool = True
+        self,
+        delay_s: float = 0.0,
+        faults: list[str] | None = None,
+        hang_s: float = 5.0,
+        logprobs: bool | str = True,
     ) -> None:
         self.delay_s = delay_s
-        self.logprobs = logprobs  # False: like a server that ignores the logprobs request
+        # False: like a server that ignores the logprobs request; "refuse": one that answers 400 to it
+        self.logprobs = logprobs
         self.hang_s = hang_s
         self.faults: deque[str] = deque(faults or [])
         self.requests = 0
@@ -110,6 +115,10 @@ class FakeOpenAIServer:
                     return
                 if fault == "hang":
                     time.sleep(server.hang_s)
+                if server.logprobs == "refuse" and body.get("logprobs"):
+                    message = b'{"error": {"message": "this server was not started with logit output", "type": "x"}}'
+                    self._send(400, message)
+                    return
                 if fault == "http_garbage":
                     self._send(200, b"<html>definitely not json</html>")
                     return
@@ -146,7 +155,7 @@ class FakeOpenAIServer:
             "message": {"role": "assistant", "content": content},
             "finish_reason": "stop",
         }
-        if body.get("logprobs") and self.logprobs:
+        if body.get("logprobs") and self.logprobs is True:
             pieces = re.findall(r"\w+|\W", content)
             choice["logprobs"] = {
                 "content": [{"token": p, "logprob": -0.105, "bytes": None, "top_logprobs": []} for p in pieces]
