@@ -1,4 +1,10 @@
-"""The student model: logistic regression on sentence embeddings (the source's three-phase scenario).
+"""The student model: logistic regression on sentence embeddings, trained on the LLM's labels.
+
+The three phases are those of the "Real-World Scenario" in Section 13.5 "LLM-Assisted Labeling &
+Active Learning" (course text), where a fine-tuned DeBERTa is the student; here a multinomial
+logistic regression on sentence embeddings (Sentence-BERT, Reimers & Gurevych, EMNLP 2019) stands
+in for it. Training a small model on an LLM's labels is Wang et al. (2021), "Want To Reduce Labeling
+Cost? GPT-3 Can Help" (Findings of EMNLP).
 
 Phase 1, cold start: train on the LLM's labels as weak labels. Phase 2: retrain on curated
 (human-reviewed) labels as they arrive. Phase 3: label the rest of the corpus with the student and
