@@ -20,8 +20,6 @@ or a text belongs is reported with the fix (quote it), not as a type error.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import string
 import warnings
 from pathlib import Path
@@ -313,11 +311,6 @@ class TaskConfig(_Strict):
             "required": [self.label_key, "confidence", "reasoning"],
             "additionalProperties": False,
         }
-
-    def fingerprint(self, *parts: Any) -> str:
-        """Short stable hash of JSON-serialisable parts."""
-        payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class _KeyError(ValueError):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,14 +73,6 @@ def _part_file(module: str) -> Path:
     return files[0]
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def resolve_model_path(name: str, path: str | None = None) -> Path:
     """The GGUF file for a local model: an explicit path, or a packaged model by name."""
     if path:
@@ -134,7 +125,3 @@ def _assemble(model: PackagedModel) -> Path:
         if tmp.exists():
             tmp.unlink()
     return target
-
-
-def clear_cache() -> None:
-    shutil.rmtree(cache_dir(), ignore_errors=True)
