@@ -415,6 +415,48 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields)
 
 
+# The fix for PyYAML's commonest syntax errors, keyed on the start of its `problem` text.
+_YAML_FIXES = (
+    (
+        "mapping values are not allowed here",
+        "quote a value that contains ': ' (description: \"Note: ...\"), or indent this key like its siblings",
+    ),
+    ("could not find expected ':'", "write the line as `key: value`, or quote it if it continues the text above"),
+    ("expected <block end>", "indent this line like the other items of its list or mapping (spaces only)"),
+    ("expected ',' or ']'", "close the [ list with ], and quote items that contain ':' or ','"),
+    ("expected ',' or '}'", "close the { mapping with }, and quote values that contain ':' or ','"),
+    ("found unexpected end of stream", "close the quote"),
+    ("found character '\\t'", "indent with spaces, not tabs"),
+    ("found character", "quote the value: it starts with a character YAML reserves"),
+    ("found undefined alias", "quote the value: YAML reads a leading * as an alias"),
+)
+
+
+def _yaml_error_message(path: Path, text: str, error: yaml.YAMLError) -> str:
+    """One line: the file, the line and column (1-based) where PyYAML stopped, what it found, the fix."""
+    if isinstance(error, yaml.reader.ReaderError):
+        # a control character: PyYAML gives an offset in the text, not a line
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        return (
+            f"{path}: line {line}, column {column}: not valid YAML: character #x{code:04x} is not "
+            "allowed. Fix: remove it (a task config is plain text)"
+        )
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if not isinstance(error, yaml.MarkedYAMLError) or mark is None:
+        return f"{path}: not valid YAML: {' '.join(str(error).split())}. Fix: correct the YAML syntax"
+    problem = error.problem or error.context or "syntax error"
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    started = error.context_mark
+    if error.context and started is not None and started is not mark:
+        problem += f" ({error.context} that starts at line {started.line + 1}, column {started.column + 1})"
+    fix = next((fix for start, fix in _YAML_FIXES if problem.startswith(start)), None)
+    if fix is None:
+        fix = "correct the YAML at that point (quote text that contains ': ' or ' #')"
+    return f"{path}: {where}: not valid YAML: {' '.join(problem.split())}. Fix: {fix}"
+
+
 def shipped_task_configs() -> dict[str, Path]:
     """The task configs that ship with labeltriage (``datasets_config/*.yaml``): name -> path.
 
@@ -447,7 +489,7 @@ def load_task_config(path: str | Path) -> TaskConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}. Fix: correct the YAML syntax") from None
+        raise ConfigError(_yaml_error_message(path, text, error)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (name, labels, ...)")
     thresholds = data.get("thresholds")
