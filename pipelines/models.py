@@ -27,6 +27,10 @@ class ModelNotAvailable(BackendError):
 
 @dataclass(frozen=True)
 class PackagedModel:
+    """A GGUF model shipped as Python packages: ``name`` (``model.name``), ``sha256`` and ``size``
+    (bytes) of the assembled file when pinned, and either ``parts`` (chunk packages concatenated in
+    order, assembled once into :func:`cache_dir`) or ``single_file`` (a package holding the file)."""
+
     name: str
     sha256: str | None
     size: int | None
@@ -51,6 +55,7 @@ ALIASES = {"qwen": QWEN_15B.name, "smollm2": SMOLLM2_135M.name}
 
 
 def cache_dir() -> Path:
+    """Where assembled models live: ``$LABELTRIAGE_CACHE/models``, else the user cache's ``labeltriage/models``."""
     root = os.environ.get("LABELTRIAGE_CACHE") or platformdirs.user_cache_dir("labeltriage")
     return Path(root) / "models"
 
