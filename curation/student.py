@@ -32,7 +32,7 @@ class Student:
         x = np.asarray(embeddings)
         if x.ndim != 2 or x.shape[1] != self.model.coef_.shape[1]:
             raise ValueError(f"embeddings must be (n, {self.model.coef_.shape[1]}), got {x.shape}")
-        p = self.model.predict_proba(x)
+        p: np.ndarray = self.model.predict_proba(x)
         if len(self.classes) == 2 and p.shape[1] == 2:
             return p
         # a class never seen in training gets probability 0 (keeps columns aligned with `classes`)
@@ -42,7 +42,8 @@ class Student:
 
     def predict(self, embeddings: Any) -> np.ndarray:
         """``(n,)`` predicted label names."""
-        return self.classes[np.argmax(self.predict_proba(embeddings), axis=1)]
+        labels: np.ndarray = self.classes[np.argmax(self.predict_proba(embeddings), axis=1)]
+        return labels
 
 
 def fit_student(

@@ -28,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from labeltriage.errors import ConfigError  # the one error tree; re-exported for callers of config
+from labeltriage.errors import ConfigError as ConfigError  # the one error tree; re-exported for callers of config
 
 PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
 TEXT_PLACEHOLDERS = ("text",)
