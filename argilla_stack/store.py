@@ -262,9 +262,6 @@ class SearchStore:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         return row[0] if row else None
 
-    def set_meta(self, key: str, value: str) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
-
     # -- writes ---------------------------------------------------------------------------------
     def _rid(self, record_id: str) -> int | None:
         row = self.db.execute("SELECT rid FROM records WHERE record_id=?", (record_id,)).fetchone()

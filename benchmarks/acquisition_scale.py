@@ -1,6 +1,9 @@
-"""Acquisition at scale: the source's `hybrid_acquisition` vs ours, same run, same machine.
+"""Acquisition at scale: the course text's `hybrid_acquisition` vs ours, same run, same machine.
 
-1. 100,000 x 384 pool, 10,000 labelled, select 1,000, in float64 (the source's `np.random.randn`,
+The baseline ("source" in the results) is `hybrid_acquisition` of Section 13.5 "LLM-Assisted
+Labeling & Active Learning" (course text), Code Fragment 13.5.2, verbatim.
+
+1. 100,000 x 384 pool, 10,000 labelled, select 1,000, in float64 (Code Fragment 13.5.2's `np.random.randn`,
    the setting the issue quotes) and float32 (what `embed_texts` returns): source vs ours in
    source-compatible mode; the indices must be identical; time and peak-memory ratios.
 2. 1,000,000 x 384 float32 pool, 10,000 labelled, select 1,000: ours alone (exact
@@ -34,7 +37,7 @@ N_CLASSES = 4
 DIM = 384
 
 
-# --- the source's Code Fragment 13.5.2, verbatim ------------------------------------------------
+# --- Section 13.5 (course text), Code Fragment 13.5.2, verbatim -----------------------------------
 def source_hybrid_acquisition(predictions, embeddings, labeled_embeddings, n_select=50, uncertainty_weight=0.6):
     from sklearn.metrics.pairwise import cosine_distances
 

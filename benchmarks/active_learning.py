@@ -4,8 +4,11 @@ For each dataset: 25 random seed labels, then 20 rounds of 25 queries, 5 seeds; 
 logistic regression on all-MiniLM-L6-v2 embeddings is trained on the labelled set and scored on a
 fixed test split (accuracy, macro-F1). The area under each learning curve (trapezoid over the
 number of labels, divided by the x-range, so it is the curve's mean height, in points) is reported
-as mean and std over seeds, for random, entropy, margin, core-set (greedy k-center), the source's
-hybrid and our batch-aware hybrid.
+as mean and std over seeds, for random, entropy (Lewis & Gale, SIGIR 1994), margin (Scheffer et
+al., IDA 2001), core-set (greedy k-center, Sener & Savarese, ICLR 2018), the uncertainty/diversity
+hybrid of Section 13.5 "LLM-Assisted Labeling & Active Learning" (course text), Code Fragment
+13.5.2 (``source_hybrid`` in the results) and our batch-aware hybrid (near-duplicate prefilter as
+Zhdanov 2019). Settles (2009), "Active Learning Literature Survey", surveys these strategies.
 
 Datasets (``labeltriage.corpora``): Rotten Tomatoes (fresh/rotten, all snippets) and CrowdFlower
 tweets (negative/neutral/positive, a fixed random subset of ``--crowdflower-n``). Texts are

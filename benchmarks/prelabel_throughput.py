@@ -1,9 +1,10 @@
-"""Throughput: the source's sequential pre-labeller vs our pipeline, same 500 texts, same prompt.
+"""Throughput: the course text's sequential pre-labeller vs our pipeline, same 500 texts, same prompt.
 
-The baseline is the source's Code Fragment 13.5.1 loop (one `chat.completions.create` per text,
-`json.loads`, append), re-implemented here with the `openai` client. "Same prompt": both send the
-identical messages (our rendered prompt for the sentiment task) and the same response_format,
-temperature and max_tokens, to the same server. Ours is `pipelines.runner` with the `openai`
+The baseline is the `llm_prelabel` loop of Section 13.5 "LLM-Assisted Labeling & Active Learning"
+(course text), Code Fragment 13.5.1 (one `chat.completions.create` per text, `json.loads`, append),
+re-implemented here with the `openai` client. "Same prompt": both send the identical messages (our
+rendered prompt for the sentiment task) and the same response_format, temperature and max_tokens,
+to the same server. Ours is `pipelines.runner` with the `openai`
 backend (concurrency limit, retries, per-record cache in a fresh directory, validation, cost).
 
 (a) an OpenAI-compatible server on 127.0.0.1 that answers valid JSON after a fixed 200 ms (a
@@ -146,7 +147,7 @@ def stop(process: subprocess.Popen) -> None:
 
 
 def source_sequential(texts: list[str], config, base_url: str, model: str) -> dict:  # type: ignore[no-untyped-def]
-    """Code Fragment 13.5.1: one request per text, in order, json.loads, append."""
+    """Section 13.5 (course text), Code Fragment 13.5.1: one request per text, in order, json.loads, append."""
     from dataclasses import dataclass
 
     from openai import OpenAI
@@ -173,7 +174,7 @@ def source_sequential(texts: list[str], config, base_url: str, model: str) -> di
             max_tokens=config.model.generation.max_tokens,
             response_format={"type": "json_object", "schema": schema},
         )
-        try:  # the source stops at the first malformed answer; we count instead, to finish the run
+        try:  # Code Fragment 13.5.1 stops at the first malformed answer; we count instead, to finish the run
             data = json.loads(response.choices[0].message.content)
             results.append(PreLabel(text, data["label"], data["confidence"], data.get("reasoning", "")))
         except (json.JSONDecodeError, KeyError, TypeError):

@@ -548,6 +548,7 @@ class GoldPlan:
     notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
+        """The plan as JSON-ready types (numpy scalars to Python, the certificate as its own dict)."""
         d = {k: getattr(self, k) for k in self.__dataclass_fields__ if k != "certificate"}  # noqa: SIM118
         d["certificate"] = self.certificate.to_dict()
         out: dict[str, Any] = _jsonable(d)

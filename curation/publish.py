@@ -86,6 +86,7 @@ class RunFiles:
 
     @property
     def categories(self) -> list[str] | None:
+        """The task config's label names in its order, or None when the run holds no config."""
         labels = self.config.get("labels")
         if labels:
             return [lab["name"] if isinstance(lab, dict) else str(lab) for lab in labels]

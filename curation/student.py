@@ -1,4 +1,10 @@
-"""The student model: logistic regression on sentence embeddings (the source's three-phase scenario).
+"""The student model: logistic regression on sentence embeddings, trained on the LLM's labels.
+
+The three phases are those of the "Real-World Scenario" in Section 13.5 "LLM-Assisted Labeling &
+Active Learning" (course text), where a fine-tuned DeBERTa is the student; here a multinomial
+logistic regression on sentence embeddings (Sentence-BERT, Reimers & Gurevych, EMNLP 2019) stands
+in for it. Training a small model on an LLM's labels is Wang et al. (2021), "Want To Reduce Labeling
+Cost? GPT-3 Can Help" (Findings of EMNLP).
 
 Phase 1, cold start: train on the LLM's labels as weak labels. Phase 2: retrain on curated
 (human-reviewed) labels as they arrive. Phase 3: label the rest of the corpus with the student and
@@ -26,7 +32,7 @@ class Student:
         x = np.asarray(embeddings)
         if x.ndim != 2 or x.shape[1] != self.model.coef_.shape[1]:
             raise ValueError(f"embeddings must be (n, {self.model.coef_.shape[1]}), got {x.shape}")
-        p = self.model.predict_proba(x)
+        p: np.ndarray = self.model.predict_proba(x)
         if len(self.classes) == 2 and p.shape[1] == 2:
             return p
         # a class never seen in training gets probability 0 (keeps columns aligned with `classes`)
@@ -36,7 +42,8 @@ class Student:
 
     def predict(self, embeddings: Any) -> np.ndarray:
         """``(n,)`` predicted label names."""
-        return self.classes[np.argmax(self.predict_proba(embeddings), axis=1)]
+        labels: np.ndarray = self.classes[np.argmax(self.predict_proba(embeddings), axis=1)]
+        return labels
 
 
 def fit_student(

@@ -20,8 +20,6 @@ or a text belongs is reported with the fix (quote it), not as a type error.
 from __future__ import annotations
 
 import difflib
-import hashlib
-import json
 import string
 import warnings
 from pathlib import Path
@@ -30,7 +28,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from labeltriage.errors import ConfigError  # the one error tree; re-exported for callers of config
+from labeltriage.errors import ConfigError as ConfigError  # the one error tree; re-exported for callers of config
 
 PROMPT_PLACEHOLDERS = ("description", "labels", "guidelines", "few_shot", "text", "output_format")
 TEXT_PLACEHOLDERS = ("text",)
@@ -38,15 +36,39 @@ _NO_TEXT = "has no {text} placeholder. Fix: add {text} where the record's text g
 
 
 class _Strict(BaseModel):
+    """Base of the config models: unknown keys are refused (``extra="forbid"``), values are frozen."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 class Label(_Strict):
+    """One label of the task's label set (an item of ``labels:``).
+
+    ``name``: the label as the model answers it and as it is stored and published (non-empty
+    text; unique within the task). ``description``: what the label means, shown to the model in
+    ``{labels}`` and to reviewers in Argilla; default empty. In YAML a label may be written as its
+    name alone (``- great``).
+
+    Errors (as :class:`ConfigError` from :func:`load_task_config`): an empty name, a duplicate
+    name, or an unquoted ``yes``/``no``/number where the name belongs.
+    """
+
     name: str = Field(min_length=1)
     description: str = ""
 
 
 class FewShotExample(_Strict):
+    """One worked example shown to the model (an item of ``few_shot:``).
+
+    ``text``: the example's text (non-empty). ``label``: its answer, one label name (single-label
+    tasks) or a list of label names (multi-label tasks), each defined under ``labels``.
+    ``reasoning``: optional, shown in the example's answer when the examples are chat turns
+    (``text_template`` set); default none.
+
+    Errors (as :class:`ConfigError`): a label not in ``labels``, a list on a single-label task, an
+    unquoted ``yes``/``no``/number where text belongs.
+    """
+
     text: str = Field(min_length=1)
     label: str | list[str]
     reasoning: str | None = None  # shown in the example's answer when the examples are chat turns
@@ -67,16 +89,36 @@ class FewShotExample(_Strict):
 
 
 class Price(_Strict):
-    """US dollars per one million tokens."""
+    """US dollars per one million tokens (``model.price``), for the openai backends' cost and budget.
+
+    ``input``: USD per 1M prompt tokens, ``output``: USD per 1M completion tokens; both >= 0,
+    default 0 (free). The local backend is never billed, whatever this says.
+    """
 
     input: float = Field(default=0.0, ge=0)
     output: float = Field(default=0.0, ge=0)
 
     def cost(self, input_tokens: int, output_tokens: int) -> float:
+        """US dollars for ``input_tokens`` prompt and ``output_tokens`` completion tokens."""
         return (input_tokens * self.input + output_tokens * self.output) / 1_000_000
 
 
 class Generation(_Strict):
+    """Decoding settings of each model call (``model.generation``).
+
+    * ``temperature``: sampling temperature of the main answer, 0 to 2, default 0 (greedy).
+    * ``max_tokens``: the most tokens the model may generate per answer, 16 to 4096, default 128.
+    * ``seed``: the sampling seed of the main answer, default 0.
+    * ``reasoning_max_chars``: the answer's ``reasoning`` is capped at this many characters in the
+      output schema (``maxLength``), 0 to 2000, default 160; 0 leaves it uncapped.
+    * ``max_text_chars``: a record's text longer than this many characters keeps its head and tail
+      and is flagged truncated, >= 16, default 2000; it is also cut to fit the context window.
+    * ``n_ctx``: the context window in tokens, >= 256, default 2048: the local model's, and for the
+      openai backends the server's as far as the text budget is concerned.
+    * ``top_logprobs``: 0 asks for no token log-probabilities (no ``logprob`` confidence); above 0
+      asks for them, 0 to 20, default 5 (only whether it is 0 matters: the value is not sent).
+    """
+
     temperature: float = Field(default=0.0, ge=0, le=2)
     max_tokens: int = Field(default=128, ge=16, le=4096)
     seed: int = 0
@@ -88,6 +130,32 @@ class Generation(_Strict):
 
 
 class ModelSettings(_Strict):
+    """Which model pre-labels and how it is called (``model:``).
+
+    * ``backend``: ``local`` (llama.cpp in process), ``openai`` (any OpenAI-compatible chat
+      completions server) or ``openai-batch`` (the OpenAI Batch API); default ``local``.
+    * ``name``: a packaged local model's name or alias (``local``), else the model name sent to the
+      API; default ``qwen2.5-coder-1.5b-instruct-q4_k_m``.
+    * ``path``: ``local`` only: a GGUF file to load instead of the packaged model; default none.
+    * ``base_url``: the OpenAI-compatible endpoint (e.g. ``http://127.0.0.1:8000/v1``); default none,
+      the OpenAI API.
+    * ``api_key_env``: the name of the environment variable holding the API key (not the key);
+      default ``OPENAI_API_KEY``; required by the openai backends.
+    * ``generation``: :class:`Generation`.
+    * ``concurrency``: the most requests in flight at once (``openai``), 1 to 1024, default 16.
+    * ``max_retries``: retries of a failed request and of an answer that fails validation before
+      the record is ``failed``, 0 to 10, default 2.
+    * ``timeout_s``: seconds before a request times out (then it is retried), > 0, default 60.
+    * ``price``: :class:`Price`, USD per 1M tokens; default free.
+    * ``n_threads``: ``local`` only: CPU threads for llama.cpp, >= 1; default none, every core.
+    * ``batch_size``: records per pipeline batch on the openai backends, >= 1, default 64 (the
+      local backend uses 4).
+
+    Errors (as :class:`ConfigError`): an unknown backend, a value out of range, an openai backend
+    without ``api_key_env``. A missing model file or package is found later, when the model
+    loads (:class:`~labeltriage.errors.BackendError`).
+    """
+
     backend: Literal["local", "openai", "openai-batch"] = "local"
     name: str = "qwen2.5-coder-1.5b-instruct-q4_k_m"
     # local: a GGUF file path; empty = the packaged model named by `name`.
@@ -104,6 +172,18 @@ class ModelSettings(_Strict):
 
 
 class ConfidenceSettings(_Strict):
+    """Which confidence the records are routed on (``confidence:``).
+
+    * ``routing``: ``stated`` (the confidence the model writes in its answer), ``logprob`` (the
+      probability of the chosen label's tokens, from the token log-probabilities) or
+      ``consistency`` (the share of ``consistency_samples`` sampled answers that agree with the
+      main answer); default ``logprob``. A record without the chosen kind (e.g. a server that
+      returns no log-probabilities) is routed on ``stated`` and says so in ``confidence_kind``.
+    * ``consistency_samples``: k sampled answers per record for self-consistency, 0 to 20,
+      default 0 (off); ``consistency`` routing needs at least 2.
+    * ``consistency_temperature``: the samples' temperature, > 0 and <= 2, default 0.8.
+    """
+
     routing: Literal["stated", "logprob", "consistency"] = "logprob"
     # k sampled answers for self-consistency; 0 turns it off.
     consistency_samples: int = Field(default=0, ge=0, le=20)
@@ -111,6 +191,16 @@ class ConfidenceSettings(_Strict):
 
 
 class Thresholds(_Strict):
+    """What ``route`` aims for (``thresholds:``); ``route``'s own options override both.
+
+    * ``target_precision``: the share of auto-accepted LLM labels that must be correct (their
+      precision), which ``route`` certifies on the gold records, in (0, 1], default 0.95.
+    * ``spot_check_rate``: the share of auto-accepted records also sent for a blind audit, in
+      [0, 1], default 0.05.
+
+    A retired ``review_below`` key is dropped on load with a :class:`FutureWarning`.
+    """
+
     target_precision: float = Field(default=0.95, gt=0, le=1)
     spot_check_rate: float = Field(default=0.05, ge=0, le=1)
 
@@ -124,6 +214,15 @@ RETIRED_REVIEW_BELOW = (
 
 
 class ArgillaSettings(_Strict):
+    """Where the review happens (``argilla:``); only ``push``, ``pull`` and ``loop`` read it.
+
+    * ``dataset``: the Argilla dataset's name; default the task's ``name``.
+    * ``workspace``: the Argilla workspace, default ``labeltriage``.
+    * ``question``: the name of the label question in the dataset, default ``label``.
+    * ``min_submitted``: how many reviewers must submit an answer before a record is complete
+      (Argilla's task distribution), >= 1, default 1.
+    """
+
     # Defaults to the task's `name` when the config has no `argilla.dataset` (see TaskConfig).
     dataset: str = Field(min_length=1)
     workspace: str = "labeltriage"
@@ -170,6 +269,36 @@ def _check_placeholders(template: str, allowed: tuple[str, ...]) -> set[str]:
 
 
 class TaskConfig(_Strict):
+    """A labelling task: its label set, its prompt, the model and the review settings.
+
+    Load it with :func:`load_task_config` (which turns every validation error into a one-line
+    :class:`ConfigError`); the fields, top-level keys of the YAML file:
+
+    * ``name``: the task's name (non-empty); the Argilla dataset's default name.
+    * ``description``: one sentence of what to label; ``{description}`` in the prompt and the
+      Argilla question's title.
+    * ``task_type``: ``single_label`` (one label per record, answer key ``label``) or
+      ``multi_label`` (a set of labels, answer key ``labels``); default ``single_label``.
+    * ``text_column``: the input table's column holding the text, default ``text``.
+    * ``labels``: at least two :class:`Label`, distinct names.
+    * ``guidelines``: free text for ``{guidelines}``, default empty.
+    * ``few_shot``: :class:`FewShotExample` list, default none.
+    * ``prompt_template``: a ``str.format`` template over ``{description}``, ``{labels}``,
+      ``{guidelines}``, ``{few_shot}``, ``{text}`` and ``{output_format}``; with ``text_template``
+      set it is the system message (no ``{text}`` nor ``{few_shot}``), without it it must hold
+      ``{text}``.
+    * ``text_template``: optional template over ``{text}`` for the record's own user turn.
+    * ``model``, ``confidence``, ``thresholds``, ``argilla``: :class:`ModelSettings`,
+      :class:`ConfidenceSettings`, :class:`Thresholds`, :class:`ArgillaSettings`.
+    * ``source_path``: the file it was loaded from (set by :func:`load_task_config`, not in YAML,
+      not serialised).
+
+    Constructing it directly raises pydantic's ``ValidationError`` for an unknown key, a missing
+    required key (``name``, ``description``, ``labels``, ``prompt_template``), a value out of
+    range, an unknown placeholder, a few-shot label outside ``labels``, ``consistency`` routing
+    with fewer than 2 samples, or an openai backend without ``api_key_env``.
+    """
+
     name: str = Field(min_length=1)
     description: str
     task_type: Literal["single_label", "multi_label"] = "single_label"
@@ -282,6 +411,7 @@ class TaskConfig(_Strict):
 
     @property
     def label_names(self) -> list[str]:
+        """The label names, in the config's order."""
         return [label.name for label in self.labels]
 
     @property
@@ -313,11 +443,6 @@ class TaskConfig(_Strict):
             "required": [self.label_key, "confidence", "reasoning"],
             "additionalProperties": False,
         }
-
-    def fingerprint(self, *parts: Any) -> str:
-        """Short stable hash of JSON-serialisable parts."""
-        payload = json.dumps(parts, sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 class _KeyError(ValueError):
@@ -422,6 +547,48 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return sorted(model.model_fields)
 
 
+# The fix for PyYAML's commonest syntax errors, keyed on the start of its `problem` text.
+_YAML_FIXES = (
+    (
+        "mapping values are not allowed here",
+        "quote a value that contains ': ' (description: \"Note: ...\"), or indent this key like its siblings",
+    ),
+    ("could not find expected ':'", "write the line as `key: value`, or quote it if it continues the text above"),
+    ("expected <block end>", "indent this line like the other items of its list or mapping (spaces only)"),
+    ("expected ',' or ']'", "close the [ list with ], and quote items that contain ':' or ','"),
+    ("expected ',' or '}'", "close the { mapping with }, and quote values that contain ':' or ','"),
+    ("found unexpected end of stream", "close the quote"),
+    ("found character '\\t'", "indent with spaces, not tabs"),
+    ("found character", "quote the value: it starts with a character YAML reserves"),
+    ("found undefined alias", "quote the value: YAML reads a leading * as an alias"),
+)
+
+
+def _yaml_error_message(path: Path, text: str, error: yaml.YAMLError) -> str:
+    """One line: the file, the line and column (1-based) where PyYAML stopped, what it found, the fix."""
+    if isinstance(error, yaml.reader.ReaderError):
+        # a control character: PyYAML gives an offset in the text, not a line
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        return (
+            f"{path}: line {line}, column {column}: not valid YAML: character #x{code:04x} is not "
+            "allowed. Fix: remove it (a task config is plain text)"
+        )
+    mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+    if not isinstance(error, yaml.MarkedYAMLError) or mark is None:
+        return f"{path}: not valid YAML: {' '.join(str(error).split())}. Fix: correct the YAML syntax"
+    problem = error.problem or error.context or "syntax error"
+    where = f"line {mark.line + 1}, column {mark.column + 1}"
+    started = error.context_mark
+    if error.context and started is not None and started is not mark:
+        problem += f" ({error.context} that starts at line {started.line + 1}, column {started.column + 1})"
+    fix = next((fix for start, fix in _YAML_FIXES if problem.startswith(start)), None)
+    if fix is None:
+        fix = "correct the YAML at that point (quote text that contains ': ' or ' #')"
+    return f"{path}: {where}: not valid YAML: {' '.join(problem.split())}. Fix: {fix}"
+
+
 def shipped_task_configs() -> dict[str, Path]:
     """The task configs that ship with labeltriage (``datasets_config/*.yaml``): name -> path.
 
@@ -439,7 +606,11 @@ def shipped_task_configs() -> dict[str, Path]:
 def load_task_config(path: str | Path) -> TaskConfig:
     """Read and validate a task config: a YAML path, or the name of a shipped one (``"sentiment"``).
 
-    Raises :class:`ConfigError` naming the file, the key and the fix."""
+    Raises :class:`ConfigError` (one line per problem, each naming the file, the key and the fix)
+    when the file does not exist, is not valid YAML (one line: the line and column, what PyYAML
+    found, the fix), is not a mapping at the top level, or fails validation (see
+    :class:`TaskConfig`). A retired key (``thresholds.review_below``) loads with a
+    :class:`FutureWarning`."""
     path = Path(path)
     if not path.is_file():
         shipped = shipped_task_configs()
@@ -455,7 +626,7 @@ def load_task_config(path: str | Path) -> TaskConfig:
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}. Fix: correct the YAML syntax") from None
+        raise ConfigError(_yaml_error_message(path, text, error)) from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (name, labels, ...)")
     thresholds = data.get("thresholds")

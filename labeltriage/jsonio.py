@@ -86,12 +86,3 @@ def write_json(
         handle.write(text)
     os.replace(tmp, path)
     return path
-
-
-def loads_strict(text: str) -> Any:
-    """Parse JSON refusing ``NaN``/``Infinity`` (as non-Python parsers do); raises ``ValueError``."""
-
-    def refuse(constant: str) -> Any:
-        raise ValueError(f"not strict JSON: {constant}")
-
-    return json.loads(text, parse_constant=refuse)

@@ -45,6 +45,11 @@ class BatchPrelabeller(Prelabeller):
         self.prepare >> self.finalize
 
     def run(self, records: pd.DataFrame) -> RunResult:
+        """First call: submit the uncached records as OpenAI batch job(s), saved in
+        ``batch_jobs.json``, and return with them ``pending_batch`` (``summary["complete"]`` False).
+        Later calls: collect the finished jobs into the cache (a job still running leaves them
+        pending; a failed or expired one is asked again next run) and return the answers.
+        Raises ``RuntimeError`` if distilabel returns without submitting a job."""
         started = time.perf_counter()
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         rows = self._prepare(records)

@@ -79,15 +79,19 @@ class FixedText:
     text: bytes
 
     def start(self) -> int:
+        """No byte of ``text`` written yet: 0."""
         return 0
 
     def step(self, state: int, byte: int) -> int | None:
+        """One byte further if ``byte`` is ``text``'s next byte, else None."""
         return state + 1 if state < len(self.text) and self.text[state] == byte else None
 
     def can_end(self, state: int) -> bool:
+        """Whether all of ``text`` is written."""
         return state == len(self.text)
 
     def forced(self, state: int) -> bytes:
+        """The rest of ``text``: it has no choice."""
         return self.text[state:]
 
 
@@ -101,16 +105,20 @@ class EnumString:
     values: tuple[bytes, ...]
 
     def start(self) -> bytes:
+        """Nothing written yet: ``b""``."""
         return b""
 
     def step(self, state: bytes, byte: int) -> bytes | None:
+        """The bytes written plus ``byte`` if some value still starts so, else None."""
         written = state + bytes([byte])
         return written if any(v.startswith(written) for v in self.values) else None
 
     def can_end(self, state: bytes) -> bool:
+        """Whether the bytes written are a whole value."""
         return state in self.values
 
     def forced(self, state: bytes) -> bytes:
+        """The rest of the value when only one value starts with what is written, else ``b""``."""
         rest = [v for v in self.values if v.startswith(state)]
         if len(rest) == 1:
             return rest[0][len(state) :]
@@ -135,12 +143,14 @@ class EnumArray:
     unique: bool = True
 
     def start(self) -> ArrayState:
+        """No value chosen, an item or the closing bracket next."""
         return ((), None, "item_or_end")
 
     def _open(self, chosen: tuple[bytes, ...]) -> list[bytes]:
         return [v for v in self.values if not (self.unique and v in chosen)]
 
     def step(self, state: ArrayState, byte: int) -> ArrayState | None:
+        """The state after ``byte``: a quote opens or closes a value, ``, `` separates; None if invalid."""
         chosen, current, phase = state
         char = bytes([byte])
         if phase == "item_or_end" or phase == "item":
@@ -163,9 +173,11 @@ class EnumArray:
         return None
 
     def can_end(self, state: ArrayState) -> bool:
+        """Whether the array may close here (empty, or after a whole value)."""
         return state[2] in ("item_or_end", "comma_or_end")
 
     def forced(self, state: ArrayState) -> bytes:
+        """The separator's space and quote, or the rest of the only value that fits, else ``b""``."""
         chosen, current, phase = state
         if phase == "space":
             return b' "'
@@ -189,6 +201,7 @@ class Number:
     maximum: float | None = None
 
     def start(self) -> str:
+        """Nothing written yet: ``""``."""
         return ""
 
     def _shape_ok(self, text: str) -> bool:
@@ -220,6 +233,7 @@ class Number:
         return (-high, -low) if negative else (low, high)
 
     def step(self, state: str, byte: int) -> str | None:
+        """The text plus ``byte`` if it is still a number's prefix that can end within the bounds."""
         char = chr(byte)
         if char not in "-.0123456789":
             return None
@@ -236,12 +250,14 @@ class Number:
         return text
 
     def can_end(self, state: str) -> bool:
+        """Whether the text is a whole number within the bounds."""
         if not state or state.endswith((".", "-")):
             return False
         value = float(state)
         return (self.minimum is None or value >= self.minimum) and (self.maximum is None or value <= self.maximum)
 
     def forced(self, state: str) -> bytes:
+        """Always ``b""``: the model chooses every digit."""
         return b""
 
 
@@ -257,9 +273,11 @@ class String:
     max_chars: int | None = None
 
     def start(self) -> tuple[int, int]:
+        """No character written, no escape open: ``(0, 0)``."""
         return (0, 0)
 
     def step(self, state: tuple[int, int], byte: int) -> tuple[int, int] | None:
+        """The state after ``byte``; None for a quote, a control byte, a bad escape or one character too many."""
         chars, escape = state
         if escape == -1:
             if byte == ord("u"):
@@ -279,9 +297,11 @@ class String:
         return (chars + int(is_new_char), 0)
 
     def can_end(self, state: tuple[int, int]) -> bool:
+        """Whether no escape is left open."""
         return state[1] == 0
 
     def forced(self, state: tuple[int, int]) -> bytes:
+        """Always ``b""``: the model chooses the text."""
         return b""
 
 

@@ -57,6 +57,7 @@ class CallStats:
         self.__dict__.update(state, _lock=threading.Lock())
 
     def record(self, input_tokens: int, output_tokens: int, failed: bool = False) -> None:
+        """Count one call and its tokens (thread-safe); ``failed`` for a call that returned an error."""
         with self._lock:
             self.calls += 1
             self.failed_calls += int(failed)
@@ -69,6 +70,7 @@ class Budget:
     never exceeds `max_cost`; the reservation is replaced by the real cost when the call ends."""
 
     def __init__(self, price: Price, max_cost: float | None = None, spent: float = 0.0) -> None:
+        """``price`` in USD per 1M tokens; ``max_cost`` in USD (None: no limit); ``spent`` in USD so far."""
         self.price = price
         self.max_cost = max_cost
         self.spent = spent
@@ -83,10 +85,12 @@ class Budget:
         self.__dict__.update(state, _lock=threading.Lock())
 
     def estimate(self, prompt_chars: int, max_tokens: int) -> float:
+        """Worst-case USD of one call: a prompt of ``prompt_chars`` characters, ``max_tokens`` out."""
         # ~4 characters per token in English; 3 over-estimates on purpose (+ chat template overhead).
         return self.price.cost(prompt_chars // 3 + 32, max_tokens)
 
     def reserve(self, amount: float) -> bool:
+        """Set ``amount`` USD aside; False (and ``exhausted`` set) if it would pass ``max_cost``."""
         with self._lock:
             if self.max_cost is not None and self.spent + self.reserved + amount > self.max_cost:
                 self.exhausted = True
@@ -95,6 +99,7 @@ class Budget:
             return True
 
     def settle(self, reserved: float, actual: float) -> None:
+        """Replace a reservation of ``reserved`` USD by the call's ``actual`` USD."""
         with self._lock:
             self.reserved -= reserved
             self.spent += actual
@@ -110,6 +115,7 @@ def _output(text: str | None, tokens_in: int, tokens_out: int, logprobs: Any, er
 
 
 def merge_generations(outputs: list[dict]) -> dict:
+    """One distilabel ``GenerateOutput`` (plus ``errors``) from several, their lists concatenated in order."""
     merged: dict[str, Any] = {
         "generations": [],
         "statistics": {"input_tokens": [], "output_tokens": []},
@@ -324,6 +330,11 @@ class LocalLlamaLLM(_Accounting, LLM):
     _budget: Budget = PrivateAttr(default_factory=lambda: Budget(Price()))
 
     def load(self) -> None:
+        """Load the GGUF with llama.cpp (once) and compile the answer schema for jump-forward decoding.
+
+        Raises ``ImportError`` when llama-cpp-python is missing, llama.cpp's own ``ValueError`` when
+        the file is not a loadable model.
+        """
         super().load()
         if self._llama is not None:
             return
@@ -378,6 +389,7 @@ class LocalLlamaLLM(_Accounting, LLM):
         return [llama.detokenize([i]) for i in ids]
 
     def unload(self) -> None:
+        """Free the model and its vocabulary-only copy; ``load`` may be called again."""
         if self._llama is not None:
             self._llama.close()
             self._llama = None
@@ -388,6 +400,7 @@ class LocalLlamaLLM(_Accounting, LLM):
 
     @property
     def model_name(self) -> str:
+        """The model's name as the config gives it (``model.name``)."""
         return self.model_id
 
     def generate(  # type: ignore[override]
@@ -398,6 +411,8 @@ class LocalLlamaLLM(_Accounting, LLM):
         max_tokens: int = 128,
         seed: int = 0,
     ) -> list[dict]:
+        """One ``GenerateOutput`` (plus ``errors``) per chat in ``inputs``, ``num_generations`` answers
+        each (seeds ``seed``, ``seed + 1``, ...); a failed answer is None with its error, never raised."""
         results = []
         for messages in inputs:
             outs = [self._one(messages, temperature, max_tokens, seed + g) for g in range(num_generations)]
@@ -531,6 +546,7 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
 
     @property
     def model_name(self) -> str:
+        """The model name sent to the endpoint."""
         return self.model
 
     def _is_local(self) -> bool:
@@ -538,6 +554,10 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
         return host in {"127.0.0.1", "localhost", "::1"}
 
     def api_key(self) -> str:
+        """The key from ``$api_key_env``; a placeholder for a server on this machine.
+
+        Raises :class:`BackendError` when the variable is unset and the endpoint is not local.
+        """
         key = os.environ.get(self.api_key_env)
         if key:
             return key
@@ -549,6 +569,7 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
         )
 
     def load(self) -> None:
+        """Create the async clients (one per 16 concurrent requests); raises :class:`BackendError` without a key."""
         super().load()
         # Several small clients instead of one big pool: httpcore's pool does O(connections x
         # waiting requests) work per event, which dominates the CPU at high concurrency.
@@ -573,6 +594,7 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
         self._client = self._clients[0]
 
     def unload(self) -> None:
+        """Close the clients (when the event loop allows) and forget the concurrency limit."""
         clients, self._clients, self._client = self._clients, [], None
         loop = self.event_loop
         if clients and not loop.is_closed() and not loop.is_running():
@@ -603,6 +625,8 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
         max_tokens: int = 128,
         seed: int = 0,
     ) -> dict:
+        """One ``GenerateOutput`` (plus ``errors``) for the chat ``input``, ``num_generations`` answers
+        (seeds ``seed``, ``seed + 1``, ...) at most ``concurrency`` in flight; errors are returned, not raised."""
         if self._semaphore is None:
             self._semaphore = asyncio.Semaphore(self.concurrency)
         outs = await asyncio.gather(

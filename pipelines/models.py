@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,10 @@ class ModelNotAvailable(BackendError):
 
 @dataclass(frozen=True)
 class PackagedModel:
+    """A GGUF model shipped as Python packages: ``name`` (``model.name``), ``sha256`` and ``size``
+    (bytes) of the assembled file when pinned, and either ``parts`` (chunk packages concatenated in
+    order, assembled once into :func:`cache_dir`) or ``single_file`` (a package holding the file)."""
+
     name: str
     sha256: str | None
     size: int | None
@@ -52,6 +55,7 @@ ALIASES = {"qwen": QWEN_15B.name, "smollm2": SMOLLM2_135M.name}
 
 
 def cache_dir() -> Path:
+    """Where assembled models live: ``$LABELTRIAGE_CACHE/models``, else the user cache's ``labeltriage/models``."""
     root = os.environ.get("LABELTRIAGE_CACHE") or platformdirs.user_cache_dir("labeltriage")
     return Path(root) / "models"
 
@@ -72,14 +76,6 @@ def _part_file(module: str) -> Path:
     if len(files) != 1:
         raise ModelNotAvailable(f"{module}: expected one data/part*.bin, found {len(files)}. Fix: reinstall it")
     return files[0]
-
-
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def resolve_model_path(name: str, path: str | None = None) -> Path:
@@ -134,7 +130,3 @@ def _assemble(model: PackagedModel) -> Path:
         if tmp.exists():
             tmp.unlink()
     return target
-
-
-def clear_cache() -> None:
-    shutil.rmtree(cache_dir(), ignore_errors=True)

@@ -23,12 +23,17 @@ class InvalidOutput(ValueError):
     """The model's answer breaks the contract; `reason` is a short machine-friendly code."""
 
     def __init__(self, reason: str, detail: str) -> None:
+        """The message is ``"<reason>: <detail>"``."""
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
 
 
 @dataclass(frozen=True)
 class Answer:
+    """A validated answer: ``label`` (a label name, or names in config order for multi-label),
+    ``confidence`` the model's stated confidence in [0, 1], ``reasoning`` its text, ``normalised``
+    what :func:`parse_answer` changed to read it (empty when nothing)."""
+
     label: str | list[str]
     confidence: float
     reasoning: str

@@ -23,6 +23,10 @@ from pipelines.steps import Finalize, PrelabelTask, PrepareText, SelfConsistency
 def build_distilabel_pipeline(
     config: TaskConfig, records: list[dict[str, Any]], *, batch_size: int = 8, cache_dir: str | None = None
 ) -> Pipeline:
+    """A distilabel ``Pipeline`` over ``records`` (dicts with ``id`` and ``text``):
+    load >> PrepareText >> PrelabelTask [>> SelfConsistency] >> Finalize, ``batch_size`` rows per
+    batch, distilabel's cache under ``cache_dir``. Run it with ``pipeline.run()``; it returns a
+    ``Distiset``. Raises what building the backend raises (:class:`~labeltriage.errors.BackendError`)."""
     gen = config.model.generation
     llm = build_llm(config, CallStats(), Budget(config.model.price))
     with Pipeline(name=f"labeltriage-prelabel-{config.name}", cache_dir=cache_dir) as pipeline:

@@ -94,6 +94,13 @@ def model_identity(config: TaskConfig) -> str:
 
 
 def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
+    """The distilabel LLM for ``config.model.backend``, counting into ``stats`` and charging ``budget``.
+
+    ``local``: :class:`LocalLlamaLLM`; ``openai``: :class:`OpenAICompatibleLLM`; ``openai-batch``:
+    distilabel's ``OpenAILLM`` in offline batch mode (not counted nor charged here). Not loaded yet.
+    Raises ``ModelNotAvailable`` (a local model missing) or :class:`~labeltriage.errors.BackendError`
+    (an openai backend whose key variable is unset).
+    """
     m = config.model
     schema = config.output_schema()
     if m.backend == "local":
@@ -138,6 +145,10 @@ def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
 
 @dataclass
 class RunResult:
+    """What :meth:`Prelabeller.run` returns: ``frame``, one row per input record (the columns of
+    ``prelabels.parquet``, docs/CONTRACTS.md); ``summary``, the counts and settings written to
+    ``run.json``; ``stats``, the model calls and tokens actually sent."""
+
     frame: pd.DataFrame
     summary: dict[str, Any]
     stats: CallStats = field(default_factory=CallStats)
@@ -169,6 +180,13 @@ class Prelabeller:
         console: Console | None = None,
         show_progress: bool = True,
     ) -> None:
+        """Build the steps for ``config``, caching under ``output_dir`` (``cache/prelabel-cache.jsonl``).
+
+        ``max_cost``: USD budget for this run (None: no limit). ``batch_size``: records per model
+        batch (default 4 local, else ``model.batch_size``). ``llm``: an already built LLM (tests,
+        benchmarks), else :func:`build_llm` (whose errors it raises). ``console`` /
+        ``show_progress``: where and whether to draw the progress bar.
+        """
         self.config = config
         self.output_dir = Path(output_dir)
         self.max_cost = max_cost
@@ -248,15 +266,22 @@ class Prelabeller:
     # -- keys -------------------------------------------------------------------------------------
 
     def main_key(self, model_text: str) -> str:
+        """Cache key of the main answer for ``model_text`` (prompt hash, model, generation settings, text)."""
         return cache_key("main", self.prompt_hash, self.model_id, self.main_settings, model_text)
 
     def consistency_key(self, model_text: str) -> str:
+        """Cache key of the self-consistency samples: the main key plus k and their temperature."""
         temperature = self.config.confidence.consistency_temperature
         return cache_key("consistency", self.main_key(model_text), self.samples, temperature)
 
     # -- run --------------------------------------------------------------------------------------
 
     def run(self, records: pd.DataFrame) -> RunResult:
+        """Pre-label ``records`` (columns ``id``, ``text``, optional ``source``, ``gold_label``,
+        ``duplicate_of`` and the user's own, kept as they are): cached answers are reused, the rest
+        asked batch by batch until done or the budget stops it (``summary["stopped"] ==
+        "max_cost"``; the records not asked are ``failed`` with a ``not_run`` error). A failed
+        model call fails its record, never the run."""
         started = time.perf_counter()
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         self.llm.load()

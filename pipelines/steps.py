@@ -181,10 +181,12 @@ class PrepareText(Step):
 
     @property
     def inputs(self) -> list[str]:
+        """The column it reads: ``text``."""
         return ["text"]
 
     @property
     def outputs(self) -> list[str]:
+        """The columns it adds (see the class doc)."""
         return ["model_text", "empty", "truncated", "instruction_like"]
 
     def fit(self, text: str) -> str:
@@ -194,6 +196,7 @@ class PrepareText(Step):
         return self._budget.fit(text) if self._budget is not None else text
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[name-defined]  # noqa: F821
+        """One batch: every row with the output columns added (a missing text is empty)."""
         rows = []
         for row in inputs:
             text = row.get("text")
@@ -233,16 +236,21 @@ class PrelabelTask(Task):
 
     @property
     def inputs(self) -> list[str]:
+        """The column it reads: ``model_text`` (from :class:`PrepareText`)."""
         return ["model_text"]
 
     @property
     def outputs(self) -> list[str]:
+        """:data:`PRELABEL_OUTPUTS`."""
         return list(PRELABEL_OUTPUTS)
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        """The chat messages for the row's ``model_text`` (:func:`pipelines.prompt.render_messages`)."""
         return render_messages(self.config, input["model_text"])
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``llm_label``, ``confidence_stated``, ``reasoning`` and a warning in ``error`` when the
+        answer was normalised; raises :class:`~pipelines.parsing.InvalidOutput` for a bad answer."""
         answer = parse_answer(output, self.config)
         warning = f"warning: answer normalised ({'; '.join(answer.normalised)})" if answer.normalised else None
         return {
@@ -253,6 +261,9 @@ class PrelabelTask(Task):
         }
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override,name-defined]  # noqa: F821
+        """One batch: ask the model, retry the rows whose answer failed (up to ``max_retries`` more
+        times at ``retry_temperature``, seed + 1000 per attempt); every row comes back, ``ok`` or
+        ``failed`` with its error and raw output, or ``not_run`` when the budget stopped it."""
         results: list[dict[str, Any]] = [self._blank() for _ in inputs]
         pending = []
         for i, row in enumerate(inputs):
@@ -342,19 +353,24 @@ class SelfConsistency(Task):
 
     @property
     def inputs(self) -> list[str]:
+        """The columns it reads: ``model_text``, the main answer's ``llm_label`` and ``status``."""
         return ["model_text", "llm_label", "status"]
 
     @property
     def outputs(self) -> list[str]:
+        """``confidence_consistency`` (share in [0, 1]) and ``consistency_labels`` (the k labels, JSON)."""
         return ["confidence_consistency", "consistency_labels"]
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
+        """The same chat messages as the main answer's."""
         return render_messages(self.config, input["model_text"])
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
+        """``{"label": ...}`` of a sample; raises :class:`~pipelines.parsing.InvalidOutput` for a bad one."""
         return {"label": parse_answer(output, self.config).label}
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[override,name-defined]  # noqa: F821
+        """One batch: k samples per ``ok`` row; other rows, and rows the budget cut short, get None."""
         rows = [{**row, "confidence_consistency": None, "consistency_labels": None} for row in inputs]
         todo = [i for i, row in enumerate(inputs) if row.get("status") == "ok"]
         if todo:
@@ -397,13 +413,17 @@ class Finalize(Step):
 
     @property
     def inputs(self) -> list[str]:
+        """The column it needs: ``status`` (it also reads the ``confidence_*`` and token columns)."""
         return ["status"]
 
     @property
     def outputs(self) -> list[str]:
+        """``llm_confidence`` (the ``routing`` kind, else stated), ``confidence_kind``, ``cost_usd``
+        (USD: tokens x ``price_input`` / ``price_output`` per 1M), ``model``, ``prompt_hash``."""
         return ["llm_confidence", "confidence_kind", "cost_usd", "model", "prompt_hash"]
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[name-defined]  # noqa: F821
+        """One batch: every row with the output columns added."""
         rows = []
         for row in inputs:
             row = dict(row)

@@ -1,4 +1,5 @@
-"""Acquisition functions: identical to the source's formulas, chunked, batch-aware, strict on input."""
+"""Acquisition functions: identical to the reference formulas of Section 13.5 "LLM-Assisted Labeling &
+Active Learning" (course text), Code Fragment 13.5.2, chunked, batch-aware, strict on input."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ from sklearn.metrics.pairwise import cosine_distances
 from curation import active_learning as al
 
 
-# --- the source's Code Fragment 13.5.2, verbatim, as the reference ------------------------------
+# --- Code Fragment 13.5.2 of Section 13.5 (course text), verbatim, as the reference --------------
+# entropy uncertainty sampling (Lewis & Gale, SIGIR 1994), distance to the nearest labelled record
+# (the core-set criterion of Sener & Savarese, ICLR 2018, without the greedy update) and their
+# 0.6/0.4 weighted sum; Settles (2009), "Active Learning Literature Survey", surveys both.
 def src_uncertainty_sampling(predictions, n_select=50):
     entropy = -np.sum(predictions * np.log(predictions + 1e-10), axis=1)
     return np.argsort(entropy)[-n_select:]
@@ -42,7 +46,7 @@ def pool(n=3000, n_lab=400, dim=64, c=4, seed=0, dtype=np.float64):
     return pred, emb, lab
 
 
-def test_source_example_identical():
+def test_course_text_example_identical():
     np.random.seed(42)
     predictions = np.random.dirichlet(np.ones(4) * 2, 1000)
     embeddings = np.random.randn(1000, 128)
@@ -154,7 +158,7 @@ def test_bad_input_messages(call, match):
     seed=st.integers(0, 10_000),
     w=st.floats(0, 1),
 )
-def test_property_identical_to_source(n, c, k, seed, w):
+def test_property_identical_to_course_text(n, c, k, seed, w):
     k = min(k, n)
     rng = np.random.default_rng(seed)
     pred = rng.dirichlet(np.ones(c) * 0.5, n)

@@ -1,5 +1,6 @@
-"""Agreement metrics: published values, the source's example, and random cross-checks against
-sklearn, statsmodels and the `krippendorff` package."""
+"""Agreement metrics: published values, the example of Section 13.5 "LLM-Assisted Labeling & Active
+Learning" (course text), Code Fragment 13.5.4, and random cross-checks against sklearn, statsmodels
+and the `krippendorff` package."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ from curation.agreement import (
 
 PROPERTY = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
-# Code Fragment 13.5.4 of the source.
+# The example labels of Section 13.5 "LLM-Assisted Labeling & Active Learning" (course text),
+# Code Fragment 13.5.4.
 HUMAN_A = ["pos", "neg", "neu", "pos", "neg", "pos", "neu", "neg", "pos", "neu"]
 HUMAN_B = ["pos", "neg", "pos", "pos", "neg", "pos", "neg", "neg", "pos", "neu"]
 LLM = ["pos", "neg", "neu", "pos", "neg", "pos", "neu", "neg", "pos", "pos"]
@@ -70,8 +72,8 @@ KRIPPENDORFF_EXAMPLE = np.array(
 # ------------------------------------------------------------------------------- published values
 
 
-def test_source_example_kappas_match_sklearn():
-    # The source prints 0.538 / 0.769 / 0.385 for this example, but its own function (and sklearn)
+def test_course_text_example_kappas_match_sklearn():
+    # Code Fragment 13.5.4 prints 0.538 / 0.769 / 0.385 for this example, but its own function (and sklearn)
     # give the values below for the listed labels; we assert the computed values.
     assert cohens_kappa(HUMAN_A, HUMAN_B) == pytest.approx(cohen_kappa_score(HUMAN_A, HUMAN_B))
     assert cohens_kappa(HUMAN_A, HUMAN_B) == pytest.approx(0.6923076923)
@@ -91,12 +93,13 @@ def test_krippendorff_published_example(level, expected):
     assert krippendorff_alpha(KRIPPENDORFF_EXAMPLE, level) == pytest.approx(expected, abs=5e-4)
 
 
-def test_bands_follow_the_source():
+def test_bands_follow_landis_koch():
+    # Landis & Koch (1977), Biometrics 33(1); "slight" and "poor" merged as Code Fragment 13.5.4 prints them
     assert interpret_kappa(0.95) == "almost perfect"
     assert interpret_kappa(0.81) == "almost perfect"
     assert interpret_kappa(0.80) == "substantial"
     assert interpret_kappa(0.61) == "substantial"
-    assert interpret_kappa(0.55) == "moderate"  # the source's self-check Q5
+    assert interpret_kappa(0.55) == "moderate"  # Section 13.5 (course text), Self-Check Q5
     assert interpret_kappa(0.30) == "fair"
     assert interpret_kappa(0.20) == "slight/poor"
     assert interpret_kappa(-0.3) == "slight/poor"
@@ -285,7 +288,7 @@ def test_llm_favours_one_reviewer_is_flagged():
     assert not any(r["flagged"] for r in llm_favours_reviewer(fair, np.column_stack(honest).astype(float), 3))
 
 
-def test_source_example_flags_llm_mimicking_reviewer_a():
+def test_course_text_example_flags_llm_mimicking_reviewer_a():
     df = pd.DataFrame(
         [(i, "a", x) for i, x in enumerate(HUMAN_A)] + [(i, "b", x) for i, x in enumerate(HUMAN_B)],
         columns=["record_id", "user", "label"],

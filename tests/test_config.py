@@ -95,6 +95,26 @@ def test_missing_file_and_bad_yaml(tmp_path: Path) -> None:
         load_task_config(broken)
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "fix"),
+    [
+        ("name: yesno\ndescription: Note: be brief\n", "line 2, column 18", "quote a value that contains ': '"),
+        ("name: yesno\nlabels: [a, b\nprompt_template: x\n", "line 3, column 16", "close the [ list with ]"),
+        ('name: "yesno\n', "line 2, column 1", "close the quote"),
+        ("name: yesno\n\tlabels: [a, b]\n", "line 2, column 1", "indent with spaces, not tabs"),
+    ],
+)
+def test_yaml_syntax_error_is_one_line_with_file_line_and_fix(tmp_path: Path, text: str, where: str, fix: str) -> None:
+    broken = tmp_path / "broken_task.yaml"
+    broken.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_task_config(broken)
+    message = str(caught.value)
+    assert "\n" not in message, message
+    assert message.startswith(f"{broken}: {where}: not valid YAML: "), message
+    assert f". Fix: {fix}" in message, message
+
+
 def test_few_shot_examples_become_chat_turns_before_the_text() -> None:
     from pipelines.prompt import prompt_hash, render_messages
 

@@ -73,6 +73,15 @@ class SettingsDriftError(ArgillaIOError):
 
 @dataclass
 class PushReport:
+    """What :func:`push_records` did (and ``labeltriage.api.push`` writes to ``push.json``).
+
+    Counts are records: ``pushed`` sent to Argilla in this call, ``skipped_already_pushed``
+    already there with the same content (from the checkpoint), ``not_routed_to_review`` routed
+    auto-accept and kept out of the review queue (set by the caller). ``batches``: bulk requests
+    sent; ``retries``: batches resent after a server error; ``seconds``: wall-clock time of the
+    push. ``checkpoint_note``: why the checkpoint was not trusted, or None.
+    """
+
     pushed: int = 0
     skipped_already_pushed: int = 0
     not_routed_to_review: int = 0
@@ -85,6 +94,19 @@ class PushReport:
 
 @dataclass
 class PullReport:
+    """What :func:`pull_responses` found (and ``labeltriage.api.pull`` writes to ``pull.json``).
+
+    Response counts by status: ``submitted`` (answers that count as labels, including those kept
+    from earlier pulls), ``draft``, ``discarded``, ``invalid_label`` (a value outside the task
+    config's labels). ``records``: records in the dataset; ``records_with_submitted``: records
+    with at least one submitted answer; ``reviewers``: usernames with a submitted answer, sorted;
+    ``invalid_examples``: up to 5 ``{record_id, user, label}`` of the invalid answers.
+    ``labels_removed_from_config`` / ``labels_added_to_config``: the Argilla question's labels
+    missing from the config, and the reverse. ``kept_from_earlier_pulls`` /
+    ``dropped_from_earlier_pulls``: submitted responses saved by an earlier pull that the server no
+    longer has, kept in ``responses.parquet`` or dropped (``drop_missing``).
+    """
+
     submitted: int = 0
     draft: int = 0
     discarded: int = 0

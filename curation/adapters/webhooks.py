@@ -28,6 +28,12 @@ class ResponseWebhookListener:
     """
 
     def __init__(self, dataset_id: str, every: int, on_batch: Callable[[int], None], port: int = 0):
+        """Bind 127.0.0.1:``port`` (0: a free port) for ``dataset_id``'s submitted responses.
+
+        ``on_batch`` runs in a worker thread with the number of new submitted responses each time
+        ``every`` of them have arrived. Raises ``ValueError`` when ``every`` < 1, ``OSError`` when
+        the port is taken.
+        """
         if every < 1:
             raise ValueError(f"every must be >= 1, got {every}")
         self._verifier: Webhook | None = None
@@ -45,6 +51,7 @@ class ResponseWebhookListener:
 
     @property
     def url(self) -> str:
+        """The address to register as the Argilla webhook: ``http://127.0.0.1:<port>/argilla-webhook``."""
         host, port = self._server.server_address[:2]
         host = host.decode() if isinstance(host, bytes) else host
         return f"http://{host}:{port}/argilla-webhook"
@@ -103,6 +110,7 @@ class ResponseWebhookListener:
         return self
 
     def stop(self) -> None:
+        """Stop serving, close the socket and wait (up to 30 s per thread) for a running ``on_batch``."""
         self._server.shutdown()
         self._server.server_close()
         self._jobs.put(None)
