@@ -459,6 +459,8 @@ def markdown(result: dict[str, Any]) -> str:
             f"record {m['all_human_accuracy_whole_run']['mean']:.3f}"
         )
     lines += ["", "Notes:", ""] + [f"- {v}" for v in result["notes"].values()]
+    no_audit = sum(round(c["accepting_without_audit"] * c["draws"]) for c in result["cells"])
+    lines.append(f"- Accepting draws with no audit in this table: {no_audit} (every certified set here was large).")
     return "\n".join(lines) + "\n"
 
 
