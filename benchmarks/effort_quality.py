@@ -10,9 +10,10 @@ a gold label; the other ``N - n_gold`` records (the *pool*) are what gets publis
    (gold included, as ``route`` passes them), at ``--targets`` and ``--confidence-level``;
 2. the pool is routed with :func:`curation.routing.route_records` at that threshold with the default
    config's ``thresholds.spot_check_rate`` (``datasets_config/sentiment.yaml``: 5%): records at or
-   above it are auto-accepted, of which exactly ``round(rate * n_auto)`` (drawn at random) are
+   above it are auto-accepted, of which ``ceil(rate * n_auto)`` (drawn at random) are
    ``spot_check``, the blind audit; the rest go to human review. (``route`` routes the gold records
-   too; here they are left out of the published set, whose labels are the unknown ones.)
+   ``gold``: published with their gold label, never auto-accepted; here the published set measured
+   is the pool, whose labels are the unknown ones.)
 3. a *human* labels every reviewed and every audited record: for Rotten Tomatoes and CrowdFlower the
    human's label is the gold label (a perfect reviewer: every reviewed label is right by
    construction); for the VADER crowd it is a real crowd rating (see below);

@@ -11,9 +11,11 @@ label          the final label
 label_source   ``human``: every reviewer who answered gave this label (one or more);
                ``consensus``: reviewers disagreed and the consensus method chose it;
                ``llm_auto``: auto-accepted LLM label (routed ``auto_accept`` or an unreviewed
-               ``spot_check``), never seen by a reviewer
+               ``spot_check``), never seen by a reviewer;
+               ``gold``: the record's gold label (routed ``gold``: the gold calibrate/route used)
 confidence     ``human``/``consensus``: P(label) under the consensus method (vote share for
-               majority vote, posterior for Dawid-Skene); ``llm_auto``: the calibrated confidence
+               majority vote, posterior for Dawid-Skene); ``llm_auto``: the calibrated confidence;
+               null for ``gold``
 agreement      share of this record's reviewers who gave the final label (null for llm_auto)
 n_reviewers    submitted responses on the record (0 for llm_auto)
 llm_label      the LLM's label (kept beside human labels, so disagreements can be studied)
@@ -152,6 +154,12 @@ def build_final_dataset(
     known = set(routed["id"])
     unknown = responses.loc[~responses["record_id"].isin(known), "record_id"].unique().tolist()
     responses = responses[responses["record_id"].isin(known)]
+    # a record the gold labels is published with its gold label; answers to it (pushed before it
+    # was gold) are counted, not used
+    gold_column = routed["gold_label"] if "gold_label" in routed.columns else pd.Series(None, index=routed.index)
+    gold_rows = routed[routed["route"].eq("gold") & gold_column.notna()]
+    on_gold = responses["record_id"].isin(set(gold_rows["id"]))
+    responses = responses[~on_gold]
     categories = run.categories
     observed = sorted(set(responses["label"].dropna()) | set(routed["llm_label"].dropna().map(normalise_label)))
     if categories is None or run.config.get("task_type") == "multi_label":
@@ -246,6 +254,21 @@ def build_final_dataset(
                 "reasoning": rec_d.get("reasoning"),
             }
         )
+    for rec in gold_rows.itertuples(index=False):
+        rec_d = rec._asdict()
+        rows.append(
+            {
+                "id": rec_d["id"],
+                "text": rec_d["text"],
+                "label": normalise_label(rec_d["gold_label"]),
+                "label_source": "gold",
+                "confidence": float("nan"),
+                "agreement": float("nan"),
+                "n_reviewers": 0,
+                "llm_label": normalise_label(rec_d["llm_label"]),
+                "reasoning": rec_d.get("reasoning"),
+            }
+        )
     pending = routed.loc[routed["route"].eq("human_review") & status_ok & ~routed["id"].isin(reviewed), "id"].tolist()
     if is_dup is not None and is_dup.any():
         rows, adjudication, pending = _fan_out_duplicates(all_routed[is_dup], rows, adjudication, pending)
@@ -267,7 +290,9 @@ def build_final_dataset(
     summary = {
         "n_routed": int(len(routed)),
         "n_published": int(len(final)),
-        "per_label_source": {s: int((final["label_source"] == s).sum()) for s in ("human", "consensus", "llm_auto")},
+        "per_label_source": {
+            s: int((final["label_source"] == s).sum()) for s in ("human", "consensus", "llm_auto", "gold")
+        },
         "per_label": {str(k): int(v) for k, v in final["label"].value_counts().sort_index().items()},
         "n_adjudication": int(len(adjudication)),
         "adjudication_reasons": {str(k): int(v) for k, v in adjudication["reason"].value_counts().items()},
@@ -276,6 +301,7 @@ def build_final_dataset(
         "n_failed_prelabels": int((~status_ok).sum()),
         "n_responses_used": int(len(responses)),
         "n_responses_unknown_record": int(len(unknown)),
+        "n_responses_on_gold_records": int(on_gold.sum()),
         "consensus": {
             "method": method,
             "tie_policy": tie_policy,
@@ -454,7 +480,8 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
     lines += [
         "An LLM pre-labelled every record with a label, a confidence and its reasoning. The confidence "
         "was calibrated on gold labels; records above the auto-accept threshold kept the LLM label "
-        "(`llm_auto`), the rest (and a random spot-check share) went to human reviewers in Argilla. "
+        "(`llm_auto`; a random share of them was audited blind), the rest went to human reviewers in "
+        "Argilla; the gold records carry their gold label (`gold`). "
         "Reviewed records carry the reviewers' label: `human` when every reviewer agreed, `consensus` "
         f"when they disagreed and the consensus method ({summary['consensus']['method']}, ties: "
         f"{summary['consensus']['tie_policy']}) decided. Records with low agreement "

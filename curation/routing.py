@@ -19,6 +19,7 @@ algorithm also corrects the bound for the scan over thresholds; :func:`choose_th
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
@@ -200,19 +201,23 @@ def route_records(
     spot_check_rate: float = 0.05,
     seed: int = 0,
     needs_review: Any | None = None,
+    gold: Any | None = None,
 ) -> np.ndarray:
-    """Route every record; returns ``(n,)`` object array of ``auto_accept|human_review|spot_check``.
+    """Route every record; returns ``(n,)`` object array of ``auto_accept|human_review|spot_check|gold``.
 
+    * ``gold == True`` (``(n,)`` bool: the record's label is known from the gold): ``gold``, never
+      auto-accepted, audited or reviewed (its known label is the one to publish);
     * ``ok == False`` (failed pre-label): always ``human_review`` (its confidence may be NaN);
     * ``needs_review == True`` (``(n,)`` bool, e.g. text that gives the model instructions, whose
       answer may be the text's and not the model's): always ``human_review``;
     * ``confidence >= threshold``: ``auto_accept``, except a random share ``spot_check_rate`` of
-      them (exactly ``round(rate * n_auto)``, drawn with ``seed``) which become ``spot_check``;
+      them (``ceil(rate * n_auto)``: at least one audit of a non-empty set when the rate is > 0;
+      drawn with ``seed``) which become ``spot_check`` (the blind audit sample);
     * otherwise ``human_review``.
 
     Raises:
-        ValueError: ``spot_check_rate`` outside [0, 1]; ``confidences``, ``ok`` or
-            ``needs_review`` of different shapes; an ok record's confidence NaN or outside [0, 1].
+        ValueError: ``spot_check_rate`` outside [0, 1]; ``confidences``, ``ok``, ``needs_review``
+            or ``gold`` of different shapes; an ok record's confidence NaN or outside [0, 1].
     """
     if not 0.0 <= spot_check_rate <= 1.0:
         raise ValueError(f"spot_check_rate must be in [0, 1], got {spot_check_rate}")
@@ -229,9 +234,17 @@ def route_records(
         if review.shape != conf.shape:
             raise ValueError(f"needs_review must have shape {conf.shape}, got {review.shape}")
         auto &= ~review
+    known = np.zeros(conf.shape[0], dtype=bool)
+    if gold is not None:
+        known = np.asarray(gold, dtype=bool)
+        if known.shape != conf.shape:
+            raise ValueError(f"gold must have shape {conf.shape}, got {known.shape}")
+        auto &= ~known
     auto_idx = np.nonzero(auto)[0]
     routes[auto_idx] = "auto_accept"
-    n_spot = int(round(spot_check_rate * auto_idx.size))
+    routes[known] = "gold"
+    # ceil, not round: a small auto-accepted set still gets an audit (round(0.05 * 9) is 0)
+    n_spot = min(auto_idx.size, math.ceil(spot_check_rate * auto_idx.size - 1e-9))
     if n_spot:
         rng = np.random.default_rng(seed)
         routes[rng.choice(auto_idx, size=n_spot, replace=False)] = "spot_check"

@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 PathLike = str | Path
 CALIBRATION_METHODS = ("isotonic", "temperature", "platt", "histogram")
 MIN_GOLD_TO_CALIBRATE = 10
+ROUTES = ("auto_accept", "human_review", "spot_check", "gold")  # routed.parquet's route values
 
 
 def _run_dir(run_dir: PathLike | RunDir, config: PathLike | None = None) -> RunDir:
@@ -557,16 +558,20 @@ def route(
             if threshold.achievable
             else "Per-threshold scan: no threshold reaches the target"
         )
-    routes = route_records(np.where(ok, scores, np.nan), ok, cut, spot_rate, seed=seed, needs_review=flagged)
+    # a record whose label the gold gives is published with that label: not auto-accepted, audited or reviewed
+    known = labels.notna().to_numpy()
+    routes = route_records(np.where(ok, scores, np.nan), ok, cut, spot_rate, seed=seed, needs_review=flagged,
+                           gold=known)  # fmt: skip
     routes = _same_route_as_first(prelabels, routes)
     routed = prelabels.copy()
+    routed["gold_label"] = labels.where(labels.notna(), None).astype(object)
     routed["calibrated_confidence"] = calibrated
     routed["route"] = routes.astype(str)
     routed["priority"] = priority_scores(calibrated, ok)
     routed.to_parquet(run / "routed.parquet", index=False)
     g_conf, g_y = calibrated[has_gold], correct[has_gold]
     curve = coverage_precision_curve(g_conf, g_y, confidence_level, bound)
-    counts = {r: int((routes == r).sum()) for r in ("auto_accept", "human_review", "spot_check")}
+    counts = {r: int((routes == r).sum()) for r in ROUTES}
     report = {
         "thresholds_from": str(run.config_path()) if task else "defaults",
         "method": method,

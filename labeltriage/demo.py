@@ -130,29 +130,29 @@ def review_link(api_url: str, dataset_id: str) -> str:
 def effort_report(run_dir: Path) -> dict[str, Any]:
     """Routes, the share of records a human reads, and accuracy on the demo's gold slice.
 
-    Returns ``counts`` (route -> records), ``total``, ``humans`` (records a human reads),
-    ``gold_accuracy``/``n_gold``, ``auto_accuracy``/``n_auto`` (None without gold) and
-    ``threshold`` (routing.json's chosen threshold)."""
+    Returns ``counts`` (route -> records), ``total``, ``humans`` (records a human labels: review,
+    blind audit and gold), ``gold_accuracy``/``n_gold`` (None without gold) and ``threshold``
+    (routing.json's chosen threshold)."""
     import pandas as pd
 
     from labeltriage.api import gold_labels
 
     routed = pd.read_parquet(run_dir / "routed.parquet")
-    counts = {name: int((routed["route"] == name).sum()) for name in ("auto_accept", "spot_check", "human_review")}
+    counts = {
+        name: int((routed["route"] == name).sum()) for name in ("auto_accept", "spot_check", "human_review", "gold")
+    }
     gold_file = run_dir / "gold.csv"  # written by demo_input: text, gold_label
     if "gold_label" not in routed.columns and gold_file.exists():
         routed = routed.assign(gold_label=gold_labels(run_dir, gold_file, "gold_label").to_numpy())
     gold = routed.dropna(subset=["gold_label"]) if "gold_label" in routed.columns else routed.iloc[:0]
-    auto = gold[gold["route"] == "auto_accept"]
     routing = run_dir / "routing.json"
     return {
         "counts": counts,
         "total": len(routed),
-        "humans": counts["human_review"] + counts["spot_check"],
+        # gold records were labelled by people too: the effort counts them
+        "humans": counts["human_review"] + counts["spot_check"] + counts["gold"],
         "n_gold": len(gold),
         "gold_accuracy": float((gold["llm_label"] == gold["gold_label"]).mean()) if len(gold) else None,
-        "n_auto": len(auto),
-        "auto_accuracy": float((auto["llm_label"] == auto["gold_label"]).mean()) if len(auto) else None,
         "threshold": (json.loads(routing.read_text()).get("threshold") or {}) if routing.exists() else {},
         "method": json.loads(routing.read_text()).get("method") if routing.exists() else None,
     }

@@ -227,17 +227,15 @@ def render_effort(effort: dict[str, Any]) -> None:
     """The demo's "Human effort" block (labeltriage.demo.effort_report)."""
     counts, total = effort["counts"], effort["total"]
     click.secho("\nHuman effort", bold=True)
-    for route_name in ("auto_accept", "spot_check", "human_review"):
+    for route_name in ("auto_accept", "spot_check", "human_review", "gold"):
         click.echo(f"  {route_name:<13} {counts[route_name]:>5}  ({counts[route_name] / total:.0%})")
     humans = effort["humans"]
-    click.echo(f"  records a human reads: {humans} of {total}: {1 - humans / total:.0%} of the labelling effort saved")
+    click.echo(
+        f"  records a human labels (review, blind audit, gold): {humans} of {total}: "
+        f"{1 - humans / total:.0%} of the labelling effort saved"
+    )
     if effort["gold_accuracy"] is not None:
         click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']})")
-    if effort["auto_accuracy"] is not None:
-        click.echo(
-            f"  auto-accepted accuracy on gold: {effort['auto_accuracy']:.1%} (n={effort['n_auto']}; the gold the "
-            "threshold was chosen on, not a held-out figure)"
-        )
     chosen = effort["threshold"]
     if chosen.get("threshold") is not None and effort.get("method") == "scan":
         click.echo(

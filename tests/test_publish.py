@@ -134,6 +134,28 @@ def test_final_dataset_label_sources_and_queue(run_dir: Path):
     assert sum(s["per_label_source"].values()) == len(final)
 
 
+def test_gold_records_publish_their_gold_label(run_dir: Path):
+    """A gold record above the threshold was auto-accepted: the LLM's label was published where the
+    gold said otherwise. Routed `gold`, it publishes the gold label; answers to it are not used."""
+    routed = pd.read_parquet(run_dir / "routed.parquet")
+    routed["gold_label"] = None
+    # an auto-accepted record whose LLM label is wrong, and a reviewed one (with answers)
+    wrong = routed.index[routed["route"].eq("auto_accept")][0]
+    answered = routed.index[routed["id"].eq(pd.read_parquet(run_dir / "responses.parquet")["record_id"].iloc[0])][0]
+    for i in (wrong, answered):
+        routed.loc[i, "gold_label"] = next(lab for lab in LABELS if lab != routed.loc[i, "llm_label"])
+        routed.loc[i, "route"] = "gold"
+    routed.to_parquet(run_dir / "routed.parquet", index=False)
+    res = build_final_dataset(RunDir(run_dir).publish_files())
+    final = res.final.set_index("id")
+    for i in (wrong, answered):
+        row = final.loc[routed.loc[i, "id"]]
+        assert row["label_source"] == "gold" and row["label"] == routed.loc[i, "gold_label"] != row["llm_label"]
+        assert row["n_reviewers"] == 0 and np.isnan(row["confidence"])
+    assert res.summary["per_label_source"]["gold"] == 2
+    assert res.summary["n_responses_on_gold_records"] > 0
+
+
 def test_dawid_skene_method_and_llm_tie_policy(run_dir: Path):
     run = RunDir(run_dir).publish_files()
     ds = build_final_dataset(run, method="dawid_skene").final
@@ -243,7 +265,7 @@ def test_publish_round_trip_through_hub(run_dir: Path, tmp_path: Path):
         assert "configs" in front and "dataset_info" in front  # kept from datasets' own card
         counts = local["label_source"].value_counts().to_dict()
         assert front["labeltriage"]["label_sources"] == {
-            k: counts.get(k, 0) for k in ("human", "consensus", "llm_auto")
+            k: counts.get(k, 0) for k in ("human", "consensus", "llm_auto", "gold")
         }
         for needle in (
             "Guidelines",

@@ -65,9 +65,30 @@ def test_route_records_rules_and_seed():
     high = ok & (conf >= 0.6)
     assert set(r1[high]) <= {"auto_accept", "spot_check"}
     assert set(r1[ok & (conf < 0.6)]) == {"human_review"}
-    assert (r1 == "spot_check").sum() == round(0.1 * high.sum())
+    assert (r1 == "spot_check").sum() == int(np.ceil(0.1 * high.sum()))
     r3 = route_records(conf, ok, threshold=0.6, spot_check_rate=0.1, seed=4)
     assert (r3 == "spot_check").sum() == (r1 == "spot_check").sum() and not (r3 == r1).all()
+
+
+def test_gold_records_are_never_auto_accepted_or_audited():
+    """A record whose label the gold gives was auto-accepted with the LLM's label (a label known to
+    be wrong was published) and could take an audit slot."""
+    conf = np.array([0.99, 0.98, 0.97, 0.2, 0.95])
+    ok = np.ones(5, dtype=bool)
+    gold = np.array([True, False, False, True, False])
+    routes = route_records(conf, ok, threshold=0.9, spot_check_rate=0.0, gold=gold)
+    assert routes.tolist() == ["gold", "auto_accept", "auto_accept", "gold", "auto_accept"]
+    with pytest.raises(ValueError, match="gold must have shape"):
+        route_records(conf, ok, 0.9, gold=gold[:2])
+
+
+@pytest.mark.parametrize(
+    ("n_auto", "rate", "audits"), [(9, 0.05, 1), (20, 0.05, 1), (21, 0.05, 2), (9, 0.0, 0), (3, 1.0, 3)]
+)
+def test_a_small_auto_accepted_set_still_gets_an_audit(n_auto, rate, audits):
+    # round(0.05 * 9) == 0 left sets of up to 10 records with no audit, so never an estimate
+    routes = route_records(np.full(n_auto, 0.99), np.ones(n_auto, dtype=bool), 0.5, spot_check_rate=rate)
+    assert (routes == "spot_check").sum() == audits
 
 
 def test_route_rejects_nan_in_ok_records():

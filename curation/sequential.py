@@ -1,0 +1,191 @@
+"""Anytime-valid monitoring of the auto-accepted set's precision from blind audits.
+
+The threshold certificate (:mod:`curation.certify`) is one test on one gold draw. After it, blind
+audits of auto-accepted records arrive round after round, and the product looks at them every
+round. Looking again and again at a growing sample with a fixed-sample test inflates its error
+(optional stopping); a *test supermartingale* does not: by Ville's inequality,
+``P(sup_n M_n >= 1/alpha) <= alpha`` under the null, so the evidence may be checked after every
+audit and acted on whenever it crosses ``1/alpha`` (Ville 1939; Robbins 1970; Howard et al.,
+"Time-uniform, nonparametric, nonasymptotic confidence sequences", Ann. Statist. 2021;
+Ramdas et al., "Game-theoretic statistics and safe anytime-valid inference", Stat. Sci. 2023).
+
+Two one-sided tests run side by side on the audits of the records auto-accepted at one threshold,
+``S`` right and ``F`` wrong (audit label == LLM label):
+
+* **confirm** (null: precision <= target): the evidence that the precision reaches the target;
+* **drift** (null: precision >= target): the evidence that it fell below; when it crosses
+  ``1 / (1 - confidence_level)``, auto-accept stops (:func:`monitor_audits` says ``drift``).
+
+Each statistic is a mixture likelihood ratio (Robbins 1970): the likelihood of the audits under a
+precision ``p`` drawn from a Beta(``a``, ``b``) prior restricted to the alternative, over their
+likelihood at the target ``p0``,
+
+    M = [∫_alt p^S (1-p)^F dBeta(p) / Beta(alt)] / [p0^S (1-p0)^F],
+
+a supermartingale under every precision of its null (each ``p`` of the alternative gives one;
+mixtures keep the property). It depends on the counts only, not on their order, so the rounds may
+deliver audits in any order that does not depend on their labels.
+
+Assumptions, stated where the product prints a verdict: the audited records are a random sample
+of the auto-accepted ones (``route_records`` draws them), the answered ones a random subset of
+those, and the auditor's label is the truth; records are treated as draws from the stream the
+run came from (the precision of "records auto-accepted at this threshold"), as the certificate is.
+Evidence is kept as the running maximum over rounds, so a verdict once reached stands (Ville's
+inequality covers the supremum over all looks).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import numpy as np
+from scipy import special, stats
+
+__all__ = ["AuditVerdict", "mixture_log_e_value", "monitor_audits"]
+
+Side = Literal["confirm", "drift"]
+
+
+def _check_counts(successes: int, failures: int) -> tuple[int, int]:
+    s, f = int(successes), int(failures)
+    if s != successes or f != failures or s < 0 or f < 0:
+        raise ValueError(f"successes and failures must be non-negative integers, got {successes}, {failures}")
+    return s, f
+
+
+def mixture_log_e_value(
+    successes: int, failures: int, target: float, side: Side, prior: tuple[float, float] = (1.0, 1.0)
+) -> float:
+    """Log of the Beta-mixture likelihood ratio for the precision against ``target``.
+
+    Args:
+        successes, failures: audits that agreed / disagreed with the LLM label (``S``, ``F``).
+        target: the precision ``p0`` in (0, 1).
+        side: ``"confirm"`` (alternative ``p > p0``; null ``p <= p0``) or ``"drift"``
+            (alternative ``p < p0``; null ``p >= p0``).
+        prior: Beta(a, b) mixing distribution, restricted to the alternative (default uniform).
+
+    Returns:
+        ``log M`` (natural log; ``0`` with no audit). ``M >= 1/alpha`` rejects the null at level
+        ``alpha``, at any number of audits (Ville's inequality; Robbins 1970).
+
+    Raises:
+        ValueError: counts negative or not integers, ``target`` outside (0, 1), unknown ``side``,
+            a non-positive prior parameter.
+    """
+    s, f = _check_counts(successes, failures)
+    if not 0.0 < target < 1.0:
+        raise ValueError(f"target must be in (0, 1), got {target}")
+    if side not in ("confirm", "drift"):
+        raise ValueError(f"side must be 'confirm' or 'drift', got {side!r}")
+    a, b = (float(v) for v in prior)
+    if a <= 0 or b <= 0:
+        raise ValueError(f"prior parameters must be > 0, got {prior}")
+    # mass of the alternative under the posterior-shaped integrand and under the prior, in logs
+    tail = stats.beta.logsf if side == "confirm" else stats.beta.logcdf
+    log_num = special.betaln(a + s, b + f) - special.betaln(a, b) + tail(target, a + s, b + f)
+    log_prior_mass = tail(target, a, b)
+    log_null = s * math.log(target) + f * math.log1p(-target)
+    return float(log_num - log_prior_mass - log_null)
+
+
+@dataclass
+class AuditVerdict:
+    """What the blind audits say of the auto-accepted set's precision (:func:`monitor_audits`).
+
+    Attributes:
+        state: ``"confirmed"`` (precision >= target, anytime-valid at ``confidence_level``),
+            ``"drift"`` (precision < target at that level: auto-accept must stop) or
+            ``"undecided"``.
+        n_audited, n_correct: answered audits and how many agreed with the LLM label.
+        target_precision, confidence_level: what is tested.
+        log_e_confirm, log_e_drift: running maxima over the looks so far of each log statistic.
+        p_confirm, p_drift: anytime-valid p-values, ``min(1, 1 / max M)``.
+        statement: one sentence for the CLI, the card and routing.json.
+    """
+
+    state: Literal["confirmed", "drift", "undecided"]
+    n_audited: int
+    n_correct: int
+    target_precision: float
+    confidence_level: float
+    log_e_confirm: float
+    log_e_drift: float
+    p_confirm: float
+    p_drift: float
+    statement: str
+    method: str = "Beta-mixture test supermartingales (Robbins 1970), Ville's inequality: anytime-valid"
+
+    def to_dict(self) -> dict[str, Any]:
+        """Strict-JSON form (routing.json's ``audit_monitor``, loop.json)."""
+        return asdict(self)
+
+
+def monitor_audits(
+    correct: Any,
+    target_precision: float,
+    confidence_level: float = 0.95,
+    previous: AuditVerdict | dict[str, Any] | None = None,
+    prior: tuple[float, float] = (1.0, 1.0),
+) -> AuditVerdict:
+    """Confirm, or stop on drift, the precision of auto-accepted records from their blind audits.
+
+    Args:
+        correct: ``(n,)`` bool, one per answered audit: the audit label equals the LLM label.
+        target_precision: the certificate's target, in (0, 1).
+        confidence_level: in (0, 1); a verdict is reached when a statistic crosses
+            ``1 / (1 - confidence_level)``.
+        previous: the last round's verdict (or its ``to_dict()``) for the same certificate: its
+            maxima are carried, so a verdict once reached stands.
+        prior: Beta(a, b) mixing distribution of both statistics.
+
+    Returns:
+        :class:`AuditVerdict`. ``drift`` wins over ``confirmed`` if both were ever crossed (both
+        can only happen with probability <= 1 - confidence_level).
+
+    Raises:
+        ValueError: ``correct`` not 1-D booleans, a level outside (0, 1).
+    """
+    y = np.asarray(correct)
+    if y.ndim != 1 or (y.size and not np.isin(y, (0, 1, True, False)).all()):
+        raise ValueError("correct must be a 1-D array of booleans (audit label == LLM label)")
+    if not 0.0 < confidence_level < 1.0:
+        raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level}")
+    n, s = int(y.size), int(y.astype(bool).sum())
+    log_confirm = mixture_log_e_value(s, n - s, target_precision, "confirm", prior)
+    log_drift = mixture_log_e_value(s, n - s, target_precision, "drift", prior)
+    if previous is not None:
+        before = previous.to_dict() if isinstance(previous, AuditVerdict) else previous
+        log_confirm = max(log_confirm, float(before["log_e_confirm"]))
+        log_drift = max(log_drift, float(before["log_e_drift"]))
+    bar = -math.log1p(-confidence_level)  # log(1 / alpha)
+    state: Literal["confirmed", "drift", "undecided"]
+    if log_drift >= bar:
+        state = "drift"
+    elif log_confirm >= bar:
+        state = "confirmed"
+    else:
+        state = "undecided"
+    share = f"{s}/{n} blind audits agree with the LLM label"
+    level, target = f"{confidence_level:.0%}", f"{target_precision:.3g}"
+    statement = {
+        "drift": f"{share}: precision is below the target {target} (anytime-valid test at {level}); "
+        "auto-accept stopped, its records go to review",
+        "confirmed": f"{share}: precision >= {target} confirmed by the audits (anytime-valid test at {level})",
+        "undecided": f"{share}: not yet enough to confirm precision >= {target} or to show drift below it "
+        f"(anytime-valid tests at {level})",
+    }[state]
+    return AuditVerdict(
+        state,
+        n,
+        s,
+        float(target_precision),
+        float(confidence_level),
+        log_confirm,
+        log_drift,
+        float(min(1.0, math.exp(-log_confirm))),
+        float(min(1.0, math.exp(-log_drift))),
+        statement,
+    )
