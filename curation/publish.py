@@ -533,6 +533,12 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
             lines.append(f"- chosen {key}: {_fmt(chosen[key])}")
     if not thresholds and not run.routing:
         lines.append("No routing.json in the run directory.")
+    monitor = run.routing.get("audit_monitor")
+    if monitor:
+        lines.append(f"- blind audits of the auto-accepted records: {monitor['statement']} ({monitor['method']})")
+    stopped = run.routing.get("auto_accept_stopped")
+    if stopped:
+        lines.append(f"- auto-accept stopped: {stopped['reason']} ({stopped['n_records']} records)")
     lines += ["", "## Agreement", ""]
     if agreement.get("n_responses"):
         a = agreement
@@ -565,6 +571,7 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
     measured = (agreement or {}).get("published_accuracy") or published_label_accuracy(run, final)
     lines.append(f"- {describe_published_accuracy(measured)}")
     lines.append("- reviewed labels (`human`, `consensus`): not audited blind; see the agreement figures above")
+    lines.append("- gold labels (`gold`): the gold the threshold was certified on, published as given")
     lines += ["", "## Cost", ""]
     lines.append(
         f"- LLM cost: ${_fmt(cost, 4)} (input tokens {_fmt(tokens_in)}, output tokens {_fmt(tokens_out)})"

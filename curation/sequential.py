@@ -17,8 +17,8 @@ Two one-sided tests run side by side on the audits of the records auto-accepted 
   ``1 / (1 - confidence_level)``, auto-accept stops (:func:`monitor_audits` says ``drift``).
 
 Each statistic is a mixture likelihood ratio (Robbins 1970): the likelihood of the audits under a
-precision ``p`` drawn from a Beta(``a``, ``b``) prior restricted to the alternative, over their
-likelihood at the target ``p0``,
+precision ``p`` drawn from a Beta(``a``, ``b``) prior restricted to the alternative (default
+Beta(10 p0, 10 (1 - p0)), :func:`default_prior`), over their likelihood at the target ``p0``,
 
     M = [∫_alt p^S (1-p)^F dBeta(p) / Beta(alt)] / [p0^S (1-p0)^F],
 
@@ -43,33 +43,48 @@ from typing import Any, Literal
 import numpy as np
 from scipy import special, stats
 
-__all__ = ["AuditVerdict", "mixture_log_e_value", "monitor_audits"]
+__all__ = ["AuditVerdict", "default_prior", "mixture_log_e_value", "monitor_audits"]
 
 Side = Literal["confirm", "drift"]
 
 
-def _check_counts(successes: int, failures: int) -> tuple[int, int]:
-    s, f = int(successes), int(failures)
-    if s != successes or f != failures or s < 0 or f < 0:
-        raise ValueError(f"successes and failures must be non-negative integers, got {successes}, {failures}")
-    return s, f
+def _check_counts(successes: Any, failures: Any) -> tuple[np.ndarray, np.ndarray]:
+    s, f = np.asarray(successes), np.asarray(failures)
+    for name, v in (("successes", s), ("failures", f)):
+        if v.dtype.kind not in "iub" and not (v.dtype.kind == "f" and np.all(v == np.floor(v))):
+            raise ValueError(f"{name} must be non-negative integers, got {successes!r}, {failures!r}")
+        if np.any(v < 0):
+            raise ValueError(f"{name} must be non-negative integers, got {successes!r}, {failures!r}")
+    return s.astype(np.float64), f.astype(np.float64)
+
+
+def default_prior(target: float) -> tuple[float, float]:
+    """Beta(10 p0, 10 (1 - p0)): centred on the target with the weight of 10 audits, so that the
+    alternatives near the target (the ones that matter) carry mass. Measured against the uniform
+    prior, 300 audits looked at every 5, target 0.85 (benchmarks/audit_monitor.py): drift to 0.80
+    found in 43% of runs vs 26%, to 0.75 in 96% vs 91%; confirmation at 0.92 alike (89%); 40
+    error-free audits confirm 0.9 (43 with the uniform)."""
+    return 10.0 * target, 10.0 * (1.0 - target)
 
 
 def mixture_log_e_value(
-    successes: int, failures: int, target: float, side: Side, prior: tuple[float, float] = (1.0, 1.0)
-) -> float:
+    successes: Any, failures: Any, target: float, side: Side, prior: tuple[float, float] | None = None
+) -> Any:
     """Log of the Beta-mixture likelihood ratio for the precision against ``target``.
 
     Args:
-        successes, failures: audits that agreed / disagreed with the LLM label (``S``, ``F``).
+        successes, failures: audits that agreed / disagreed with the LLM label (``S``, ``F``):
+            integers, or arrays of them (broadcast together).
         target: the precision ``p0`` in (0, 1).
         side: ``"confirm"`` (alternative ``p > p0``; null ``p <= p0``) or ``"drift"``
             (alternative ``p < p0``; null ``p >= p0``).
-        prior: Beta(a, b) mixing distribution, restricted to the alternative (default uniform).
+        prior: Beta(a, b) mixing distribution, restricted to the alternative (default
+            :func:`default_prior`).
 
     Returns:
-        ``log M`` (natural log; ``0`` with no audit). ``M >= 1/alpha`` rejects the null at level
-        ``alpha``, at any number of audits (Ville's inequality; Robbins 1970).
+        ``log M`` (natural log; ``0`` with no audit), a float for scalar counts, else an array of
+        the broadcast shape. ``M >= 1/alpha`` rejects the null at level ``alpha``, at any number
+        of audits (Ville's inequality; Robbins 1970).
 
     Raises:
         ValueError: counts negative or not integers, ``target`` outside (0, 1), unknown ``side``,
@@ -80,7 +95,7 @@ def mixture_log_e_value(
         raise ValueError(f"target must be in (0, 1), got {target}")
     if side not in ("confirm", "drift"):
         raise ValueError(f"side must be 'confirm' or 'drift', got {side!r}")
-    a, b = (float(v) for v in prior)
+    a, b = (float(v) for v in (prior if prior is not None else default_prior(target)))
     if a <= 0 or b <= 0:
         raise ValueError(f"prior parameters must be > 0, got {prior}")
     # mass of the alternative under the posterior-shaped integrand and under the prior, in logs
@@ -88,7 +103,8 @@ def mixture_log_e_value(
     log_num = special.betaln(a + s, b + f) - special.betaln(a, b) + tail(target, a + s, b + f)
     log_prior_mass = tail(target, a, b)
     log_null = s * math.log(target) + f * math.log1p(-target)
-    return float(log_num - log_prior_mass - log_null)
+    out = log_num - log_prior_mass - log_null
+    return float(out) if np.ndim(out) == 0 else np.asarray(out, dtype=np.float64)
 
 
 @dataclass
@@ -128,7 +144,7 @@ def monitor_audits(
     target_precision: float,
     confidence_level: float = 0.95,
     previous: AuditVerdict | dict[str, Any] | None = None,
-    prior: tuple[float, float] = (1.0, 1.0),
+    prior: tuple[float, float] | None = None,
 ) -> AuditVerdict:
     """Confirm, or stop on drift, the precision of auto-accepted records from their blind audits.
 
@@ -139,7 +155,7 @@ def monitor_audits(
             ``1 / (1 - confidence_level)``.
         previous: the last round's verdict (or its ``to_dict()``) for the same certificate: its
             maxima are carried, so a verdict once reached stands.
-        prior: Beta(a, b) mixing distribution of both statistics.
+        prior: Beta(a, b) mixing distribution of both statistics (default :func:`default_prior`).
 
     Returns:
         :class:`AuditVerdict`. ``drift`` wins over ``confirmed`` if both were ever crossed (both
@@ -154,8 +170,8 @@ def monitor_audits(
     if not 0.0 < confidence_level < 1.0:
         raise ValueError(f"confidence_level must be in (0, 1), got {confidence_level}")
     n, s = int(y.size), int(y.astype(bool).sum())
-    log_confirm = mixture_log_e_value(s, n - s, target_precision, "confirm", prior)
-    log_drift = mixture_log_e_value(s, n - s, target_precision, "drift", prior)
+    log_confirm = float(mixture_log_e_value(s, n - s, target_precision, "confirm", prior))
+    log_drift = float(mixture_log_e_value(s, n - s, target_precision, "drift", prior))
     if previous is not None:
         before = previous.to_dict() if isinstance(previous, AuditVerdict) else previous
         log_confirm = max(log_confirm, float(before["log_e_confirm"]))

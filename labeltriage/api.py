@@ -496,6 +496,7 @@ def route(
         route_records,
     )
     from labeltriage.jsonio import write_json
+    from labeltriage.trust import certificate_identity
 
     if method not in THRESHOLD_METHODS:
         raise InputError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
@@ -563,6 +564,25 @@ def route(
     routes = route_records(np.where(ok, scores, np.nan), ok, cut, spot_rate, seed=seed, needs_review=flagged,
                            gold=known)  # fmt: skip
     routes = _same_route_as_first(prelabels, routes)
+    gold_source = {
+        "path": str(gold) if gold is not None else None,
+        "column": gold_column or calibrator.meta.get("gold_column"),
+    }
+    identity = certificate_identity(
+        run, prelabels["id"].astype(str).to_numpy()[known], labels.to_numpy()[known], conf_col
+    )
+    # a certificate the blind audits showed wrong is not made again from the same inputs
+    previous = run.json("routing.json", default={}) if (run / "routing.json").is_file() else {}
+    carried = {}
+    if (previous.get("audit_monitor") or {}).get("state") == "drift" and previous.get(
+        "certificate_identity"
+    ) == identity:
+        carried = {k: previous[k] for k in ("audit_monitor", "auto_accept_stopped") if k in previous}
+        routes = np.where(routes == "auto_accept", "human_review", routes).astype(object)
+        notes.append(
+            "auto-accept stays stopped: blind audits showed drift below the target for this same certificate "
+            "(model, prompt, settings, calibrator and gold unchanged); draw new gold or change the model or prompt"
+        )
     routed = prelabels.copy()
     routed["gold_label"] = labels.where(labels.notna(), None).astype(object)
     routed["calibrated_confidence"] = calibrated
@@ -587,6 +607,9 @@ def route(
         "n_duplicate_rows": int(prelabels["duplicate_of"].notna().sum()) if "duplicate_of" in prelabels else 0,
         "routes": counts,
         "seed": seed,
+        "certificate_identity": identity,
+        "gold_source": gold_source,
+        **carried,
         # which records to label next: ids, not positions (the planner's indices are into the pool)
         "gold_plan": {**plan.to_dict(), "suggest_ids": suggest_ids} if plan is not None else None,
         "coverage_precision_curve": {k: v.tolist() for k, v in curve.items()},
@@ -661,9 +684,11 @@ def push(
     from curation.adapters import argilla_io
     from curation.adapters.loop import run_embeddings
     from labeltriage.jsonio import write_json
+    from labeltriage.trust import enforce_certificate
 
     run = _run_dir(run_dir, config)
     task = run.task_config()
+    revocation = enforce_certificate(run)  # a void certificate's records join the review queue
     routed = run.table("routed.parquet", required_columns=("id", "text", "route", "priority"))
     queue = argilla_io.review_queue(routed, include_auto=include_auto)
     client = client or connect_argilla()  # before the embedding model loads: a down server fails fast
@@ -677,6 +702,7 @@ def push(
         dataset, records, checkpoint=run / "push_checkpoint.json", batch_size=batch_size, on_batch=on_batch
     )
     report.not_routed_to_review = len(routed) - len(queue)
+    report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
     write_json(run / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
     return report
 
@@ -698,6 +724,30 @@ def pull(
     return pull_to_run(client, _dataset(client, task, run), task, run.path, drop_missing=drop_missing)
 
 
+def _feedback_round(
+    client: Any, dataset: Any, task: TaskConfig, run: RunDir, number: int, min_agreement: float
+) -> RoundResult:
+    """One round (:func:`curation.adapters.loop.run_round`), then the certificate's checks: a void
+    certificate or the blind audits' drift verdict stops auto-accept, and its records are pushed."""
+    from curation.adapters.loop import run_round
+    from labeltriage.jsonio import write_json
+    from labeltriage.trust import audit_verdict, enforce_certificate
+
+    sent, reason = 0, None
+    revocation = enforce_certificate(run)
+    if revocation is not None and revocation.ids:  # in Argilla before the round updates their metadata
+        sent, reason = push(run, client=client, round_number=number).pushed, revocation.reason
+    result = run_round(client, dataset, task, run.path, number, min_agreement=min_agreement)
+    verdict = audit_verdict(run, number)
+    result.audit = verdict.to_dict() if verdict is not None else None
+    stopped = run.json("routing.json", default={}).get("auto_accept_stopped") or {}
+    if verdict is not None and verdict.state == "drift" and stopped.get("round") == number:
+        sent, reason = sent + push(run, client=client, round_number=number).pushed, str(stopped.get("reason"))
+    result.auto_accept_stopped, result.sent_to_review = reason, sent
+    write_json(run / "loop.json", result.to_dict(), default=str)
+    return result
+
+
 def loop(
     run_dir: PathLike | RunDir,
     *,
@@ -715,15 +765,13 @@ def loop(
     1. Returns one :class:`RoundResult` per round (the last is loop.json); ``on_round`` sees each
     as it ends. Raises ReviewServerError (no dataset: push first; server down).
     """
-    from curation.adapters.loop import run_round
-
     run = _run_dir(run_dir, config)
     task = run.task_config()
     client = client or connect_argilla()
     dataset = _dataset(client, task, run)
     summaries = []
     for number in range(start_round, start_round + rounds):
-        summary = run_round(client, dataset, task, run.path, number, min_agreement=min_agreement)
+        summary = _feedback_round(client, dataset, task, run, number, min_agreement)
         summaries.append(summary)
         if on_round is not None:
             on_round(summary)
@@ -752,7 +800,6 @@ def watch(
 
     import argilla as rg
 
-    from curation.adapters.loop import run_round
     from curation.adapters.webhooks import ResponseWebhookListener
 
     run = _run_dir(run_dir, config)
@@ -767,7 +814,7 @@ def watch(
     def on_batch(n_new: int) -> None:
         if remaining:
             say(f"{n_new} new submitted response(s)")
-            summary = run_round(client, dataset, task, run.path, remaining.pop(0), min_agreement=min_agreement)
+            summary = _feedback_round(client, dataset, task, run, remaining.pop(0), min_agreement)
             summaries.append(summary)
             if on_round is not None:
                 on_round(summary)
@@ -849,7 +896,9 @@ def _final_dataset(
     run: RunDir, method: str, tie_policy: str, min_agreement: float, min_reviewers: int, seed: int
 ) -> tuple[Any, FinalDataset]:
     from curation.publish import build_final_dataset
+    from labeltriage.trust import enforce_certificate
 
+    enforce_certificate(run)  # a void certificate publishes no LLM label unreviewed
     files = run.publish_files()
     try:
         final = build_final_dataset(

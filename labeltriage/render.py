@@ -47,7 +47,11 @@ def render_routing(result: Any) -> None:
                 f"{t['n_correct_gold']}/{t['n_accepted_gold']} gold right above it, exact p = {t['p_value']:.3g}"
             )
         else:
-            click.echo(f"warning: no threshold is certified, everything goes to human review: {t['reason']}", err=True)
+            click.echo(
+                "warning: no threshold is certified, every record without a gold label goes to human review: "
+                f"{t['reason']}",
+                err=True,
+            )
         click.echo(result.statement)
     else:
         click.echo(f"warning: {result.statement}", err=True)
@@ -90,6 +94,8 @@ def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
 def render_push(report: Any, task: Any) -> None:
     if report.checkpoint_note:
         click.echo(f"note: {report.checkpoint_note}")
+    if report.auto_accept_stopped:
+        click.secho(f"auto-accept stopped: {report.auto_accept_stopped}", fg="yellow", err=True)
     click.echo(
         f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
         f"({report.skipped_already_pushed} already there, {report.not_routed_to_review} auto-accepted kept out)"
@@ -131,6 +137,13 @@ def render_round(result: RoundResult) -> None:
         f"round {result.round}: {result.pulled.submitted} submitted, "
         f"{len(result.adjudication)} to adjudicate, {result.metadata_updated} priorities updated"
     )
+    if result.audit is not None:
+        click.echo(f"  audits: {result.audit['statement']}")
+    if result.auto_accept_stopped:
+        click.secho(
+            f"  auto-accept stopped: {result.auto_accept_stopped}; {result.sent_to_review} record(s) pushed to review",
+            fg="yellow",
+        )
 
 
 def render_agreement(result: AgreementResult) -> None:

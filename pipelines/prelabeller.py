@@ -437,6 +437,7 @@ class Prelabeller:
             "model": config.model.name,
             "model_identity": self.model_id,
             "prompt_hash": self.prompt_hash,
+            "generation_settings": dict(self.main_settings),
             "confidence_routing": config.confidence.routing,
             "consistency_samples": self.samples,
             "started_at": started_at,

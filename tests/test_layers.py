@@ -25,6 +25,7 @@ PURE = (
     "curation.estimation",
     "curation.certify",
     "curation.feedback",
+    "curation.sequential",
     "pipelines.json_decoding",
     "pipelines.parsing",
     "pipelines.injection",

@@ -63,7 +63,10 @@ def test_calibrate_then_route(tmp_path):
     assert r.exit_code == 0, r.output
     routed = pd.read_parquet(run / "routed.parquet")
     assert {"calibrated_confidence", "route", "priority"} <= set(routed.columns)
-    assert set(routed.loc[routed.status == "failed", "route"]) == {"human_review"}
+    # the gold file labels the first 600 records: routed `gold` (published with that label), failed or not
+    has_gold = routed["id"].isin([f"r{i}" for i in range(600)])
+    assert set(routed.loc[has_gold, "route"]) == {"gold"} and routed.loc[has_gold, "gold_label"].notna().all()
+    assert set(routed.loc[(routed.status == "failed") & ~has_gold, "route"]) == {"human_review"}
     rep = json.loads((run / "routing.json").read_text())
     thr = rep["threshold"]
     # certified by the fixed-sequence test on the raw confidence: the last test passed at 5%
@@ -73,11 +76,14 @@ def test_calibrate_then_route(tmp_path):
     )
     assert "family-wise" in rep["statement"] and rep["statement"] in r.output
     auto = routed.route.isin(["auto_accept", "spot_check"])
+    assert auto.sum() > 50
     assert (routed.loc[auto, "llm_confidence"] >= thr["threshold"]).all()
-    assert (routed.loc[~auto & (routed.status == "ok"), "llm_confidence"] < thr["threshold"]).all()
+    assert (routed.loc[~auto & ~has_gold & (routed.status == "ok"), "llm_confidence"] < thr["threshold"]).all()
     plan = rep["gold_plan"]
     assert plan["needed"][0] == {"errors": 0, "n_gold_above": 29, "n_correct": 29}  # 0.9**29 < 0.05 <= 0.9**28
-    assert rep["routes"]["spot_check"] == round(0.1 * auto.sum())
+    assert rep["routes"]["spot_check"] == int(np.ceil(0.1 * auto.sum()))
+    assert rep["routes"]["gold"] == 600 and sum(rep["routes"].values()) == len(routed)
+    assert rep["certificate_identity"]["gold"] and rep["gold_source"]["path"] == str(gold)
     assert rep["errors_caught"][0]["errors_caught_share"] > rep["errors_caught"][0]["random_share"]
     # same seed, same routes
     CliRunner().invoke(main, ["route", str(run), "--target-precision", "0.9", "--spot-check-rate", "0.1"])
@@ -122,8 +128,9 @@ def test_unreachable_target_routes_everything_to_review(tmp_path):
         CliRunner().invoke(main, ["calibrate", str(run), "--gold", str(gold), "--gold-column", "gold"]).exit_code == 0
     )
     r = CliRunner().invoke(main, ["route", str(run), "--target-precision", "0.9999"])
-    assert r.exit_code == 0 and "everything goes to human review" in r.output
-    assert set(pd.read_parquet(run / "routed.parquet").route) == {"human_review"}
+    assert r.exit_code == 0 and "every record without a gold label goes to human review" in r.output
+    routed = pd.read_parquet(run / "routed.parquet")
+    assert set(routed.loc[routed["gold_label"].isna(), "route"]) == {"human_review"}  # the gold keeps its label
 
 
 def test_help_has_examples():

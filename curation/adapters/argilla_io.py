@@ -90,6 +90,7 @@ class PushReport:
     seconds: float = 0.0
     # why the checkpoint was not trusted (another server/dataset, records gone from the server)
     checkpoint_note: str | None = None
+    auto_accept_stopped: str | None = None  # set by the caller: why auto-accepted records joined the queue
 
 
 @dataclass

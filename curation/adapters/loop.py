@@ -32,6 +32,11 @@ class RoundResult:
             size, held-out accuracy when measurable, and the priority formula's inputs.
         adjudication: record ids whose reviewers disagree (vote share < ``min_agreement``), sorted.
         metadata_updated: records whose priority/round/route metadata was updated in Argilla.
+        audit: the blind audits' verdict on the auto-accept certificate
+            (:meth:`curation.sequential.AuditVerdict.to_dict`; None without a certificate).
+        auto_accept_stopped: why auto-accept stopped in this round (drift, or a void
+            certificate), None when it did not.
+        sent_to_review: auto-accepted records pushed to review in this round because it stopped.
     """
 
     round: int
@@ -39,6 +44,9 @@ class RoundResult:
     student: dict[str, Any] = field(default_factory=dict)
     adjudication: list[str] = field(default_factory=list)
     metadata_updated: int = 0
+    audit: dict[str, Any] | None = None
+    auto_accept_stopped: str | None = None
+    sent_to_review: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``loop.json``."""
