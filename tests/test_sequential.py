@@ -85,3 +85,20 @@ def test_the_level_holds_under_repeated_looks():
 def test_bad_input_is_refused(kwargs, match):
     with pytest.raises(ValueError, match=match):
         monitor_audits(**kwargs)
+
+
+def test_the_benchmark_core_shows_the_naive_baseline_inflating():
+    """benchmarks/audit_monitor.py on a small configuration: a fixed-sample exact test re-run at
+    every look says a wrong verdict far more often than alpha; the product's test does not."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "audit_monitor.py"
+    spec = importlib.util.spec_from_file_location("bench_audit_monitor", path)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.run(runs=800, max_audits=150, per_round=5, alpha=0.05, seed=1)["rows"]
+    at_target = {r["procedure"]: r for r in rows if r["true_precision"] == r["target"] == 0.85}
+    assert at_target["naive_fixed"]["wrong_verdict_share"] > 0.10
+    assert at_target["anytime"]["wrong_verdict_share"] <= 0.05 + 2 * math.sqrt(0.05 * 0.95 / 800)

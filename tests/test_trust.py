@@ -1,0 +1,139 @@
+"""The certificate after `route` (labeltriage/trust.py): it names what it certifies, expires when
+any of it changes, and blind audits that show drift stop auto-accept. A run directory built from
+synthetic pre-labels, calibrated and routed by the library; no server."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import labeltriage as lt
+from curation.publish import build_final_dataset
+from labeltriage.rundir import RunDir
+from labeltriage.trust import audit_verdict, certificate_changes, enforce_certificate
+from tests.test_triage_cli import make_run
+
+RUN_JSON = {
+    "model_identity": "local:qwen:abc.gguf:123:jump_forward",
+    "prompt_hash": "74698b50fb33177d",
+    "generation_settings": {"temperature": 0.0, "max_tokens": 256, "seed": 0, "max_retries": 2},
+}
+
+
+@pytest.fixture
+def routed_run(tmp_path: Path) -> Path:
+    run, gold = make_run(tmp_path)
+    (run / "run.json").write_text(json.dumps(RUN_JSON))
+    lt.calibrate(run, gold=gold, gold_column="gold")
+    result = lt.route(run, target_precision=0.9, spot_check_rate=0.1)
+    assert result.counts["auto_accept"] > 50 and result.counts["spot_check"] > 5
+    return run
+
+
+def _routing(run: Path) -> dict:
+    return json.loads((run / "routing.json").read_text())
+
+
+def test_the_certificate_names_what_it_certifies(routed_run: Path):
+    identity = _routing(routed_run)["certificate_identity"]
+    assert identity["model"] == RUN_JSON["model_identity"] and identity["prompt_hash"] == RUN_JSON["prompt_hash"]
+    assert identity["confidence_column"] == "llm_confidence"
+    assert all(identity[k] for k in ("generation_settings", "calibrator", "gold"))
+    assert certificate_changes(RunDir(routed_run)) == []
+    assert enforce_certificate(RunDir(routed_run)) is None
+
+
+@pytest.mark.parametrize(
+    ("change", "what"),
+    [
+        ("prompt", "the prompt"),
+        ("model", "the model"),
+        ("settings", "the generation settings"),
+        ("gold", "the gold sample"),
+        ("calibrator", "the calibrator"),
+    ],
+)
+def test_a_change_voids_it_and_its_records_go_back_to_review(routed_run: Path, change: str, what: str):
+    before = pd.read_parquet(routed_run / "routed.parquet")
+    summary = dict(RUN_JSON)
+    if change == "prompt":
+        summary["prompt_hash"] = "0000000000000000"
+    elif change == "model":
+        summary["model_identity"] = "local:qwen:other.gguf:9:jump_forward"
+    elif change == "settings":
+        summary["generation_settings"] = {**RUN_JSON["generation_settings"], "temperature": 0.7}
+    (routed_run / "run.json").write_text(json.dumps(summary))
+    if change == "gold":  # one gold label corrected
+        gold_path = Path(_routing(routed_run)["gold_source"]["path"])
+        gold = pd.read_csv(gold_path)
+        gold.loc[0, "gold"] = "negative" if gold.loc[0, "gold"] == "positive" else "positive"
+        gold.to_csv(gold_path, index=False)
+    if change == "calibrator":
+        lt.calibrate(routed_run, gold=_routing(routed_run)["gold_source"]["path"], gold_column="gold", method="platt")
+    run = RunDir(routed_run)
+    assert certificate_changes(run) == [what]
+    revocation = enforce_certificate(run)
+    assert revocation is not None and what in revocation.reason and "rerun route" in revocation.reason
+    after = pd.read_parquet(routed_run / "routed.parquet")
+    was_auto = before["route"].eq("auto_accept")
+    assert sorted(revocation.ids) == sorted(before.loc[was_auto, "id"])
+    assert set(after.loc[was_auto, "route"]) == {"human_review"}
+    assert set(after.loc[was_auto, "route_before_stop"]) == {"auto_accept"}
+    assert (after.loc[~was_auto, "route"] == before.loc[~was_auto, "route"]).all()  # audits stay audits
+    stopped = _routing(routed_run)["auto_accept_stopped"]
+    assert stopped["n_records"] == was_auto.sum() and stopped["reason"] == revocation.reason
+    # nothing is published unreviewed any more, and a second check moves nothing
+    final = build_final_dataset(run.publish_files())
+    assert not final.final["label_source"].eq("llm_auto").any() or set(
+        final.final.loc[final.final["label_source"].eq("llm_auto"), "id"]
+    ) <= set(before.loc[before["route"].eq("spot_check"), "id"])
+    assert enforce_certificate(run) is None or enforce_certificate(run).ids == []
+
+
+def _answer_audits(run: Path, right_share: float, seed: int = 0) -> int:
+    """Blind answers to every audit record: the LLM label with probability right_share."""
+    rng = np.random.default_rng(seed)
+    routed = pd.read_parquet(run / "routed.parquet")
+    audits = routed[routed["route"].eq("spot_check")]
+    other = {"positive": "negative", "negative": "positive"}
+    labels = [lab if rng.random() < right_share else other[lab] for lab in audits["llm_label"]]
+    responses = pd.DataFrame(
+        {
+            "record_id": audits["id"],
+            "user": "auditor",
+            "label": labels,
+            "status": "submitted",
+            "updated_at": pd.Timestamp("2026-11-30"),
+        }  # fmt: skip
+    )
+    responses.to_parquet(run / "responses.parquet", index=False)
+    return len(audits)
+
+
+def test_audits_that_show_drift_stop_auto_accept_and_it_stays_stopped(routed_run: Path):
+    n_audits = _answer_audits(routed_run, right_share=0.4)
+    verdict = audit_verdict(RunDir(routed_run), round_number=1)
+    assert verdict is not None and verdict.state == "drift" and verdict.n_audited == n_audits
+    routing = _routing(routed_run)
+    assert routing["audit_monitor"]["state"] == "drift" and routing["audit_monitor"]["round"] == 1
+    assert routing["auto_accept_stopped"]["round"] == 1 and "drift" in routing["auto_accept_stopped"]["reason"]
+    routed = pd.read_parquet(routed_run / "routed.parquet")
+    assert not routed["route"].eq("auto_accept").any()
+    # routing the same certificate again (same model, prompt, settings, calibrator, gold) keeps it stopped
+    result = lt.route(routed_run, target_precision=0.9, spot_check_rate=0.1)
+    assert result.counts["auto_accept"] == 0 and any("auto-accept stays stopped" in n for n in result.notes)
+    assert _routing(routed_run)["audit_monitor"]["state"] == "drift"
+
+
+def test_audits_that_agree_confirm_or_wait(routed_run: Path):
+    _answer_audits(routed_run, right_share=1.0)
+    verdict = audit_verdict(RunDir(routed_run), round_number=1)
+    assert (
+        verdict is not None and verdict.state in ("confirmed", "undecided") and verdict.n_correct == verdict.n_audited
+    )
+    assert pd.read_parquet(routed_run / "routed.parquet")["route"].eq("auto_accept").any()
+    assert "auto_accept_stopped" not in _routing(routed_run)
