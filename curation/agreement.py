@@ -601,6 +601,50 @@ class Ratings:
         return np.array([index.get(v, np.nan) if v is not None else np.nan for v in labels], dtype=float)
 
 
+def llm_agreement_by_review_mode(agree: Any, blind: Any, confidence_level: float = 0.95) -> dict[str, Any]:
+    """LLM-vs-reviewer agreement on records reviewed with the suggestion shown vs hidden.
+
+    Reviewers shown a pre-filled label tend to keep it (anchoring, automation bias), so agreement
+    measured on assisted reviews overstates the LLM; a random share of the review queue reviewed
+    blind gives the unbiased figure, and the difference estimates the anchoring effect.
+
+    Args:
+        agree: ``(n,)`` bool, the reviewers' final label equals the LLM label, one per reviewed record.
+        blind: ``(n,)`` bool, the record was reviewed blind (no suggestion, score or reasoning);
+            blind records must be a random share of the same queue as the assisted ones.
+        confidence_level: of the two-sided intervals.
+
+    Returns:
+        ``{"assisted": {...}, "blind": {...}, "difference": {...}, "method": ...}``: per mode
+        ``n``, ``agree``, ``share`` and its Wilson interval ``low``/``high`` (None without
+        records); ``difference`` = assisted - blind share with Newcombe's hybrid score interval
+        (:func:`curation.estimation.difference_interval`), None unless both modes have records.
+
+    Raises:
+        ValueError: ``agree`` and ``blind`` not 1-D of one length.
+    """
+    from curation.estimation import binomial_interval, difference_interval
+
+    a, b = np.asarray(agree, dtype=bool), np.asarray(blind, dtype=bool)
+    if a.ndim != 1 or a.shape != b.shape:
+        raise ValueError(f"agree and blind must be 1-D of one length, got {a.shape} and {b.shape}")
+    out: dict[str, Any] = {}
+    counts = {}
+    for mode, mask in (("assisted", ~b), ("blind", b)):
+        n, k = int(mask.sum()), int(a[mask].sum())
+        counts[mode] = (k, n)
+        low, high = binomial_interval(k, n, confidence_level=confidence_level) if n else (None, None)
+        out[mode] = {"n": n, "agree": k, "share": k / n if n else None, "low": low, "high": high}
+    if counts["assisted"][1] and counts["blind"][1]:
+        d, low, high = difference_interval(*counts["assisted"], *counts["blind"], confidence_level=confidence_level)
+        out["difference"] = {"estimate": d, "low": low, "high": high}
+    else:
+        out["difference"] = None
+    out["confidence_level"] = confidence_level
+    out["method"] = "Wilson intervals; difference: Newcombe (1998) hybrid score interval"
+    return out
+
+
 def ratings_from_long(
     responses: Any,
     categories: Sequence[Any] | None = None,

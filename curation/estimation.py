@@ -80,6 +80,7 @@ __all__ = [
     "audited_proportion",
     "binomial_interval",
     "class_shares_ppi",
+    "difference_interval",
     "mover_combine",
     "published_accuracy",
 ]
@@ -210,6 +211,28 @@ def binomial_interval(
         low = float(beta.ppf(alpha / 2, a_lo, b_lo)) if x > 0 else 0.0
         high = float(beta.ppf(1 - alpha / 2, a_hi, b_hi)) if x < nn else 1.0
     return float(min(max(low, 0.0), p)), float(max(min(high, 1.0), p))
+
+
+def difference_interval(
+    successes_a: int, n_a: int, successes_b: int, n_b: int, confidence_level: float = 0.95
+) -> tuple[float, float, float]:
+    """Interval for the difference of two independent proportions ``p_a - p_b``.
+
+    Newcombe's hybrid score interval (Newcombe, Stat. Med. 1998, method 10): the MOVER combination
+    of each proportion's Wilson interval, ``L = d - sqrt((p_a - l_a)^2 + (u_b - p_b)^2)``,
+    ``U = d + sqrt((u_a - p_a)^2 + (p_b - l_b)^2)``; statsmodels calls it ``"newcomb"``
+    (``confint_proportions_2indep``). Approximate, near nominal coverage down to small samples.
+
+    Returns ``(difference, low, high)``, each in [-1, 1]. Raises ValueError as
+    :func:`binomial_interval` (``n < 1``, successes outside ``[0, n]``, a level outside (0, 1)).
+    """
+    la, ua = binomial_interval(successes_a, n_a, confidence_level=confidence_level, method="wilson")
+    lb, ub = binomial_interval(successes_b, n_b, confidence_level=confidence_level, method="wilson")
+    pa, pb = successes_a / n_a, successes_b / n_b
+    d = pa - pb
+    low = d - float(np.sqrt((pa - la) ** 2 + (ub - pb) ** 2))
+    high = d + float(np.sqrt((ua - pa) ** 2 + (pb - lb) ** 2))
+    return float(d), max(low, -1.0), min(high, 1.0)
 
 
 def mover_combine(

@@ -352,7 +352,46 @@ def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int =
         return {"note": "no submitted responses; agreement is undefined", "n_responses": 0,
                 "published_accuracy": accuracy}  # fmt: skip
     llm = run.routed.set_index("id")["llm_label"].map(normalise_label).to_dict()
-    return {**agreement_report(final.ratings, llm, fleiss_seed=random_state), "published_accuracy": accuracy}
+    report = agreement_report(final.ratings, llm, fleiss_seed=random_state)
+    return {**report, "llm_agreement_by_review_mode": review_mode_agreement(run, final), "published_accuracy": accuracy}
+
+
+def review_mode_agreement(run: RunFiles, final: FinalDataset) -> dict[str, Any] | None:
+    """LLM-vs-reviewer agreement on the review queue, assisted vs blind (``thresholds.blind_share``):
+    :func:`curation.agreement.llm_agreement_by_review_mode` on the published reviewed records of
+    route ``human_review`` (audits of auto-accepted records are another population). None when
+    the run has no blind review records."""
+    from curation.agreement import llm_agreement_by_review_mode
+
+    routed = run.routed
+    if "blind" not in routed.columns or not routed["blind"].fillna(False).astype(bool).any():
+        return None
+    queue = routed[routed["route"].eq("human_review")].set_index("id")
+    reviewed = final.final[
+        final.final["label_source"].isin(["human", "consensus"]) & final.final["id"].isin(queue.index)
+    ]
+    blind = queue.loc[reviewed["id"], "blind"].fillna(False).astype(bool).to_numpy()
+    agree = (reviewed["label"].astype(str) == reviewed["llm_label"].astype(str)).to_numpy()
+    return llm_agreement_by_review_mode(agree, blind)
+
+
+def describe_review_modes(modes: dict[str, Any]) -> str:
+    """One sentence for :func:`review_mode_agreement` (the card and the CLI say the same)."""
+
+    def part(mode: str) -> str:
+        m = modes[mode]
+        if not m["n"]:
+            return f"{mode}: no reviewed record"
+        return f"{mode} {_fmt(m['share'])} [{_fmt(m['low'])}, {_fmt(m['high'])}] on {m['n']}"
+
+    text = f"LLM agrees with reviewers: {part('assisted')}; {part('blind')}"
+    diff = modes.get("difference")
+    if diff:
+        text += (
+            f"; assisted - blind {_fmt(diff['estimate'])} [{_fmt(diff['low'])}, {_fmt(diff['high'])}] "
+            "(the pull of the pre-filled label; 95% intervals)"
+        )
+    return text
 
 
 def describe_published_accuracy(measured: dict[str, Any]) -> str:
@@ -562,6 +601,9 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
                 f"- warning: the LLM agrees with {', '.join(a['llm_favours_reviewer_flagged'])} far more "
                 "than with the other reviewers' majority (it may share that reviewer's biases)"
             )
+        modes = a.get("llm_agreement_by_review_mode")
+        if modes:
+            lines.append(f"- {describe_review_modes(modes)}")
         lines.append(
             "- bands: > 0.80 almost perfect, > 0.60 substantial, > 0.40 moderate, > 0.20 fair, else slight/poor"
         )

@@ -20,6 +20,7 @@ Where a record's label comes from, one hop per step: ``prelabel`` (pipelines.run
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,72 +225,8 @@ def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
 def gold_labels(
     run: PathLike | RunDir, gold: PathLike | None = None, gold_column: str | None = None, notes: list[str] | None = None
 ) -> pd.Series:
-    """Gold label per row of the run's prelabels (a Series aligned with prelabels.parquet, None where unknown).
-
-    Gold comes from ``gold`` (a table matched by ``id``, else by ``text``), else from the input's
-    gold column kept in prelabels.parquet. Column: ``gold_column``, else ``gold_label``, else
-    ``label``. Labels are checked against the task's label set (:func:`curation.gold.check_gold_labels`).
-    Notes for the user (conflicting or unmatched gold rows, labels read case-folded) are appended
-    to ``notes``. Raises InputError.
-    """
-    import pandas as pd
-
-    from curation.gold import check_gold_labels
-    from pipelines.io import gold_column_of, read_table
-
-    run = _run_dir(run)
-    notes = notes if notes is not None else []
-    prelabels = _prelabels(run)
-    if gold is None:
-        if "gold_label" not in prelabels.columns:
-            raise InputError(
-                f"{run / 'prelabels.parquet'} has no gold labels (the input had no gold_label or label column): "
-                "pass --gold FILE (a CSV/JSONL/parquet with an `id` or `text` column and the gold label)"
-            )
-        source = f"{run / 'prelabels.parquet'} (column gold_label)"
-        raw = prelabels["gold_label"].where(prelabels["gold_label"].notna(), None).tolist()
-    else:
-        table = read_table(gold)
-        column = gold_column_of(table, gold_column, gold)
-        if "id" in table.columns and table["id"].astype(str).isin(prelabels["id"].astype(str)).any():
-            key = "id"
-        elif "text" in table.columns and "text" in prelabels.columns:
-            key = "text"
-        elif "id" in table.columns:
-            kept = " (your input's own `id` column was kept as `input_id`: pass --id-column id to prelabel)" if (
-                "input_id" in prelabels.columns) else ""  # fmt: skip
-            raise InputError(
-                f"{gold}: none of its ids matches an id of prelabels.parquet{kept}; or give the gold a `text` column"
-            )
-        else:
-            raise InputError(
-                f"{gold}: needs an `id` (as in prelabels.parquet) or a `text` column to match the pre-labels"
-            )
-        table = table[table[column].notna() & table[key].notna()]
-        keys = table[key].astype(str)
-        conflicting = int((table.assign(_k=keys).groupby("_k")[column].nunique() > 1).sum())
-        if conflicting:
-            notes.append(f"note: {gold}: {conflicting} {key}(s) have conflicting gold labels; the last is used")
-        mapping = dict(zip(keys, table[column].astype(str), strict=True))
-        matched = set(prelabels[key].astype(str))
-        unmatched = sum(1 for k in mapping if k not in matched)
-        if unmatched == len(mapping):
-            raise InputError(
-                f"{gold}: none of its {len(mapping)} labelled rows match a pre-label by {key!r}; "
-                "is it the gold for this run?"
-            )
-        if unmatched:
-            notes.append(f"note: {gold}: {unmatched} of {len(mapping)} gold rows match no pre-label by {key!r}")
-        source = str(gold)
-        raw = [mapping.get(k) for k in prelabels[key].astype(str)]
-    task = run.task_config_or_none()
-    if task is None or task.task_type == "multi_label":  # then gold labels are compared as they are
-        return pd.Series(raw, index=prelabels.index, dtype=object)
-    checked = check_gold_labels(raw, task.label_names, source=source)
-    if checked.mapped:
-        shown = ", ".join(f"{k!r} -> {v!r}" for k, v in sorted(checked.mapped.items()))
-        notes.append(f"note: gold labels read as task labels: {shown}")
-    return pd.Series(checked.labels, index=prelabels.index, dtype=object)
+    """Gold label per row of the run's prelabels (:meth:`labeltriage.rundir.RunDir.gold_labels`)."""
+    return _run_dir(run).gold_labels(gold, gold_column, notes)
 
 
 def _gold_mask(prelabels: pd.DataFrame, labels: pd.Series, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -462,6 +399,7 @@ def route(
     gold_column: str | None = None,
     target_precision: float | None = None,
     spot_check_rate: float | None = None,
+    blind_share: float | None = None,
     confidence_level: float = 0.95,
     method: str = "fixed-sequence",
     bound: BoundMethod = "wilson",
@@ -505,8 +443,9 @@ def route(
     for name, value in (("target_precision", target_precision), ("confidence_level", confidence_level)):
         if value is not None and not 0 < value < 1:
             raise InputError(f"{name} must be in (0, 1), got {value}")
-    if spot_check_rate is not None and not 0 <= spot_check_rate <= 1:
-        raise InputError(f"spot_check_rate must be in [0, 1], got {spot_check_rate}")
+    for name, share in (("spot_check_rate", spot_check_rate), ("blind_share", blind_share)):
+        if share is not None and not 0 <= share <= 1:
+            raise InputError(f"{name} must be in [0, 1], got {share}")
     run = _run_dir(run_dir, config)
     prelabels = _prelabels(run)
     try:
@@ -516,6 +455,7 @@ def route(
     task = run.task_config_or_none()
     target = target_precision if target_precision is not None else (task.thresholds.target_precision if task else 0.95)
     spot_rate = spot_check_rate if spot_check_rate is not None else (task.thresholds.spot_check_rate if task else 0.05)
+    blind_rate = blind_share if blind_share is not None else (task.thresholds.blind_share if task else 0.0)
     conf_col = calibrator.meta.get("confidence_column", "llm_confidence")
     raw = _confidence(prelabels, conf_col, run / "prelabels.parquet")
     if gold is None and calibrator.meta.get("gold") not in (None, "prelabels.parquet:gold_label"):
@@ -587,6 +527,11 @@ def route(
     routed["gold_label"] = labels.where(labels.notna(), None).astype(object)
     routed["calibrated_confidence"] = calibrated
     routed["route"] = routes.astype(str)
+    # a random share of the review queue reviewed blind: the unbiased LLM-vs-reviewer agreement
+    queue = np.flatnonzero((routes == "human_review") & ok)
+    blind = np.zeros(len(routed), dtype=bool)
+    blind[np.random.default_rng([seed, 1]).permutation(queue)[: math.ceil(blind_rate * queue.size - 1e-9)]] = True
+    routed["blind"] = blind
     routed["priority"] = priority_scores(calibrated, ok)
     routed.to_parquet(run / "routed.parquet", index=False)
     g_conf, g_y = calibrated[has_gold], correct[has_gold]
@@ -606,6 +551,8 @@ def route(
         "n_instruction_like": int(flagged.sum()),
         "n_duplicate_rows": int(prelabels["duplicate_of"].notna().sum()) if "duplicate_of" in prelabels else 0,
         "routes": counts,
+        "blind_share": blind_rate,
+        "n_blind_review": int(blind.sum()),
         "seed": seed,
         "certificate_identity": identity,
         "gold_source": gold_source,

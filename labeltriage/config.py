@@ -197,12 +197,16 @@ class Thresholds(_Strict):
       precision), which ``route`` certifies on the gold records, in (0, 1], default 0.95.
     * ``spot_check_rate``: the share of auto-accepted records also sent for a blind audit, in
       [0, 1], default 0.05.
+    * ``blind_share``: the share of the review queue shown to reviewers blind (no suggestion,
+      score or reasoning), drawn at random, in [0, 1], default 0: the agreement report then
+      compares LLM-vs-reviewer agreement assisted vs blind (the anchoring effect).
 
     A retired ``review_below`` key is dropped on load with a :class:`FutureWarning`.
     """
 
     target_precision: float = Field(default=0.95, gt=0, le=1)
     spot_check_rate: float = Field(default=0.05, ge=0, le=1)
+    blind_share: float = Field(default=0.0, ge=0, le=1)
 
 
 # `thresholds.review_below` was in the shipped configs but nothing read it (route chooses the

@@ -211,6 +211,11 @@ def render_agreement(result: AgreementResult) -> None:
             "majority; it may mimic that reviewer's biases. Inspect the records where the LLM and the "
             "majority differ."
         )
+    modes = report.get("llm_agreement_by_review_mode")
+    if modes:
+        from curation.publish import describe_review_modes
+
+        console.print(describe_review_modes(modes), soft_wrap=True, markup=False, highlight=False)
     console.print("Bands: > 0.80 almost perfect, > 0.60 substantial, > 0.40 moderate, > 0.20 fair, else slight/poor")
 
 

@@ -146,6 +146,78 @@ class RunDir:
                 raise  # a config the user named must be valid
             return None
 
+    # -- gold -------------------------------------------------------------------------------------
+    def gold_labels(
+        self, gold: str | Path | None = None, gold_column: str | None = None, notes: list[str] | None = None
+    ) -> pd.Series:
+        """Gold label per row of the run's prelabels (a Series aligned with prelabels.parquet, None where unknown).
+
+        Gold comes from ``gold`` (a table matched by ``id``, else by ``text``), else from the input's
+        gold column kept in prelabels.parquet. Column: ``gold_column``, else ``gold_label``, else
+        ``label``. Labels are checked against the task's label set (:func:`curation.gold.check_gold_labels`).
+        Notes for the user (conflicting or unmatched gold rows, labels read case-folded) are appended
+        to ``notes``. Raises InputError.
+        """
+        import pandas as pd
+
+        from curation.gold import check_gold_labels
+        from pipelines.io import gold_column_of, read_table
+
+        run = self
+        notes = notes if notes is not None else []
+        prelabels = run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
+        if gold is None:
+            if "gold_label" not in prelabels.columns:
+                raise InputError(
+                    f"{run / 'prelabels.parquet'} has no gold labels (the input had no gold_label or label column): "
+                    "pass --gold FILE (a CSV/JSONL/parquet with an `id` or `text` column and the gold label)"
+                )
+            source = f"{run / 'prelabels.parquet'} (column gold_label)"
+            raw = prelabels["gold_label"].where(prelabels["gold_label"].notna(), None).tolist()
+        else:
+            table = read_table(gold)
+            column = gold_column_of(table, gold_column, gold)
+            if "id" in table.columns and table["id"].astype(str).isin(prelabels["id"].astype(str)).any():
+                key = "id"
+            elif "text" in table.columns and "text" in prelabels.columns:
+                key = "text"
+            elif "id" in table.columns:
+                kept = " (your input's own `id` column was kept as `input_id`: pass --id-column id to prelabel)" if (
+                    "input_id" in prelabels.columns) else ""  # fmt: skip
+                raise InputError(
+                    f"{gold}: none of its ids matches an id of prelabels.parquet{kept}; "
+                    "or give the gold a `text` column"
+                )
+            else:
+                raise InputError(
+                    f"{gold}: needs an `id` (as in prelabels.parquet) or a `text` column to match the pre-labels"
+                )
+            table = table[table[column].notna() & table[key].notna()]
+            keys = table[key].astype(str)
+            conflicting = int((table.assign(_k=keys).groupby("_k")[column].nunique() > 1).sum())
+            if conflicting:
+                notes.append(f"note: {gold}: {conflicting} {key}(s) have conflicting gold labels; the last is used")
+            mapping = dict(zip(keys, table[column].astype(str), strict=True))
+            matched = set(prelabels[key].astype(str))
+            unmatched = sum(1 for k in mapping if k not in matched)
+            if unmatched == len(mapping):
+                raise InputError(
+                    f"{gold}: none of its {len(mapping)} labelled rows match a pre-label by {key!r}; "
+                    "is it the gold for this run?"
+                )
+            if unmatched:
+                notes.append(f"note: {gold}: {unmatched} of {len(mapping)} gold rows match no pre-label by {key!r}")
+            source = str(gold)
+            raw = [mapping.get(k) for k in prelabels[key].astype(str)]
+        task = run.task_config_or_none()
+        if task is None or task.task_type == "multi_label":  # then gold labels are compared as they are
+            return pd.Series(raw, index=prelabels.index, dtype=object)
+        checked = check_gold_labels(raw, task.label_names, source=source)
+        if checked.mapped:
+            shown = ", ".join(f"{k!r} -> {v!r}" for k, v in sorted(checked.mapped.items()))
+            notes.append(f"note: gold labels read as task labels: {shown}")
+        return pd.Series(checked.labels, index=prelabels.index, dtype=object)
+
     # -- what publish reads -----------------------------------------------------------------------
     def publish_files(self) -> RunFiles:
         """Everything a publish reads: ``routed.parquet``, ``responses.parquet`` and the JSON side files.

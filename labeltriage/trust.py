@@ -74,7 +74,6 @@ def certificate_identity(run: RunDir, gold_ids: Any, gold_values: Any, confidenc
 
 
 def _current_identity(run: RunDir, routing: dict[str, Any]) -> dict[str, str | None]:
-    from labeltriage.api import gold_labels
     from labeltriage.errors import LabeltriageError
 
     source = routing.get("gold_source") or {}
@@ -82,7 +81,7 @@ def _current_identity(run: RunDir, routing: dict[str, Any]) -> dict[str, str | N
     try:
         prelabels = run.table("prelabels.parquet", ("id",))
         gold_path = source.get("path")
-        labels = gold_labels(run, Path(gold_path) if gold_path else None, source.get("column"), [])
+        labels = run.gold_labels(Path(gold_path) if gold_path else None, source.get("column"), [])
         known = labels.notna().to_numpy()
         ids, values = prelabels["id"].astype(str).to_numpy()[known], labels.to_numpy()[known]
         identity = certificate_identity(run, ids, values, column)

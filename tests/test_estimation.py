@@ -322,3 +322,15 @@ def test_cross_check_against_ppi_python():
         theirs_half = (float(np.ravel(hi)[j]) - float(np.ravel(lo)[j])) / 2
         our_half = e["high"] - ref
         assert 1.0 - 1e-9 <= our_half / theirs_half <= np.sqrt(m / (m - 1)) + 1e-9
+
+
+@pytest.mark.parametrize("counts", [(40, 50, 30, 50), (10, 12, 5, 20), (50, 50, 45, 60), (0, 10, 3, 10), (7, 7, 0, 9)])
+def test_difference_interval_is_statsmodels_newcombe(counts):
+    from statsmodels.stats.proportion import confint_proportions_2indep
+
+    from curation.estimation import difference_interval
+
+    d, low, high = difference_interval(*counts)
+    ref_low, ref_high = confint_proportions_2indep(*counts, method="newcomb")
+    assert d == pytest.approx(counts[0] / counts[1] - counts[2] / counts[3])
+    assert (low, high) == pytest.approx((ref_low, ref_high), abs=1e-12)

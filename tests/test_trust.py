@@ -137,3 +137,37 @@ def test_audits_that_agree_confirm_or_wait(routed_run: Path):
     )
     assert pd.read_parquet(routed_run / "routed.parquet")["route"].eq("auto_accept").any()
     assert "auto_accept_stopped" not in _routing(routed_run)
+
+
+def test_a_blind_share_of_the_review_queue_gives_assisted_vs_blind_agreement(tmp_path: Path):
+    """blind_share: a random share of the review queue is marked blind (pushed with no suggestion);
+    the agreement report compares LLM-vs-reviewer agreement between the two with intervals."""
+    from curation.publish import compute_agreement
+
+    run, gold = make_run(tmp_path)
+    (run / "run.json").write_text(json.dumps(RUN_JSON))
+    lt.calibrate(run, gold=gold, gold_column="gold")
+    lt.route(run, target_precision=0.9, blind_share=0.4)
+    routed = pd.read_parquet(run / "routed.parquet")
+    queue = routed["route"].eq("human_review") & routed["status"].eq("ok")
+    assert routed.loc[queue, "blind"].sum() == int(np.ceil(0.4 * queue.sum()))
+    assert not routed.loc[~queue, "blind"].any()
+    assert _routing(run)["n_blind_review"] == routed["blind"].sum()
+    # reviewers keep the pre-filled label when they see it: agreement 0.95 assisted, 0.6 blind
+    rng = np.random.default_rng(0)
+    rows = []
+    for rec in routed[queue].itertuples():
+        keep = rng.random() < (0.6 if rec.blind else 0.95)
+        other = "negative" if rec.llm_label == "positive" else "positive"
+        rows.append((rec.id, "rev", rec.llm_label if keep else other, "submitted", pd.Timestamp("2026-11-30")))
+    pd.DataFrame(rows, columns=["record_id", "user", "label", "status", "updated_at"]).to_parquet(
+        run / "responses.parquet", index=False
+    )
+    files = RunDir(run).publish_files()
+    modes = compute_agreement(files, build_final_dataset(files))["llm_agreement_by_review_mode"]
+    assisted, blind = modes["assisted"], modes["blind"]
+    assert assisted["n"] + blind["n"] == queue.sum() and blind["n"] == routed.loc[queue, "blind"].sum()
+    assert assisted["low"] < assisted["share"] < assisted["high"] and assisted["share"] > 0.9
+    assert 0.45 < blind["share"] < 0.75
+    diff = modes["difference"]
+    assert diff["estimate"] == pytest.approx(assisted["share"] - blind["share"]) and diff["low"] > 0.1

@@ -92,6 +92,12 @@ Writes RUN_DIR/routed.parquet and routing.json.""",
     help="Override thresholds.spot_check_rate (share of auto-accepted kept for audit).",
 )
 @click.option(
+    "--blind-share",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Override thresholds.blind_share (share of the review queue shown without the suggestion).",
+)
+@click.option(
     "--confidence-level",
     type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
     default=0.95,
@@ -108,7 +114,7 @@ Writes RUN_DIR/routed.parquet and routing.json.""",
 @click.option("--bound", type=click.Choice(["wilson", "clopper-pearson"]), default="wilson", help="For --method scan.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the spot-check draw.")
 def route(run_dir: Path, **options: Any) -> None:
-    """Route RUN_DIR's pre-labels to auto_accept, human_review or spot_check at a stated precision."""
+    """Route RUN_DIR's pre-labels to auto_accept, human_review, spot_check or gold at a stated precision."""
     from labeltriage import api
 
     render_routing(api.route(run_dir, **options))
