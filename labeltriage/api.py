@@ -55,6 +55,8 @@ PathLike = str | Path
 CALIBRATION_METHODS = ("isotonic", "temperature", "platt", "histogram")
 MIN_GOLD_TO_CALIBRATE = 10
 ROUTES = ("auto_accept", "human_review", "spot_check", "gold")  # routed.parquet's route values
+CONSENSUS_METHODS = ("majority", "dawid-skene")
+TIE_POLICIES = ("abstain", "llm", "random")
 
 
 def _run_dir(run_dir: PathLike | RunDir, config: PathLike | None = None) -> RunDir:
@@ -199,7 +201,7 @@ def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     """One kind of confidence per ok record, or InputError: a calibrator fitted on a mixture of
     kinds (log-prob for some records, stated for others) certifies neither."""
     if column not in frame.columns:
-        choices = [c for c in frame.columns if "confidence" in c]
+        choices = [c for c in frame.columns if "confidence" in c and frame[c].dtype.kind in "fiu"]
         raise InputError(f"{path}: no column {column!r}; pass a confidence column, one of {choices}")
     ok = (frame["status"].astype(str) == "ok").to_numpy()
     values = frame[column].to_numpy(dtype=np.float64)
@@ -288,6 +290,10 @@ def calibrate(
 
     if method not in CALIBRATION_METHODS:
         raise InputError(f"unknown calibration method {method!r}; choose one of {', '.join(CALIBRATION_METHODS)}")
+    if not 0 <= holdout <= 0.9:
+        raise InputError(f"holdout must be in [0, 0.9] (0 = in-sample figures only), got {holdout}")
+    if not 2 <= n_bins <= 100:
+        raise InputError(f"n_bins must be in [2, 100], got {n_bins}")
     run = _run_dir(run_dir)
     prelabels = _prelabels(run)
     conf = _confidence(prelabels, confidence_column, run / "prelabels.parquet")
@@ -423,6 +429,9 @@ def route(
     reviewers and sets the review priority) and the gold ``calibrate`` used (or ``gold``). Writes
     routed.parquet and routing.json (with the gold planner's answer: how much gold the target
     needs and which records to label next).
+
+    Raises InputError (a bad argument, no gold, a confidence kind the run does not have),
+    RunDirError (calibrate not run), ConfigError (the run's task config is gone or invalid).
     """
     from curation.calibration import load_calibrator
     from curation.certify import certify_threshold, plan_gold
@@ -741,7 +750,8 @@ def watch(
     """Event-driven :func:`loop`: a signed Argilla webhook triggers a round every ``every`` submits.
 
     Listens on 127.0.0.1:``listen_port`` (0 = any) until ``rounds`` rounds ran or KeyboardInterrupt;
-    the webhook is removed on exit. ``on_event`` receives one-line status messages.
+    the webhook is removed on exit. ``on_event`` receives one-line status messages. Raises
+    ReviewServerError (server down, no dataset: push first), ConfigError.
     """
     import threading
 
@@ -836,6 +846,7 @@ class PublishResult:
 
     @property
     def summary(self) -> dict[str, Any]:
+        """Counts of the publish: per label source, adjudication, pending review, failed pre-labels."""
         return self.final.summary
 
 
@@ -845,6 +856,14 @@ def _final_dataset(
     from curation.publish import build_final_dataset
     from labeltriage.trust import enforce_certificate
 
+    if method not in CONSENSUS_METHODS:
+        raise InputError(f"unknown consensus method {method!r}; choose one of {', '.join(CONSENSUS_METHODS)}")
+    if tie_policy not in TIE_POLICIES:
+        raise InputError(f"unknown tie policy {tie_policy!r}; choose one of {', '.join(TIE_POLICIES)}")
+    if not 0 <= min_agreement <= 1 or min_reviewers < 1:
+        raise InputError(
+            f"min_agreement must be in [0, 1] and min_reviewers >= 1, got {min_agreement}, {min_reviewers}"
+        )
     enforce_certificate(run)  # a void certificate publishes no LLM label unreviewed
     files = run.publish_files()
     try:

@@ -129,6 +129,9 @@ class Generation(_Strict):
     top_logprobs: int = Field(default=5, ge=0, le=20)
 
 
+BACKENDS = ("local", "openai", "openai-batch")  # model.backend values (the Literal below says the same)
+
+
 class ModelSettings(_Strict):
     """Which model pre-labels and how it is called (``model:``).
 
@@ -638,7 +641,8 @@ def load_task_config(path: str | Path) -> TaskConfig:
         warnings.warn(RETIRED_REVIEW_BELOW.format(path=path), FutureWarning, stacklevel=2)
         data = {**data, "thresholds": {k: v for k, v in thresholds.items() if k != "review_below"}}
     try:
-        return TaskConfig.model_validate({**data, "source_path": str(path)})
+        # absolute: run.json records it, and later steps run from other directories
+        return TaskConfig.model_validate({**data, "source_path": str(path.resolve())})
     except ValidationError as error:
         # the node tree keeps each scalar as written (`yes`), for messages about YAML's booleans
         root = yaml.compose(text, yaml.SafeLoader)

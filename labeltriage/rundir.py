@@ -125,11 +125,15 @@ class RunDir:
         return candidate if candidate.is_file() else None
 
     def task_config(self) -> TaskConfig:
-        """The run's validated task config; :class:`ConfigError` naming the fix when there is none."""
+        """The run's validated task config; :class:`ConfigError` naming the fix when there is none.
+
+        Raises :class:`RunDirError` when the directory has no run.json (not a run: prelabel first)."""
         from labeltriage.config import load_task_config
 
         path = self.config_path()
         if path is None:
+            if self._config_override is None and not (self.path / "run.json").is_file():
+                self.require("run.json")  # RunDirError: not a run directory (yet)
             recorded = self.json("run.json", default={}).get("config") if (self.path / "run.json").is_file() else None
             why = f"the task config it records ({recorded}) is gone" if recorded else "it records no task config"
             raise ConfigError(
@@ -138,13 +142,14 @@ class RunDir:
         return load_task_config(path)
 
     def task_config_or_none(self) -> TaskConfig | None:
-        """The run's task config, or None when none is recorded (steps that can do without one)."""
-        try:
-            return self.task_config()
-        except ConfigError:
-            if self._config_override is not None:
-                raise  # a config the user named must be valid
+        """The run's task config, or None when the run records none (steps that can do without one).
+
+        A config the run records (or the caller names) that is gone or invalid is an error, not a
+        silent fall-back to defaults: :class:`ConfigError` with the fix."""
+        recorded = self.json("run.json", default={}).get("config") if (self.path / "run.json").is_file() else None
+        if self._config_override is None and not recorded:
             return None
+        return self.task_config()
 
     # -- gold -------------------------------------------------------------------------------------
     def gold_labels(

@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from labeltriage.config import Price, TaskConfig
+from labeltriage.config import BACKENDS, Price, TaskConfig
+from labeltriage.errors import ConfigError
 from pipelines.cache import RecordCache, cache_key
 from pipelines.llms import Budget, CallStats, LocalLlamaLLM, OpenAICompatibleLLM
 from pipelines.models import resolve_model_path
@@ -64,9 +65,13 @@ CACHE_FILE = "cache/prelabel-cache.jsonl"
 
 
 def with_overrides(config: TaskConfig, backend: str | None = None, model: str | None = None) -> TaskConfig:
-    """The config with `--backend` / `--model` applied (a `.gguf` model is a local file path)."""
+    """The config with `--backend` / `--model` applied (a `.gguf` model is a local file path).
+
+    Raises ConfigError for a backend that is not one of :data:`BACKENDS`."""
     update: dict[str, Any] = {}
     if backend:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         update["backend"] = backend
     if model:
         if model.endswith(".gguf"):

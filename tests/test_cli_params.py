@@ -43,3 +43,67 @@ def test_an_unknown_config_name_lists_the_shipped_ones(tmp_path):
 
     with pytest.raises(ConfigError, match=r"sentimnt: no such file\. Fix: .*shipped one \(aspects, sentiment\)"):
         RunDir(tmp_path, "sentimnt").task_config()
+
+
+def test_an_empty_directory_is_not_a_run_for_push_pull_loop(tmp_path):
+    # was: "run.json: it records no task config; pass --config" (exit 78) although run.json did not exist
+    for command in ("push", "pull", "loop"):
+        result = CliRunner().invoke(main, [command, str(tmp_path)])
+        assert result.exit_code == 65, result.output
+        assert f"{tmp_path}/run.json not found: run `labeltriage prelabel" in result.output
+
+
+def test_a_recorded_config_is_absolute_and_never_dropped_silently(tmp_path, monkeypatch):
+    """`prelabel mycfg.yaml` recorded the path as typed; `route` from another directory then fell
+    back to the default thresholds (0.95) with exit 0. And an invalid recorded config was ignored."""
+    import json
+
+    import yaml
+
+    from labeltriage.config import load_task_config
+    from labeltriage.errors import ConfigError
+    from labeltriage.rundir import RunDir
+
+    config = yaml.safe_load(load_task_config("sentiment").model_dump_json())
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mycfg.yaml").write_text(yaml.safe_dump({**config, "thresholds": {"target_precision": 0.6}}))
+    loaded = load_task_config("mycfg.yaml")
+    assert loaded.source_path == str(tmp_path / "mycfg.yaml")  # what run.json records
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "run.json").write_text(json.dumps({"config": loaded.source_path}))
+    monkeypatch.chdir("/")
+    task = RunDir(run).task_config_or_none()
+    assert task is not None and task.thresholds.target_precision == 0.6
+    (tmp_path / "mycfg.yaml").write_text("labels: [a, b\n")
+    with pytest.raises(ConfigError, match="mycfg.yaml"):
+        RunDir(run).task_config_or_none()
+    (tmp_path / "mycfg.yaml").unlink()
+    with pytest.raises(ConfigError, match=r"the task config it records \(.*mycfg.yaml\) is gone"):
+        RunDir(run).task_config_or_none()
+
+
+@pytest.mark.parametrize(
+    ("call", "match"),
+    [
+        (lambda lt, run: lt.calibrate(run, holdout=1.5), r"holdout must be in \[0, 0.9\]"),
+        (lambda lt, run: lt.calibrate(run, n_bins=0), r"n_bins must be in \[2, 100\]"),
+        (lambda lt, run: lt.publish(run, method="bogus"), "unknown consensus method 'bogus'"),
+        (lambda lt, run: lt.agreement(run, tie_policy="bogus"), "unknown tie policy 'bogus'"),
+        (lambda lt, run: lt.route(run, blind_share=2), r"blind_share must be in \[0, 1\]"),
+    ],
+)
+def test_the_api_checks_its_arguments_as_the_cli_does(tmp_path, call, match):
+    import labeltriage as lt
+
+    with pytest.raises(lt.InputError, match=match):
+        call(lt, tmp_path)
+
+
+def test_an_unknown_backend_is_a_config_error_not_a_missing_key():
+    from labeltriage.config import load_task_config
+    from labeltriage.errors import ConfigError
+    from pipelines.prelabeller import with_overrides
+
+    with pytest.raises(ConfigError, match="unknown backend 'bogus'; choose one of local, openai, openai-batch"):
+        with_overrides(load_task_config("sentiment"), backend="bogus")

@@ -119,10 +119,13 @@ def run_round(
     min_agreement: float = 0.6,
 ) -> RoundResult:
     """One round; returns what it did (also written to ``loop.json``)."""
-    routed = pd.read_parquet(run_dir / "routed.parquet")
+    from labeltriage.rundir import RunDir
+
+    run = RunDir(run_dir)  # run files through the one reader: a missing file names the step to run
+    routed = run.table("routed.parquet", ("id", "text", "route", "priority"))
     labels = [label.name for label in config.labels]
     report = pull_to_run(client, dataset, config, run_dir)
-    responses = pd.read_parquet(run_dir / "responses.parquet")
+    responses = run.table("responses.parquet")
     majority = human_majority(responses, labels)
     embeddings = run_embeddings(run_dir, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
     priority, info = reprioritise(routed, embeddings, majority, labels)

@@ -84,11 +84,12 @@ def demo(
     render.render_routing(api.route(run_dir, target_precision=target_precision))
 
     _step(6, "Push the review queue to Argilla (suggestions, reasoning, priorities)")
-    render.render_push(api.push(run_dir), task_config)
+    # the demo's own stack, whatever ARGILLA_API_URL/KEY say
+    client = api.connect_argilla(*stack.credentials())
+    render.render_push(api.push(run_dir, client=client), task_config)
 
     _step(7, "Three reviewers answer the queue in Argilla (answers drawn from the VADER crowd)")
     run = api.RunDir(run_dir)
-    client = api.connect_argilla(*stack.credentials())
     dataset = client.datasets(name=task_config.argilla.dataset, workspace=task_config.argilla.workspace)
     simulated = simulate_reviewers(stack, dataset, task_config.argilla.question)
     click.echo(f"  {simulated['answers_sent']} answers sent")

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from labeltriage.commands.params import ExistingPath
+from labeltriage.config import BACKENDS
 
-BACKENDS = ("local", "openai", "openai-batch")
 INPUT_PATH = ExistingPath(
     "any", "an input file or saved dataset", "pass a CSV, TSV, JSONL, JSON or parquet file, or a `datasets` folder"
 )
