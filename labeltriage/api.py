@@ -850,12 +850,7 @@ class PublishResult:
         return self.final.summary
 
 
-def _final_dataset(
-    run: RunDir, method: str, tie_policy: str, min_agreement: float, min_reviewers: int, seed: int
-) -> tuple[Any, FinalDataset]:
-    from curation.publish import build_final_dataset
-    from labeltriage.trust import enforce_certificate
-
+def _check_consensus(method: str, tie_policy: str, min_agreement: float, min_reviewers: int) -> None:
     if method not in CONSENSUS_METHODS:
         raise InputError(f"unknown consensus method {method!r}; choose one of {', '.join(CONSENSUS_METHODS)}")
     if tie_policy not in TIE_POLICIES:
@@ -864,6 +859,15 @@ def _final_dataset(
         raise InputError(
             f"min_agreement must be in [0, 1] and min_reviewers >= 1, got {min_agreement}, {min_reviewers}"
         )
+
+
+def _final_dataset(
+    run: RunDir, method: str, tie_policy: str, min_agreement: float, min_reviewers: int, seed: int
+) -> tuple[Any, FinalDataset]:
+    from curation.publish import build_final_dataset
+    from labeltriage.trust import enforce_certificate
+
+    _check_consensus(method, tie_policy, min_agreement, min_reviewers)
     enforce_certificate(run)  # a void certificate publishes no LLM label unreviewed
     files = run.publish_files()
     try:
@@ -901,6 +905,7 @@ def agreement(
     from curation.publish import compute_agreement
     from labeltriage.jsonio import write_json
 
+    _check_consensus(method, tie_policy, min_agreement, min_reviewers)
     run = _run_dir(run_dir, config)
     run.require("responses.parquet")
     files, final = _final_dataset(run, method, tie_policy, min_agreement, min_reviewers, seed)
