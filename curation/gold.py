@@ -20,6 +20,8 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from labeltriage.errors import InputError
 
 
@@ -89,3 +91,67 @@ def check_gold_labels(gold: Sequence[object | None], label_names: Sequence[str],
             "Fix: rename them in the gold file to task labels (or add the label to the task config)"
         )
     return GoldLabels(labels=out, mapped=mapped)
+
+
+@dataclass(frozen=True)
+class GoldDraw:
+    """A simple random sample of records to label as gold (:func:`draw_gold_sample`).
+
+    Attributes:
+        ids: the sample, in draw order (earlier draws first).
+        population: how many records it was drawn from (``N``).
+        inclusion_probability: ``n / N``, every record's probability to be in the sample.
+        new: the ids this call added to the earlier draws.
+    """
+
+    ids: list[str]
+    population: int
+    inclusion_probability: float
+    new: list[str]
+
+
+def draw_gold_sample(population_ids: Sequence[str], n: int, seed: int = 0, already: Sequence[str] = ()) -> GoldDraw:
+    """Draw a simple random sample (without replacement) of ``n`` records to label as gold.
+
+    The gold that certifies the auto-accept threshold must be a random sample of the records the
+    threshold applies to; drawing it here makes that true by construction. ``already`` (an earlier
+    draw from the same population) is kept and extended by a simple random sample of the remaining
+    records: the union is again a simple random sample of size ``n`` (sequential sampling without
+    replacement), so growing the gold keeps every record's inclusion probability at ``n / N``.
+    Looking again after each extension is another matter: the certificate's test is valid for one
+    look (see :func:`curation.certify.plan_gold`).
+
+    Args:
+        population_ids: ``(N,)`` distinct ids of the records the threshold applies to.
+        n: the sample size wanted in total, ``1 <= n <= N``; an ``n`` not above
+            ``len(already)`` draws nothing new.
+        seed: seeds the draw (the same seed and sizes give the same sample).
+        already: ids drawn before (all in ``population_ids``).
+
+    Returns:
+        :class:`GoldDraw`.
+
+    Raises:
+        InputError: ``n`` outside ``[1, N]``, repeated population ids, or earlier ids that are
+            not in the population (it changed: draw afresh).
+    """
+    ids = [str(i) for i in population_ids]
+    if len(set(ids)) != len(ids):
+        raise InputError("the population has repeated ids; draw from distinct records")
+    big_n = len(ids)
+    if not 1 <= n <= big_n:
+        raise InputError(f"gold sample size must be in [1, {big_n}] (the records routing applies to), got {n}")
+    before = [str(i) for i in already]
+    missing = sorted(set(before) - set(ids))
+    if missing:
+        raise InputError(
+            f"{len(missing)} earlier gold draw id(s) (e.g. {missing[0]}) are not among the records any more: "
+            "the run changed; draw afresh (delete gold_draw.json)"
+        )
+    taken = set(before)
+    remaining = [i for i in ids if i not in taken]
+    extra = max(0, n - len(before))
+    rng = np.random.default_rng([seed, len(before)])
+    new = [remaining[k] for k in rng.permutation(len(remaining))[:extra]]
+    sample = before + new
+    return GoldDraw(sample, big_n, len(sample) / big_n, new)

@@ -231,6 +231,17 @@ def gold_labels(
     return _run_dir(run).gold_labels(gold, gold_column, notes)
 
 
+def _threshold_pool(prelabels: pd.DataFrame, raw: np.ndarray) -> np.ndarray:
+    """``(n,)`` bool: the records a threshold applies to: ok with a confidence, not held for
+    review (instruction-like text), one row per distinct text. The gold is a sample of these."""
+    pool = (prelabels["status"].astype(str) == "ok").to_numpy() & np.isfinite(raw)
+    if "instruction_like" in prelabels.columns:
+        pool &= ~prelabels["instruction_like"].fillna(False).astype(bool).to_numpy()
+    if "duplicate_of" in prelabels.columns:
+        pool &= prelabels["duplicate_of"].isna().to_numpy()
+    return pool
+
+
 def _gold_mask(prelabels: pd.DataFrame, labels: pd.Series, conf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(has_gold, correct) per row. A repeated text (duplicate_of set) counts once: its first row."""
     ok = (prelabels["status"].astype(str) == "ok").to_numpy() & np.isfinite(conf)
@@ -297,6 +308,8 @@ def calibrate(
     run = _run_dir(run_dir)
     prelabels = _prelabels(run)
     conf = _confidence(prelabels, confidence_column, run / "prelabels.parquet")
+    if gold is None and (run / "gold.parquet").is_file():  # the gold drawn and labelled in the product
+        gold = run / "gold.parquet"
     notes: list[str] = []
     labels = gold_labels(run, gold, gold_column, notes)
     has_gold, correct = _gold_mask(prelabels, labels, conf)
@@ -485,10 +498,7 @@ def route(
         if "instruction_like" in prelabels.columns
         else np.zeros(len(prelabels), dtype=bool)
     )
-    # the records a threshold applies to: ok, not held for review, one row per distinct text
-    pool = ok & ~flagged
-    if "duplicate_of" in prelabels.columns:
-        pool &= prelabels["duplicate_of"].isna().to_numpy()
+    pool = _threshold_pool(prelabels, raw)
     plan = None
     threshold: Certificate | ThresholdChoice
     if method == "fixed-sequence":
@@ -790,6 +800,124 @@ def watch(
         listener.stop()
         webhook.delete()
     return summaries
+
+
+# ------------------------------------------------------------------------------------------------
+# gold drawn inside the product
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class GoldDrawResult:
+    """What :func:`draw_gold` drew and pushed. ``ids``: the whole sample (gold_draw.json)."""
+
+    ids: list[str]
+    new: list[str]
+    population: int
+    inclusion_probability: float
+    pushed: int
+    path: Path
+
+
+def draw_gold(
+    run_dir: PathLike | RunDir,
+    n: int,
+    *,
+    config: PathLike | None = None,
+    client: Any = None,
+    seed: int = 0,
+    confidence_column: str = "llm_confidence",
+) -> GoldDrawResult:
+    """Draw ``n`` records at random as gold and push them to Argilla blind, for reviewers to label.
+
+    The sample is simple random (:func:`curation.gold.draw_gold_sample`) from the records a
+    threshold applies to (ok, with a confidence, not instruction-like, one per distinct text), so
+    the certificate's premise, gold drawn at random from the run, holds by construction; each
+    record's inclusion probability ``n / N`` is recorded in gold_draw.json. A larger ``n`` later
+    extends the same sample; the same ``n`` again draws and pushes nothing new. The records go to
+    Argilla with no suggestion, score, reasoning or model field (``review_mode = blind``); their
+    answers become the run's gold with :func:`collect_gold`. Raises InputError (``n`` outside
+    ``[1, N]``), ReviewServerError.
+    """
+    from curation.adapters import argilla_io
+    from curation.gold import draw_gold_sample
+    from labeltriage.jsonio import write_json
+
+    run = _run_dir(run_dir, config)
+    task = run.task_config()
+    prelabels = _prelabels(run)
+    raw = _confidence(prelabels, confidence_column, run / "prelabels.parquet")
+    pool_ids = prelabels.loc[_threshold_pool(prelabels, raw), "id"].astype(str).tolist()
+    previous = run.json("gold_draw.json", default={})
+    if previous and previous.get("population") not in (None, len(pool_ids)):
+        raise InputError(
+            f"{run / 'gold_draw.json'}: drawn from {previous['population']} records, the run now has "
+            f"{len(pool_ids)}: the run changed; delete gold_draw.json to draw afresh"
+        )
+    draw = draw_gold_sample(pool_ids, int(n), seed=seed, already=previous.get("ids", []))
+    path = run / "gold_draw.json"
+    write_json(path, {"ids": draw.ids, "n": len(draw.ids), "population": draw.population,
+                      "inclusion_probability": draw.inclusion_probability, "seed": seed,
+                      "design": "simple random sample without replacement, extended sequentially"})  # fmt: skip
+    frame = prelabels[prelabels["id"].astype(str).isin(set(draw.ids))].assign(route="gold_draw", blind=True)
+    client = client or connect_argilla()
+    dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=None)
+    # the checkpoint skips records already pushed and resumes a push that failed half-way
+    report = argilla_io.push_records(dataset, argilla_io.build_records(frame, task), checkpoint=run / "gold_push.json")
+    return GoldDrawResult(draw.ids, draw.new, draw.population, draw.inclusion_probability, report.pushed, path)
+
+
+@dataclass
+class GoldCollectResult:
+    """What :func:`collect_gold` found. ``gold`` is gold.parquet (one row per labelled draw)."""
+
+    gold: pd.DataFrame
+    n_drawn: int
+    n_labelled: int
+    n_pending: int
+    n_tied: int
+    path: Path
+
+
+def collect_gold(
+    run_dir: PathLike | RunDir, *, config: PathLike | None = None, client: Any = None
+) -> GoldCollectResult:
+    """Pull the reviewers' answers to the drawn gold records into gold.parquet, the run's gold.
+
+    A record's gold label is its reviewers' majority (one answer is enough; a tie leaves it out,
+    counted). gold.parquet has ``id, gold_label, n_answers, agreement, inclusion_probability``;
+    `calibrate` and `route` use it when no gold file is given. Records nobody answered yet are
+    pending: the answered ones are a random subset of the sample as long as whether a record gets
+    answered does not depend on its label. Raises RunDirError (no gold_draw.json: draw first),
+    ReviewServerError.
+    """
+    import pandas as pd
+
+    from labeltriage.jsonio import write_json
+
+    run = _run_dir(run_dir, config)
+    drawn = run.json("gold_draw.json")
+    ids = [str(i) for i in drawn["ids"]]
+    pull(run, client=client)
+    responses = run.table("responses.parquet", ("record_id", "user", "label"))
+    if "status" in responses.columns:
+        responses = responses[responses["status"].fillna("submitted") == "submitted"]
+    answers = responses[responses["record_id"].astype(str).isin(set(ids))]
+    rows, tied = [], 0
+    for record_id, group in answers.groupby(answers["record_id"].astype(str), sort=False):
+        counts = group["label"].astype(str).value_counts()
+        if (counts == counts.max()).sum() > 1:
+            tied += 1
+            continue
+        rows.append({"id": record_id, "gold_label": counts.index[0], "n_answers": int(counts.sum()),
+                     "agreement": float(counts.iloc[0] / counts.sum()),
+                     "inclusion_probability": float(drawn["inclusion_probability"])})  # fmt: skip
+    order = {rid: k for k, rid in enumerate(ids)}
+    gold = pd.DataFrame(rows, columns=["id", "gold_label", "n_answers", "agreement", "inclusion_probability"])
+    gold = gold.sort_values("id", key=lambda c: c.map(order)).reset_index(drop=True)
+    path = run / "gold.parquet"
+    gold.to_parquet(path, index=False)
+    write_json(run / "gold_collect.json", {"n_drawn": len(ids), "n_labelled": len(gold), "n_tied": tied,
+                                           "n_pending": len(ids) - len(gold) - tied})  # fmt: skip
+    return GoldCollectResult(gold, len(ids), len(gold), len(ids) - len(gold) - tied, tied, path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 COMMANDS: dict[str, str] = {
     "stack": "labeltriage.commands.stack:stack",
     "prelabel": "labeltriage.commands.prelabel:prelabel",
+    "gold": "labeltriage.commands.gold:gold",
     "calibrate": "labeltriage.commands.triage:calibrate",
     "route": "labeltriage.commands.triage:route",
     "push": "labeltriage.commands.review:push",
@@ -37,6 +38,7 @@ COMMANDS: dict[str, str] = {
 SHORT_HELP: dict[str, str] = {
     "stack": "Start, stop and inspect the local Argilla stack.",
     "prelabel": "Pre-label a dataset with an LLM (label, confidence, reasoning).",
+    "gold": "Draw gold at random, have it labelled blind in Argilla, collect it.",
     "calibrate": "Fit a confidence calibrator on gold labels and report ECE.",
     "route": "Route records to auto-accept, human review or spot-check.",
     "push": "Push the review queue to Argilla with suggestions and priorities.",

@@ -29,6 +29,10 @@ class RunDirError(InputError):
 FILES: dict[str, str] = {
     "prelabels.parquet": "labeltriage prelabel CONFIG INPUT --output {run}",
     "run.json": "labeltriage prelabel CONFIG INPUT --output {run}",
+    "gold_draw.json": "labeltriage gold draw {run} --n N",
+    "gold_push.json": "labeltriage gold draw {run} --n N",
+    "gold.parquet": "labeltriage gold collect {run}",
+    "gold_collect.json": "labeltriage gold collect {run}",
     "calibrator.json": "labeltriage calibrate {run} --gold FILE",
     "calibration.json": "labeltriage calibrate {run} --gold FILE",
     "reliability.png": "labeltriage calibrate {run} --gold FILE",

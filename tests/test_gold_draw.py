@@ -1,0 +1,123 @@
+"""Gold drawn inside the product (issue 17): a simple random sample of the run, recorded with its
+inclusion probability, pushed to Argilla blind, labelled by reviewers, collected as the run's gold."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+import labeltriage as lt
+from curation.gold import draw_gold_sample
+from labeltriage import api
+from labeltriage.config import load_task_config
+from labeltriage.errors import InputError
+
+
+def test_a_draw_is_a_simple_random_sample_that_extends():
+    ids = [f"r{i}" for i in range(100)]
+    first = draw_gold_sample(ids, 10, seed=3)
+    assert len(set(first.ids)) == 10 and set(first.ids) <= set(ids) and first.inclusion_probability == 0.1
+    again = draw_gold_sample(ids, 10, seed=3, already=first.ids)
+    assert again.ids == first.ids and again.new == []  # a rerun draws nothing new
+    more = draw_gold_sample(ids, 25, seed=3, already=first.ids)
+    assert more.ids[:10] == first.ids and len(set(more.ids)) == 25 and more.inclusion_probability == 0.25
+    # every record equally likely: over many seeds each is drawn about n/N of the time
+    counts = np.zeros(100)
+    for seed in range(2000):
+        for i in draw_gold_sample(ids, 10, seed=seed).ids:
+            counts[int(i[1:])] += 1
+    assert abs(counts / 2000 - 0.1).max() < 0.04
+    with pytest.raises(InputError, match=r"gold sample size must be in \[1, 100\]"):
+        draw_gold_sample(ids, 101)
+    with pytest.raises(InputError, match="not among the records any more"):
+        draw_gold_sample(ids[:50], 10, already=["r99"])
+
+
+def _run(tmp_path: Path, n: int = 40) -> Path:
+    """A pre-labelled run whose config pushes to a dataset of its own."""
+    rng = np.random.default_rng(0)
+    config = yaml.safe_load(load_task_config("sentiment").model_dump_json())
+    config["argilla"]["dataset"] = f"golddraw-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    run.mkdir()
+    labels = ["positive", "negative", "neutral", "mixed"]
+    pd.DataFrame(
+        {
+            "id": [f"g{i:02d}" for i in range(n)],
+            "text": [f"review {i}: it was {'fine' if i % 2 else 'awful'}" for i in range(n)],
+            "llm_label": [labels[i % 2] for i in range(n)],
+            "llm_confidence": rng.uniform(0.5, 1.0, n),
+            "reasoning": "because",
+            "status": ["failed" if i == 0 else "ok" for i in range(n)],
+            "confidence_kind": "logprob",
+        }
+    ).to_parquet(run / "prelabels.parquet", index=False)
+    (run / "run.json").write_text(json.dumps({"config": str(tmp_path / "task.yaml"), "model_identity": "m"}))
+    return run
+
+
+def _answer(stack, dataset, answers: dict[str, str]) -> None:
+    api_url, api_key = stack.credentials()
+    items = httpx.get(
+        f"{api_url}/api/v1/datasets/{dataset.id}/records", params={"limit": 1000},
+        headers={"X-Argilla-Api-Key": api_key},
+    ).json()["items"]  # fmt: skip
+    server_ids = {item["external_id"]: item["id"] for item in items}
+    name = f"gold_{uuid.uuid4().hex[:6]}"
+    password = stack.add_user(name)
+    token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
+    for rid, label in answers.items():
+        reply = httpx.post(
+            f"{api_url}/api/v1/records/{server_ids[rid]}/responses",
+            json={"values": {"sentiment": {"value": label}}, "status": "submitted"},
+            headers={"Authorization": f"Bearer {token['access_token']}"},
+        )
+        assert reply.is_success, reply.text
+
+
+@pytest.mark.stack
+def test_draw_push_blind_collect_and_calibrate(argilla_stack, argilla_client, tmp_path):
+    run = _run(tmp_path)
+    drawn = api.draw_gold(run, 12, client=argilla_client, seed=1)
+    assert len(drawn.ids) == 12 and drawn.population == 39 and drawn.pushed == 12  # the failed one is not drawn
+    assert "g00" not in drawn.ids
+    saved = json.loads((run / "gold_draw.json").read_text())
+    assert saved["ids"] == drawn.ids and saved["inclusion_probability"] == pytest.approx(12 / 39)
+    task = lt.RunDir(run).task_config()
+    dataset = argilla_client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
+    records = list(dataset.records(with_suggestions=True))
+    assert sorted(r.id for r in records) == sorted(drawn.ids)
+    for record in records:  # blind: nothing of the model
+        assert len(record.suggestions) == 0
+        assert record.metadata.get("review_mode") == "blind"
+        assert not {"llm_label", "calibrated_confidence", "route"} & set(record.metadata)
+        assert "llm_reasoning" not in record.fields or not record.fields.get("llm_reasoning")
+    # reviewers label 11 of the 12; three against the LLM
+    frame = pd.read_parquet(run / "prelabels.parquet").set_index("id")
+    answers = {}
+    for k, rid in enumerate(drawn.ids[:11]):
+        llm = frame.loc[rid, "llm_label"]
+        answers[rid] = llm if k >= 3 else ("neutral" if llm != "neutral" else "mixed")
+    _answer(argilla_stack, dataset, answers)
+    collected = api.collect_gold(run, client=argilla_client)
+    assert (collected.n_drawn, collected.n_labelled, collected.n_pending, collected.n_tied) == (12, 11, 1, 0)
+    gold = pd.read_parquet(run / "gold.parquet")
+    assert dict(zip(gold["id"], gold["gold_label"], strict=True)) == answers
+    assert np.allclose(gold["inclusion_probability"], 12 / 39) and (gold["n_answers"] == 1).all()
+    # calibrate uses the drawn gold with no --gold
+    cal = lt.calibrate(run)
+    assert cal.n_gold == 11 and cal.accuracy == pytest.approx(8 / 11)
+    assert json.loads((run / "calibration.json").read_text())["gold"] == str(run / "gold.parquet")
+    # a larger n extends the same sample; the same n again draws nothing
+    more = api.draw_gold(run, 15, client=argilla_client, seed=1)
+    assert more.ids[:12] == drawn.ids and len(more.new) == 3 and more.pushed == 3
+    rerun = api.draw_gold(run, 15, client=argilla_client, seed=1)
+    assert rerun.new == [] and rerun.pushed == 0 and rerun.ids == more.ids
