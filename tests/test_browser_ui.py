@@ -4,6 +4,8 @@ Push a small review queue with the CLI, log in as a new reviewer through the sig
 dataset, see the LLM suggestion (pre-selected, with its score and agent) and the reasoning, sort by
 the ``priority`` metadata through the Sort control (ascending shows the lowest, descending the
 highest), pick a different label and submit; `labeltriage pull` then has exactly that response.
+Then open a blind audit record (route spot_check): its text, no label pre-selected, no suggestion,
+no reasoning, no model name.
 A screenshot of the annotation page goes to ``argilla_ui_review.png`` in the test's temporary
 directory (a test writes nothing tracked); ``LABELTRIAGE_RESULTS_DIR=benchmarks/results`` refreshes
 the published one.
@@ -107,12 +109,23 @@ def ui_run(argilla_stack, tmp_path):
     output = _invoke(["push", str(run), "--no-vectors"], env)
     assert f"pushed {n} record(s)" in output
     ordered = routed.sort_values("priority", ascending=False)
+    # a blind audit record (route spot_check) in a dataset of its own, for the reviewer to open next
+    blind_run = tmp_path / "blind"
+    blind_run.mkdir()
+    blind_config = {**config, "argilla": {**config["argilla"], "dataset": f"ui-blind-{uuid.uuid4().hex[:8]}"}}
+    (tmp_path / "blind.yaml").write_text(yaml.safe_dump(blind_config))
+    blind_row = routed.iloc[[0]].assign(route="spot_check", id=f"ui-blind-{uuid.uuid4().hex[:6]}")
+    blind_row.to_parquet(blind_run / "routed.parquet", index=False)
+    (blind_run / "run.json").write_text(json.dumps({"config": str(tmp_path / "blind.yaml"), "model": "qwen2.5-1.5b"}))
+    assert "pushed 1 record(s)" in _invoke(["push", str(blind_run), "--no-vectors"], env)
     return {
         "run": run,
         "env": env,
         "dataset": config["argilla"]["dataset"],
         "top": ordered.iloc[0].to_dict(),
         "bottom": ordered.iloc[-1].to_dict(),
+        "blind_dataset": blind_config["argilla"]["dataset"],
+        "blind": blind_row.iloc[0].to_dict(),
     }
 
 
@@ -190,6 +203,20 @@ def test_reviewer_sees_suggestion_sorts_by_priority_submits_and_pull_sees_it(arg
             expect(page.get_by_text(top["text"], exact=True)).to_have_count(0, timeout=TIMEOUT_MS)
             progress = page.locator("li").filter(has=page.get_by_text("submitted", exact=True))
             expect(progress).to_contain_text("1", timeout=TIMEOUT_MS)
+
+            # A blind audit record: the text, and nothing of the model: no label pre-selected, no
+            # suggestion mark, no reasoning.
+            page.goto(f"{api_url}/", wait_until="domcontentloaded")
+            page.get_by_text(ui_run["blind_dataset"], exact=True).first.click()
+            page.wait_for_url(re.compile(r"/dataset/[0-9a-f-]+/annotation-mode"))
+            blind = ui_run["blind"]
+            expect(page.get_by_text(blind["text"], exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+            for label in LABELS:
+                expect(_option(page, label).locator("input[type=checkbox]")).not_to_be_checked()
+                expect(_option(page, label).locator(".label-text__suggestion")).to_have_count(0)
+            expect(page.get_by_text(blind["reasoning"], exact=True)).to_have_count(0)
+            expect(page.get_by_text("qwen2.5-1.5b", exact=False)).to_have_count(0)
+            page.screenshot(path=str(screenshot.with_name("argilla_ui_blind_audit.png")))
         except Exception:
             page.screenshot(path=str(tmp_path / "failure.png"))
             (tmp_path / "failure.html").write_text(page.content())
