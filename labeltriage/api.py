@@ -668,6 +668,7 @@ def push(
         dataset, records, checkpoint=run / "push_checkpoint.json", batch_size=batch_size, on_batch=on_batch
     )
     report.not_routed_to_review = len(routed) - len(queue)
+    report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
     write_json(run / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
     return report

@@ -121,12 +121,6 @@ def pending_for(api_url: str, api_key: str, username: str, password: str, datase
     )
 
 
-def review_link(api_url: str, dataset_id: str) -> str:
-    """The UI page of the dataset's review queue, sorted by priority, highest first (the UI takes
-    the sort from the URL)."""
-    return f"{api_url}/dataset/{dataset_id}/annotation-mode?sort=metadata.priority.desc"
-
-
 def effort_report(run_dir: Path) -> dict[str, Any]:
     """Routes, the share of records a human reads, and accuracy on the demo's gold slice.
 
@@ -163,6 +157,8 @@ def closing_login(stack: Any, dataset: Any, passwords: dict[str, str]) -> dict[s
     else how many records still wait for anyone. Returns ``link`` (queue sorted by priority),
     ``reviewer``/``password``/``pending`` (None when no reviewer has work), ``waiting``,
     ``min_submitted``."""
+    from curation.adapters.argilla_io import review_link
+
     api_url, api_key = stack.credentials()
     found: dict[str, Any] = {"link": review_link(api_url, str(dataset.id)), "reviewer": None, "password": None}
     for reviewer, password in passwords.items():

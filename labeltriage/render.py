@@ -100,6 +100,8 @@ def render_push(report: Any, task: Any) -> None:
         f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
         f"({report.skipped_already_pushed} already there, {report.not_routed_to_review} auto-accepted kept out)"
     )
+    if report.queue_url:
+        click.echo(f"review queue, highest priority first: {report.queue_url}")
 
 
 def render_pull(report: Any, run: Any) -> None:

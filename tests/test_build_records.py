@@ -50,6 +50,7 @@ def test_records_carry_the_calibrated_confidence_under_its_own_name() -> None:
     first = records[0]
     assert dict(first.metadata) == {
         "priority": 0.07,
+        "review_rank": 4,  # the lowest of the four priorities
         "calibrated_confidence": 0.93,  # not the raw 0.99, and not named llm_confidence
         "route": "auto_accept",
         "llm_label": "positive",
@@ -70,7 +71,9 @@ def test_failed_and_out_of_set_labels_get_no_suggestion_and_an_empty_text_says_s
     failed, outside = records[2], records[3]
     assert _suggestion(failed) is None and _suggestion(outside) is None
     # NaN and None left out
-    assert dict(failed.metadata) == {"priority": 1.0, "route": "human_review", "round": 0, "review_mode": "assisted"}
+    assert dict(failed.metadata) == {
+        "priority": 1.0, "review_rank": 1, "route": "human_review", "round": 0, "review_mode": "assisted"
+    }  # fmt: skip
     assert failed.fields.to_dict() == {
         "text": argilla_io.EMPTY_TEXT_NOTE,
         "llm_reasoning": "No model call: the input row's text is empty.",
@@ -111,7 +114,9 @@ def test_multi_label_rows() -> None:
 def test_the_metadata_written_is_the_metadata_the_dataset_declares() -> None:
     # dataset_settings declares exactly these (building its question needs a client, so not here)
     declared = {*argilla_io.METADATA_FLOATS, *argilla_io.METADATA_TERMS, *argilla_io.METADATA_INTEGERS}
-    assert declared == {"priority", "calibrated_confidence", "route", "llm_label", "source", "round", "review_mode"}
+    assert declared == {
+        "priority", "review_rank", "calibrated_confidence", "route", "llm_label", "source", "round", "review_mode"
+    }  # fmt: skip
     written = set().union(*(r.metadata.keys() for r in argilla_io.build_records(_routed(), SENTIMENT)))
     assert written <= declared
     assert argilla_io.RENAMED_METADATA == {"llm_confidence": "calibrated_confidence"}
@@ -132,9 +137,21 @@ def test_audit_records_are_blind() -> None:
     for record in (records[0], records[3]):
         assert _suggestion(record) is None
         assert set(record.fields.to_dict()) == {"text"}  # no reasoning
-        assert set(record.metadata) == {"priority", "round", "source", "review_mode"}
+        assert set(record.metadata) == {"priority", "review_rank", "round", "source", "review_mode"}
         assert record.metadata["review_mode"] == "blind"
         # its priority is one of the assisted records' (nothing about the model's confidence)
         assert record.metadata["priority"] in {0.39, 1.0}
+        assert record.metadata["review_rank"] == (1 if record.metadata["priority"] == 1.0 else 2)
     assert records[1].metadata["review_mode"] == "assisted" and _suggestion(records[1]) is not None
     assert {"calibrated_confidence", "route", "llm_label", "review_mode"} == argilla_io.HIDDEN_FROM_ANNOTATORS
+
+
+def test_reviewers_see_a_rank_and_blind_records_never_their_own_priority() -> None:
+    frame = _routed()
+    frame["blind"] = [False, True, False, False]  # a2's own priority (0.39) must not show
+    shown = argilla_io.shown_priorities(frame)
+    assert shown[0] == 0.07 and shown[2] == 1.0 and shown[3] == 0.5 and shown[1] in {0.07, 1.0, 0.5}
+    assert argilla_io.shown_priorities(frame)[1] == shown[1]  # the same draw every time (id-seeded)
+    assert argilla_io.review_ranks(np.array([0.2, 0.9, 0.2, 0.5])).tolist() == [3, 1, 3, 2]
+    link = argilla_io.review_link("http://127.0.0.1:6900/", "d-1")
+    assert link == "http://127.0.0.1:6900/dataset/d-1/annotation-mode?sort=metadata.priority.desc"

@@ -37,7 +37,7 @@ warnings.filterwarnings("ignore", message=r"(Dataset|User|Workspace) with (name|
 
 METADATA_FLOATS = ("priority", "calibrated_confidence")
 METADATA_TERMS = ("route", "llm_label", "source", "review_mode")
-METADATA_INTEGERS = ("round",)
+METADATA_INTEGERS = ("round", "review_rank")
 # what the model said or how it was routed: never shown to annotators (anchoring); the product and
 # the owner filter on them. Reviewers sort by priority and see the suggestion itself on assisted records.
 HIDDEN_FROM_ANNOTATORS = frozenset({"calibrated_confidence", "route", "llm_label", "review_mode"})
@@ -90,6 +90,7 @@ class PushReport:
     seconds: float = 0.0
     # why the checkpoint was not trusted (another server/dataset, records gone from the server)
     checkpoint_note: str | None = None
+    queue_url: str | None = None  # set by the caller: the review queue in the UI, sorted by priority
     auto_accept_stopped: str | None = None  # set by the caller: why auto-accepted records joined the queue
 
 
@@ -333,14 +334,15 @@ def build_records(
     rg = _rg()
     labels = {label.name for label in config.labels}
     blind_rows = is_blind(frame)
-    assisted_priorities = [
-        p for p, blind in zip(frame.get("priority", pd.Series(dtype=float)), blind_rows, strict=False) if not blind
-    ]
+    shown = shown_priorities(frame)
+    ranks = review_ranks(shown)
     records = []
     for position, row in enumerate(frame.itertuples(index=False)):
         row = row._asdict()
         if blind_rows[position]:
-            records.append(_blind_record(rg, row, assisted_priorities, round_number, source, vectors, position))
+            records.append(
+                _blind_record(rg, row, shown[position], int(ranks[position]), round_number, source, vectors, position)
+            )
             continue
         label = _clean_label(row.get("llm_label"))
         calibrated = _float_or_none(row.get("calibrated_confidence"))
@@ -364,6 +366,7 @@ def build_records(
             )
         metadata = {
             "priority": _float_or_none(row.get("priority")),
+            "review_rank": int(ranks[position]),
             "calibrated_confidence": calibrated,
             "route": row.get("route"),
             "llm_label": label if isinstance(label, str) else (",".join(label) if label else None),
@@ -400,18 +403,13 @@ def is_blind(frame: pd.DataFrame) -> np.ndarray:
 
 
 def _blind_record(
-    rg: Any, row: dict[str, Any], priorities: list[Any], round_number: int, source: str | None,
+    rg: Any, row: dict[str, Any], priority: float, rank: int, round_number: int, source: str | None,
     vectors: np.ndarray | None, position: int,
 ) -> Any:  # fmt: skip
     """A record with nothing of the model on it (see :func:`build_records`)."""
-    import hashlib
-
-    seed = int(hashlib.sha256(str(row["id"]).encode()).hexdigest()[:12], 16)
-    usable = [float(p) for p in priorities if not _missing(p)]
-    priority = usable[seed % len(usable)] if usable else 0.5  # indistinguishable from the queue's own
     text = "" if _missing(row.get("text")) else str(row["text"])
-    metadata = {"priority": priority, "round": int(round_number), "source": source or row.get("source"),
-                "review_mode": BLIND}  # fmt: skip
+    metadata = {"priority": priority, "review_rank": rank, "round": int(round_number),
+                "source": source or row.get("source"), "review_mode": BLIND}  # fmt: skip
     return rg.Record(
         id=str(row["id"]),
         fields={TEXT_FIELD: text if text.strip() else EMPTY_TEXT_NOTE},
@@ -419,6 +417,43 @@ def _blind_record(
         suggestions=[],
         vectors={VECTOR_NAME: vectors[position].tolist()} if vectors is not None else {},
     )
+
+
+def review_link(api_url: str, dataset_id: str) -> str:
+    """The UI page of the dataset's review queue, sorted by priority, highest first (Argilla's UI
+    takes the sort from the URL)."""
+    return f"{str(api_url).rstrip('/')}/dataset/{dataset_id}/annotation-mode?sort=metadata.priority.desc"
+
+
+def shown_priorities(frame: pd.DataFrame) -> np.ndarray:
+    """``(n,)`` float: the priority each row shows reviewers in Argilla.
+
+    An assisted row shows its own (:func:`curation.routing.priority_scores`, higher = review
+    first). A blind row shows one drawn from the assisted rows' priorities, chosen by a hash of its
+    id (0.5 when there is none): its own would tell from its place in the queue that the model was
+    confident, which is what blind review hides. Used by every push and every loop update."""
+    import hashlib
+
+    blind = is_blind(frame)
+    own = [_float_or_none(p) for p in frame["priority"]] if "priority" in frame.columns else [None] * len(frame)
+    usable = [p for p, b in zip(own, blind, strict=True) if not b and p is not None]
+    shown = np.empty(len(frame), dtype=np.float64)
+    for k, (rid, value, hidden) in enumerate(zip(frame["id"].astype(str), own, blind, strict=True)):
+        if hidden:
+            seed = int(hashlib.sha256(rid.encode()).hexdigest()[:12], 16)
+            shown[k] = usable[seed % len(usable)] if usable else 0.5
+        else:
+            shown[k] = value if value is not None else 0.5
+    return shown
+
+
+def review_ranks(priorities: np.ndarray) -> np.ndarray:
+    """``(n,)`` int: 1 for the record to review first (highest priority), ties share the rank.
+
+    Shown to reviewers as metadata ``review_rank`` (a priority of 0.83 says little; "7th" does)."""
+    from scipy.stats import rankdata
+
+    return rankdata(-np.asarray(priorities, dtype=np.float64), method="min").astype(np.int64)
 
 
 def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFrame:

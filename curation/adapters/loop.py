@@ -131,17 +131,21 @@ def run_round(
     priority, info = reprioritise(routed, embeddings, majority, labels)
     routed = routed.assign(priority=priority)
     routed.to_parquet(run_dir / "routed.parquet", index=False)
-    in_argilla = set(argilla_io.review_queue(routed)["id"])
     adjudicate = set(
         majority.loc[(majority["n_reviewers"] >= 2) & (majority["agreement"] < min_agreement), "record_id"]
     )
+    queue = argilla_io.review_queue(routed).copy()
+    queue.loc[queue["id"].isin(adjudicate), "priority"] = 1.0  # disagreement first
+    # what reviewers see: blind records keep a priority drawn from the others' (never their own)
+    shown = argilla_io.shown_priorities(queue)
+    ranks = argilla_io.review_ranks(shown)
     updates = {}
-    for rid, value in zip(routed["id"], priority, strict=True):
-        if rid in in_argilla:
-            update: dict[str, float | int | str] = {"priority": float(value), "round": int(round_number)}
-            if rid in adjudicate:
-                update.update(route="adjudication", priority=1.0)
-            updates[rid] = update
+    for rid, value, rank in zip(queue["id"], shown, ranks, strict=True):
+        update: dict[str, float | int | str] = {"priority": float(value), "review_rank": int(rank),
+                                                "round": int(round_number)}  # fmt: skip
+        if rid in adjudicate:
+            update["route"] = "adjudication"
+        updates[rid] = update
     updated = argilla_io.update_metadata(client, dataset, updates)
     result = RoundResult(round_number, report, info, sorted(adjudicate), updated)
     write_json(run_dir / "loop.json", result.to_dict(), default=str)
