@@ -126,7 +126,11 @@ class RunDir:
         candidate = Path(recorded)
         if not candidate.is_absolute() and not candidate.exists():
             candidate = self.path / recorded
-        return candidate if candidate.is_file() else None
+        if candidate.is_file():
+            return candidate
+        from labeltriage.config import shipped_task_configs
+
+        return shipped_task_configs().get(recorded)  # a shipped config recorded by its name
 
     def task_config(self) -> TaskConfig:
         """The run's validated task config; :class:`ConfigError` naming the fix when there is none.

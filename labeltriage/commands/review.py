@@ -34,10 +34,21 @@ def push(run_dir: Path, no_vectors: bool, **options: Any) -> None:
 
     from labeltriage import api
 
-    columns = (TextColumn("pushing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, transient=True) as progress:
-        bar = progress.add_task("push", total=None)
-        report = api.push(run_dir, vectors=not no_vectors, on_batch=lambda n: progress.advance(bar, n), **options)
+    # the bar starts with the first batch: an error before it is one line, with no blank line above
+    progress = Progress(TextColumn("pushing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), transient=True)
+    bars: list = []
+
+    def advance(n: int) -> None:
+        if not bars:
+            progress.start()
+            bars.append(progress.add_task("push", total=None))
+        progress.advance(bars[0], n)
+
+    try:
+        report = api.push(run_dir, vectors=not no_vectors, on_batch=advance, **options)
+    finally:
+        if bars:  # stopping a Progress that never started prints an empty line
+            progress.stop()
     render_push(report, api.RunDir(run_dir, options["config"]).task_config())
 
 
