@@ -98,7 +98,8 @@ def render_push(report: Any, task: Any) -> None:
         click.secho(f"auto-accept stopped: {report.auto_accept_stopped}", fg="yellow", err=True)
     click.echo(
         f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
-        f"({report.skipped_already_pushed} already there, {report.not_routed_to_review} auto-accepted kept out)"
+        f"({report.skipped_already_pushed} already there; {report.not_routed_to_review} not for review: "
+        "auto-accepted or gold)"
     )
     if report.queue_url:
         click.echo(f"review queue, highest priority first: {report.queue_url}")

@@ -84,7 +84,7 @@ def _invoke(args: list[str], env: dict) -> str:
 def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_path):
     run, env, routed = review_run["run"], review_run["env"], review_run["routed"]
     output = _invoke(["push", str(run)], env)
-    assert "pushed 190 record(s)" in output and "10 auto-accepted kept out" in output
+    assert "pushed 190 record(s)" in output and "10 not for review: auto-accepted or gold" in output
     # A rerun creates no duplicate.
     assert "pushed 0 record(s)" in _invoke(["push", str(run)], env)
     dataset = argilla_client.datasets(review_run["config"]["argilla"]["dataset"], workspace="labeltriage")
