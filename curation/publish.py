@@ -72,13 +72,16 @@ class RunFiles:
     """The inputs of a publish, read from a run directory by :meth:`labeltriage.rundir.RunDir.publish_files`.
 
     ``routed``: one row per record (``routed.parquet``); ``responses``: submitted answers, one row per
-    (record, reviewer) (``responses.parquet``, empty before the first pull); the JSON side files as
-    dicts (empty when absent); ``config``: the validated task config as a dict (empty without one).
+    (record, reviewer) (``responses.parquet``, empty before the first pull); ``review_audits``: the
+    submitted answers to the blind copies of reviewed records (``<id>::audit``), keyed by the
+    original id; the JSON side files as dicts (empty when absent); ``config``: the validated task
+    config as a dict (empty without one).
     """
 
     run_dir: Path
     routed: pd.DataFrame
     responses: pd.DataFrame
+    review_audits: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=["record_id", "user", "label"]))
     run: dict[str, Any] = field(default_factory=dict)
     calibration: dict[str, Any] = field(default_factory=dict)
     routing: dict[str, Any] = field(default_factory=dict)
@@ -396,72 +399,145 @@ def describe_review_modes(modes: dict[str, Any]) -> str:
 
 def describe_published_accuracy(measured: dict[str, Any]) -> str:
     """One sentence for :func:`published_label_accuracy`'s result (the card and the CLI say the same)."""
+    level = f"{measured.get('confidence_level', 0.95):.0%}"
     entry = measured.get("llm_auto")
     if not entry or entry.get("estimate") is None:
-        return f"LLM labels published without review: accuracy not measured ({measured.get('reason', 'no audit')})"
-    return (
-        f"LLM labels published without review (llm_auto): accuracy {_fmt(entry['estimate'])} "
-        f"({measured['confidence_level']:.0%} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
-        f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
-        f"(a random sample reviewed with no suggestion; {measured['method']} interval)"
-    )
+        text = f"LLM labels published without review: accuracy not measured ({measured.get('reason', 'no audit')})"
+    else:
+        text = (
+            f"LLM labels published without review (llm_auto): accuracy {_fmt(entry['estimate'])} "
+            f"({level} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
+            f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
+            f"(a random sample reviewed with no suggestion; {measured.get('method', 'mover-jeffreys')} interval)"
+        )
+    reviewed = (measured.get("reviewed") or {}).get("overall")
+    if reviewed and reviewed.get("estimate") is not None:
+        text += (
+            f"; reviewed labels (human, consensus): accuracy {_fmt(reviewed['estimate'])} ({level} interval "
+            f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}), from {reviewed['n_audited']} blind review audits "
+            f"of {reviewed['n_population']}"
+        )
+    overall = measured.get("overall")
+    if overall:
+        text += (
+            f"; all {overall['n_population']} published labels (gold counted as right): {_fmt(overall['estimate'])} "
+            f"({level} interval {_fmt(overall['low'])}-{_fmt(overall['high'])})"
+        )
+    return text
 
 
 AUTO_ROUTES = ("auto_accept", "spot_check")  # the auto-accepted set; spot_check is its blind audit sample
 
 
-def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_level: float = 0.95) -> dict[str, Any]:
-    """Accuracy of the LLM labels published without review (``llm_auto``), from the blind audits.
+def _majority(answers: pd.DataFrame) -> dict[str, str]:
+    """record id -> the answers' majority label (ties left out)."""
+    found: dict[str, str] = {}
+    for record_id, group in answers.groupby(answers["record_id"].astype(str), sort=False):
+        counts = group["label"].astype(str).value_counts()
+        if (counts == counts.max()).sum() == 1:
+            found[record_id] = str(counts.index[0])
+    return found
 
-    The auto-accepted set is every record routed ``auto_accept`` or ``spot_check``; ``spot_check``
-    is a random sample of it (``thresholds.spot_check_rate``), pushed blind (no suggestion, no
-    score, no reasoning), and the reviewers' final label of an audited record is taken as its
-    truth. The estimand is the share of the auto-accepted set whose LLM label equals that truth,
-    i.e. the accuracy of the ``llm_auto`` rows of the published dataset; the interval is
-    :func:`curation.estimation.published_accuracy`'s (MOVER-Jeffreys with the finite-population
-    correction; Zou & Donner 2008), valid when the answered audits are a random sample of the set.
-    Reviewed labels (``human``, ``consensus``) are not audited blind, so no accuracy is claimed
-    for them (their agreement figures are in the same report). Returns a strict-JSON dict;
-    ``llm_auto`` is None (with ``reason``) when no audit has been answered.
+
+def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_level: float = 0.95) -> dict[str, Any]:
+    """Accuracy of the published labels, per label source and overall, from blind audits.
+
+    * ``llm_auto``: the auto-accepted set is every record routed ``auto_accept`` or ``spot_check``;
+      ``spot_check`` is a random sample of it (``thresholds.spot_check_rate``), pushed blind (no
+      suggestion, score or reasoning), and the reviewers' label of an audited record is its truth.
+      The estimand is the share of the set whose LLM label equals that truth.
+    * ``human`` / ``consensus``: the reviewed records of the review queue; a random share of it
+      (``thresholds.review_audit_rate``) was shown a second time, blind (``<id>::audit``), and the
+      majority of those answers is the truth for the published label.
+    * ``gold``: the gold label is the reference itself (accuracy 1 by definition, not measured).
+    * ``overall``: the published rows weighted by source (gold counted at 1), the MOVER
+      combination of the per-source intervals (:func:`curation.estimation.mover_combine`); None
+      unless every non-gold source with rows has an estimate.
+
+    Every interval is :func:`curation.estimation.published_accuracy`'s (MOVER-Jeffreys with the
+    finite-population correction; Zou & Donner 2008), valid when the answered audits are a random
+    sample of their set and the auditor's label is right (auditor error biases it). Reviewed
+    records answered as spot checks (audits themselves) are not covered by the review audit and
+    are left out of the reviewed figures (``n_not_covered``). Returns a strict-JSON dict; an entry
+    is None (with ``reason``) when it cannot be measured.
     """
-    from curation.estimation import published_accuracy
+    from curation.estimation import mover_combine, published_accuracy
 
     routed = run.routed.set_index("id")
+    published = final.final.set_index("id")
+    out: dict[str, Any] = {"confidence_level": confidence_level}
+    # the LLM labels published without review, from the spot-check audits
     auto_ids = routed.index[routed["route"].isin(AUTO_ROUTES)]
-    if len(auto_ids) == 0:
-        return {"llm_auto": None, "reason": "nothing was auto-accepted", "n_audited": 0}
-    human = final.final.set_index("id")
-    audited = [
+    audited = {
         rid
         for rid in auto_ids
         if routed.at[rid, "route"] == "spot_check"
-        and rid in human.index
-        and human.at[rid, "label_source"] in ("human", "consensus")
-    ]
-    if not audited:
-        return {
-            "llm_auto": None,
-            "reason": f"no blind audit of the {len(auto_ids)} auto-accepted records has been answered yet",
-            "n_audited": 0,
-            "n_population": int(len(auto_ids)),
-        }
-    llm = [str(normalise_label(routed.at[rid, "llm_label"])) for rid in auto_ids]
-    mask = [rid in set(audited) for rid in auto_ids]
-    truth = [str(human.at[rid, "label"]) if rid in set(audited) else None for rid in auto_ids]
-    report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), mask, truth, confidence_level=confidence_level)
-    entry = report["by_source"]["llm_auto"]
-    return {
-        "llm_auto": entry,
-        "n_audited": entry["n_audited"],
-        "n_population": entry["n_population"],
-        "confidence_level": confidence_level,
-        "method": report["method"],
-        "statement": (
-            f"accuracy of the {entry['n_population']} LLM labels published without review, estimated from "
-            f"{entry['n_audited']} blind audits"
-        ),
-        "assumptions": report["assumptions"],
+        and rid in published.index
+        and published.at[rid, "label_source"] in ("human", "consensus")
     }
+    if len(auto_ids) == 0:
+        out |= {"llm_auto": None, "reason": "nothing was auto-accepted", "n_audited": 0}
+    elif not audited:
+        reason = f"no blind audit of the {len(auto_ids)} auto-accepted records has been answered yet"
+        out |= {"llm_auto": None, "n_audited": 0, "n_population": int(len(auto_ids)), "reason": reason}
+    else:
+        llm = [str(normalise_label(routed.at[rid, "llm_label"])) for rid in auto_ids]
+        truth = [str(published.at[rid, "label"]) if rid in audited else None for rid in auto_ids]
+        report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), [rid in audited for rid in auto_ids], truth,
+                                    confidence_level=confidence_level)  # fmt: skip
+        entry = report["by_source"]["llm_auto"]
+        out |= {"llm_auto": entry, "n_audited": entry["n_audited"], "n_population": entry["n_population"],
+                "method": report["method"], "assumptions": report["assumptions"],
+                "statement": f"accuracy of the {entry['n_population']} LLM labels published without review, "
+                f"estimated from {entry['n_audited']} blind audits"}  # fmt: skip
+    # the reviewed labels of the review queue, from the review audits
+    queue = routed.index[routed["route"].eq("human_review")]
+    reviewed = published[published["label_source"].isin(["human", "consensus"]) & published.index.isin(queue)]
+    audit_truth = _majority(run.review_audits)
+    out["n_review_audits"] = int(sum(rid in audit_truth for rid in reviewed.index))
+    out["n_not_covered"] = int(published["label_source"].isin(["human", "consensus"]).sum() - len(reviewed))
+    out["reviewed"] = None
+    if len(reviewed) and out["n_review_audits"]:
+        mask = [rid in audit_truth for rid in reviewed.index]
+        truth = [audit_truth.get(rid) for rid in reviewed.index]
+        measured = published_accuracy(reviewed["label"].astype(str).tolist(), reviewed["label_source"].tolist(), mask,
+                                      truth, confidence_level=confidence_level)  # fmt: skip
+        out["reviewed"] = {"overall": measured["overall"], "human": measured["by_source"]["human"],
+                           "consensus": measured["by_source"]["consensus"]}  # fmt: skip
+        out.setdefault("method", measured["method"])
+    # overall: weights = published rows per source; gold exact at 1
+    counts = published["label_source"].value_counts().to_dict()
+    parts: list[tuple[float, float, float, float]] = []
+    n_total = float(len(published))
+    missing = []
+    for source, n in counts.items():
+        if source == "gold":
+            parts.append((n / n_total, 1.0, 1.0, 1.0))
+        elif source == "llm_auto":
+            entry = out.get("llm_auto")
+            if entry and entry.get("estimate") is not None:
+                parts.append((n / n_total, entry["estimate"], entry["low"], entry["high"]))
+            else:
+                missing.append("llm_auto")
+        else:
+            entry = (out.get("reviewed") or {}).get("overall")
+            if entry and entry.get("estimate") is not None:
+                parts.append((n / n_total, entry["estimate"], entry["low"], entry["high"]))
+            else:
+                missing.append(str(source))
+    if n_total and not missing:
+        w, e, lo, hi = (np.array(v) for v in zip(*parts, strict=True))
+        estimate, low, high = mover_combine(w, e, lo, hi)
+        out["overall"] = {
+            "estimate": estimate,
+            "low": max(low, 0.0),
+            "high": min(high, 1.0),
+            "n_population": int(n_total),
+        }
+    else:
+        out["overall"] = None
+        out["overall_reason"] = f"not measured: no audit of the {', '.join(sorted(set(missing)))} labels"
+    return out
 
 
 # ------------------------------------------------------------------------------------------- card
@@ -612,7 +688,11 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
     lines += ["", "## Accuracy of the published labels", ""]
     measured = (agreement or {}).get("published_accuracy") or published_label_accuracy(run, final)
     lines.append(f"- {describe_published_accuracy(measured)}")
-    lines.append("- reviewed labels (`human`, `consensus`): not audited blind; see the agreement figures above")
+    if not measured.get("reviewed"):
+        lines.append(
+            "- reviewed labels (`human`, `consensus`): not audited blind (thresholds.review_audit_rate is 0 or no "
+            "audit answered); see the agreement figures above"
+        )
     lines.append("- gold labels (`gold`): the gold the threshold was certified on, published as given")
     lines += ["", "## Cost", ""]
     lines.append(

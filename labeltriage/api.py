@@ -419,6 +419,7 @@ def route(
     target_precision: float | None = None,
     spot_check_rate: float | None = None,
     blind_share: float | None = None,
+    review_audit_rate: float | None = None,
     confidence_level: float = 0.95,
     method: str = "fixed-sequence",
     bound: BoundMethod = "wilson",
@@ -465,7 +466,12 @@ def route(
     for name, value in (("target_precision", target_precision), ("confidence_level", confidence_level)):
         if value is not None and not 0 < value < 1:
             raise InputError(f"{name} must be in (0, 1), got {value}")
-    for name, share in (("spot_check_rate", spot_check_rate), ("blind_share", blind_share)):
+    shares = (
+        ("spot_check_rate", spot_check_rate),
+        ("blind_share", blind_share),
+        ("review_audit_rate", review_audit_rate),
+    )
+    for name, share in shares:
         if share is not None and not 0 <= share <= 1:
             raise InputError(f"{name} must be in [0, 1], got {share}")
     run = _run_dir(run_dir, config)
@@ -478,6 +484,9 @@ def route(
     target = target_precision if target_precision is not None else (task.thresholds.target_precision if task else 0.95)
     spot_rate = spot_check_rate if spot_check_rate is not None else (task.thresholds.spot_check_rate if task else 0.05)
     blind_rate = blind_share if blind_share is not None else (task.thresholds.blind_share if task else 0.0)
+    audit_rate = (
+        review_audit_rate if review_audit_rate is not None else (task.thresholds.review_audit_rate if task else 0.0)
+    )
     conf_col = calibrator.meta.get("confidence_column", "llm_confidence")
     raw = _confidence(prelabels, conf_col, run / "prelabels.parquet")
     if gold is None and calibrator.meta.get("gold") not in (None, "prelabels.parquet:gold_label"):
@@ -551,6 +560,12 @@ def route(
     blind = np.zeros(len(routed), dtype=bool)
     blind[np.random.default_rng([seed, 1]).permutation(queue)[: math.ceil(blind_rate * queue.size - 1e-9)]] = True
     routed["blind"] = blind
+    # a random share of the assisted review queue is shown a second time, blind: the review audit
+    assisted = np.flatnonzero((routes == "human_review") & ok & ~blind)
+    review_audit = np.zeros(len(routed), dtype=bool)
+    picked = np.random.default_rng([seed, 2]).permutation(assisted)[: math.ceil(audit_rate * assisted.size - 1e-9)]
+    review_audit[picked] = True
+    routed["review_audit"] = review_audit
     routed["priority"] = priority_scores(calibrated, ok)
     routed.to_parquet(run / "routed.parquet", index=False)
     g_conf, g_y = calibrated[has_gold], correct[has_gold]
@@ -572,6 +587,8 @@ def route(
         "routes": counts,
         "blind_share": blind_rate,
         "n_blind_review": int(blind.sum()),
+        "review_audit_rate": audit_rate,
+        "n_review_audits": int(review_audit.sum()),
         "seed": seed,
         "certificate_identity": identity,
         "gold_source": gold_source,

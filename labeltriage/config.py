@@ -203,6 +203,9 @@ class Thresholds(_Strict):
     * ``blind_share``: the share of the review queue shown to reviewers blind (no suggestion,
       score or reasoning), drawn at random, in [0, 1], default 0: the agreement report then
       compares LLM-vs-reviewer agreement assisted vs blind (the anchoring effect).
+    * ``review_audit_rate``: the share of the (assisted) review queue shown a second time, blind,
+      as ``<id>::audit``, in [0, 1], default 0: the published dataset card then states the
+      accuracy of the reviewed labels (and overall) against these blind audits.
 
     A retired ``review_below`` key is dropped on load with a :class:`FutureWarning`.
     """
@@ -210,6 +213,7 @@ class Thresholds(_Strict):
     target_precision: float = Field(default=0.95, gt=0, le=1)
     spot_check_rate: float = Field(default=0.05, ge=0, le=1)
     blind_share: float = Field(default=0.0, ge=0, le=1)
+    review_audit_rate: float = Field(default=0.0, ge=0, le=1)
 
 
 # `thresholds.review_below` was in the shipped configs but nothing read it (route chooses the

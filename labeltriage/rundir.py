@@ -255,11 +255,18 @@ class RunDir:
             responses = responses.assign(label=responses["label"].map(normalise_label))
         else:
             responses = pd.DataFrame(columns=[*RESPONSES_REQUIRED, "status", "updated_at"])
+        from curation.adapters.argilla_io import REVIEW_AUDIT_SUFFIX
+
+        is_audit = responses["record_id"].astype(str).str.endswith(REVIEW_AUDIT_SUFFIX)
+        audits = responses[is_audit]
+        audits = audits.assign(record_id=audits["record_id"].astype(str).str.removesuffix(REVIEW_AUDIT_SUFFIX))
+        responses = responses[~is_audit]
         task = self.task_config_or_none()
         return RunFiles(
             run_dir=self.path,
             routed=routed.reset_index(drop=True),
             responses=responses.reset_index(drop=True),
+            review_audits=audits.reset_index(drop=True),
             run=self.json("run.json", default={}),
             calibration=self.json("calibration.json", default={}),
             routing=self.json("routing.json", default={}),

@@ -171,3 +171,72 @@ def test_a_blind_share_of_the_review_queue_gives_assisted_vs_blind_agreement(tmp
     assert 0.45 < blind["share"] < 0.75
     diff = modes["difference"]
     assert diff["estimate"] == pytest.approx(assisted["share"] - blind["share"]) and diff["low"] > 0.1
+
+
+def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_path: Path):
+    """review_audit_rate: a random share of the review queue goes out a second time, blind, as
+    `<id>::audit`; the card then states the accuracy of the reviewed labels and of the whole set."""
+    from curation.adapters import argilla_io
+    from curation.publish import describe_published_accuracy, published_label_accuracy
+
+    run, gold = make_run(tmp_path)
+    (run / "run.json").write_text(json.dumps(RUN_JSON))
+    lt.calibrate(run, gold=gold, gold_column="gold")
+    lt.route(run, target_precision=0.9, spot_check_rate=0.2, review_audit_rate=0.3)
+    routed = pd.read_parquet(run / "routed.parquet")
+    queue = routed["route"].eq("human_review") & routed["status"].eq("ok")
+    assert routed.loc[queue, "review_audit"].sum() == int(np.ceil(0.3 * queue.sum()))
+    shown = argilla_io.review_queue(routed)
+    copies = shown[shown["id"].str.endswith("::audit")]
+    assert len(copies) == routed["review_audit"].sum() and copies["blind"].all()
+    task = lt.load_task_config("sentiment")
+    assert all(len(r.suggestions) == 0 for r in argilla_io.build_records(copies, task))
+    # the truth is what a careful blind auditor answers; reviewers get it right 90% of the time
+    rng = np.random.default_rng(4)
+    flip = {"positive": "negative", "negative": "positive"}
+    truth = {
+        rid: (lab if rng.random() < 0.7 else flip[lab])
+        for rid, lab in zip(routed["id"], routed["llm_label"].fillna("positive"), strict=True)
+    }
+    rows = []
+    for rec in shown.itertuples():
+        rid = rec.id.removesuffix("::audit")
+        if rec.id.endswith("::audit") or rec.route == "spot_check":
+            label = truth[rid]  # blind audits
+        else:
+            label = truth[rid] if rng.random() < 0.9 else flip[truth[rid]]
+        rows.append(
+            (
+                rec.id,
+                "rev" if not rec.id.endswith("::audit") else "auditor",
+                label,
+                "submitted",
+                pd.Timestamp("2026-11-30"),
+            )
+        )
+    pd.DataFrame(rows, columns=["record_id", "user", "label", "status", "updated_at"]).to_parquet(
+        run / "responses.parquet", index=False
+    )
+    files = lt.RunDir(run).publish_files()
+    assert not files.responses["record_id"].str.endswith("::audit").any() and len(files.review_audits) == len(copies)
+    final = build_final_dataset(files)
+    measured = published_label_accuracy(files, final)
+    reviewed = final.final[
+        final.final["label_source"].isin(["human", "consensus"])
+        & final.final["id"].isin(routed.loc[routed["route"].eq("human_review"), "id"])
+    ]
+    true_accuracy = float((reviewed["label"] == reviewed["id"].map(truth)).mean())
+    entry = measured["reviewed"]["overall"]
+    assert entry["n_audited"] == len(copies) and entry["n_population"] == len(reviewed)
+    assert entry["low"] <= true_accuracy <= entry["high"] and abs(entry["estimate"] - true_accuracy) < 0.08
+    overall = measured["overall"]
+    assert (
+        overall is not None
+        and overall["n_population"] == len(final.final)
+        and overall["low"] <= overall["estimate"] <= overall["high"]
+    )
+    sentence = describe_published_accuracy(measured)
+    assert (
+        "reviewed labels (human, consensus): accuracy" in sentence
+        and "published labels (gold counted as right)" in sentence
+    )

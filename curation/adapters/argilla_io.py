@@ -456,13 +456,24 @@ def review_ranks(priorities: np.ndarray) -> np.ndarray:
     return rankdata(-np.asarray(priorities, dtype=np.float64), method="min").astype(np.int64)
 
 
+REVIEW_AUDIT_SUFFIX = "::audit"  # id of the blind copy of a reviewed record (its review audit)
+
+
 def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFrame:
     """Rows that reviewers see: human_review and spot_check (and auto_accept when asked), by priority.
-    A repeated text (``duplicate_of`` set) is shown once, as its first row; publish copies the outcome."""
+
+    A repeated text (``duplicate_of`` set) is shown once, as its first row; publish copies the
+    outcome. A row whose ``review_audit`` column is True is also shown a second time, blind, as
+    ``<id>::audit`` (:data:`REVIEW_AUDIT_SUFFIX`): a different reviewer's label of it, with nothing
+    of the model, measures the accuracy of the reviewed labels (the review audit)."""
     routes = {"human_review", "spot_check"} | ({"auto_accept"} if include_auto else set())
     queue = routed[routed["route"].isin(routes)]
     if "duplicate_of" in queue.columns:
         queue = queue[queue["duplicate_of"].isna()]
+    if "review_audit" in queue.columns:
+        audited = queue[queue["review_audit"].fillna(False).astype(bool)]
+        copies = audited.assign(id=audited["id"].astype(str) + REVIEW_AUDIT_SUFFIX, blind=True)
+        queue = pd.concat([queue, copies])
     return queue.sort_values("priority", ascending=False, kind="stable")
 
 
