@@ -445,7 +445,7 @@ def certify_threshold(
             if first["n_accepted"] < need0:
                 reason = (
                     f"the first test had {first['n_accepted']} gold records above its threshold; even with no "
-                    f"error it needs >= {need0} (label more gold: see plan_gold)"
+                    f"error it needs >= {need0} (label more gold: see routing.json gold_plan)"
                 )
             else:
                 reason = (

@@ -16,6 +16,8 @@ from importlib import import_module, metadata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load on first use
+    from curation.adapters.argilla_io import PullReport, PushReport
+    from curation.adapters.loop import RoundResult
     from labeltriage.api import (
         AgreementResult,
         CalibrationResult,
@@ -37,6 +39,7 @@ if TYPE_CHECKING:  # type checkers see the real signatures; at run time they loa
     )
     from labeltriage.config import load_task_config
     from labeltriage.errors import BackendError, ConfigError, InputError, LabeltriageError, ReviewServerError
+    from labeltriage.rundir import RunDirError
 
 try:
     __version__ = metadata.version("labeltriage")
@@ -47,11 +50,18 @@ _API = ("prelabel", "calibrate", "route", "push", "pull", "loop", "watch", "agre
         "gold_labels", "RunDir", "AgreementResult", "PrelabelResult", "CalibrationResult", "RoutingResult",
         "PublishResult")  # fmt: skip
 _ERRORS = ("LabeltriageError", "InputError", "ConfigError", "BackendError", "ReviewServerError")
+# what push, pull and loop return, and the error a missing or malformed run file raises: name -> module
+_ELSEWHERE = {
+    "PushReport": "curation.adapters.argilla_io",
+    "PullReport": "curation.adapters.argilla_io",
+    "RoundResult": "curation.adapters.loop",
+    "RunDirError": "labeltriage.rundir",
+}
 __all__ = [
     "AgreementResult", "BackendError", "CalibrationResult", "ConfigError", "InputError", "LabeltriageError",
-    "PrelabelResult", "PublishResult", "ReviewServerError", "RoutingResult", "RunDir", "__version__", "agreement",
-    "calibrate", "connect_argilla", "gold_labels", "load_task_config", "loop", "prelabel", "publish", "pull", "push",
-    "route", "watch",
+    "PrelabelResult", "PublishResult", "PullReport", "PushReport", "ReviewServerError", "RoundResult", "RoutingResult",
+    "RunDir", "RunDirError", "__version__", "agreement", "calibrate", "connect_argilla", "gold_labels",
+    "load_task_config", "loop", "prelabel", "publish", "pull", "push", "route", "watch",
 ]  # fmt: skip
 
 
@@ -64,6 +74,8 @@ def __getattr__(name: str) -> Any:
         return getattr(import_module("labeltriage.api"), name)
     if name in _ERRORS:
         return getattr(import_module("labeltriage.errors"), name)
+    if name in _ELSEWHERE:
+        return getattr(import_module(_ELSEWHERE[name]), name)
     if name == "load_task_config":
         return import_module("labeltriage.config").load_task_config
     raise AttributeError(f"module 'labeltriage' has no attribute {name!r}")

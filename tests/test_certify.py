@@ -101,6 +101,8 @@ def test_certify_too_little_gold_says_why():
     cert = certify_threshold(s, np.ones(30, bool), 0.95, 0.95)
     assert not cert.achievable and cert.threshold is None
     assert ">= 59" in cert.reason and "Nothing is auto-accepted" in cert.statement
+    # the statement reaches CLI users: it points to a file they have, not to a Python function
+    assert "routing.json gold_plan" in cert.statement and "plan_gold" not in cert.statement
     d = cert.to_dict()
     json.dumps(d, allow_nan=False)
     assert d["threshold"] is None and d["precision_gold"] is None

@@ -163,3 +163,29 @@ def test_curation_io_lives_in_adapters() -> None:
         if name.startswith("curation.") and not name.startswith("curation.adapters"):
             named = {m.split(".")[0] for m in _imports(path, module_level_only=False)}
             assert named.isdisjoint(CLIENTS), (name, named & set(CLIENTS))
+
+
+def test_the_package_exports_load_lazily() -> None:
+    """``import labeltriage`` loads no client and no data library; every exported name resolves and
+    ``dir()`` lists it, including what push/pull/loop return and the run-directory error."""
+    code = (
+        "import sys, labeltriage as lt\n"
+        "heavy = {'argilla', 'pandas', 'numpy', 'httpx', 'openai', 'llama_cpp', 'datasets', 'distilabel'}\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))\n"
+        "print(sorted(set(lt.__all__) - set(dir(lt))))\n"
+        "print(sorted(n for n in lt.__all__ if getattr(lt, n, None) is None))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.splitlines() == ["[]", "[]", "[]"], out.stdout
+    import labeltriage as lt
+    from curation.adapters.argilla_io import PullReport, PushReport
+    from curation.adapters.loop import RoundResult
+    from labeltriage.errors import InputError
+    from labeltriage.rundir import RunDirError
+
+    assert (lt.PushReport, lt.PullReport, lt.RoundResult, lt.RunDirError) == (
+        PushReport, PullReport, RoundResult, RunDirError
+    )  # fmt: skip
+    assert issubclass(lt.RunDirError, InputError)
+    with pytest.raises(AttributeError):
+        _ = lt.no_such_name

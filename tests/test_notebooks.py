@@ -58,11 +58,10 @@ def check_calibration(s: dict[str, Any]) -> None:
         assert s["ece_after"]["isotonic"] <= 0.5 * s["ece_before"]
         # one temperature fits this smooth shape; on an LLM's few coarse stated values it need not
         assert s["ece_after"]["temperature"] < s["ece_before"], "temperature did not lower held-out ECE"
-    t = s["threshold"]
-    if t["achievable"]:
-        assert t["lower_bound"] >= t["target_precision"]
-        assert t["precision"] >= t["lower_bound"]
-        assert s["routes"]["auto_accept"] + s["routes"].get("spot_check", 0) > 0
+    check_certificate(s)
+    scan = s["scan"]  # the old per-threshold scan, shown for comparison only
+    if scan["achievable"]:
+        assert scan["precision"] >= scan["lower_bound"] >= scan["target_precision"]
     assert sum(s["routes"].values()) == s["n_test"]
     rows = s["errors_caught"]
     assert [r["budget"] for r in rows] == sorted(r["budget"] for r in rows)
@@ -70,6 +69,45 @@ def check_calibration(s: dict[str, Any]) -> None:
     assert shares == sorted(shares), "a larger review budget cannot catch fewer errors"
     assert all(r["errors_caught_share"] >= r["random_share"] for r in rows), "confidence order beats random"
     assert s["reliability_png_bytes"] > 1000
+
+
+def check_certificate(s: dict[str, Any]) -> None:
+    """The threshold notebook 02 routes with is route's default: a fixed sequence of exact binomial
+    tests on the raw confidence, re-checked here test by test against scipy."""
+    from scipy.stats import binomtest
+
+    assert s["threshold_on"] == "raw confidence"
+    c = s["certificate"]
+    assert c["method"] == "fixed_sequence_binomial" and c["grid_from"] == "pool"
+    assert (c["target_precision"], c["confidence_level"]) == (0.95, 0.95)
+    steps, delta = c["steps"], 1 - c["confidence_level"]
+    assert 1 <= len(steps) <= c["n_candidates"]
+    thresholds = [step["threshold"] for step in steps]
+    assert thresholds == sorted(set(thresholds), reverse=True), "candidates run from strict to loose"
+    passed = [step["passed"] for step in steps]
+    assert all(passed[:-1]), "a fixed sequence stops at its first failed test"
+    for step in steps:
+        n, k = step["n_accepted"], step["n_correct"]
+        reference = binomtest(k, n, c["target_precision"], alternative="greater").pvalue if n else 1.0
+        assert math.isclose(step["p_value"], reference, rel_tol=1e-9, abs_tol=1e-15), step
+        assert step["passed"] == (step["p_value"] <= delta)
+    if c["achievable"]:
+        last = steps[-1] if passed[-1] else steps[-2]
+        assert c["threshold"] == last["threshold"] and c["n_accepted_gold"] == last["n_accepted"]
+        # the one-sided Clopper-Pearson bound inverts the same exact test
+        assert c["precision_gold"] >= c["lower_bound"] >= c["target_precision"] - 1e-9
+        assert c["statement"].startswith("With probability >= 0.95") and f"{c['threshold']:.6g}" in c["statement"]
+        assert s["routes"]["auto_accept"] + s["routes"].get("spot_check", 0) > 0
+    else:
+        assert c["threshold"] is None and passed == [False] and "Nothing is auto-accepted" in c["statement"]
+        assert s["routes"].get("auto_accept", 0) == s["routes"].get("spot_check", 0) == 0
+    # the fewest error-free gold records above a threshold that certify 0.95 at 95%: 0.95**59 <= 0.05 < 0.95**58
+    assert s["gold_needed"][0] == {"errors": 0, "n_gold_above": 59, "n_correct": 59}
+    assert [g["n_gold_above"] for g in s["gold_needed"]] == sorted({g["n_gold_above"] for g in s["gold_needed"]})
+    if s["source"] == "synthetic":
+        # P(correct) ~ Beta(5, 1): about 10% of records are right > 99% of the time, 1000 gold records show it
+        assert c["achievable"] and c["coverage_pool"] > 0.05
+        assert s["auto_accepted_precision"] >= 0.9, "the auto-accepted held-out records are mostly right"
 
 
 def check_active_learning(s: dict[str, Any]) -> None:
