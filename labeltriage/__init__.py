@@ -21,13 +21,17 @@ if TYPE_CHECKING:  # type checkers see the real signatures; at run time they loa
     from labeltriage.api import (
         AgreementResult,
         CalibrationResult,
+        GoldCollectResult,
+        GoldDrawResult,
         PrelabelResult,
         PublishResult,
         RoutingResult,
         RunDir,
         agreement,
         calibrate,
+        collect_gold,
         connect_argilla,
+        draw_gold,
         gold_labels,
         loop,
         prelabel,
@@ -47,8 +51,8 @@ except metadata.PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
 
 _API = ("prelabel", "calibrate", "route", "push", "pull", "loop", "watch", "agreement", "publish", "connect_argilla",
-        "gold_labels", "RunDir", "AgreementResult", "PrelabelResult", "CalibrationResult", "RoutingResult",
-        "PublishResult")  # fmt: skip
+        "gold_labels", "draw_gold", "collect_gold", "RunDir", "AgreementResult", "PrelabelResult", "CalibrationResult",
+        "RoutingResult", "PublishResult", "GoldDrawResult", "GoldCollectResult")  # fmt: skip
 _ERRORS = ("LabeltriageError", "InputError", "ConfigError", "BackendError", "ReviewServerError")
 # what push, pull and loop return, and the error a missing or malformed run file raises: name -> module
 _ELSEWHERE = {
@@ -58,10 +62,11 @@ _ELSEWHERE = {
     "RunDirError": "labeltriage.rundir",
 }
 __all__ = [
-    "AgreementResult", "BackendError", "CalibrationResult", "ConfigError", "InputError", "LabeltriageError",
-    "PrelabelResult", "PublishResult", "PullReport", "PushReport", "ReviewServerError", "RoundResult", "RoutingResult",
-    "RunDir", "RunDirError", "__version__", "agreement", "calibrate", "connect_argilla", "gold_labels",
-    "load_task_config", "loop", "prelabel", "publish", "pull", "push", "route", "watch",
+    "AgreementResult", "BackendError", "CalibrationResult", "ConfigError", "GoldCollectResult", "GoldDrawResult",
+    "InputError", "LabeltriageError", "PrelabelResult", "PublishResult", "PullReport", "PushReport",
+    "ReviewServerError", "RoundResult", "RoutingResult", "RunDir", "RunDirError", "__version__", "agreement",
+    "calibrate", "collect_gold", "connect_argilla", "draw_gold", "gold_labels", "load_task_config", "loop",
+    "prelabel", "publish", "pull", "push", "route", "watch",
 ]  # fmt: skip
 
 

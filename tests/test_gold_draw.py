@@ -15,7 +15,6 @@ import yaml
 
 import labeltriage as lt
 from curation.gold import draw_gold_sample
-from labeltriage import api
 from labeltriage.config import load_task_config
 from labeltriage.errors import InputError
 
@@ -86,7 +85,7 @@ def _answer(stack, dataset, answers: dict[str, str]) -> None:
 @pytest.mark.stack
 def test_draw_push_blind_collect_and_calibrate(argilla_stack, argilla_client, tmp_path):
     run = _run(tmp_path)
-    drawn = api.draw_gold(run, 12, client=argilla_client, seed=1)
+    drawn = lt.draw_gold(run, 12, client=argilla_client, seed=1)
     assert len(drawn.ids) == 12 and drawn.population == 39 and drawn.pushed == 12  # the failed one is not drawn
     assert "g00" not in drawn.ids
     saved = json.loads((run / "gold_draw.json").read_text())
@@ -107,7 +106,7 @@ def test_draw_push_blind_collect_and_calibrate(argilla_stack, argilla_client, tm
         llm = frame.loc[rid, "llm_label"]
         answers[rid] = llm if k >= 3 else ("neutral" if llm != "neutral" else "mixed")
     _answer(argilla_stack, dataset, answers)
-    collected = api.collect_gold(run, client=argilla_client)
+    collected = lt.collect_gold(run, client=argilla_client)
     assert (collected.n_drawn, collected.n_labelled, collected.n_pending, collected.n_tied) == (12, 11, 1, 0)
     gold = pd.read_parquet(run / "gold.parquet")
     assert dict(zip(gold["id"], gold["gold_label"], strict=True)) == answers
@@ -117,7 +116,7 @@ def test_draw_push_blind_collect_and_calibrate(argilla_stack, argilla_client, tm
     assert cal.n_gold == 11 and cal.accuracy == pytest.approx(8 / 11)
     assert json.loads((run / "calibration.json").read_text())["gold"] == str(run / "gold.parquet")
     # a larger n extends the same sample; the same n again draws nothing
-    more = api.draw_gold(run, 15, client=argilla_client, seed=1)
+    more = lt.draw_gold(run, 15, client=argilla_client, seed=1)
     assert more.ids[:12] == drawn.ids and len(more.new) == 3 and more.pushed == 3
-    rerun = api.draw_gold(run, 15, client=argilla_client, seed=1)
+    rerun = lt.draw_gold(run, 15, client=argilla_client, seed=1)
     assert rerun.new == [] and rerun.pushed == 0 and rerun.ids == more.ids

@@ -98,6 +98,12 @@ Writes RUN_DIR/routed.parquet and routing.json.""",
     help="Override thresholds.blind_share (share of the review queue shown without the suggestion).",
 )
 @click.option(
+    "--review-audit-rate",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Override thresholds.review_audit_rate (share of the review queue shown again, blind, as an audit).",
+)
+@click.option(
     "--confidence-level",
     type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
     default=0.95,
