@@ -88,14 +88,23 @@ class RunDir:
         return path
 
     def table(self, name: str, required_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-        """Read a table of the run (Parquet, column types as written); checks ``required_columns``.
+        """Read a table of the run (Parquet); checks ``required_columns``.
 
-        Run files are the product's own output: their types are kept, unlike user inputs, which
-        :func:`pipelines.io.read_table` normalises (object columns, one missing-value rule)."""
+        Run files are the product's own output: numeric and boolean types are kept (user inputs are
+        normalised by :func:`pipelines.io.read_table` instead); text columns are Python objects with
+        None for missing."""
+        import pandas as pd
+
         from pipelines.io import read_parquet
 
         path = self.require(name)
         frame = read_parquet(path)
+        # text columns as Python objects, missing = None: pandas' string dtype keeps NaN through
+        # `.where(notna, None)`, and a NaN gold label read as the label "nan"
+        for column in frame.columns:
+            if pd.api.types.is_string_dtype(frame[column].dtype) and frame[column].dtype != object:
+                values = frame[column].astype(object)
+                frame[column] = values.where(values.notna(), None)
         missing = [c for c in required_columns if c not in frame.columns]
         if missing:
             step = FILES.get(name, "the step that writes it").format(run=self.path)

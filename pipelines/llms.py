@@ -665,9 +665,9 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             try:
                 try:
                     response = await client.chat.completions.create(**request)
-                except (openai.BadRequestError, openai.UnprocessableEntityError):
-                    if "logprobs" not in extra:
-                        raise
+                except (openai.BadRequestError, openai.UnprocessableEntityError) as refused:
+                    if "logprobs" not in extra or _CONTEXT_MESSAGE.search(str(refused)):
+                        raise  # a prompt over the window is refused with or without log-probs
                     # a server that refuses the logprobs option (e.g. llama.cpp without --logits_all):
                     # ask once more without it; only a success proves the option was the cause
                     extra.pop("logprobs")

@@ -73,7 +73,9 @@ def test_a_second_push_renames_llm_confidence_metadata(argilla_stack, argilla_cl
     dataset = argilla_io.ensure_dataset(argilla_client, config, vector_dimensions=None)  # the next push
     dataset = argilla_client.datasets(name=config.argilla.dataset, workspace=config.argilla.workspace)
     names = {prop.name for prop in dataset.settings.metadata}
-    assert names == {"priority", "calibrated_confidence", "route", "llm_label", "source", "round", "review_mode"}
+    assert names == {
+        "priority", "review_rank", "calibrated_confidence", "route", "llm_label", "source", "round", "review_mode"
+    }  # fmt: skip
     # the old dataset showed every property to annotators: the LLM's are hidden now (issue 17)
     hidden = {prop.name for prop in dataset.settings.metadata if not prop.visible_for_annotators}
     assert hidden == argilla_io.HIDDEN_FROM_ANNOTATORS

@@ -104,7 +104,8 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
     for rid in audits:
         audit = records[rid]
         assert not list(audit.suggestions) and not audit.fields.get("llm_reasoning")
-        assert set(audit.metadata) == {"priority", "round", "review_mode"} and audit.metadata["review_mode"] == "blind"
+        assert set(audit.metadata) == {"priority", "review_rank", "round", "review_mode"}
+        assert audit.metadata["review_mode"] == "blind"
     assert records[routed["id"].iloc[0]].metadata["review_mode"] == "assisted"
 
     # Three reviewers answer as the UI does: bearer token, POST /api/v1/records/{id}/responses.
