@@ -47,7 +47,7 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     assert "no reviewer has work left" in first.output and "--include-auto" in first.output
     assert f"http://127.0.0.1:{port}/dataset/" in first.output
     assert "/annotation-mode?sort=metadata.priority.desc" in first.output
-    assert "records a human reads:" in first.output
+    assert "records a human labels (review, blind audit, gold):" in first.output
 
     routed = pd.read_parquet(run / "routed.parquet")
     assert len(routed) == RECORDS
@@ -65,7 +65,13 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     adjudication = pd.read_parquet(adjudication_file) if adjudication_file.exists() else published.iloc[:0]
     assert len(published) + len(adjudication) == RECORDS
     assert set(published["id"]).isdisjoint(adjudication["id"])
-    assert set(published["label_source"]) <= {"human", "consensus", "llm_auto"}
+    assert set(published["label_source"]) <= {"human", "consensus", "llm_auto", "gold"}
+    # the gold records publish their gold label, never the LLM's
+    gold = routed[routed["route"] == "gold"].set_index("id")
+    assert len(gold) == GOLD and gold["gold_label"].notna().all()
+    published_gold = published[published["label_source"] == "gold"].set_index("id")
+    assert set(published_gold.index) == set(gold.index)
+    assert (published_gold["label"] == gold.loc[published_gold.index, "gold_label"]).all()
     auto = set(routed.loc[routed["route"] == "auto_accept", "id"])
     assert set(published.loc[published["label_source"] == "llm_auto", "id"]) == auto
 
