@@ -457,32 +457,37 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     Every interval is :func:`curation.estimation.published_accuracy`'s (MOVER-Jeffreys with the
     finite-population correction; Zou & Donner 2008), valid when the answered audits are a random
     sample of their set and the auditor's label is right (auditor error biases it). Reviewed
-    records answered as spot checks (audits themselves) are not covered by the review audit and
-    are left out of the reviewed figures (``n_not_covered``). Returns a strict-JSON dict; an entry
-    is None (with ``reason``) when it cannot be measured.
+    records not in the assisted review queue (answered spot checks, blind-reviewed records) are
+    not covered by the review audit and are left out of the reviewed figures (``n_not_covered``).
+    An answered audit that stays unresolved (a tie or low agreement) counts as the LLM label being
+    wrong. Returns a strict-JSON dict; an entry is None (with ``reason``) when it cannot be measured.
     """
     from curation.estimation import mover_combine, published_accuracy
 
     routed = run.routed.set_index("id")
     published = final.final.set_index("id")
     out: dict[str, Any] = {"confidence_level": confidence_level}
-    # the LLM labels published without review, from the spot-check audits
+    # the LLM labels published without review, from the spot-check audits; an audit answered but
+    # unresolved (a tie, low agreement: in adjudication) counts as the LLM being wrong, so that the
+    # hard records are not dropped from the sample (conservative)
     auto_ids = routed.index[routed["route"].isin(AUTO_ROUTES)]
-    audited = {
-        rid
-        for rid in auto_ids
-        if routed.at[rid, "route"] == "spot_check"
-        and rid in published.index
-        and published.at[rid, "label_source"] in ("human", "consensus")
-    }
+    answered = set(run.responses["record_id"].astype(str)) if len(run.responses) else set()
+    audited = {rid for rid in auto_ids if routed.at[rid, "route"] == "spot_check" and str(rid) in answered}
+    stopped = (run.routing or {}).get("auto_accept_stopped")
     if len(auto_ids) == 0:
-        out |= {"llm_auto": None, "reason": "nothing was auto-accepted", "n_audited": 0}
+        reason = f"auto-accept stopped: {stopped['reason']}" if stopped else "nothing was auto-accepted"
+        out |= {"llm_auto": None, "reason": reason, "n_audited": 0}
     elif not audited:
         reason = f"no blind audit of the {len(auto_ids)} auto-accepted records has been answered yet"
         out |= {"llm_auto": None, "n_audited": 0, "n_population": int(len(auto_ids)), "reason": reason}
     else:
         llm = [str(normalise_label(routed.at[rid, "llm_label"])) for rid in auto_ids]
-        truth = [str(published.at[rid, "label"]) if rid in audited else None for rid in auto_ids]
+
+        def audit_label(rid: Any) -> str:
+            settled = rid in published.index and published.at[rid, "label_source"] in ("human", "consensus")
+            return str(published.at[rid, "label"]) if settled else "(unresolved audit)"
+
+        truth = [audit_label(rid) if rid in audited else None for rid in auto_ids]
         report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), [rid in audited for rid in auto_ids], truth,
                                     confidence_level=confidence_level)  # fmt: skip
         entry = report["by_source"]["llm_auto"]
@@ -491,7 +496,11 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
                 "statement": f"accuracy of the {entry['n_population']} LLM labels published without review, "
                 f"estimated from {entry['n_audited']} blind audits"}  # fmt: skip
     # the reviewed labels of the review queue, from the review audits
-    queue = routed.index[routed["route"].eq("human_review")]
+    # the assisted review queue, where review audits are drawn (blind-reviewed records are not audited)
+    assisted = routed["route"].eq("human_review")
+    if "blind" in routed.columns:
+        assisted &= ~routed["blind"].fillna(False).astype(bool)
+    queue = routed.index[assisted]
     reviewed = published[published["label_source"].isin(["human", "consensus"]) & published.index.isin(queue)]
     audit_truth = _majority(run.review_audits)
     out["n_review_audits"] = int(sum(rid in audit_truth for rid in reviewed.index))

@@ -542,14 +542,16 @@ def route(
     # a certificate the blind audits showed wrong is not made again from the same inputs
     previous = run.json("routing.json", default={}) if (run / "routing.json").is_file() else {}
     carried = {}
-    if (previous.get("audit_monitor") or {}).get("state") == "drift" and previous.get(
-        "certificate_identity"
-    ) == identity:
+    # the threshold is on the raw score: a new calibrator does not answer the audits' evidence
+    before = {k: v for k, v in (previous.get("certificate_identity") or {}).items() if k != "calibrator"}
+    same_inputs = before == {k: v for k, v in identity.items() if k != "calibrator"}
+    if (previous.get("audit_monitor") or {}).get("state") == "drift" and same_inputs:
         carried = {k: previous[k] for k in ("audit_monitor", "auto_accept_stopped") if k in previous}
         routes = np.where(routes == "auto_accept", "human_review", routes).astype(object)
         notes.append(
             "auto-accept stays stopped: blind audits showed drift below the target for this same certificate "
-            "(model, prompt, settings, calibrator and gold unchanged); draw new gold or change the model or prompt"
+            "(model, prompt, settings and gold unchanged; a new calibrator does not move a threshold on the raw "
+            "score); draw new gold or change the model or prompt"
         )
     routed = prelabels.copy()
     routed["gold_label"] = labels.where(labels.notna(), None).astype(object)

@@ -86,8 +86,8 @@ def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
             )
     if plan.get("suggest_ids"):
         click.echo(
-            f"  label next: {len(plan['suggest_ids'])} records at or above raw confidence "
-            f"{plan['next_threshold']:.4f} (ids in routing.json gold_plan.suggest_ids, in that order)"
+            f"  label next: {len(plan['suggest_ids'])} records drawn at random from the run (ids in routing.json "
+            "gold_plan.suggest_ids, in that order; or `labeltriage gold draw RUN_DIR --n N`)"
         )
 
 

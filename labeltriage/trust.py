@@ -8,10 +8,11 @@ This module keeps that promise honest in the later steps, over a run directory:
   calibrator (calibrator.json's digest), the gold sample (digest of the (id, label) pairs route
   used) and the confidence column. :func:`certificate_changes` recomputes them from the run's
   files; any difference voids the certificate.
-* **Revocation.** :func:`revoke_auto_accept` sends every ``auto_accept`` record back to human
-  review (``route = human_review``, the previous route kept in ``route_before_stop``) and records
-  why in routing.json ``auto_accept_stopped``; `push` then pushes them, `publish` holds them as
-  pending review. Blind audit records (``spot_check``) stay audits.
+* **Revocation.** :func:`revoke_auto_accept` sends every ``auto_accept`` and ``spot_check``
+  record back to human review (``route = human_review``, the previous route kept in
+  ``route_before_stop``) and records why in routing.json ``auto_accept_stopped``; `push` then
+  pushes them, `publish` holds them as pending review. No LLM label is published unreviewed
+  after a stop. Answered audits still count as audits (``route_before_stop = spot_check``).
 * **Audits.** :func:`audit_verdict` reads the answered blind audits of the auto-accepted records
   and runs the anytime-valid confirm/drift tests of :func:`curation.sequential.monitor_audits`;
   a ``drift`` verdict stops auto-accept (the loop revokes and pushes).
@@ -116,21 +117,23 @@ class Revocation:
 def revoke_auto_accept(run: RunDir, reason: str, round_number: int | None = None) -> Revocation:
     """Send every auto-accepted record of the run back to human review; say why in routing.json.
 
-    Rewrites routed.parquet (``route`` ``auto_accept`` -> ``human_review``, the old route in
-    ``route_before_stop``) and routing.json (``auto_accept_stopped``: reason, round, count; routes
+    Rewrites routed.parquet (``route`` ``auto_accept`` and ``spot_check`` -> ``human_review``, the
+    old route in ``route_before_stop``) and routing.json (``auto_accept_stopped``: reason, round, count; routes
     recounted). Idempotent: a second call moves nothing and keeps the first reason."""
     from pipelines.io import read_parquet
 
     routed_path = run.require("routed.parquet")
     routed = read_parquet(routed_path)
-    moving = routed["route"].eq("auto_accept").to_numpy()
+    # the audit sample too: unanswered, it would still publish the LLM label; answered, it stays an
+    # audit (route_before_stop = spot_check; it is blind in Argilla already)
+    moving = routed["route"].isin(["auto_accept", "spot_check"]).to_numpy()
     routing = run.json("routing.json", default={})
     if not moving.any():
         stopped = routing.get("auto_accept_stopped") or {}
         return Revocation(str(stopped.get("reason", reason)), [])
     if "route_before_stop" not in routed.columns:
         routed["route_before_stop"] = None
-    routed.loc[moving, "route_before_stop"] = "auto_accept"
+    routed.loc[moving, "route_before_stop"] = routed.loc[moving, "route"]
     routed.loc[moving, "route"] = "human_review"
     tmp = routed_path.with_suffix(".parquet.tmp")
     routed.to_parquet(tmp, index=False)
@@ -159,7 +162,10 @@ def enforce_certificate(run: RunDir) -> Revocation | None:
 def audit_outcomes(routed: pd.DataFrame, responses: pd.DataFrame) -> np.ndarray:
     """``(n_audited,)`` bool: per answered blind audit (route ``spot_check``), the reviewers' label
     (majority; a tie counts as a disagreement) equals the LLM label."""
-    audits = routed.loc[routed["route"].eq("spot_check"), ["id", "llm_label"]]
+    was_audit = routed["route"].eq("spot_check")
+    if "route_before_stop" in routed.columns:
+        was_audit |= routed["route_before_stop"].eq("spot_check")
+    audits = routed.loc[was_audit, ["id", "llm_label"]]
     if "status" in responses.columns:
         responses = responses[responses["status"].fillna("submitted") == "submitted"]
     answers = responses[responses["record_id"].isin(set(audits["id"]))]

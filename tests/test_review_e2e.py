@@ -123,7 +123,7 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
             "items"
         ]
     }
-    assert {name for name, visible in shown.items() if visible} == {"priority", "round", "source"}
+    assert {name for name, visible in shown.items() if visible} == {"priority", "review_rank", "round", "source"}
     ratings = dict(zip(review_run["snippets"]["id"], review_run["snippets"]["ratings"], strict=True))
     rng = np.random.default_rng(1)
     sent = []
@@ -136,7 +136,7 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
         names.append(name)
         # what an annotator's UI can list and filter on: no LLM field
         listed = httpx.get(f"{api_url}/api/v1/me/datasets/{dataset.id}/metadata-properties", headers=headers).json()
-        assert {prop["name"] for prop in listed["items"]} == {"priority", "round", "source"}
+        assert {prop["name"] for prop in listed["items"]} == {"priority", "review_rank", "round", "source"}
         for position, rid in enumerate(sorted(records)):
             label = _vader_label(int(rng.choice(ratings[int(rid.split("-")[1])])))
             # On the last 10 records: reviewer 0 leaves a draft, reviewer 1 discards.
@@ -189,7 +189,9 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
     loop = json.loads((run / "loop.json").read_text())
     assert loop["student"]["retrained"] and loop["metadata_updated"] == 190
     for rid in loop["adjudication"]:
-        assert after[rid].metadata["route"] == "adjudication" and after[rid].metadata["priority"] == 1.0
+        assert after[rid].metadata["route"] == "adjudication"
+        if after[rid].metadata.get("review_mode") != "blind":  # a blind record never shows its own priority
+            assert after[rid].metadata["priority"] == 1.0 and after[rid].metadata["review_rank"] == 1
 
     # Publish to the test Hub and read it back.
     with HubServer(token="hf_e2e_token") as hub:
