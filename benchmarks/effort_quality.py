@@ -393,12 +393,12 @@ NOTES = {
     "labels are right and the all-human accuracy is 1.0 by construction.",
     "vader_reviewers": "VADER: real crowd ratings; the LLM is a stand-in (the mean of 5 other raters), the truth the "
     "mean of 10 further raters (demo.mean_label); see the module docstring.",
-    "final_estimate": "The product estimates only the accuracy of the LLM labels published without review (llm_auto). "
+    "final_estimate": "This benchmark estimates the accuracy of the LLM labels published without review (llm_auto). "
     "The final-accuracy estimate for RT/CF counts every human-labelled record as right (true there by construction) "
-    "and adds the auto-accepted ones at the llm_auto estimate, low and high; for VADER it is n/a: the reviewers err "
-    "and nothing in the product audits reviewed labels, so the published dataset's accuracy cannot be stated.",
-    "audits": "Blind audits are route_records' spot checks: exactly round(rate * n_auto) records (Python's round: "
-    "round(0.5) = 0, so 10 or fewer auto-accepted records get no audit and no estimate).",
+    "and adds the auto-accepted ones at the llm_auto estimate, low and high; for VADER it is n/a here: reviewed "
+    "labels need review audits (thresholds.review_audit_rate), which this benchmark does not simulate.",
+    "audits": "Blind audits are route_records' spot checks: ceil(rate * n_auto) records, so a non-empty "
+    "auto-accepted set gets at least one.",
 }
 
 

@@ -291,7 +291,7 @@ def _statement(threshold: float | None, target: float, level: float, reason: str
     return (
         f"With probability >= {level:g} over the gold draw, the records with score >= {threshold:.6g} "
         f"have precision >= {target:g} in the population the gold was drawn from "
-        f"(fixed-sequence exact binomial tests, family-wise)."
+        f"(fixed-sequence exact binomial tests, family-wise), provided the gold is a random sample of it."
     )
 
 

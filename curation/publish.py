@@ -301,7 +301,7 @@ def build_final_dataset(
         "adjudication_reasons": {str(k): int(v) for k, v in adjudication["reason"].value_counts().items()},
         "n_pending_review": len(pending),
         "n_duplicate_rows": int(is_dup.sum()) if is_dup is not None else 0,
-        "n_failed_prelabels": int((~status_ok).sum()),
+        "n_failed_prelabels": int((~status_ok & ~routed["route"].eq("gold")).sum()),  # gold ones publish their label
         "n_responses_used": int(len(responses)),
         "n_responses_unknown_record": int(len(unknown)),
         "n_responses_on_gold_records": int(on_gold.sum()),
@@ -351,12 +351,18 @@ def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int =
     """Agreement report of the run's responses (see :func:`curation.agreement.agreement_report`),
     with ``published_accuracy`` (:func:`published_label_accuracy`)."""
     accuracy = published_label_accuracy(run, final)
+    stopped = (run.routing or {}).get("auto_accept_stopped")
     if final.ratings is None:
         return {"note": "no submitted responses; agreement is undefined", "n_responses": 0,
-                "published_accuracy": accuracy}  # fmt: skip
+                "published_accuracy": accuracy, "auto_accept_stopped": stopped}  # fmt: skip
     llm = run.routed.set_index("id")["llm_label"].map(normalise_label).to_dict()
     report = agreement_report(final.ratings, llm, fleiss_seed=random_state)
-    return {**report, "llm_agreement_by_review_mode": review_mode_agreement(run, final), "published_accuracy": accuracy}
+    return {
+        **report,
+        "llm_agreement_by_review_mode": review_mode_agreement(run, final),
+        "published_accuracy": accuracy,
+        "auto_accept_stopped": stopped,
+    }
 
 
 def review_mode_agreement(run: RunFiles, final: FinalDataset) -> dict[str, Any] | None:
@@ -408,7 +414,8 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
             f"LLM labels published without review (llm_auto): accuracy {_fmt(entry['estimate'])} "
             f"({level} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
             f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
-            f"(a random sample reviewed with no suggestion; {measured.get('method', 'mover-jeffreys')} interval)"
+            f"(a random sample reviewed with no suggestion, the auditors' label taken as the truth; "
+            f"{measured.get('method', 'mover-jeffreys')} interval)"
         )
     reviewed = (measured.get("reviewed") or {}).get("overall")
     if reviewed and reviewed.get("estimate") is not None:
@@ -645,8 +652,8 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         lines.append("No calibration.json in the run directory.")
     lines += ["", "## Routing thresholds", ""]
     thresholds = cfg.get("thresholds") or {}
-    for key, value in thresholds.items():
-        lines.append(f"- {key}: {value}")
+    for key, value in thresholds.items():  # route's own options override these (the certificate below says)
+        lines.append(f"- config {key}: {value}")
     # routing.json keeps the choice under "threshold" (null values: no threshold reached the target)
     chosen = run.routing["threshold"] if isinstance(run.routing.get("threshold"), dict) else run.routing
     if run.routing.get("statement"):

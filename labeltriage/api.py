@@ -993,6 +993,11 @@ class PublishResult:
     hub_private: bool = True
 
     @property
+    def auto_accept_stopped(self) -> str | None:
+        """Why auto-accept is stopped (a void certificate, drift), None when it is not."""
+        return (self.agreement.get("auto_accept_stopped") or {}).get("reason")
+
+    @property
     def summary(self) -> dict[str, Any]:
         """Counts of the publish: per label source, adjudication, pending review, failed pre-labels."""
         return self.final.summary

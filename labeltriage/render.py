@@ -224,6 +224,8 @@ def render_agreement(result: AgreementResult) -> None:
 
 def render_publish(result: Any) -> None:
     s, paths = result.summary, result.paths
+    if result.auto_accept_stopped:
+        click.secho(f"auto-accept stopped: {result.auto_accept_stopped}", fg="yellow", err=True)
     click.echo(
         f"published {s['n_published']} records ({', '.join(f'{k} {v}' for k, v in s['per_label_source'].items())}); "
         f"adjudication {s['n_adjudication']}, pending review {s['n_pending_review']}, failed {s['n_failed_prelabels']}"
@@ -264,13 +266,13 @@ def render_effort(effort: dict[str, Any]) -> None:
             f"family-wise valid: lower bound {chosen['lower_bound']:.3f})"
         )
     elif chosen.get("threshold") is not None:
-        shown = chosen.get("threshold_calibrated", chosen["threshold"])
         precision = chosen.get("precision_gold", chosen.get("precision"))
         n_accepted = chosen.get("n_accepted_gold", chosen.get("n_accepted"))
         click.echo(
-            f"  auto-accept at calibrated confidence >= {shown:.3f}: precision {precision:.3f} on the {n_accepted} "
-            f"of {chosen['n_gold']} gold records above it; certified >= {chosen['target_precision']} at "
-            f"{chosen.get('confidence_level', 0.95):.0%} (exact lower bound {chosen['lower_bound']:.3f})"
+            f"  auto-accept at raw confidence >= {chosen['threshold']:.3f}: precision {precision:.3f} on the "
+            f"{n_accepted} of {chosen['n_gold']} gold records above it (the gold it was certified on); certified >= "
+            f"{chosen['target_precision']} at {chosen.get('confidence_level', 0.95):.0%} family-wise "
+            f"(exact p = {chosen['p_value']:.3g})"
         )
     elif chosen:
         click.echo(

@@ -124,8 +124,8 @@ def _render_closing(found: dict[str, Any], stack: Any, run_dir: Path) -> None:
     else:
         click.echo(
             f"  every record in the queue has the answers it needs (min_submitted {found['min_submitted']}): no "
-            f"reviewer has work left. For more: `labeltriage push {run_dir} --include-auto --round 2` (an audit of "
-            f"the auto-accepted records), then `labeltriage stack add-user NAME --role annotator` and open "
-            f"{found['link']}"
+            f"reviewer has work left. For more: `labeltriage push {run_dir} --include-auto --round 2` (the "
+            "auto-accepted records for review, with their suggestions), then `labeltriage stack add-user NAME "
+            f"--role annotator` and open {found['link']}"
         )
     click.echo(f"  the owner's login is in {stack.secrets_file}")

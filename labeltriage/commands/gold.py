@@ -53,3 +53,11 @@ def collect(run_dir: Path, config: str | None) -> None:
         f"gold: {result.n_labelled} of {result.n_drawn} drawn records labelled ({result.n_pending} pending, "
         f"{result.n_tied} tied); wrote {result.path}"
     )
+    if result.n_tied or result.n_pending:
+        # the hard records are the ones reviewers split on: left out, the gold is no longer a random sample
+        click.secho(
+            f"note: {result.n_tied + result.n_pending} drawn record(s) have no gold label yet: get them answered "
+            "(a tie needs another reviewer) before certifying, or the gold leans towards the easy records",
+            fg="yellow",
+            err=True,
+        )
