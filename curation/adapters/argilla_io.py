@@ -464,8 +464,10 @@ def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFra
 
     A repeated text (``duplicate_of`` set) is shown once, as its first row; publish copies the
     outcome. A row whose ``review_audit`` column is True is also shown a second time, blind, as
-    ``<id>::audit`` (:data:`REVIEW_AUDIT_SUFFIX`): a different reviewer's label of it, with nothing
-    of the model, measures the accuracy of the reviewed labels (the review audit)."""
+    ``<id>::audit`` (:data:`REVIEW_AUDIT_SUFFIX`): a second label of it with nothing of the model
+    measures the accuracy of the reviewed labels (the review audit). Argilla does not stop the
+    reviewer of the original from also answering the copy: with few reviewers the audit is then
+    not independent of the review (the figure is agreement with a blind answer, as stated)."""
     routes = {"human_review", "spot_check"} | ({"auto_accept"} if include_auto else set())
     queue = routed[routed["route"].isin(routes)]
     if "duplicate_of" in queue.columns:

@@ -64,7 +64,7 @@ def calibrate(run_dir: Path, **options: Any) -> None:
 Examples:
   labeltriage route runs/r1
   labeltriage route runs/r1 --config sentiment
-  labeltriage route runs/r1 --target-precision 0.98 --bound clopper-pearson --spot-check-rate 0.1
+  labeltriage route runs/r1 --target-precision 0.98 --spot-check-rate 0.1 --review-audit-rate 0.1
 
 \b
 Needs RUN_DIR/calibrator.json (run `labeltriage calibrate` first) and the same gold it used.
@@ -108,7 +108,7 @@ Writes RUN_DIR/routed.parquet and routing.json.""",
     type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
     default=0.95,
     show_default=True,
-    help="One-sided level of the precision lower bound.",
+    help="Level of the certificate: P(precision of the auto-accepted >= target) over the gold draw (family-wise).",
 )
 @click.option(
     "--method",
