@@ -334,7 +334,8 @@ METHOD_NOTES = {
     "scan_wilson": "per-threshold scan (not family-wise valid): curation.routing.choose_threshold, Wilson bound",
     "fs_top20": "plain fixed sequence from the top 20 gold records, one record per step",
     "bonferroni10": "ten gold-count sizes (10%..100% of the gold), each tested at delta/10",
-    "scan_wilson_isotonic": "route --method scan (the earlier default): isotonic fitted on all the gold, per-threshold scan on calibrated",
+    "scan_wilson_isotonic": "route --method scan (the earlier default): isotonic fitted on all the gold, "
+    "per-threshold scan on calibrated",
     "fixed_sequence_isotonic": "fixed sequence on the isotonic-calibrated gold confidences (grid from the gold)",
 }
 
