@@ -361,8 +361,40 @@ def compute_agreement(run: RunFiles, final: FinalDataset, *, random_state: int =
         **report,
         "llm_agreement_by_review_mode": review_mode_agreement(run, final),
         "published_accuracy": accuracy,
+        "class_shares": class_shares(run),
         "auto_accept_stopped": stopped,
     }
+
+
+def class_shares(run: RunFiles, confidence_level: float = 0.95) -> dict[str, Any] | None:
+    """Share of each label among the run's records, with 95% intervals, by prediction-powered inference.
+
+    The LLM label of every ok record (one per distinct text) is the prediction; the gold records
+    are the labelled sample, their gold label the truth (:func:`curation.estimation.class_shares_ppi`,
+    Angelopoulos et al., Science 2023; finite population). Valid when the gold is a random sample of
+    the run (``labeltriage gold draw`` makes it one). None without gold or without a label set.
+    """
+    from curation.estimation import class_shares_ppi
+
+    routed = run.routed
+    if "gold_label" not in routed.columns or run.categories is None or run.config.get("task_type") == "multi_label":
+        return None
+    rows = routed["status"].fillna("ok").eq("ok") if "status" in routed.columns else pd.Series(True, index=routed.index)
+    if "duplicate_of" in routed.columns:
+        rows &= routed["duplicate_of"].isna()
+    frame = routed[rows]
+    gold = frame["gold_label"].notna().to_numpy()
+    if not gold.any():
+        return None
+    shares = class_shares_ppi(
+        frame["llm_label"].astype(str).to_numpy(),
+        gold,
+        [str(v) if v is not None else None for v in frame["gold_label"]],
+        list(run.categories),
+        confidence_level=confidence_level,
+    )
+    return {**shares, "estimand": "share of each label among the run's ok records (one per distinct text)",
+            "assumption": "the gold records are a random sample of the run"}  # fmt: skip
 
 
 def review_mode_agreement(run: RunFiles, final: FinalDataset) -> dict[str, Any] | None:
@@ -710,6 +742,18 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
             "audit answered); see the agreement figures above"
         )
     lines.append("- gold labels (`gold`): the gold the threshold was certified on, published as given")
+    shares = (agreement or {}).get("class_shares") or class_shares(run)
+    if shares and shares.get("shares"):
+        lines += ["", "## Label shares", "",
+                  f"Share of each label among the {shares['n_population']} records, from the LLM labels corrected "
+                  f"on {shares['n_audited']} gold records (prediction-powered inference, {shares['method']}; "
+                  "valid when the gold is a random sample of the run):", "",
+                  "| label | share | 95% interval | LLM's share |", "|---|---|---|---|"]  # fmt: skip
+        for label, entry in shares["shares"].items():
+            lines.append(
+                f"| {label} | {_fmt(entry['estimate'])} | {_fmt(entry['low'])}-{_fmt(entry['high'])} | "
+                f"{_fmt(entry['predicted_share'])} |"
+            )
     lines += ["", "## Cost", ""]
     lines.append(
         f"- LLM cost: ${_fmt(cost, 4)} (input tokens {_fmt(tokens_in)}, output tokens {_fmt(tokens_out)})"

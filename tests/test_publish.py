@@ -342,3 +342,32 @@ def test_the_published_llm_labels_accuracy_comes_from_the_blind_audits(run_dir: 
     assert report["published_accuracy"]["llm_auto"] == entry
     card = build_dataset_card(run, final, report)
     assert f"from {len(audited)} blind audits of the 24 auto-accepted records" in card
+
+
+def test_label_shares_come_from_the_llm_labels_corrected_on_the_gold(tmp_path: Path):
+    """Issue 17 point 4: the class shares with intervals (PPI), on the card and in agreement.json."""
+    from curation.estimation import class_shares_ppi
+    from curation.publish import RunFiles, class_shares
+
+    rng = np.random.default_rng(5)
+    n = 2000
+    truth = rng.choice(LABELS, n, p=[0.4, 0.3, 0.2, 0.1])
+    llm = np.where(rng.random(n) < 0.8, truth, rng.choice(LABELS, n))
+    gold = rng.random(n) < 0.15  # a random sample of the run is labelled
+    routed = pd.DataFrame({"id": [f"s{i}" for i in range(n)], "text": "t", "llm_label": llm, "status": "ok",
+                           "route": np.where(gold, "gold", "human_review"),
+                           "gold_label": np.where(gold, truth, None)})  # fmt: skip
+    files = RunFiles(tmp_path, routed, pd.DataFrame(columns=["record_id", "user", "label"]),
+                     config={"labels": [{"name": lab} for lab in LABELS], "task_type": "single_label"})  # fmt: skip
+    shares = class_shares(files)
+    assert shares is not None and shares["n_audited"] == gold.sum() and shares["n_population"] == n
+    reference = class_shares_ppi(llm, gold, np.where(gold, truth, None), LABELS)
+    for label in LABELS:
+        entry = shares["shares"][label]
+        assert entry["estimate"] == reference["shares"][label]["estimate"]
+        assert entry["low"] <= (truth == label).mean() <= entry["high"]
+    assert sum(entry["estimate"] for entry in shares["shares"].values()) == pytest.approx(1.0)
+    assert (
+        class_shares(RunFiles(tmp_path, routed.drop(columns="gold_label"), files.responses, config=files.config))
+        is None
+    )
