@@ -683,6 +683,7 @@ def plan_gold(
             f"a uniform random sample of the {cand.shape[0]} unlabelled records (gold drawn at random from "
             "the whole run keeps the certificate valid as route makes it)"
         )
+    projections.sort(key=lambda row: (row["sampling"] != "random", row["n_gold"]))  # random first, by gold size
     notes = []
     if not cert.achievable:
         notes.append(cert.reason or "nothing certified")
