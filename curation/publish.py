@@ -458,9 +458,12 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
         )
     overall = measured.get("overall")
     if overall:
+        uncovered = overall.get("n_not_covered") or 0
+        left_out = f"; {uncovered} labels from blind reviews or answered audits have no audit and are left out" if (
+            uncovered) else ""  # fmt: skip
         text += (
-            f"; all {overall['n_population']} published labels (gold counted as right): {_fmt(overall['estimate'])} "
-            f"({level} interval {_fmt(overall['low'])}-{_fmt(overall['high'])})"
+            f"; the {overall['n_population']} measured published labels together (gold counted as right): "
+            f"{_fmt(overall['estimate'])} ({level} interval {_fmt(overall['low'])}-{_fmt(overall['high'])}){left_out}"
         )
     return text
 
@@ -489,9 +492,11 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
       (``thresholds.review_audit_rate``) was shown a second time, blind (``<id>::audit``), and the
       majority of those answers is the truth for the published label.
     * ``gold``: the gold label is the reference itself (accuracy 1 by definition, not measured).
-    * ``overall``: the published rows weighted by source (gold counted at 1), the MOVER
-      combination of the per-source intervals (:func:`curation.estimation.mover_combine`); None
-      unless every non-gold source with rows has an estimate.
+    * ``overall``: the measured published rows (llm_auto, the assisted review queue's human and
+      consensus rows, gold counted at 1) weighted by their counts, the MOVER combination of the
+      per-source intervals (:func:`curation.estimation.mover_combine`); reviewed rows outside the
+      assisted queue have no audit and are left out (``n_not_covered``). None unless every
+      measured source with rows has an estimate.
 
     Every interval is :func:`curation.estimation.published_accuracy`'s (MOVER-Jeffreys with the
     finite-population correction; Zou & Donner 2008), valid when the answered audits are a random
@@ -553,26 +558,30 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         out["reviewed"] = {"overall": measured["overall"], "human": measured["by_source"]["human"],
                            "consensus": measured["by_source"]["consensus"]}  # fmt: skip
         out.setdefault("method", measured["method"])
-    # overall: weights = published rows per source; gold exact at 1
-    counts = published["label_source"].value_counts().to_dict()
+    # overall: the published rows whose accuracy is measured (llm_auto, the assisted review queue,
+    # gold exact at 1), weighted by their counts; reviewed rows outside the assisted queue (answered
+    # audits, blind reviews) have no audit of their own and are left out, counted in n_not_covered
+    covered_reviewed = int(len(reviewed))
+    counts = {
+        "gold": int(published["label_source"].eq("gold").sum()),
+        "llm_auto": int(published["label_source"].eq("llm_auto").sum()),
+        "reviewed": covered_reviewed,
+    }
+    n_total = float(sum(counts.values()))
+    entries = {"llm_auto": out.get("llm_auto"), "reviewed": (out.get("reviewed") or {}).get("overall")}
     parts: list[tuple[float, float, float, float]] = []
-    n_total = float(len(published))
     missing = []
     for source, n in counts.items():
+        if n == 0:
+            continue
         if source == "gold":
             parts.append((n / n_total, 1.0, 1.0, 1.0))
-        elif source == "llm_auto":
-            entry = out.get("llm_auto")
-            if entry and entry.get("estimate") is not None:
-                parts.append((n / n_total, entry["estimate"], entry["low"], entry["high"]))
-            else:
-                missing.append("llm_auto")
+            continue
+        entry = entries[source]
+        if entry and entry.get("estimate") is not None:
+            parts.append((n / n_total, entry["estimate"], entry["low"], entry["high"]))
         else:
-            entry = (out.get("reviewed") or {}).get("overall")
-            if entry and entry.get("estimate") is not None:
-                parts.append((n / n_total, entry["estimate"], entry["low"], entry["high"]))
-            else:
-                missing.append(str(source))
+            missing.append(source)
     if n_total and not missing:
         w, e, lo, hi = (np.array(v) for v in zip(*parts, strict=True))
         estimate, low, high = mover_combine(w, e, lo, hi)
@@ -581,6 +590,7 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
             "low": max(low, 0.0),
             "high": min(high, 1.0),
             "n_population": int(n_total),
+            "n_not_covered": out["n_not_covered"],
         }
     else:
         out["overall"] = None

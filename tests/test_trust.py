@@ -239,11 +239,11 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     overall = measured["overall"]
     assert (
         overall is not None
-        and overall["n_population"] == len(final.final)
+        and overall["n_population"] == len(final.final) - measured["n_not_covered"]
         and overall["low"] <= overall["estimate"] <= overall["high"]
     )
     sentence = describe_published_accuracy(measured)
     assert (
         "reviewed labels (human, consensus): accuracy" in sentence
-        and "published labels (gold counted as right)" in sentence
+        and "measured published labels together (gold counted as right)" in sentence
     )
