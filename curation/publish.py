@@ -527,9 +527,12 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     else:
         llm = [str(normalise_label(routed.at[rid, "llm_label"])) for rid in auto_ids]
 
+        # the auditors' own majority (a tie: unresolved), not the published label, which the
+        # consensus options (tie policy llm, min agreement) could turn into the LLM's
+        auditors = _majority(run.responses[run.responses["record_id"].astype(str).isin({str(r) for r in audited})])
+
         def audit_label(rid: Any) -> str:
-            settled = rid in published.index and published.at[rid, "label_source"] in ("human", "consensus")
-            return str(published.at[rid, "label"]) if settled else "(unresolved audit)"
+            return auditors.get(str(rid), "(unresolved audit)")
 
         truth = [audit_label(rid) if rid in audited else None for rid in auto_ids]
         report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), [rid in audited for rid in auto_ids], truth,
@@ -544,6 +547,8 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     assisted = routed["route"].eq("human_review")
     if "blind" in routed.columns:
         assisted &= ~routed["blind"].fillna(False).astype(bool)
+    if "route_before_stop" in routed.columns:  # sent to review by a stop: never in the review-audit draw
+        assisted &= routed["route_before_stop"].isna()
     queue = routed.index[assisted]
     reviewed = published[published["label_source"].isin(["human", "consensus"]) & published.index.isin(queue)]
     audit_truth = _majority(run.review_audits)

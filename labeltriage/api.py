@@ -539,23 +539,36 @@ def route(
     identity = certificate_identity(
         run, prelabels["id"].astype(str).to_numpy()[known], labels.to_numpy()[known], conf_col
     )
-    # a certificate the blind audits showed wrong is not made again from the same inputs
+    # a threshold the blind audits showed wrong is not certified again: while the model, prompt,
+    # settings and confidence column are the same, drift evidence at a raw threshold t refutes every
+    # threshold at or below t (more gold, or a new calibrator, does not answer it); a stricter one is
+    # a new question
     previous = run.json("routing.json", default={}) if (run / "routing.json").is_file() else {}
-    carried = {}
-    # the threshold is on the raw score: a new calibrator does not answer the audits' evidence
-    before = {k: v for k, v in (previous.get("certificate_identity") or {}).items() if k != "calibrator"}
-    same_inputs = before == {k: v for k, v in identity.items() if k != "calibrator"}
-    if (previous.get("audit_monitor") or {}).get("state") == "drift" and same_inputs:
+    carried: dict[str, Any] = {}
+    stopped_before = False
+    kept = ("model", "prompt_hash", "generation_settings", "confidence_column")
+    same_model = all((previous.get("certificate_identity") or {}).get(k) == identity.get(k) for k in kept)
+    refuted = ((previous.get("threshold") or {}) if isinstance(previous.get("threshold"), dict) else {}).get(
+        "threshold"
+    )
+    drifted = (previous.get("audit_monitor") or {}).get("state") == "drift" and same_model and refuted is not None
+    if drifted and (not np.isfinite(cut) or cut <= float(refuted or 0.0)):
         carried = {k: previous[k] for k in ("audit_monitor", "auto_accept_stopped") if k in previous}
-        routes = np.where(routes == "auto_accept", "human_review", routes).astype(object)
+        stopped_before = True
         notes.append(
-            "auto-accept stays stopped: blind audits showed drift below the target for this same certificate "
-            "(model, prompt, settings and gold unchanged; a new calibrator does not move a threshold on the raw "
-            "score); draw new gold or change the model or prompt"
+            f"auto-accept stays stopped: blind audits showed drift below the target at raw threshold {refuted:.4g} "
+            "with this model, prompt and settings; a threshold at or below it is not certified again (more gold "
+            "or a new calibrator does not answer the audits); change the model or prompt, or a stricter target"
         )
     routed = prelabels.copy()
     routed["gold_label"] = labels.where(labels.notna(), None).astype(object)
     routed["calibrated_confidence"] = calibrated
+    if stopped_before:  # nothing auto-accepted, the audit sample neither: both to review (see revoke_auto_accept)
+        stopping = np.isin(routes, ["auto_accept", "spot_check"])
+        before_stop = np.full(len(routes), None, dtype=object)
+        before_stop[stopping] = routes[stopping]
+        routed["route_before_stop"] = before_stop
+        routes = np.where(stopping, "human_review", routes).astype(object)
     routed["route"] = routes.astype(str)
     # a random share of the review queue reviewed blind: the unbiased LLM-vs-reviewer agreement
     queue = np.flatnonzero((routes == "human_review") & ok)

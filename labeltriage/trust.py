@@ -124,8 +124,8 @@ def revoke_auto_accept(run: RunDir, reason: str, round_number: int | None = None
 
     routed_path = run.require("routed.parquet")
     routed = read_parquet(routed_path)
-    # the audit sample too: unanswered, it would still publish the LLM label; answered, it stays an
-    # audit (route_before_stop = spot_check; it is blind in Argilla already)
+    # the audit sample too: unanswered, it would still publish the LLM label; it stays an audit,
+    # pushed blind (route_before_stop = spot_check: argilla_io.is_blind)
     moving = routed["route"].isin(["auto_accept", "spot_check"]).to_numpy()
     routing = run.json("routing.json", default={})
     if not moving.any():

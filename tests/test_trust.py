@@ -130,10 +130,32 @@ def test_audits_that_show_drift_stop_auto_accept_and_it_stays_stopped(routed_run
     assert routing["auto_accept_stopped"]["round"] == 1 and "drift" in routing["auto_accept_stopped"]["reason"]
     routed = pd.read_parquet(routed_run / "routed.parquet")
     assert not routed["route"].eq("auto_accept").any()
-    # routing the same certificate again (same model, prompt, settings, calibrator, gold) keeps it stopped
-    result = lt.route(routed_run, target_precision=0.9, spot_check_rate=0.1)
-    assert result.counts["auto_accept"] == 0 and any("auto-accept stays stopped" in n for n in result.notes)
-    assert _routing(routed_run)["audit_monitor"]["state"] == "drift"
+    assert set(routed.loc[routed["route_before_stop"].eq("spot_check"), "route"]) == {"human_review"}
+    from curation.adapters import argilla_io
+
+    # the audits stay blind when pushed again after the stop
+    was_audit = routed["route_before_stop"].eq("spot_check").to_numpy()
+    assert argilla_io.is_blind(routed)[was_audit].all()
+    # routing again keeps it stopped: another seed and spot-check rate (nothing auto-accepted or
+    # audited unreviewed), a new calibrator, one more gold record (the same threshold, refuted)
+    for change in ("seed", "calibrator", "gold"):
+        if change == "calibrator":
+            lt.calibrate(
+                routed_run, gold=_routing(routed_run)["gold_source"]["path"], gold_column="gold", method="platt"
+            )
+        if change == "gold":
+            gold_path = Path(_routing(routed_run)["gold_source"]["path"])
+            gold = pd.read_csv(gold_path)
+            extra = routed.loc[~routed["id"].isin(gold["id"]) & routed["status"].eq("ok")].iloc[0]
+            pd.concat([gold, pd.DataFrame({"id": [extra["id"]], "gold": [extra["llm_label"]]})]).to_csv(
+                gold_path, index=False
+            )
+        result = lt.route(routed_run, target_precision=0.9, spot_check_rate=0.3, seed=7)
+        assert result.counts["auto_accept"] == 0 and result.counts["spot_check"] == 0, change
+        assert any("auto-accept stays stopped" in n for n in result.notes), change
+        assert _routing(routed_run)["audit_monitor"]["state"] == "drift"
+        files = lt.RunDir(routed_run).publish_files()
+        assert not build_final_dataset(files).final["label_source"].eq("llm_auto").any(), change
 
 
 def test_audits_that_agree_confirm_or_wait(routed_run: Path):

@@ -395,8 +395,10 @@ def build_records(
 
 
 def is_blind(frame: pd.DataFrame) -> np.ndarray:
-    """``(n,)`` bool: rows pushed blind (route ``spot_check``, or a True ``blind`` column)."""
+    """``(n,)`` bool: rows pushed blind (route ``spot_check`` now or before a stop, or a True ``blind`` column)."""
     blind = frame["route"].isin(BLIND_ROUTES).to_numpy() if "route" in frame.columns else np.zeros(len(frame), bool)
+    if "route_before_stop" in frame.columns:  # an audit stays blind after auto-accept stopped
+        blind = blind | frame["route_before_stop"].isin(BLIND_ROUTES).to_numpy()
     if "blind" in frame.columns:
         blind = blind | frame["blind"].fillna(False).astype(bool).to_numpy()
     return blind
