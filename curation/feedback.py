@@ -15,11 +15,21 @@ from curation.consensus import majority_vote
 STUDENT_WEIGHT = 0.5
 
 
-def human_majority(responses: pd.DataFrame, labels: list[str]) -> pd.DataFrame:
-    """Per record: majority label of submitted answers (ties unresolved), agreement and count."""
-    submitted = responses[responses["status"] == "submitted"]
+def human_majority(responses: pd.DataFrame, labels: list[str] | None = None) -> pd.DataFrame:
+    """Per record: majority label of submitted answers (a tie: None), agreement and count.
+
+    ``responses``: one row per (``record_id``, ``user``) answer with its ``label`` (and ``status``;
+    a missing status counts as submitted). ``labels``: the label set (answers outside it are not
+    counted); default the labels answered. Returns ``record_id, majority, agreement, n_reviewers``.
+    The one majority rule of the product: the loop, the audits' verdict, the published accuracy
+    and the collected gold all use it."""
+    submitted = responses
+    if "status" in responses.columns:
+        submitted = responses[responses["status"].fillna("submitted") == "submitted"]
     if submitted.empty:
         return pd.DataFrame(columns=["record_id", "majority", "agreement", "n_reviewers"])
+    if labels is None:
+        labels = sorted(submitted["label"].astype(str).unique())
     index = {label: code for code, label in enumerate(labels)}
     table = submitted.pivot_table(index="record_id", columns="user", values="label", aggfunc="last")
     codes = table.apply(lambda column: column.map(index)).to_numpy(dtype=float)

@@ -472,13 +472,11 @@ AUTO_ROUTES = ("auto_accept", "spot_check")  # the auto-accepted set; spot_check
 
 
 def _majority(answers: pd.DataFrame) -> dict[str, str]:
-    """record id -> the answers' majority label (ties left out)."""
-    found: dict[str, str] = {}
-    for record_id, group in answers.groupby(answers["record_id"].astype(str), sort=False):
-        counts = group["label"].astype(str).value_counts()
-        if (counts == counts.max()).sum() == 1:
-            found[record_id] = str(counts.index[0])
-    return found
+    """record id -> the answers' majority label (ties left out): :func:`curation.feedback.human_majority`."""
+    from curation.feedback import human_majority
+
+    majority = human_majority(answers)
+    return {str(r): str(m) for r, m in zip(majority["record_id"], majority["majority"], strict=True) if m is not None}
 
 
 def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_level: float = 0.95) -> dict[str, Any]:

@@ -543,7 +543,7 @@ def route(
     # settings and confidence column are the same, drift evidence at a raw threshold t refutes every
     # threshold at or below t (more gold, or a new calibrator, does not answer it); a stricter one is
     # a new question
-    previous = run.json("routing.json", default={}) if (run / "routing.json").is_file() else {}
+    previous = run.json("routing.json", default={})
     carried: dict[str, Any] = {}
     stopped_before = False
     kept = ("model", "prompt_hash", "generation_settings", "confidence_column")
@@ -930,19 +930,24 @@ def collect_gold(
     drawn = run.json("gold_draw.json")
     ids = [str(i) for i in drawn["ids"]]
     pull(run, client=client)
+    from curation.feedback import human_majority
+
     responses = run.table("responses.parquet", ("record_id", "user", "label"))
-    if "status" in responses.columns:
-        responses = responses[responses["status"].fillna("submitted") == "submitted"]
-    answers = responses[responses["record_id"].astype(str).isin(set(ids))]
-    rows, tied = [], 0
-    for record_id, group in answers.groupby(answers["record_id"].astype(str), sort=False):
-        counts = group["label"].astype(str).value_counts()
-        if (counts == counts.max()).sum() > 1:
-            tied += 1
-            continue
-        rows.append({"id": record_id, "gold_label": counts.index[0], "n_answers": int(counts.sum()),
-                     "agreement": float(counts.iloc[0] / counts.sum()),
-                     "inclusion_probability": float(drawn["inclusion_probability"])})  # fmt: skip
+    majority = human_majority(responses[responses["record_id"].astype(str).isin(set(ids))])
+    settled = majority[majority["majority"].notna()]
+    tied = int(len(majority) - len(settled))
+    rows = [
+        {
+            "id": str(rid),
+            "gold_label": label,
+            "n_answers": int(n),
+            "agreement": float(share),
+            "inclusion_probability": float(drawn["inclusion_probability"]),
+        }  # fmt: skip
+        for rid, label, n, share in zip(
+            settled["record_id"], settled["majority"], settled["n_reviewers"], settled["agreement"], strict=True
+        )  # fmt: skip
+    ]
     order = {rid: k for k, rid in enumerate(ids)}
     gold = pd.DataFrame(rows, columns=["id", "gold_label", "n_answers", "agreement", "inclusion_probability"])
     gold = gold.sort_values("id", key=lambda c: c.map(order)).reset_index(drop=True)

@@ -120,10 +120,8 @@ def revoke_auto_accept(run: RunDir, reason: str, round_number: int | None = None
     Rewrites routed.parquet (``route`` ``auto_accept`` and ``spot_check`` -> ``human_review``, the
     old route in ``route_before_stop``) and routing.json (``auto_accept_stopped``: reason, round, count; routes
     recounted). Idempotent: a second call moves nothing and keeps the first reason."""
-    from pipelines.io import read_parquet
-
     routed_path = run.require("routed.parquet")
-    routed = read_parquet(routed_path)
+    routed = run.table("routed.parquet")
     # the audit sample too: unanswered, it would still publish the LLM label; it stays an audit,
     # pushed blind (route_before_stop = spot_check: argilla_io.is_blind)
     moving = routed["route"].isin(["auto_accept", "spot_check"]).to_numpy()
@@ -166,17 +164,13 @@ def audit_outcomes(routed: pd.DataFrame, responses: pd.DataFrame) -> np.ndarray:
     if "route_before_stop" in routed.columns:
         was_audit |= routed["route_before_stop"].eq("spot_check")
     audits = routed.loc[was_audit, ["id", "llm_label"]]
-    if "status" in responses.columns:
-        responses = responses[responses["status"].fillna("submitted") == "submitted"]
-    answers = responses[responses["record_id"].isin(set(audits["id"]))]
-    if answers.empty:
-        return np.zeros(0, dtype=bool)
+    from curation.feedback import human_majority
+
+    majority = human_majority(responses[responses["record_id"].isin(set(audits["id"]))])
     llm = dict(zip(audits["id"], audits["llm_label"].astype(str), strict=True))
-    outcomes = []
-    for record_id, group in answers.groupby("record_id", sort=True):
-        counts = group["label"].astype(str).value_counts()
-        top = counts.index[counts == counts.max()]
-        outcomes.append(len(top) == 1 and top[0] == llm[record_id])
+    outcomes = [
+        m is not None and m == llm[rid] for rid, m in zip(majority["record_id"], majority["majority"], strict=True)
+    ]
     return np.asarray(outcomes, dtype=bool)
 
 
@@ -186,16 +180,14 @@ def audit_verdict(run: RunDir, round_number: int | None = None) -> AuditVerdict 
     None when nothing was auto-accepted or no certificate was made (the scan method). A ``drift``
     verdict revokes auto-accept (:func:`revoke_auto_accept`); the caller pushes the records."""
     from curation.sequential import monitor_audits
-    from pipelines.io import read_parquet
 
     routing = run.json("routing.json", default={})
     certificate = routing.get("threshold") or {}
     if routing.get("method") != "fixed-sequence" or certificate.get("threshold") is None:
         return None
-    routed = read_parquet(run.require("routed.parquet"))
-    responses = read_parquet(run / "responses.parquet") if (run / "responses.parquet").is_file() else None
-    if responses is None:
+    if not (run / "responses.parquet").is_file():
         return None
+    routed, responses = run.table("routed.parquet"), run.table("responses.parquet")
     correct = audit_outcomes(routed, responses)
     verdict = monitor_audits(
         correct,
