@@ -456,6 +456,12 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
             f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, Clopper-Pearson), from {reviewed['n_audited']} "
             f"blind review audits of {reviewed['n_population']}"
         )
+    by_own = measured.get("n_review_audit_answers_by_own_reviewer") or 0
+    if by_own:
+        text += (
+            f"; {by_own} review-audit answers came from a reviewer of the original record and are not counted "
+            "(not independent): let other reviewers answer the records whose id ends in ::audit"
+        )
     overall = measured.get("overall")
     if overall:
         uncovered = overall.get("n_not_covered") or 0
@@ -488,7 +494,10 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
       The estimand is the share of the set whose LLM label equals that truth.
     * ``human`` / ``consensus``: the reviewed records of the review queue; a random share of it
       (``thresholds.review_audit_rate``) was shown a second time, blind (``<id>::audit``), and the
-      majority of those answers is the truth for the published label.
+      majority of those answers is the truth for the published label. An audit answer by a
+      reviewer who also answered the original record is not counted (not independent of the label
+      it checks; Argilla cannot route the copy to someone else), counted in
+      ``n_review_audit_answers_by_own_reviewer``.
     * ``gold``: the gold label is the reference itself (accuracy 1 by definition, not measured).
     * ``overall``: the measured published rows (llm_auto, the assisted review queue's human and
       consensus rows, gold counted at 1) weighted by their counts, the MOVER combination of the
@@ -551,7 +560,16 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         assisted &= routed["route_before_stop"].isna()
     queue = routed.index[assisted]
     reviewed = published[published["label_source"].isin(["human", "consensus"]) & published.index.isin(queue)]
-    audit_truth = _majority(run.review_audits)
+    # an audit answered by a reviewer of the original record is not independent of the label it
+    # checks (they may recall their own answer): Argilla cannot keep them apart, so it is not counted
+    own = set(zip(run.responses["record_id"].astype(str), run.responses["user"].astype(str), strict=True))
+    audit_answers = run.review_audits
+    by_own_reviewer = [
+        (str(rid), str(user)) in own
+        for rid, user in zip(audit_answers["record_id"], audit_answers["user"], strict=True)
+    ]
+    out["n_review_audit_answers_by_own_reviewer"] = int(sum(by_own_reviewer))
+    audit_truth = _majority(audit_answers[[not flag for flag in by_own_reviewer]])
     out["n_review_audits"] = int(sum(rid in audit_truth for rid in reviewed.index))
     out["n_not_covered"] = int(published["label_source"].isin(["human", "consensus"]).sum() - len(reviewed))
     out["reviewed"] = None

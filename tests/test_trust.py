@@ -269,3 +269,27 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
         "reviewed labels (human, consensus): accuracy" in sentence
         and "measured published labels together (gold counted as right)" in sentence
     )
+    assert measured["n_review_audit_answers_by_own_reviewer"] == 0
+
+    # the original reviewer answers the audit copies too (Argilla cannot stop them): those answers
+    # repeat the label they check, so they are not counted, and the card says so
+    own = pd.DataFrame(
+        [(f"{rid}::audit", "rev", label, "submitted", pd.Timestamp("2026-11-30"))
+         for rid, label in zip(files.responses["record_id"], files.responses["label"], strict=True)
+         if f"{rid}::audit" in set(copies["id"])],
+        columns=["record_id", "user", "label", "status", "updated_at"],
+    )  # fmt: skip
+    answers = pd.read_parquet(run / "responses.parquet")
+    pd.concat([answers, own]).to_parquet(run / "responses.parquet", index=False)
+    files = lt.RunDir(run).publish_files()
+    again = published_label_accuracy(files, build_final_dataset(files))
+    assert again["n_review_audit_answers_by_own_reviewer"] == len(copies)
+    assert again["reviewed"]["overall"] == entry  # the auditors' answers alone, as before
+    # only the original reviewer answered: nothing independent is left to measure with
+    answers[~answers["record_id"].str.endswith("::audit")].pipe(lambda a: pd.concat([a, own])).to_parquet(
+        run / "responses.parquet", index=False
+    )
+    files = lt.RunDir(run).publish_files()
+    alone = published_label_accuracy(files, build_final_dataset(files))
+    assert alone["reviewed"] is None and alone["n_review_audits"] == 0
+    assert "not counted (not independent)" in describe_published_accuracy(alone)

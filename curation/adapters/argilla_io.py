@@ -50,6 +50,8 @@ REVIEWER_NOTE = """
   a starting point, not an answer: read the text and change the label whenever it is wrong.
 - Some records come with **no pre-selected label, no score and no reasoning, on purpose**: they
   measure how often the LLM is right, so label them from the text alone.
+- If a text comes back that you have already labelled, **skip it**: it checks the first answer and
+  counts only when someone else labels it.
 - Sort the queue by **priority** (highest first): the records most likely to need a correction
   come first.
 """
