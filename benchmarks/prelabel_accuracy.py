@@ -4,18 +4,22 @@ Qwen2.5-Coder-1.5B-Instruct Q4_K_M (the default local model) on real labelled te
 packages: 300 Rotten Tomatoes snippets (fresh -> positive, rotten -> negative) and 300 CrowdFlower
 tweets (negative / neutral / positive). Seeded random samples.
 
-The task is `datasets_config/sentiment.yaml` as shipped (positive/negative/neutral/mixed); a
-prediction outside the corpus's gold labels counts as wrong (see `task_for`).
+The task is `--config` (default `datasets_config/sentiment.yaml` as shipped, positive/negative/
+neutral/mixed; `sentiment_3class` has the crowd's three labels); a prediction outside the corpus's
+gold labels counts as wrong (see `task_for`).
 Self-consistency (k samples at the config's temperature) runs on the first
 `--consistency-subset` records of each corpus only: it costs k extra calls per record.
 
 Reports accuracy, per-class F1, and the AUROC of each confidence kind (stated, logprob,
-consistency) for "the label is correct". Writes benchmarks/results/prelabel_accuracy.{json,md}
-and keeps the labelled rows as benchmarks/results/prelabels_qwen_<corpus>.parquet (the calibration
-report consumes their confidences). Resumable: rerun the same command after an interruption.
+consistency, distribution) for "the label is correct". Writes
+benchmarks/results/prelabel_accuracy[_<config>].{json,md} and keeps the labelled rows as
+benchmarks/results/prelabels_qwen[_<config>]_<corpus>.parquet (no suffix for the default config;
+the calibration report and the confidence benchmarks consume them). Resumable: rerun the same
+command after an interruption.
 
     .venv/bin/python benchmarks/prelabel_accuracy.py --consistency-subset 30   # ~60-70 min on 2 cores
     .venv/bin/python benchmarks/prelabel_accuracy.py --n 20 --consistency-subset 5 --model smollm2
+    .venv/bin/python benchmarks/prelabel_accuracy.py --config sentiment_3class --consistency-subset 0
 """
 
 from __future__ import annotations
@@ -38,7 +42,7 @@ from pipelines.io import record_id  # noqa: E402
 from pipelines.runner import Prelabeller, with_overrides  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-KINDS = ("stated", "logprob", "consistency")
+KINDS = ("stated", "logprob", "consistency", "distribution")
 
 
 def corpus_frames(n: int, seed: int) -> dict[str, pd.DataFrame]:
@@ -61,8 +65,8 @@ def corpus_frames(n: int, seed: int) -> dict[str, pd.DataFrame]:
 
 
 def task_for(base: TaskConfig, corpus: str, labels: list[str]) -> TaskConfig:
-    """The shipped sentiment task, unchanged (4 labels). Predicting a label outside the corpus's
-    gold set (e.g. mixed on a binary corpus) counts as wrong.
+    """The task as given (the shipped 4-label one by default). Predicting a label outside the
+    corpus's gold set (e.g. mixed on a binary corpus) counts as wrong.
 
     Restricting the label set to the gold labels was tried first and is worse: on 40 Rotten
     Tomatoes snippets Qwen 1.5B then answered `negative` for all 40 (accuracy 0.425), while the
@@ -82,6 +86,7 @@ def metrics(frame: pd.DataFrame, labels: list[str]) -> dict:
     y_true = frame["gold_label"].astype(str)
     y_pred = frame["llm_label"].fillna("<failed>").astype(str)  # failed counts as wrong
     correct = ok["llm_label"] == ok["gold_label"]
+    empty = pd.Series(np.nan, index=ok.index)  # a kind the run has no column for
     per_class = f1_score(y_true, y_pred, labels=labels, average=None, zero_division=0)
     return {
         "n": len(frame),
@@ -91,9 +96,9 @@ def metrics(frame: pd.DataFrame, labels: list[str]) -> dict:
         "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
         "f1": {label: float(v) for label, v in zip(labels, per_class, strict=True)},
         "predicted": y_pred.value_counts().to_dict(),
-        "auroc": {kind: auroc(correct, ok[f"confidence_{kind}"]) for kind in KINDS},
+        "auroc": {kind: auroc(correct, ok.get(f"confidence_{kind}", empty)) for kind in KINDS},
         "mean_confidence": {
-            kind: (None if ok[f"confidence_{kind}"].isna().all() else float(ok[f"confidence_{kind}"].mean()))
+            kind: (None if ok.get(f"confidence_{kind}", empty).isna().all() else float(ok[f"confidence_{kind}"].mean()))
             for kind in KINDS
         },
         "stated_values": {str(k): int(v) for k, v in ok["confidence_stated"].value_counts().head(8).items()},
@@ -110,14 +115,19 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="default: the config's (Qwen 1.5B)")
     parser.add_argument("--runs", type=Path, default=ROOT / "runs" / "bench-prelabel-accuracy")
     parser.add_argument("--results", type=Path, default=RESULTS)
+    parser.add_argument("--config", default="sentiment", help="task config: a shipped name or a path")
     args = parser.parse_args()
 
-    base = with_overrides(load_task_config(ROOT / "datasets_config" / "sentiment.yaml"), "local", args.model)
+    base = with_overrides(load_task_config(args.config), "local", args.model)
+    tag = "" if base.name == "sentiment" else f"_{base.name}"
+    if tag:
+        args.runs = args.runs.with_name(args.runs.name + tag)
     gold_labels = {
         "rotten_tomatoes": ["positive", "negative"],
         "crowdflower_tweets": ["positive", "negative", "neutral"],
     }
-    report: dict = {"model": base.model.name, "n_per_corpus": args.n, "seed": args.seed, "corpora": {}}
+    report: dict = {"model": base.model.name, "config": base.name, "n_per_corpus": args.n, "seed": args.seed,
+                    "corpora": {}}  # fmt: skip
     args.results.mkdir(parents=True, exist_ok=True)
     frames = corpus_frames(args.n, args.seed)
     tasks = {corpus: task_for(base, corpus, gold_labels[corpus]) for corpus in frames}
@@ -158,36 +168,39 @@ def main() -> None:
         else:
             outputs[corpus] = result.frame
             entry["prompt_hash"] = result.summary["prompt_hash"]
-        save(report, outputs, consistency, args.results)
+        save(report, outputs, consistency, args.results, tag)
     print(markdown(report))
 
 
-def save(report: dict, outputs: dict[str, pd.DataFrame], consistency: dict[str, pd.DataFrame], results: Path) -> None:
+def save(
+    report: dict, outputs: dict[str, pd.DataFrame], consistency: dict[str, pd.DataFrame], results: Path, tag: str
+) -> None:
     for corpus, frame in outputs.items():
         if corpus in consistency:
             joined = frame.drop(columns=["confidence_consistency", "consistency_labels"])
             frame = joined.join(consistency[corpus], on="id")[frame.columns]
-        frame.to_parquet(results / f"prelabels_qwen_{corpus}.parquet", index=False)
+        frame.to_parquet(results / f"prelabels_qwen{tag}_{corpus}.parquet", index=False)
         r = report["corpora"][corpus]
         r.update(metrics(frame, r["labels"]))
         r["output_tokens_mean"] = float(frame["output_tokens"].mean())
     report["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-    write_json(results / "prelabel_accuracy.json", report)
-    (results / "prelabel_accuracy.md").write_text(markdown(report))
+    write_json(results / f"prelabel_accuracy{tag}.json", report)
+    (results / f"prelabel_accuracy{tag}.md").write_text(markdown(report))
 
 
 def markdown(report: dict) -> str:
     lines = [
         "# Pre-labelling accuracy (local model)",
         "",
-        f"Model `{report['model']}`, {report['n_per_corpus']} random records per corpus (seed {report['seed']}), "
+        f"Task `{report.get('config', 'sentiment')}`, model `{report['model']}`, {report['n_per_corpus']} "
+        f"random records per corpus (seed {report['seed']}), "
         "temperature 0 with the JSON-schema grammar. Failed records count as wrong. AUROC: how well a "
         "confidence separates correct from wrong answers (0.5 = no signal). Peak RSS "
         f"{report.get('peak_rss_mb')} MB.",
         "",
         "| corpus | n | ok | accuracy | macro-F1 | per-class F1 | AUROC stated | AUROC logprob "
-        "| AUROC consistency (k, n) |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| AUROC consistency (k, n) | AUROC distribution |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for corpus, r in report["corpora"].items():
         per_class = ", ".join(f"{k} {v:.2f}" for k, v in r["f1"].items())
@@ -199,7 +212,8 @@ def markdown(report: dict) -> str:
         lines.append(
             f"| {corpus} | {r['n']} | {r['ok']} | {r['accuracy']:.3f} | {r['macro_f1']:.3f} | {per_class} | "
             f"{fmt(a['stated'])} ({a['stated']['distinct_values']} values) | {fmt(a['logprob'])} | "
-            f"{fmt(a['consistency'])} (k={r['consistency']['k']}, n={a['consistency']['n']}) |"
+            f"{fmt(a['consistency'])} (k={r['consistency']['k']}, n={a['consistency']['n']}) | "
+            f"{fmt(a['distribution']) if 'distribution' in a else 'n/a'} |"
         )
     lines += ["", "Predicted label counts and speed:", ""]
     for corpus, r in report["corpora"].items():

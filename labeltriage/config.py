@@ -180,14 +180,17 @@ class ConfidenceSettings(_Strict):
     * ``routing``: ``stated`` (the confidence the model writes in its answer), ``logprob`` (the
       probability of the chosen label's tokens, from the token log-probabilities) or
       ``consistency`` (the share of ``consistency_samples`` sampled answers that agree with the
-      main answer); default ``logprob``. A record without the chosen kind (e.g. a server that
-      returns no log-probabilities) is routed on ``stated`` and says so in ``confidence_kind``.
+      main answer) or ``distribution`` (the chosen label's share of the model's probabilities
+      over the label set at the label's first token: :func:`pipelines.parsing.label_distribution`;
+      single-label, from the same log-probs, no extra call); default ``logprob``. A record without
+      the chosen kind (e.g. a server that returns no log-probabilities) is routed on ``stated``
+      and says so in ``confidence_kind``.
     * ``consistency_samples``: k sampled answers per record for self-consistency, 0 to 20,
       default 0 (off); ``consistency`` routing needs at least 2.
     * ``consistency_temperature``: the samples' temperature, > 0 and <= 2, default 0.8.
     """
 
-    routing: Literal["stated", "logprob", "consistency"] = "logprob"
+    routing: Literal["stated", "logprob", "consistency", "distribution"] = "logprob"
     # k sampled answers for self-consistency; 0 turns it off.
     consistency_samples: int = Field(default=0, ge=0, le=20)
     consistency_temperature: float = Field(default=0.8, gt=0, le=2)

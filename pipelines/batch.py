@@ -22,7 +22,13 @@ from distilabel.exceptions import DistilabelOfflineBatchGenerationNotFinishedExc
 
 from labeltriage.config import TaskConfig
 from labeltriage.jsonio import write_json
-from pipelines.parsing import InvalidOutput, label_token_probability, parse_answer
+from pipelines.parsing import (
+    InvalidOutput,
+    distribution_columns,
+    label_token_probability,
+    parse_answer,
+    token_positions,
+)
 from pipelines.prelabeller import Prelabeller, RunResult, _strict_response_format
 from pipelines.prompt import render_messages
 from pipelines.steps import PrepareText, text_budget
@@ -122,6 +128,8 @@ class BatchPrelabeller(Prelabeller):
             "llm_label": None,
             "confidence_stated": None,
             "confidence_logprob": None,
+            "confidence_distribution": None,
+            "label_distribution": None,
             "reasoning": None,
             "raw_output": None,
             "status": "failed",
@@ -142,11 +150,12 @@ class BatchPrelabeller(Prelabeller):
             out["error"] = f"{invalid} (batch: no retry)"
             return out
         content = (choice.get("logprobs") or {}).get("content") or []
-        tokens = [(t["token"], t["logprob"]) for t in content]
+        positions = token_positions([[t, *(t.get("top_logprobs") or [])] for t in content])
         out.update(
             llm_label=answer.label,
             confidence_stated=answer.confidence,
-            confidence_logprob=label_token_probability(str(raw), tokens, self.config),
+            confidence_logprob=label_token_probability(str(raw), [p[0] for p in positions], self.config),
+            **distribution_columns(str(raw), positions, answer.label, self.config),
             reasoning=answer.reasoning,
             status="ok",
         )

@@ -50,7 +50,8 @@ MISSING_MARKERS = frozenset({"", "na", "n/a", "nan", "null", "none", "<na>"})
 RESERVED_COLUMNS = frozenset(
     {
         "id", "text", "source", "gold_label", "duplicate_of", "llm_label", "llm_confidence", "confidence_stated",
-        "confidence_logprob", "confidence_consistency", "reasoning", "model", "prompt_hash", "input_tokens",
+        "confidence_logprob", "confidence_consistency", "confidence_distribution", "label_distribution", "reasoning",
+        "model", "prompt_hash", "input_tokens",
         "output_tokens", "cost_usd", "status", "error", "raw_output", "confidence_kind", "truncated", "attempts",
         "consistency_labels", "instruction_like", "calibrated_confidence", "route", "priority", "label",
         "label_source", "confidence", "agreement", "n_reviewers",

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -454,6 +454,9 @@ class Decoded:
         tokens: ``(piece, log-prob)`` for every token the model scored, in order: chosen tokens and
             fed-in fixed text alike; the log-prob (natural log) is the model's own, before the
             constraint. The closing tail, never fed, is not in it.
+        alternatives: per entry of ``tokens``, the model's ``top_alternatives`` most likely tokens
+            at that step as ``(piece, log-prob)`` before the constraint (OpenAI's
+            ``top_logprobs``); empty for fed-in fixed text and when not asked for.
         output_tokens: all tokens of the answer, including that closing tail.
         finish_reason: ``"stop"`` (the answer is complete) or ``"length"`` (``max_tokens`` reached).
     """
@@ -462,6 +465,15 @@ class Decoded:
     tokens: list[tuple[bytes, float]]
     output_tokens: int
     finish_reason: Literal["stop", "length"]
+    alternatives: list[list[tuple[bytes, float]]] = field(default_factory=list)
+
+
+def _top_alternatives(model: TokenModel, row: np.ndarray, k: int) -> list[tuple[bytes, float]]:
+    top = np.argpartition(row, -k)[-k:]
+    top = top[np.argsort(-row[top])]
+    peak = float(row.max())
+    log_norm = peak + math.log(float(np.exp(row - peak).sum()))
+    return [(model.piece(int(t)), float(row[t]) - log_norm) for t in top]
 
 
 def _log_softmax_at(row: np.ndarray, token: int) -> float:
@@ -522,6 +534,7 @@ def decode(
     max_tokens: int = 128,
     temperature: float = 0.0,
     seed: int = 0,
+    top_alternatives: int = 0,
 ) -> Decoded:
     """Write one answer that matches ``template`` after ``prompt``.
 
@@ -541,6 +554,8 @@ def decode(
         max_tokens: cap on the answer's tokens (forced ones included).
         temperature: 0 for greedy decoding.
         seed: seed of the sampling draws (unused when greedy).
+        top_alternatives: how many of the most likely tokens to keep at each choice (0: none),
+            in :attr:`Decoded.alternatives`; they give the label distribution at no extra pass.
 
     Returns:
         :class:`Decoded`.
@@ -553,6 +568,7 @@ def decode(
     state = template.start()
     text = b""
     scored: list[tuple[bytes, float]] = []
+    alternatives: list[list[tuple[bytes, float]]] = []
     count = 0
     pending = list(prompt[prompt_cached:])  # fed before the next choice
     if not pending:
@@ -571,14 +587,16 @@ def decode(
         rows = model.feed(pending, len(pending) - len(forced_tokens) - 1)
         for row, token in zip(rows, forced_tokens, strict=False):  # rows[j] scores forced_tokens[j]
             scored.append((model.piece(token), _log_softmax_at(row, token)))
+            alternatives.append([])
         token, state = _choose(rows[-1], template, state, model, temperature, rng)
         scored.append((model.piece(token), _log_softmax_at(rows[-1], token)))
+        alternatives.append(_top_alternatives(model, rows[-1], top_alternatives) if top_alternatives > 0 else [])
         text, count = text + model.piece(token), count + 1
         if template.is_complete(state) or count >= max_tokens:
             break
         pending = [token]
     reason: Literal["stop", "length"] = "stop" if template.is_complete(state) else "length"
-    return Decoded(text.decode("utf-8", "replace"), scored, count, reason)
+    return Decoded(text.decode("utf-8", "replace"), scored, count, reason, alternatives)
 
 
 def _tokens_for(model: TokenModel, data: bytes) -> list[int] | None:

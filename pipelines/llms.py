@@ -131,10 +131,21 @@ def merge_generations(outputs: list[dict]) -> dict:
     return merged
 
 
-def _token_logprobs(tokens: list[tuple[bytes, float]]) -> list[list[dict[str, Any]]]:
-    """(token bytes, log-prob) pairs in the OpenAI-like shape the pre-label step reads."""
+TOP_ALTERNATIVES = 20  # tokens kept per choice by the local backends: the label distribution
+
+
+def _token_logprobs(
+    tokens: list[tuple[bytes, float]], alternatives: list[list[tuple[bytes, float]]] | None = None
+) -> list[list[dict[str, Any]]]:
+    """(token bytes, log-prob) pairs in the OpenAI-like shape the pre-label step reads: one list
+    per token, the chosen token first, then the alternatives at that step (``top_logprobs``)."""
     # latin-1 keeps one character per byte, so spans line up over multi-byte characters
-    return [[{"token": piece.decode("latin-1"), "logprob": logprob}] for piece, logprob in tokens]
+    alternatives = alternatives or [[] for _ in tokens]
+    return [
+        [{"token": piece.decode("latin-1"), "logprob": logprob}]
+        + [{"token": alt.decode("latin-1"), "logprob": alt_logprob} for alt, alt_logprob in others]
+        for (piece, logprob), others in zip(tokens, alternatives, strict=True)
+    ]
 
 
 def _prompt_chars(messages: list[dict[str, str]]) -> int:
@@ -226,9 +237,11 @@ class _LogprobRecorder:
     At step t it sees the token chosen at step t-1 (last input id) and the logits of step t.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, top_alternatives: int = 0) -> None:
         self.previous: np.ndarray | None = None
         self.tokens: list[tuple[int, float]] = []
+        self.top_alternatives = top_alternatives
+        self.alternatives: list[list[tuple[int, float]]] = []  # per token: the top ids at that step
 
     def __call__(self, input_ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
         if self.previous is not None:
@@ -237,6 +250,11 @@ class _LogprobRecorder:
             top = float(prev.max())
             log_norm = top + float(np.log(np.exp(prev - top).sum()))
             self.tokens.append((chosen, float(prev[chosen]) - log_norm))
+            best: list[tuple[int, float]] = []
+            if self.top_alternatives > 0:
+                ids = np.argpartition(prev, -self.top_alternatives)[-self.top_alternatives :]
+                best = [(int(t), float(prev[t]) - log_norm) for t in ids[np.argsort(-prev[ids])]]
+            self.alternatives.append(best)
         self.previous = np.array(logits, dtype=np.float32, copy=True)
         return logits
 
@@ -462,12 +480,13 @@ class LocalLlamaLLM(_Accounting, LLM):
                     max_tokens=max_tokens,
                     temperature=temperature,
                     seed=seed,
+                    top_alternatives=TOP_ALTERNATIVES if self.want_logprobs else 0,
                 )
         except Exception as error:  # a backend failure is recorded, never raised mid-batch
             return self._failed(estimate, error)
         self.budget.settle(estimate, self.price.cost(len(prompt), answer.output_tokens))
         self.stats.record(len(prompt), answer.output_tokens)
-        logprobs = _token_logprobs(answer.tokens) if self.want_logprobs else None
+        logprobs = _token_logprobs(answer.tokens, answer.alternatives) if self.want_logprobs else None
         return _output(answer.text, len(prompt), answer.output_tokens, logprobs, None)
 
     def _one_grammar(
@@ -475,7 +494,7 @@ class LocalLlamaLLM(_Accounting, LLM):
     ) -> dict:
         from llama_cpp import LlamaGrammar, LogitsProcessorList
 
-        recorder = _LogprobRecorder() if self.want_logprobs else None
+        recorder = _LogprobRecorder(TOP_ALTERNATIVES) if self.want_logprobs else None
         formatted = self._chat_formatter(messages=messages)
         prompt = chat_prompt_tokens(self._llama, self._chat_formatter, messages)
         if len(prompt) + max_tokens > self.n_ctx:
@@ -508,7 +527,11 @@ class LocalLlamaLLM(_Accounting, LLM):
         text = response["choices"][0]["text"]
         logprobs = None
         if recorder is not None:
-            logprobs = _token_logprobs([(self._llama.detokenize([tid]), lp) for tid, lp in recorder.tokens])
+            piece = self._llama.detokenize
+            logprobs = _token_logprobs(
+                [(piece([tid]), lp) for tid, lp in recorder.tokens],
+                [[(piece([tid]), lp) for tid, lp in best] for best in recorder.alternatives],
+            )
         return _output(text, tokens_in, tokens_out, logprobs, None)
 
 
@@ -534,6 +557,7 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
     response_schema: dict[str, Any] | None = None
     structured_output_mode: StructuredOutput = "auto"
     want_logprobs: bool = True
+    top_logprobs: int = Field(default=0, ge=0, le=20)  # alternatives per token (OpenAI allows 0-20)
     price: Price = Price()
 
     _client: Any = PrivateAttr(None)
@@ -658,6 +682,8 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
             extra["response_format"] = response_format
         if self.want_logprobs and self._logprobs_supported:
             extra["logprobs"] = True
+            if self.top_logprobs > 0:
+                extra["top_logprobs"] = self.top_logprobs  # the label distribution at the label's first token
         assert self._semaphore is not None
         async with self._semaphore:
             self._turn = (self._turn + 1) % len(self._clients)
@@ -671,6 +697,7 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
                     # a server that refuses the logprobs option (e.g. llama.cpp without --logits_all):
                     # ask once more without it; only a success proves the option was the cause
                     extra.pop("logprobs")
+                    extra.pop("top_logprobs", None)
                     response = await client.chat.completions.create(**request)
                     self._logprobs_supported = False
             except Exception as error:
@@ -693,7 +720,11 @@ class OpenAICompatibleLLM(_Accounting, AsyncLLM):
         logprobs = None
         content = getattr(getattr(choice, "logprobs", None), "content", None) if choice else None
         if content:
-            logprobs = [[{"token": t.token, "logprob": t.logprob}] for t in content]
+            logprobs = [
+                [{"token": t.token, "logprob": t.logprob}]
+                + [{"token": a.token, "logprob": a.logprob} for a in (getattr(t, "top_logprobs", None) or [])]
+                for t in content
+            ]
         return _output(text, tokens_in, tokens_out, logprobs, None)
 
 

@@ -186,6 +186,76 @@ def label_token_probability(raw: str, tokens: list[Token] | None, config: TaskCo
     return min(probabilities) if probabilities else None
 
 
+def label_distribution(
+    raw: str, positions: list[list[tuple[str, float]]] | None, config: TaskConfig
+) -> dict[str, float] | None:
+    """The model's probabilities over the label set at the label's first token (single-label).
+
+    ``positions``: one entry per answer token, ``[(chosen token, log-prob), (alternative,
+    log-prob), ...]`` (OpenAI's ``top_logprobs``; the local decoder records its top 20). At the
+    token where the label value starts, each candidate that begins a label (after the same
+    prefix the chosen token has, e.g. a quote) gives its probability to that label; a candidate
+    that begins several labels (a shared first piece, e.g. ``ne`` for negative and neutral)
+    splits it equally among them. Renormalised over the label set, so it sums to 1; it costs
+    no forward pass beyond the answer's own. Probabilities are the model's, before the schema
+    constrains it. None for multi-label tasks, without alternatives, or when no candidate
+    begins a label.
+    """
+    if config.task_type == "multi_label" or not positions or not any(len(p) > 1 for p in positions):
+        return None
+    text = "".join(p[0][0] for p in positions)
+    match = re.search(r'"label"\s*:\s*"([^"]+)"', text)
+    if not match:
+        return None
+    start, position = match.start(1), 0
+    for candidates in positions:
+        token_end = position + len(candidates[0][0])
+        if token_end > start:
+            break
+        position = token_end
+    else:
+        return None
+    prefix = text[position:start]  # what the token writes before the label (e.g. a quote)
+    names = [label.name for label in config.labels]
+    values = {name: json.dumps(name, ensure_ascii=False)[1:-1] for name in names}
+    mass = dict.fromkeys(names, 0.0)
+    seen: set[str] = set()
+    for token, logprob in candidates:
+        if token in seen or not token.startswith(prefix):
+            continue
+        seen.add(token)
+        rest = token[len(prefix) :]
+        if not rest:
+            continue  # writes nothing of the label: no evidence either way
+        fits = [n for n, v in values.items() if v.startswith(rest) or rest.startswith(v + '"') or rest == v]
+        for name in fits:
+            mass[name] += math.exp(logprob) / len(fits)
+    total = sum(mass.values())
+    if total <= 0:
+        return None
+    return {name: value / total for name, value in mass.items()}
+
+
+def token_positions(content: list[Any] | None) -> list[list[tuple[str, float]]]:
+    """OpenAI-shaped log-probs (one list of ``{"token", "logprob"}`` per answer token, the chosen
+    token first, then its alternatives) as ``(token, log-prob)`` lists; empty entries dropped."""
+    return [[(str(t["token"]), float(t["logprob"])) for t in position] for position in content or [] if position]
+
+
+def distribution_columns(
+    raw: str, positions: list[list[tuple[str, float]]], label: Any, config: TaskConfig
+) -> dict[str, Any]:
+    """``confidence_distribution`` (the chosen label's share of :func:`label_distribution`) and
+    ``label_distribution`` (that distribution as JSON, label -> probability), None without it."""
+    distribution = label_distribution(raw, positions, config)
+    if distribution is None or not isinstance(label, str):
+        return {"confidence_distribution": None, "label_distribution": None}
+    return {
+        "confidence_distribution": distribution.get(label),
+        "label_distribution": json.dumps({k: round(v, 6) for k, v in distribution.items()}),
+    }
+
+
 def label_of(answer: Any) -> str:
     """A hashable, comparable form of a label or label set (for self-consistency)."""
     return json.dumps(answer, sort_keys=True) if isinstance(answer, list) else str(answer)

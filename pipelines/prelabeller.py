@@ -50,6 +50,7 @@ CONTRACT_COLUMNS = [
     "confidence_stated",
     "confidence_logprob",
     "confidence_consistency",
+    "confidence_distribution",
     "reasoning",
     "model",
     "prompt_hash",
@@ -60,7 +61,10 @@ CONTRACT_COLUMNS = [
     "error",
     "raw_output",
 ]
-EXTRA_COLUMNS = ["confidence_kind", "truncated", "instruction_like", "attempts", "consistency_labels", "source"]
+EXTRA_COLUMNS = [
+    "confidence_kind", "truncated", "instruction_like", "attempts", "consistency_labels", "label_distribution",
+    "source",
+]  # fmt: skip
 CACHE_FILE = "cache/prelabel-cache.jsonl"
 
 
@@ -129,6 +133,7 @@ def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
             timeout_s=m.timeout_s,
             response_schema=schema,
             want_logprobs=m.generation.top_logprobs > 0,
+            top_logprobs=min(m.generation.top_logprobs, 20),
             price=m.price,
         )
     else:  # openai-batch: distilabel's OpenAILLM with offline batch generation (pipelines.batch)
@@ -381,7 +386,9 @@ class Prelabeller:
         merged = []
         charged: set[str] = set()  # a repeated text shares its first row's answer and costs nothing
         for row in rows:
-            out = {**row, "confidence_consistency": None, "consistency_labels": None}
+            # cache entries written before a column existed lack it: None, not a missing column
+            out = {**row, "confidence_consistency": None, "consistency_labels": None,
+                   "confidence_distribution": None, "label_distribution": None}  # fmt: skip
             if row["empty"]:
                 out.update(
                     {k: None for k in PRELABEL_OUTPUTS},

@@ -26,7 +26,14 @@ from pydantic import Field, PrivateAttr
 from labeltriage.config import ConfigError, TaskConfig
 from pipelines.injection import find_instructions, redact_instructions
 from pipelines.llms import BUDGET_EXHAUSTED, CONTEXT_OVERFLOW
-from pipelines.parsing import InvalidOutput, label_of, label_token_probability, parse_answer
+from pipelines.parsing import (
+    InvalidOutput,
+    distribution_columns,
+    label_of,
+    label_token_probability,
+    parse_answer,
+    token_positions,
+)
 from pipelines.prompt import render_messages
 
 # What PrelabelTask adds to each row (the runner caches exactly these per record).
@@ -34,6 +41,8 @@ PRELABEL_OUTPUTS = (
     "llm_label",
     "confidence_stated",
     "confidence_logprob",
+    "confidence_distribution",
+    "label_distribution",
     "reasoning",
     "raw_output",
     "status",
@@ -305,10 +314,11 @@ class PrelabelTask(Task):
                     result.update(status="failed", error=str(invalid), raw_output=raw)
                     still_bad.append(i)
                     continue
-                tokens = [(p[0]["token"], p[0]["logprob"]) for p in (output.get("logprobs") or [[]])[0] if p]
+                positions = token_positions((output.get("logprobs") or [[]])[0])
                 result.update(
                     parsed,  # its `error` is None or a warning (a normalised answer)
-                    confidence_logprob=label_token_probability(raw, tokens, self.config),
+                    confidence_logprob=label_token_probability(raw, [p[0] for p in positions], self.config),
+                    **distribution_columns(raw, positions, parsed["llm_label"], self.config),
                     raw_output=raw,
                     status="ok",
                 )
@@ -331,6 +341,8 @@ class PrelabelTask(Task):
             "llm_label": None,
             "confidence_stated": None,
             "confidence_logprob": None,
+            "confidence_distribution": None,
+            "label_distribution": None,
             "reasoning": None,
             "raw_output": None,
             "status": "failed",
