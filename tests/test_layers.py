@@ -26,6 +26,7 @@ PURE = (
     "curation.certify",
     "curation.feedback",
     "curation.sequential",
+    "curation.signals",
     "pipelines.json_decoding",
     "pipelines.parsing",
     "pipelines.injection",
