@@ -193,8 +193,50 @@ def _priced_for_endpoint(task: TaskConfig, base_url: str | None) -> tuple[TaskCo
 # ------------------------------------------------------------------------------------------------
 # gold labels (calibrate, route)
 # ------------------------------------------------------------------------------------------------
+COMBINED_FILE = "combined_confidence.parquet"
+COMBINED_COLUMN = "confidence_combined"
+
+
 def _prelabels(run: RunDir) -> pd.DataFrame:
-    return run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
+    """prelabels.parquet, with the combined confidence ``calibrate`` fitted (if any) as a column."""
+    frame = run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
+    if (run / COMBINED_FILE).is_file():
+        combined = run.table(COMBINED_FILE, required_columns=("id", COMBINED_COLUMN))
+        scores = dict(zip(combined["id"].astype(str), combined[COMBINED_COLUMN], strict=True))
+        frame[COMBINED_COLUMN] = frame["id"].astype(str).map(scores).astype(float)
+    return frame
+
+
+def _fit_combined(run: RunDir, prelabels: pd.DataFrame, labels: pd.Series, seed: int) -> dict[str, Any]:
+    """Cross-fit the combined confidence on the gold (:func:`curation.signals.cross_fit_confidence`),
+    write it to combined_confidence.parquet and put it in ``prelabels``; returns its report."""
+    from curation.adapters.loop import run_embeddings
+    from curation.signals import SIGNALS, cross_fit_confidence, signal_features
+
+    ok = (prelabels["status"].astype(str) == "ok").to_numpy()
+    rows = prelabels[ok]
+    embeddings = run_embeddings(run.path, rows["text"].astype(str).tolist(), rows["id"].astype(str).tolist())
+    x, names = signal_features(rows, embeddings, seed=seed)
+    has_gold, correct = _gold_mask(prelabels, labels, np.zeros(len(prelabels)))
+    try:
+        fitted = cross_fit_confidence(x, has_gold[ok], correct[has_gold], seed=seed, names=names)
+    except ValueError as exc:
+        fix = "add gold rows, or calibrate one signal (--confidence-column)"
+        raise InputError(f"combined confidence: {exc}; {fix}") from None
+    scores = np.full(len(prelabels), np.nan)
+    scores[ok] = fitted.scores
+    prelabels[COMBINED_COLUMN] = scores
+    frame = pd.DataFrame({"id": prelabels["id"].astype(str), COMBINED_COLUMN: scores})
+    frame.to_parquet(run / "combined_confidence.parquet", index=False)
+    weights = np.mean([list(m.coefficients().values()) for m in fitted.models], axis=0)
+    return {
+        "method": "logistic regression on the signals, cross-fitted on the gold (curation.signals; "
+        "Chernozhukov et al. 2018): each gold record scored by a model that never saw it",
+        "signals": {name: SIGNALS[name] for name in names},
+        "weights": dict(zip(names, weights.round(4).tolist(), strict=True)),
+        "n_splits": fitted.n_splits,
+        "file": COMBINED_FILE,
+    }
 
 
 def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
@@ -282,7 +324,7 @@ def calibrate(
     gold: PathLike | None = None,
     gold_column: str | None = None,
     method: CalibrationMethod = "isotonic",
-    confidence_column: str = "llm_confidence",
+    confidence_column: str | None = None,
     holdout: float = 0.3,
     n_bins: int = 15,
     seed: int = 0,
@@ -293,6 +335,13 @@ def calibrate(
     bins) are measured on a stratified held-out share ``holdout`` of the gold for a calibrator
     fitted on the rest (:func:`curation.heldout.evaluate_calibrator`); the saved calibrator is
     refitted on all gold. Writes calibrator.json, calibration.json and reliability.png.
+
+    ``confidence_column``: the raw confidence, default ``llm_confidence``, or
+    ``confidence_combined`` when the task config says ``confidence.combined``: then one
+    confidence is first learned from every signal (log-prob, label distribution, stated,
+    consistency, kNN label agreement and LLM-student agreement on the shipped embeddings),
+    cross-fitted on the gold (:mod:`curation.signals`), and written to
+    combined_confidence.parquet; ``route`` certifies on it.
     Raises InputError (no or too little gold, all right or all wrong).
     """
     from curation.calibration import ReliabilityPanel, reliability_diagram, save_reliability_diagram
@@ -307,11 +356,15 @@ def calibrate(
         raise InputError(f"n_bins must be in [2, 100], got {n_bins}")
     run = _run_dir(run_dir)
     prelabels = _prelabels(run)
-    conf = _confidence(prelabels, confidence_column, run / "prelabels.parquet")
+    if confidence_column is None:
+        task = run.task_config_or_none()
+        confidence_column = COMBINED_COLUMN if task is not None and task.confidence.combined else "llm_confidence"
     if gold is None and (run / "gold.parquet").is_file():  # the gold drawn and labelled in the product
         gold = run / "gold.parquet"
     notes: list[str] = []
     labels = gold_labels(run, gold, gold_column, notes)
+    combined = _fit_combined(run, prelabels, labels, seed) if confidence_column == COMBINED_COLUMN else None
+    conf = _confidence(prelabels, confidence_column, run / "prelabels.parquet")
     has_gold, correct = _gold_mask(prelabels, labels, conf)
     n_gold = int(has_gold.sum())
     if n_gold < MIN_GOLD_TO_CALIBRATE:
@@ -343,6 +396,7 @@ def calibrate(
         "held_out": evaluation.held_out,
         "in_sample_because": evaluation.in_sample_because,
         "in_sample": evaluation.in_sample,
+        "combined": combined,
     }
     calibrator = evaluation.calibrator
     calibrator.meta.update(

@@ -188,12 +188,15 @@ class ConfidenceSettings(_Strict):
     * ``consistency_samples``: k sampled answers per record for self-consistency, 0 to 20,
       default 0 (off); ``consistency`` routing needs at least 2.
     * ``consistency_temperature``: the samples' temperature, > 0 and <= 2, default 0.8.
+    * ``combined``: ``calibrate`` learns one confidence from every signal on the gold
+      (cross-fitted: :mod:`curation.signals`) and ``route`` certifies on it; default false.
     """
 
     routing: Literal["stated", "logprob", "consistency", "distribution"] = "logprob"
     # k sampled answers for self-consistency; 0 turns it off.
     consistency_samples: int = Field(default=0, ge=0, le=20)
     consistency_temperature: float = Field(default=0.8, gt=0, le=2)
+    combined: bool = False
 
 
 class Thresholds(_Strict):

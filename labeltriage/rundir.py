@@ -36,6 +36,7 @@ FILES: dict[str, str] = {
     "calibrator.json": "labeltriage calibrate {run} --gold FILE",
     "calibration.json": "labeltriage calibrate {run} --gold FILE",
     "reliability.png": "labeltriage calibrate {run} --gold FILE",
+    "combined_confidence.parquet": "labeltriage calibrate {run} --confidence-column confidence_combined",
     "routed.parquet": "labeltriage route {run}",
     "routing.json": "labeltriage route {run}",
     "embeddings.npy": "labeltriage push {run}",

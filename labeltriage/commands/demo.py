@@ -17,7 +17,12 @@ def _step(number: int, title: str) -> None:
 @click.option(
     "--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/demo"), show_default=True
 )
-@click.option("--config", default="sentiment", show_default=True, help="Task config: a path or a shipped name.")
+@click.option(
+    "--config",
+    default="sentiment_3class",
+    show_default=True,
+    help="Task config: a path or a shipped name (default: the three labels the VADER crowd uses).",
+)
 @click.option("--records", "n_records", default=300, show_default=True, help="Reviews to pre-label.")
 @click.option("--gold", "n_gold", default=120, show_default=True, help="Of which with a gold label (calibration).")
 @click.option("--model", default=None, help="Local model (default: the config's, Qwen2.5-1.5B; `smollm2` is fast).")

@@ -19,6 +19,7 @@ Examples:
   labeltriage calibrate runs/r1 --gold gold.csv
   labeltriage calibrate runs/r1 --gold gold.jsonl --gold-column label --method temperature
   labeltriage calibrate runs/r1                      # gold from prelabels' gold_label column
+  labeltriage calibrate runs/r1 --confidence-column confidence_combined
 
 \b
 The gold file needs an `id` (as in prelabels.parquet) or a `text` column, and the gold label.
@@ -34,9 +35,10 @@ Writes RUN_DIR/calibrator.json, calibration.json and reliability.png.""",
 @click.option("--method", type=click.Choice(CALIBRATION_METHODS), default="isotonic", show_default=True)
 @click.option(
     "--confidence-column",
-    default="llm_confidence",
-    show_default=True,
-    help="Raw confidence to calibrate (e.g. confidence_stated, confidence_logprob).",
+    default=None,
+    help="Raw confidence to calibrate (e.g. confidence_stated, confidence_logprob); confidence_combined learns "
+    "one from every signal, cross-fitted on the gold. Default: llm_confidence, or confidence_combined when the "
+    "config sets confidence.combined.",
 )
 @click.option(
     "--holdout",
