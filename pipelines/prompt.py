@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 
 from labeltriage.config import TaskConfig
 from pipelines.injection import ZWSP, neutralise_control_tokens
@@ -92,19 +93,30 @@ def _example_answer(config: TaskConfig, label: str | list[str], reasoning: str |
     return json.dumps(answer)
 
 
-def render_messages(config: TaskConfig, text: str) -> list[dict[str, str]]:
+def render_messages(
+    config: TaskConfig, text: str, examples: Sequence[tuple[str, str | list[str]]] = ()
+) -> list[dict[str, str]]:
     """Chat messages for one record: a list of ``{"role", "content"}`` dicts.
 
     Without ``text_template``: the system message (:data:`SYSTEM`) and one user message (the whole
     template). With it: :data:`SYSTEM` and the instructions in the system message, then each
-    few-shot example as a user turn and the assistant's JSON answer, then the record's text as the
-    last user turn. Every text, the record's and the examples', is marked as data (:func:`as_data`)."""
+    few-shot example as a user turn and the assistant's JSON answer, then ``examples`` (this
+    record's own, e.g. similar human-labelled records: ``(text, label)`` pairs, answered without a
+    reasoning) the same way, then the record's text as the last user turn. Every text, the
+    record's and the examples', is marked as data (:func:`as_data`).
+
+    Raises ValueError for ``examples`` without ``text_template`` (they need chat turns)."""
     if config.text_template is None:
+        if examples:
+            raise ValueError("per-record examples need the examples as chat turns: set text_template in the config")
         return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": render_prompt(config, text)}]
     messages = [{"role": "system", "content": f"{SYSTEM}\n\n{render_prompt(config, text)}"}]
     for example in config.few_shot:
         messages.append({"role": "user", "content": config.text_template.format(text=as_data(example.text)).strip()})
         messages.append({"role": "assistant", "content": _example_answer(config, example.label, example.reasoning)})
+    for example_text, label in examples:  # after the shared turns: the cached prefix stays shared
+        messages.append({"role": "user", "content": config.text_template.format(text=as_data(example_text)).strip()})
+        messages.append({"role": "assistant", "content": _example_answer(config, label, None)})
     messages.append({"role": "user", "content": config.text_template.format(text=as_data(text)).strip()})
     return messages
 
