@@ -16,7 +16,9 @@ Confidences compared (same draws for all):
 * ``combined``: :func:`curation.signals.cross_fit_confidence` on the LLM's own signals (logprob,
   label distribution, stated confidence), and ``combined+emb`` adding the neighbour signals
   (kNN label agreement and LLM-student agreement on the bundled MiniLM embeddings), cross-fitted
-  on the drawn gold in every draw.
+  on the drawn gold in every draw;
+* the same with retrieved examples in the prompt (``benchmarks/retrieved_examples.py``'s answers,
+  when present: the k most similar human-labelled texts of a separate pool as few-shot turns).
 
 Per cell: ``accepting`` (share of draws certifying a threshold), ``coverage`` (certified coverage:
 share of the pool auto-accepted, mean over all draws), ``violation`` (share of draws whose
@@ -169,6 +171,15 @@ def main() -> None:
             cases.append((name, correct3, ok3, kind, payload))
             if kind == "combined":
                 entry.setdefault("signals", {})[name] = payload[1]
+        retrieved = load(corpus, "_sentiment_3class_retrieved")
+        if retrieved is not None and retrieved["id"].tolist() == frame3["id"].tolist():
+            ok_r = retrieved["status"].eq("ok").to_numpy()
+            correct_r = (retrieved["llm_label"] == retrieved["gold_label"]).to_numpy() & ok_r
+            entry["llm_accuracy_3label_retrieved"] = float(correct_r.mean())
+            for name, (kind, payload) in variants(retrieved, not args.no_embeddings, args.seed).items():
+                if name.startswith(("logprob", "combined + embeddings")):
+                    label = name.replace("(3-label)", "(3-label, retrieved examples)")
+                    cases.append((label, correct_r, ok_r, kind, payload))
         for n_gold in args.gold:
             for target in args.targets:
                 for name, correct, ok, kind, payload in cases:
@@ -223,7 +234,8 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"- {corpus}: {entry['n_records']} records; 4-label task "
             f"{entry.get('llm_accuracy_4label', float('nan')):.3f}, "
-            f"3-label task {entry['llm_accuracy_3label']:.3f}; combined signals {entry.get('signals')}"
+            f"3-label task {entry['llm_accuracy_3label']:.3f}, with retrieved examples "
+            f"{entry.get('llm_accuracy_3label_retrieved', float('nan')):.3f}; combined signals {entry.get('signals')}"
         )
     lines.append("")
     return "\n".join(lines)
