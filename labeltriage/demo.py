@@ -125,8 +125,10 @@ def effort_report(run_dir: Path) -> dict[str, Any]:
     """Routes, the share of records a human reads, and accuracy on the demo's gold slice.
 
     Returns ``counts`` (route -> records), ``total``, ``humans`` (records a human labels: review,
-    blind audit and gold), ``gold_accuracy``/``n_gold`` (None without gold) and ``threshold``
-    (routing.json's chosen threshold)."""
+    blind audit and gold), ``gold_accuracy``/``n_gold`` (None without gold), ``threshold``
+    (routing.json's chosen threshold) and ``auto_accepted_accuracy``/``n_auto_accepted``: the LLM
+    labels of the auto-accepted records (spot checks included) against the label of the crowd's
+    mean rating of each text, a truth the product never sees (None when nothing is accepted)."""
     import pandas as pd
 
     from labeltriage.api import gold_labels
@@ -140,7 +142,13 @@ def effort_report(run_dir: Path) -> dict[str, Any]:
         routed = routed.assign(gold_label=gold_labels(run_dir, gold_file, "gold_label").to_numpy())
     gold = routed.dropna(subset=["gold_label"]) if "gold_label" in routed.columns else routed.iloc[:0]
     routing = run_dir / "routing.json"
+    crowd = vader_ratings(SUBSET)
+    truth = dict(zip(crowd["text"], crowd["mean"].map(mean_label), strict=True))
+    auto = routed[routed["route"].isin(["auto_accept", "spot_check"])]
+    auto_truth = auto["text"].map(truth)
     return {
+        "auto_accepted_accuracy": float((auto["llm_label"] == auto_truth).mean()) if len(auto) else None,
+        "n_auto_accepted": len(auto),
         "counts": counts,
         "total": len(routed),
         # gold records were labelled by people too: the effort counts them

@@ -259,6 +259,11 @@ def render_effort(effort: dict[str, Any]) -> None:
     )
     if effort["gold_accuracy"] is not None:
         click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']})")
+    if effort.get("auto_accepted_accuracy") is not None:
+        click.echo(
+            f"  auto-accepted accuracy on gold: {effort['auto_accepted_accuracy']:.1%} (n={effort['n_auto_accepted']}; "
+            "the crowd's mean rating of each auto-accepted text, a truth the product never saw)"
+        )
     chosen = effort["threshold"]
     if chosen.get("threshold") is not None and effort.get("method") == "scan":
         click.echo(
