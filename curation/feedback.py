@@ -38,7 +38,8 @@ def human_majority(responses: pd.DataFrame, labels: list[str] | None = None) -> 
     return pd.DataFrame(
         {
             "record_id": table.index,
-            "majority": majority,
+            # object dtype: pandas 3 would store the strings as `str` and a tie's None as NaN
+            "majority": pd.Series(majority, dtype=object),
             "agreement": result.agreement,
             "n_reviewers": result.n_votes,
         }

@@ -132,3 +132,16 @@ def test_adjudication_queue_reasons():
     assert reasons[1] == "low_agreement" and reasons[4] is None
     with pytest.raises(ValueError, match="one length"):
         adjudication_queue(mv.labels, mv.agreement[:2], mv.n_votes)
+
+
+def test_human_majority_leaves_a_tie_as_none_not_nan() -> None:
+    """pandas 3 stores a column of strings as `str` and turned a tie's None into NaN, which the
+    callers' `is not None` checks then counted as the label 'nan' (found in review)."""
+    import pandas as pd
+
+    from curation.feedback import human_majority
+
+    answers = pd.DataFrame({"record_id": ["a", "a", "b", "b"], "user": ["u1", "u2", "u1", "u2"],
+                            "label": ["x", "y", "x", "x"]})  # fmt: skip
+    majority = human_majority(answers)
+    assert majority["majority"].tolist() == [None, "x"] and majority.index.tolist() == [0, 1]
