@@ -193,6 +193,7 @@ def _priced_for_endpoint(task: TaskConfig, base_url: str | None) -> tuple[TaskCo
 # ------------------------------------------------------------------------------------------------
 # gold labels (calibrate, route)
 # ------------------------------------------------------------------------------------------------
+ASSISTED_SHOWN_FILE = "assisted_shown.json"  # ids pushed with the LLM's suggestion, ever (push keeps it)
 COMBINED_FILE = "combined_confidence.parquet"
 COMBINED_COLUMN = "confidence_combined"
 
@@ -562,6 +563,12 @@ def route(
         else np.zeros(len(prelabels), dtype=bool)
     )
     pool = _threshold_pool(prelabels, raw)
+    ids = prelabels["id"].astype(str)
+    # a record reviewers already saw with the LLM's suggestion can be neither auto-accepted nor
+    # audited blind (its answers are anchored): it stays in review
+    shown = ids.isin(set(run.json(ASSISTED_SHOWN_FILE, default=[]))).to_numpy()
+    # gold drawn in the product but not answered yet: still in reviewers' hands, blind
+    drawn = ids.isin(set(run.json("gold_draw.json", default={}).get("ids", []))).to_numpy()
     plan = None
     threshold: Certificate | ThresholdChoice
     if method == "fixed-sequence":
@@ -583,8 +590,14 @@ def route(
         )
     # a record whose label the gold gives is published with that label: not auto-accepted, audited or reviewed
     known = labels.notna().to_numpy()
-    routes = route_records(np.where(ok, scores, np.nan), ok, cut, spot_rate, seed=seed, needs_review=flagged,
-                           gold=known)  # fmt: skip
+    routes = route_records(np.where(ok, scores, np.nan), ok, cut, spot_rate, seed=seed,
+                           needs_review=flagged | (shown & ~known) | (drawn & ~known), gold=known)  # fmt: skip
+    n_shown_kept = int((shown & ~known & ok & (np.where(ok, scores, -np.inf) >= cut)).sum())
+    if n_shown_kept:
+        notes.append(
+            f"{n_shown_kept} record(s) above the threshold stay in review: reviewers already saw them with the "
+            f"LLM's suggestion ({ASSISTED_SHOWN_FILE}), so they can be neither auto-accepted nor audited blind"
+        )
     routes = _same_route_as_first(prelabels, routes)
     gold_source = {
         "path": str(gold) if gold is not None else None,
@@ -625,12 +638,13 @@ def route(
         routes = np.where(stopping, "human_review", routes).astype(object)
     routed["route"] = routes.astype(str)
     # a random share of the review queue reviewed blind: the unbiased LLM-vs-reviewer agreement
-    queue = np.flatnonzero((routes == "human_review") & ok)
+    queue = np.flatnonzero((routes == "human_review") & ok & ~shown & ~drawn)
     blind = np.zeros(len(routed), dtype=bool)
     blind[np.random.default_rng([seed, 1]).permutation(queue)[: math.ceil(blind_rate * queue.size - 1e-9)]] = True
+    blind |= drawn & ~known  # pushed blind by `gold draw`: pushing it again must not add the suggestion
     routed["blind"] = blind
     # a random share of the assisted review queue is shown a second time, blind: the review audit
-    assisted = np.flatnonzero((routes == "human_review") & ok & ~blind)
+    assisted = np.flatnonzero((routes == "human_review") & ok & ~blind & ~drawn)
     review_audit = np.zeros(len(routed), dtype=bool)
     picked = np.random.default_rng([seed, 2]).permutation(assisted)[: math.ceil(audit_rate * assisted.size - 1e-9)]
     review_audit[picked] = True
@@ -750,9 +764,17 @@ def push(
         embedded = all_vectors[routed.index.get_indexer(queue.index)]
     dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=384 if vectors else None)
     records = argilla_io.build_records(queue, task, round_number=round_number, vectors=embedded)
-    report = argilla_io.push_records(
-        dataset, records, checkpoint=run / "push_checkpoint.json", batch_size=batch_size, on_batch=on_batch
-    )
+    checkpoint = run / "push_checkpoint.json"
+    pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
+    blind = argilla_io.is_blind(queue)
+    shown_before = set(run.json(ASSISTED_SHOWN_FILE, default=[]))
+    # written before the push: a record is counted as seen with its suggestion even if the push fails half-way
+    shown_now = shown_before | set(queue.loc[~blind, "id"].astype(str))
+    write_json(run / ASSISTED_SHOWN_FILE, sorted(shown_now), indent=None)
+    report = argilla_io.push_records(dataset, records, checkpoint=checkpoint, batch_size=batch_size, on_batch=on_batch)
+    # an upsert never deletes a suggestion: a blind record pushed before with one must lose it
+    kept = set(queue.loc[blind, "id"].astype(str)) & (pushed_before | shown_before)
+    report.suggestions_removed = argilla_io.remove_suggestions(client, dataset, kept) if kept else 0
     report.not_routed_to_review = len(routed) - len(queue)
     report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None

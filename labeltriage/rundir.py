@@ -42,6 +42,7 @@ FILES: dict[str, str] = {
     "embeddings.npy": "labeltriage push {run}",
     "embeddings_ids.json": "labeltriage push {run}",
     "push.json": "labeltriage push {run}",
+    "assisted_shown.json": "labeltriage push {run}",
     "push_checkpoint.json": "labeltriage push {run}",
     "responses.parquet": "labeltriage pull {run}",
     "pull.json": "labeltriage pull {run}",

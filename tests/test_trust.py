@@ -293,3 +293,20 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     alone = published_label_accuracy(files, build_final_dataset(files))
     assert alone["reviewed"] is None and alone["n_review_audits"] == 0
     assert "not counted (not independent)" in describe_published_accuracy(alone)
+
+
+def test_records_reviewers_saw_with_a_suggestion_are_never_auto_accepted_or_audited_blind(routed_run: Path):
+    """Found in review: a re-route drew audits among records already pushed with the LLM's
+    suggestion, and drawn-but-unanswered gold went back out with one."""
+    routed = pd.read_parquet(routed_run / "routed.parquet")
+    auto = routed.loc[routed["route"].isin(["auto_accept", "spot_check"]), "id"].astype(str).tolist()
+    seen = auto[:40]  # e.g. pushed with `push --include-auto`, or after a stop
+    (routed_run / "assisted_shown.json").write_text(json.dumps(seen))
+    unanswered_gold = routed.loc[routed["route"].eq("human_review"), "id"].astype(str).tolist()[:5]
+    (routed_run / "gold_draw.json").write_text(json.dumps({"ids": unanswered_gold}))
+    result = lt.route(routed_run, target_precision=0.9, spot_check_rate=0.1, blind_share=0.5)
+    again = result.routed.set_index(result.routed["id"].astype(str))
+    assert set(again.loc[seen, "route"]) == {"human_review"} and not again.loc[seen, "blind"].any()
+    assert set(again.loc[unanswered_gold, "route"]) == {"human_review"} and again.loc[unanswered_gold, "blind"].all()
+    assert any("stay in review: reviewers already saw them" in note for note in result.notes)
+    assert result.counts["spot_check"] >= 1 and result.counts["auto_accept"] > 0

@@ -92,6 +92,8 @@ class PushReport:
     seconds: float = 0.0
     # why the checkpoint was not trusted (another server/dataset, records gone from the server)
     checkpoint_note: str | None = None
+    # blind records that still carried a suggestion from an earlier push, taken off
+    suggestions_removed: int = 0
     queue_url: str | None = None  # set by the caller: the review queue in the UI, sorted by priority
     auto_accept_stopped: str | None = None  # set by the caller: why auto-accepted records joined the queue
 
@@ -593,6 +595,26 @@ def push_records(
             on_batch(len(batch))
     report.seconds = time.perf_counter() - started
     return report
+
+
+def remove_suggestions(client: Any, dataset: Any, ids: set[str]) -> int:
+    """Delete every suggestion of the records ``ids`` (external ids) on the server; returns how many
+    records had one. A bulk upsert adds or replaces suggestions but never deletes them, so a record
+    pushed with the LLM's suggestion and later pushed blind would keep showing it."""
+    http = client.api.http_client
+    removed = 0
+    for record in dataset.records(with_suggestions=True, with_responses=False, with_vectors=False):
+        if str(record.id) not in ids or not list(record.suggestions):
+            continue
+        suggestion_ids = ",".join(str(s._model.id) for s in record.suggestions)
+
+        def send(record: Any = record, suggestion_ids: str = suggestion_ids) -> None:
+            response = http.delete(f"/api/v1/records/{record._server_id}/suggestions", params={"ids": suggestion_ids})
+            response.raise_for_status()
+
+        _with_retries(send, f"removing the suggestion of blind record {record.id}", 6, 1.0)
+        removed += 1
+    return removed
 
 
 def push_target(dataset: Any) -> dict[str, str]:
