@@ -722,9 +722,9 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
     else:
         lines.append("No calibration.json in the run directory.")
     lines += ["", "## Routing thresholds", ""]
-    thresholds = cfg.get("thresholds") or {}
-    for key, value in thresholds.items():  # route's own options override these (the certificate below says)
-        lines.append(f"- config {key}: {value}")
+    thresholds = run.routing.get("settings_used") or cfg.get("thresholds") or {}
+    for key, value in thresholds.items():  # what route used (its options override the config's)
+        lines.append(f"- {key}: {value}")
     # routing.json keeps the choice under "threshold" (null values: no threshold reached the target)
     chosen = run.routing["threshold"] if isinstance(run.routing.get("threshold"), dict) else run.routing
     if run.routing.get("statement"):

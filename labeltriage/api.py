@@ -614,14 +614,24 @@ def route(
     carried: dict[str, Any] = {}
     stopped_before = False
     kept = ("model", "prompt_hash", "generation_settings", "confidence_column")
-    same_model = all((previous.get("certificate_identity") or {}).get(k) == identity.get(k) for k in kept)
-    refuted = ((previous.get("threshold") or {}) if isinstance(previous.get("threshold"), dict) else {}).get(
-        "threshold"
-    )
-    drifted = (previous.get("audit_monitor") or {}).get("state") == "drift" and same_model and refuted is not None
-    if drifted and (not np.isfinite(cut) or cut <= float(refuted or 0.0)):
+    # every threshold blind audits ever refuted, kept across routes (a route that certifies nothing,
+    # or a stricter one, must not forget them)
+    refutations = list(previous.get("refuted_thresholds") or [])
+    last = (previous.get("threshold") or {}) if isinstance(previous.get("threshold"), dict) else {}
+    if (previous.get("audit_monitor") or {}).get("state") == "drift" and last.get("threshold") is not None:
+        entry = {"threshold": float(last["threshold"]),
+                 **{k: (previous.get("certificate_identity") or {}).get(k) for k in kept}}  # fmt: skip
+        if entry not in refutations:
+            refutations.append(entry)
+    applying = [r["threshold"] for r in refutations if all(r.get(k) == identity.get(k) for k in kept)]
+    refuted = max(applying) if applying else None
+    if refuted is not None and np.isfinite(cut) and cut <= refuted:
         carried = {k: previous[k] for k in ("audit_monitor", "auto_accept_stopped") if k in previous}
         stopped_before = True
+        statement = (
+            f"Not applied: blind audits refuted precision >= the target at raw threshold {refuted:.4g} with this "
+            f"model, prompt and settings, and the threshold certified now ({cut:.4g}) is at or below it"
+        )
         notes.append(
             f"auto-accept stays stopped: blind audits showed drift below the target at raw threshold {refuted:.4g} "
             "with this model, prompt and settings; a threshold at or below it is not certified again (more gold "
@@ -673,6 +683,11 @@ def route(
         "review_audit_rate": audit_rate,
         "n_review_audits": int(review_audit.sum()),
         "seed": seed,
+        # what route used (its arguments, else the task config's thresholds, else the defaults)
+        "settings_used": {"target_precision": target, "confidence_level": confidence_level,
+                          "spot_check_rate": spot_rate, "blind_share": blind_rate, "review_audit_rate": audit_rate},
+        "applied": not stopped_before,
+        "refuted_thresholds": refutations,
         "certificate_identity": identity,
         "gold_source": gold_source,
         **carried,
@@ -1112,10 +1127,13 @@ def _final_dataset(
     run: RunDir, method: str, tie_policy: str, min_agreement: float, min_reviewers: int, seed: int
 ) -> tuple[Any, FinalDataset]:
     from curation.publish import build_final_dataset
-    from labeltriage.trust import enforce_certificate
+    from labeltriage.trust import audit_verdict, enforce_certificate
 
     _check_consensus(method, tie_policy, min_agreement, min_reviewers)
     enforce_certificate(run)  # a void certificate publishes no LLM label unreviewed
+    # the audits pulled since the last `loop` count too: drift publishes no LLM label unreviewed
+    # (the sequential test allows a look at any time)
+    audit_verdict(run, (run.json("routing.json", default={}).get("audit_monitor") or {}).get("round"))
     files = run.publish_files()
     try:
         final = build_final_dataset(

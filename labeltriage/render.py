@@ -40,7 +40,9 @@ def render_routing(result: Any) -> None:
     notes(result.notes)
     t = result.report["threshold"]
     if result.method == "fixed-sequence":
-        if t["achievable"]:
+        if not result.report.get("applied", True):
+            click.echo(f"warning: {result.statement}", err=True)
+        elif t["achievable"]:
             shown = t["threshold_calibrated"] if t.get("threshold_calibrated") is not None else t["threshold"]
             click.echo(
                 f"certified: auto-accept at raw confidence >= {t['threshold']:.4f} (calibrated {shown:.3f}): "
@@ -52,7 +54,8 @@ def render_routing(result: Any) -> None:
                 f"{t['reason']}",
                 err=True,
             )
-        click.echo(result.statement)
+        if result.report.get("applied", True):
+            click.echo(result.statement)
     else:
         click.echo(f"warning: {result.statement}", err=True)
     click.echo("routes: " + ", ".join(f"{k} {v}" for k, v in result.counts.items()))

@@ -156,6 +156,21 @@ def test_audits_that_show_drift_stop_auto_accept_and_it_stays_stopped(routed_run
         assert _routing(routed_run)["audit_monitor"]["state"] == "drift"
         files = lt.RunDir(routed_run).publish_files()
         assert not build_final_dataset(files).final["label_source"].eq("llm_auto").any(), change
+    refuted = _routing(routed_run)["refuted_thresholds"]
+    assert len(refuted) == 1 and _routing(routed_run)["applied"] is False
+    # found in review: a route that certifies nothing (target 0.999), or a stricter one that
+    # certifies, forgot the refutation, and the next route at the old target auto-accepted again
+    held = []
+    for target in (0.999, 0.99, 0.9):
+        result = lt.route(routed_run, target_precision=target, spot_check_rate=0.3, seed=3)
+        assert _routing(routed_run)["refuted_thresholds"] == refuted, target
+        cut = result.report["threshold"]["threshold"]
+        if cut is not None and cut <= refuted[0]["threshold"]:
+            assert result.counts["auto_accept"] == 0 and not result.report["applied"], target
+            assert result.statement.startswith("Not applied: blind audits refuted"), target
+            held.append(target)
+        assert result.report["settings_used"]["target_precision"] == target
+    assert held == [0.9]  # the two stricter targets certify nothing or a stricter threshold
 
 
 def test_audits_that_agree_confirm_or_wait(routed_run: Path):
@@ -310,3 +325,15 @@ def test_records_reviewers_saw_with_a_suggestion_are_never_auto_accepted_or_audi
     assert set(again.loc[unanswered_gold, "route"]) == {"human_review"} and again.loc[unanswered_gold, "blind"].all()
     assert any("stay in review: reviewers already saw them" in note for note in result.notes)
     assert result.counts["spot_check"] >= 1 and result.counts["auto_accept"] > 0
+
+
+def test_publish_without_a_loop_round_still_acts_on_the_audits(routed_run: Path, tmp_path: Path):
+    """Found in review: `pull` then `publish` (no `loop`) published the auto-accepted LLM labels
+    while their own audits said 0.37 against a 0.85 target."""
+    _answer_audits(routed_run, right_share=0.4)
+    result = lt.publish(routed_run, output=tmp_path / "published")
+    routing = _routing(routed_run)
+    assert routing["audit_monitor"]["state"] == "drift" and routing["auto_accept_stopped"]
+    assert not result.final.final["label_source"].eq("llm_auto").any()
+    card = (tmp_path / "published" / "README.md").read_text()
+    assert "auto-accept stopped" in card
