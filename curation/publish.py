@@ -460,7 +460,8 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
     if by_own:
         text += (
             f"; {by_own} review-audit answers came from a reviewer of the original record and are not counted "
-            "(not independent): let other reviewers answer the records whose id ends in ::audit"
+            "(not independent; the rest is no longer a simple random sample of the queue): set "
+            "argilla.min_submitted >= 2 so that each ::audit copy stays open for a second reviewer"
         )
     overall = measured.get("overall")
     if overall:
@@ -562,12 +563,15 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     reviewed = published[published["label_source"].isin(["human", "consensus"]) & published.index.isin(queue)]
     # an audit answered by a reviewer of the original record is not independent of the label it
     # checks (they may recall their own answer): Argilla cannot keep them apart, so it is not counted
-    own = set(zip(run.responses["record_id"].astype(str), run.responses["user"].astype(str), strict=True))
     audit_answers = run.review_audits
-    by_own_reviewer = [
-        (str(rid), str(user)) in own
-        for rid, user in zip(audit_answers["record_id"], audit_answers["user"], strict=True)
-    ]
+    if "own_reviewer" in audit_answers.columns:  # RunDir.publish_files: from answers of every status
+        by_own_reviewer = audit_answers["own_reviewer"].astype(bool).tolist()
+    else:
+        own = set(zip(run.responses["record_id"].astype(str), run.responses["user"].astype(str), strict=True))
+        by_own_reviewer = [
+            (str(rid), str(user)) in own
+            for rid, user in zip(audit_answers["record_id"], audit_answers["user"], strict=True)
+        ]
     out["n_review_audit_answers_by_own_reviewer"] = int(sum(by_own_reviewer))
     audit_truth = _majority(audit_answers[[not flag for flag in by_own_reviewer]])
     out["n_review_audits"] = int(sum(rid in audit_truth for rid in reviewed.index))

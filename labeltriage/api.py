@@ -684,8 +684,13 @@ def route(
         "n_review_audits": int(review_audit.sum()),
         "seed": seed,
         # what route used (its arguments, else the task config's thresholds, else the defaults)
-        "settings_used": {"target_precision": target, "confidence_level": confidence_level,
-                          "spot_check_rate": spot_rate, "blind_share": blind_rate, "review_audit_rate": audit_rate},
+        "settings_used": {
+            "target_precision": target,
+            "confidence_level": confidence_level,
+            "spot_check_rate": spot_rate,
+            "blind_share": blind_rate,
+            "review_audit_rate": audit_rate,
+        },
         "applied": not stopped_before,
         "refuted_thresholds": refutations,
         "certificate_identity": identity,

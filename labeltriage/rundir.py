@@ -261,16 +261,24 @@ class RunDir:
             raise RunDirError(f"{self / 'routed.parquet'}: column 'id' has duplicates (e.g. {dup}); ids must be unique")
         if (self / "responses.parquet").is_file():
             responses = self.table("responses.parquet", RESPONSES_REQUIRED)
+            # who answered a record in any way (a draft or a discard too: they saw its suggestion)
+            seen = set(zip(responses["record_id"].astype(str), responses["user"].astype(str), strict=True))
             if "status" in responses.columns:
                 responses = responses[responses["status"].fillna("submitted") == "submitted"]
             responses = responses.assign(label=responses["label"].map(normalise_label))
         else:
             responses = pd.DataFrame(columns=[*RESPONSES_REQUIRED, "status", "updated_at"])
+            seen = set()
         from curation.adapters.argilla_io import REVIEW_AUDIT_SUFFIX
 
         is_audit = responses["record_id"].astype(str).str.endswith(REVIEW_AUDIT_SUFFIX)
         audits = responses[is_audit]
         audits = audits.assign(record_id=audits["record_id"].astype(str).str.removesuffix(REVIEW_AUDIT_SUFFIX))
+        audits = audits.assign(
+            own_reviewer=[
+                (rid, str(user)) in seen for rid, user in zip(audits["record_id"], audits["user"], strict=True)
+            ]
+        )
         responses = responses[~is_audit]
         task = self.task_config_or_none()
         return RunFiles(
