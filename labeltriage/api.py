@@ -659,6 +659,11 @@ def route(
     picked = np.random.default_rng([seed, 2]).permutation(assisted)[: math.ceil(audit_rate * assisted.size - 1e-9)]
     review_audit[picked] = True
     routed["review_audit"] = review_audit
+    if review_audit.any() and task is not None and task.argilla.min_submitted < 2:
+        notes.append(
+            f"review audits with argilla.min_submitted = {task.argilla.min_submitted}: the UI closes an ::audit copy "
+            "after one answer, often by the record's own reviewer, whose answer is not counted; set it to 2 or more"
+        )
     routed["priority"] = priority_scores(calibrated, ok)
     routed.to_parquet(run / "routed.parquet", index=False)
     g_conf, g_y = calibrated[has_gold], correct[has_gold]
