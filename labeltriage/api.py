@@ -800,7 +800,9 @@ def push(
     # an upsert never deletes a suggestion: a blind record pushed before with one must lose it
     kept = set(queue.loc[blind, "id"].astype(str)) & (pushed_before | shown_before)
     report.suggestions_removed = argilla_io.remove_suggestions(client, dataset, kept) if kept else 0
-    report.not_routed_to_review = len(routed) - len(queue)
+    # the ::audit copies are extra rows of the queue, not records of the run
+    in_queue = set(queue["id"].astype(str).str.removesuffix(argilla_io.REVIEW_AUDIT_SUFFIX))
+    report.not_routed_to_review = int((~routed["id"].astype(str).isin(in_queue)).sum())
     report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
     write_json(run / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
@@ -836,13 +838,15 @@ def _feedback_round(
     sent, reason = 0, None
     revocation = enforce_certificate(run)
     if revocation is not None and revocation.ids:  # in Argilla before the round updates their metadata
-        sent, reason = push(run, client=client, round_number=number).pushed, revocation.reason
+        push(run, client=client, round_number=number)
+        sent, reason = len(revocation.ids), revocation.reason
     result = run_round(client, dataset, task, run.path, number, min_agreement=min_agreement)
     verdict = audit_verdict(run, number)
     result.audit = verdict.to_dict() if verdict is not None else None
     stopped = run.json("routing.json", default={}).get("auto_accept_stopped") or {}
     if verdict is not None and verdict.state == "drift" and stopped.get("round") == number:
-        sent, reason = sent + push(run, client=client, round_number=number).pushed, str(stopped.get("reason"))
+        push(run, client=client, round_number=number)
+        sent, reason = sent + int(stopped.get("n_records") or 0), str(stopped.get("reason"))
     result.auto_accept_stopped, result.sent_to_review = reason, sent
     write_json(run / "loop.json", result.to_dict(), default=str)
     return result
