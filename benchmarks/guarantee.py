@@ -71,6 +71,7 @@ from curation.certify import (  # noqa: E402
     binomial_p_value,
     certify_threshold,
     counts_above,
+    default_start,
     fixed_sequence,
     threshold_grid,
 )
@@ -176,10 +177,13 @@ def population(name: str, seed: int = 12345) -> Population:
 # ----------------------------------------------------------------------------------------------
 # methods: each returns (threshold (D,) with NaN = nothing accepted) on its own score scale
 # ----------------------------------------------------------------------------------------------
-def fixed_sequence_pool(pop: Population, gs: np.ndarray, gy: np.ndarray, target: float, level: float) -> np.ndarray:
+def fixed_sequence_pool(
+    pop: Population, gs: np.ndarray, gy: np.ndarray, target: float, level: float, start: float | None = None
+) -> np.ndarray:
     """The default: :func:`certify_threshold` with ``pool_scores`` = the population, vectorised over draws
-    (the grid is the same for every draw of a given size, so only the counts differ)."""
-    th, _ = threshold_grid(pop.scores, gs.shape[1], target, level)
+    (the grid is the same for every draw of a given size, so only the counts differ). ``start``: the
+    grid's first expected gold count (default: the confidence-guided :func:`default_start`)."""
+    th, _ = threshold_grid(pop.scores, gs.shape[1], target, level, start=start)
     n_acc, n_cor = counts_above(gs, gy, th)
     last, _ = fixed_sequence(n_acc, n_cor, target, level)
     return np.where(last >= 0, th[np.maximum(last, 0)], np.nan)
@@ -307,6 +311,9 @@ def run(
                     "fixed_sequence": fixed_sequence_pool(pop, gs, gy, target, level),
                     "fixed_sequence_gold_grid": per_draw(certify_gold_grid(target, level), gs, gy),
                     "scan_wilson": per_draw(scan_wilson(target, level), gs, gy),
+                    "fixed_sequence_sqrt_start": fixed_sequence_pool(
+                        pop, gs, gy, target, level, start=default_start(target, level, n)
+                    ),
                     "fs_top20": per_draw(certify_gold_grid(target, level, start=20, step=1e-9), gs, gy),
                     "bonferroni10": bonferroni_sizes(gs, gy, target, level),
                 }
@@ -329,7 +336,10 @@ def run(
 
 
 METHOD_NOTES = {
-    "fixed_sequence": "new default: certify_threshold(raw scores, pool_scores=population), grid from the population",
+    "fixed_sequence": "the default: certify_threshold(raw scores, pool_scores=population), grid from the population, "
+    "confidence-guided start",
+    "fixed_sequence_sqrt_start": "the same with the size-only start max(min_gold_needed, 3 sqrt(n)) (the default "
+    "before issue 18)",
     "fixed_sequence_gold_grid": "certify_threshold(raw scores) without pool: grid from the gold's own scores",
     "scan_wilson": "per-threshold scan (not family-wise valid): curation.routing.choose_threshold, Wilson bound",
     "fs_top20": "plain fixed sequence from the top 20 gold records, one record per step",

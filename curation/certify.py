@@ -179,14 +179,38 @@ def min_gold_needed(target_precision: float, confidence_level: float = 0.95, err
         lo += 4096
 
 
-def default_start(target_precision: float, confidence_level: float, n_gold: int) -> float:
-    """The default ``start``: ``max(min_gold_needed(target, level), 3 * sqrt(n_gold))`` expected gold records.
+def default_start(
+    target_precision: float, confidence_level: float, n_gold: int, grid_scores: Any | None = None
+) -> float:
+    """The default ``start``, in expected gold records above the first candidate threshold.
 
-    A function of the gold *size* only (never of its labels). Below ``min_gold_needed`` no test can
-    pass; past it, a larger first test tolerates a few errors at the top, and ``3 * sqrt(n)`` was the
-    best of the rules simulated in ``benchmarks/guarantee.py`` (see the module docstring).
+    Without ``grid_scores``: ``max(min_gold_needed(target, level), 3 * sqrt(n_gold))``, a function of
+    the gold *size* only. Below ``min_gold_needed`` no test can pass; past it, a larger first test
+    tolerates a few errors at the top, and ``3 * sqrt(n)`` was the best size-only rule simulated in
+    ``benchmarks/guarantee.py`` (see the module docstring).
+
+    With ``grid_scores`` (``(m,)``, the population's scores, each in [0, 1]): *confidence-guided*.
+    The largest top share of the population whose mean score reaches the midpoint between the
+    target and 1 (``target + (1 - target) / 2``) is where the scores themselves expect the
+    precision to sit well above the target; starting there (as an expected gold count, at most
+    half the gold) makes the first test large enough to tolerate the few confident errors at the
+    very top that stop a small first test. It never starts below the size-only rule. It reads the
+    scores only, never a gold label, so the guarantee is untouched; it gains when the scores are
+    roughly calibrated and costs little otherwise (``benchmarks/guarantee.py`` compares both).
     """
-    return max(float(min_gold_needed(target_precision, confidence_level, 0)), START_PER_SQRT_N * math.sqrt(n_gold))
+    base = max(float(min_gold_needed(target_precision, confidence_level, 0)), START_PER_SQRT_N * math.sqrt(n_gold))
+    if grid_scores is None:
+        return base
+    scores = np.sort(np.asarray(grid_scores, dtype=np.float64).reshape(-1))[::-1]
+    if scores.size == 0 or not np.isfinite(scores).all() or scores[0] > 1.0 or scores[-1] < 0.0:
+        return base  # not probabilities: the size-only rule
+    running_mean = np.cumsum(scores) / np.arange(1, scores.size + 1)
+    goal = target_precision + (1.0 - target_precision) / 2.0
+    reached = np.flatnonzero(running_mean >= goal)
+    if reached.size == 0:
+        return base
+    guided = n_gold * (int(reached[-1]) + 1) / scores.size
+    return max(base, min(guided, n_gold / 2.0))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -216,7 +240,7 @@ def threshold_grid(
     s = _check_scores(grid_scores, "grid scores")
     if int(n_gold) < 1:
         raise ValueError(f"n_gold must be >= 1, got {n_gold}")
-    st = float(default_start(target_precision, confidence_level, int(n_gold)) if start is None else start)
+    st = float(default_start(target_precision, confidence_level, int(n_gold), s) if start is None else start)
     sp = float(DEFAULT_STEP if step is None else step)
     if not st > 0 or not sp > 0:
         raise ValueError(f"start and step must be > 0, got start={start}, step={step}")
@@ -403,7 +427,8 @@ def certify_threshold(
     n = s.shape[0]
     pool = None if pool_scores is None else _check_scores(pool_scores, "pool_scores")
     grid_from = "gold" if pool is None else "pool"
-    st = float(default_start(target_precision, confidence_level, n) if start is None else start)
+    st = float(default_start(target_precision, confidence_level, n, s if pool is None else pool)
+               if start is None else start)  # fmt: skip
     sp = float(DEFAULT_STEP if step is None else step)
     thresholds, expected = threshold_grid(
         s if pool is None else pool, n, target_precision, confidence_level, start=st, step=sp, floor=floor
