@@ -120,3 +120,21 @@ def test_draw_push_blind_collect_and_calibrate(argilla_stack, argilla_client, tm
     assert more.ids[:12] == drawn.ids and len(more.new) == 3 and more.pushed == 3
     rerun = lt.draw_gold(run, 15, client=argilla_client, seed=1)
     assert rerun.new == [] and rerun.pushed == 0 and rerun.ids == more.ids
+
+
+def test_calibrate_on_a_gold_collected_before_any_answer_says_so(tmp_path) -> None:
+    """Found in review: it said "none of its ids matches an id of prelabels.parquet"."""
+    import pandas as pd
+
+    import labeltriage as lt
+    from labeltriage.errors import InputError
+
+    run = tmp_path / "run"
+    run.mkdir()
+    pd.DataFrame({"id": ["a", "b"], "text": ["x", "y"], "llm_label": ["positive", "negative"], "status": "ok",
+                  "llm_confidence": [0.9, 0.8]}).to_parquet(run / "prelabels.parquet", index=False)  # fmt: skip
+    pd.DataFrame(columns=["id", "gold_label", "n_answers", "agreement", "inclusion_probability"]).to_parquet(
+        run / "gold.parquet", index=False
+    )
+    with pytest.raises(InputError, match=r"gold.parquet: no drawn gold record is answered yet: .*gold collect"):
+        lt.calibrate(run)
