@@ -182,7 +182,7 @@ def fixed_sequence_pool(
 ) -> np.ndarray:
     """The default: :func:`certify_threshold` with ``pool_scores`` = the population, vectorised over draws
     (the grid is the same for every draw of a given size, so only the counts differ). ``start``: the
-    grid's first expected gold count (default: the confidence-guided :func:`default_start`)."""
+    grid's first expected gold count (default: :func:`default_start`'s size-only rule)."""
     th, _ = threshold_grid(pop.scores, gs.shape[1], target, level, start=start)
     n_acc, n_cor = counts_above(gs, gy, th)
     last, _ = fixed_sequence(n_acc, n_cor, target, level)
@@ -311,8 +311,8 @@ def run(
                     "fixed_sequence": fixed_sequence_pool(pop, gs, gy, target, level),
                     "fixed_sequence_gold_grid": per_draw(certify_gold_grid(target, level), gs, gy),
                     "scan_wilson": per_draw(scan_wilson(target, level), gs, gy),
-                    "fixed_sequence_sqrt_start": fixed_sequence_pool(
-                        pop, gs, gy, target, level, start=default_start(target, level, n)
+                    "fixed_sequence_guided": fixed_sequence_pool(
+                        pop, gs, gy, target, level, start=default_start(target, level, n, pop.scores)
                     ),
                     "fs_top20": per_draw(certify_gold_grid(target, level, start=20, step=1e-9), gs, gy),
                     "bonferroni10": bonferroni_sizes(gs, gy, target, level),
@@ -336,10 +336,9 @@ def run(
 
 
 METHOD_NOTES = {
-    "fixed_sequence": "the default: certify_threshold(raw scores, pool_scores=population), grid from the population, "
-    "confidence-guided start",
-    "fixed_sequence_sqrt_start": "the same with the size-only start max(min_gold_needed, 3 sqrt(n)) (the default "
-    "before issue 18)",
+    "fixed_sequence": "the default: certify_threshold(raw scores, pool_scores=population), grid from the population",
+    "fixed_sequence_guided": "the same with the confidence-guided start (route's default for logprob, distribution "
+    "and combined confidences)",
     "fixed_sequence_gold_grid": "certify_threshold(raw scores) without pool: grid from the gold's own scores",
     "scan_wilson": "per-threshold scan (not family-wise valid): curation.routing.choose_threshold, Wilson bound",
     "fs_top20": "plain fixed sequence from the top 20 gold records, one record per step",

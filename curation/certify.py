@@ -225,13 +225,15 @@ def threshold_grid(
     start: float | None = None,
     step: float | None = None,
     floor: float | None = None,
+    guided_start: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Candidate thresholds from strict to loose, chosen from scores only (never from labels).
 
     ``grid_scores`` ``(m,)`` are the scores of the population (``pool_scores``), or the gold's
     own scores. A candidate ``t`` is a distinct score value; its *expected gold count* is
     ``n_gold * share(grid_scores >= t)``. The first candidate is the strictest whose expected count
-    reaches ``start`` (default :func:`default_start`; at most ``n_gold``); each next one is the
+    reaches ``start`` (default :func:`default_start`, confidence-guided by ``grid_scores`` when
+    ``guided_start``; at most ``n_gold``); each next one is the
     strictest whose expected count reaches ``(1 + step)`` times the previous one's (at least one
     record more); the last is the loosest score (everything accepted), unless ``floor`` is given
     (no candidate below it). Returns ``(thresholds (J,), expected_counts (J,))``, ``J >= 1``
@@ -240,7 +242,8 @@ def threshold_grid(
     s = _check_scores(grid_scores, "grid scores")
     if int(n_gold) < 1:
         raise ValueError(f"n_gold must be >= 1, got {n_gold}")
-    st = float(default_start(target_precision, confidence_level, int(n_gold), s) if start is None else start)
+    guide = s if guided_start else None
+    st = float(default_start(target_precision, confidence_level, int(n_gold), guide) if start is None else start)
     sp = float(DEFAULT_STEP if step is None else step)
     if not st > 0 or not sp > 0:
         raise ValueError(f"start and step must be > 0, got start={start}, step={step}")
@@ -392,6 +395,7 @@ def certify_threshold(
     step: float | None = None,
     floor: float | None = None,
     to_calibrated: Callable[[np.ndarray], np.ndarray] | None = None,
+    guided_start: bool = False,
 ) -> Certificate:
     """The loosest auto-accept threshold certified by fixed-sequence exact binomial tests.
 
@@ -412,6 +416,10 @@ def certify_threshold(
         floor: test no threshold below this score (e.g. when extra gold was drawn at random only
             among records scoring ``>= floor``: see :func:`plan_gold`).
         to_calibrated: e.g. ``Calibrator.transform``; gives ``threshold_calibrated`` for display.
+        guided_start: start where the scores themselves expect a precision well above the target
+            (:func:`default_start` with the grid's scores): for scores that are probabilities from
+            the model's own distribution (log-prob, label distribution, a fitted combination), not
+            for stated or coarse ones, which are often over-confident (a too-loose first test fails).
 
     Returns:
         a :class:`Certificate`; ``threshold=None`` and ``achievable=False`` when the first test fails
@@ -427,8 +435,8 @@ def certify_threshold(
     n = s.shape[0]
     pool = None if pool_scores is None else _check_scores(pool_scores, "pool_scores")
     grid_from = "gold" if pool is None else "pool"
-    st = float(default_start(target_precision, confidence_level, n, s if pool is None else pool)
-               if start is None else start)  # fmt: skip
+    guide = (s if pool is None else pool) if guided_start else None
+    st = float(default_start(target_precision, confidence_level, n, guide) if start is None else start)
     sp = float(DEFAULT_STEP if step is None else step)
     thresholds, expected = threshold_grid(
         s if pool is None else pool, n, target_precision, confidence_level, start=st, step=sp, floor=floor
@@ -595,6 +603,7 @@ def plan_gold(
     seed: int = 0,
     start: float | None = None,
     step: float | None = None,
+    guided_start: bool = False,
 ) -> GoldPlan:
     """How much gold the target needs, what the present gold certifies, and what to label next.
 
@@ -653,7 +662,8 @@ def plan_gold(
     free = np.ones(m, dtype=bool) if unlabelled is None else np.asarray(unlabelled, dtype=bool)
     if free.shape != pool.shape:
         raise ValueError(f"unlabelled must be (m,) = {pool.shape} bool, got {free.shape}")
-    cert = certify_threshold(s, y, target_precision, confidence_level, pool_scores=pool, start=start, step=step)
+    cert = certify_threshold(s, y, target_precision, confidence_level, pool_scores=pool, start=start, step=step,
+                             guided_start=guided_start)  # fmt: skip
     needed = [
         {"errors": e, "n_gold_above": (k := min_gold_needed(target_precision, confidence_level, e)), "n_correct": k - e}
         for e in (0, 1, 2)
@@ -674,11 +684,13 @@ def plan_gold(
             row: dict[str, Any] = {"label": str(label), "sampling": sampling, "n_added": a, "n_gold": n + a}
             if a > frame.shape[0]:
                 row.update(feasible=False, p_certify=None, expected_coverage=None, median_coverage=None,
+                           coverage_when_certified=None,
                            reason=f"only {frame.shape[0]} unlabelled records to draw from")  # fmt: skip
                 projections.append(row)
                 continue
             floor = None if sampling == "random" else next_t
-            th, _ = threshold_grid(pool, n + a, target_precision, confidence_level, start=start, step=step, floor=floor)
+            th, _ = threshold_grid(pool, n + a, target_precision, confidence_level, start=start, step=step,
+                                   floor=floor, guided_start=guided_start)  # fmt: skip
             cov_th = (pool.shape[0] - np.searchsorted(np.sort(pool), th, side="left")) / pool.shape[0]
             base_acc, base_cor = counts_above(s, y, th)
             # each simulation labels `a` distinct records of the frame (without replacement)
@@ -693,6 +705,7 @@ def plan_gold(
                 p_certify=float(ok.mean()),
                 expected_coverage=float(cov.mean()),
                 median_coverage=float(np.median(cov)),
+                coverage_when_certified=float(cov[ok].mean()) if ok.any() else None,
             )
             projections.append(row)
     if next_t is None or not np.isfinite(next_t):

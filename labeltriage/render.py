@@ -85,7 +85,8 @@ def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
         if row.get("feasible", True) and row.get("sampling", "random") == "random":
             click.echo(
                 f"  with {row['n_gold']} gold: certifies something in {row['p_certify']:.0%} of simulations, "
-                f"expected coverage {row['expected_coverage']:.0%}"
+                f"coverage {row['coverage_when_certified'] or 0:.0%} when it does "
+                f"(expected {row['expected_coverage']:.0%} over all of them)"
             )
     if plan.get("suggest_ids"):
         click.echo(

@@ -330,3 +330,18 @@ def test_certify_is_pure_numpy_scipy():
     root = Path(__file__).resolve().parent.parent
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_the_confidence_guided_start_reads_scores_only() -> None:
+    """default_start with the population's scores: the largest top share whose mean score reaches
+    halfway from the target to 1, as an expected gold count, between the size-only rule and n/2."""
+    from curation.certify import default_start
+
+    base = default_start(0.85, 0.95, 120)
+    assert base == pytest.approx(3 * np.sqrt(120))
+    scores = np.r_[np.full(60, 0.99), np.full(40, 0.9), np.full(100, 0.5)]  # top 100 mean 0.954 >= 0.925
+    k = np.flatnonzero(np.cumsum(np.sort(scores)[::-1]) / np.arange(1, 201) >= 0.925)[-1] + 1
+    assert default_start(0.85, 0.95, 120, scores) == pytest.approx(min(120 * k / 200, 60))
+    assert default_start(0.85, 0.95, 120, np.full(200, 0.99)) == 60  # never past half the gold
+    assert default_start(0.85, 0.95, 120, np.full(200, 0.5)) == base  # the scores expect nothing
+    assert default_start(0.85, 0.95, 120, np.linspace(-3, 3, 50)) == base  # not probabilities
