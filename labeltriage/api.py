@@ -791,10 +791,11 @@ def push(
     queue = argilla_io.review_queue(routed, include_auto=include_auto)
     client = client or connect_argilla()  # before the embedding model loads: a down server fails fast
     embedded = None
-    if vectors:
+    dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=384 if vectors else None)
+    # a dataset made by `push --no-vectors` has no vector settings: its records take none (loop pushes too)
+    if vectors and argilla_io.has_vectors(dataset):
         all_vectors = run_embeddings(run.path, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
         embedded = all_vectors[routed.index.get_indexer(queue.index)]
-    dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=384 if vectors else None)
     records = argilla_io.build_records(queue, task, round_number=round_number, vectors=embedded)
     checkpoint = run / "push_checkpoint.json"
     pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})

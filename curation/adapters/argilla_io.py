@@ -597,6 +597,11 @@ def push_records(
     return report
 
 
+def has_vectors(dataset: Any) -> bool:
+    """Whether the dataset has the ``embedding`` vector settings (a dataset made without vectors has not)."""
+    return any(getattr(v, "name", None) == VECTOR_NAME for v in (dataset.settings.vectors or []))
+
+
 def remove_suggestions(client: Any, dataset: Any, ids: set[str]) -> int:
     """Delete every suggestion of the records ``ids`` (external ids) on the server; returns how many
     records had one. A bulk upsert adds or replaces suggestions but never deletes them, so a record
