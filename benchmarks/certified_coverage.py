@@ -10,7 +10,10 @@ is the human's answer, as in ``benchmarks/effort_quality.py``).
 
 Confidences compared (same draws for all):
 
-* ``logprob`` on the shipped 4-label task (``sentiment``): what the product did before issue 18;
+* ``logprob`` on the shipped 4-label task (``sentiment``), with the size-only start of the test
+  sequence: what the product did before issue 18 (and the 3-label logprob with that start);
+  every other row starts confidence-guided, as ``route`` now does for these kinds
+  (:func:`curation.certify.default_start`);
 * ``logprob``, ``distribution`` (the chosen label's share of the label distribution at the first
   token) on the 3-label task (``sentiment_3class``, the corpora's own label set);
 * ``combined``: :func:`curation.signals.cross_fit_confidence` on the LLM's own signals (logprob,
@@ -84,7 +87,7 @@ def variants(frame3: pd.DataFrame, with_embeddings: bool, seed: int) -> dict[str
 
 def simulate(
     correct: np.ndarray, ok: np.ndarray, kind: str, payload: Any, n_gold: int, target: float, level: float,
-    draws: int, seed: int,
+    draws: int, seed: int, guided: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
     """Draw gold, certify, route; return the cell's figures."""
     rng = np.random.default_rng(seed)
@@ -106,7 +109,7 @@ def simulate(
             aurocs.append(float(roc_auc_score(correct[ok], scores[ok])))
         finite = ok & np.isfinite(scores)
         cert = certify_threshold(np.where(np.isfinite(scores[gold]), scores[gold], -1e9), correct[gold], target,
-                                 level, pool_scores=scores[finite])  # fmt: skip
+                                 level, pool_scores=scores[finite], guided_start=guided)  # fmt: skip
         pool = ok & ~gold
         if cert.threshold is None:
             accepted.append(False)
@@ -138,6 +141,12 @@ def simulate(
     return out
 
 
+def correct3_of(frame: pd.DataFrame) -> np.ndarray:
+    ok = frame["status"].eq("ok").to_numpy()
+    right: np.ndarray = (frame["llm_label"] == frame["gold_label"]).to_numpy() & ok
+    return right
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--draws", type=int, default=1000)
@@ -164,6 +173,8 @@ def main() -> None:
             entry["llm_accuracy_4label"] = float(correct4.mean())
             cases.append(("logprob (4-label, before)", correct4, ok4, "raw",
                           frame4["confidence_logprob"].to_numpy(dtype=float)))  # fmt: skip
+        cases.append(("logprob (3-label), size-only start", correct3_of(frame3), frame3["status"].eq("ok").to_numpy(),
+                      "raw", frame3["confidence_logprob"].to_numpy(dtype=float)))  # fmt: skip
         ok3 = frame3["status"].eq("ok").to_numpy()
         correct3 = (frame3["llm_label"] == frame3["gold_label"]).to_numpy() & ok3
         entry["llm_accuracy_3label"] = float(correct3.mean())
@@ -183,8 +194,10 @@ def main() -> None:
         for n_gold in args.gold:
             for target in args.targets:
                 for name, correct, ok, kind, payload in cases:
+                    # route's start: size-only before issue 18, confidence-guided for these kinds now
+                    guided = "before" not in name and "size-only" not in name
                     cell = simulate(correct, ok, kind, payload, n_gold, target, args.level, args.draws,
-                                    seed=args.seed + n_gold)  # same gold draws for every confidence  # fmt: skip
+                                    seed=args.seed + n_gold, guided=guided)  # same gold draws for all  # fmt: skip
                     entry["cells"].append({"confidence": name, "gold": n_gold, "target": target, **cell})
                     print(f"{corpus:18s} gold {n_gold:4d} target {target:.2f} {name:34s} "
                           f"accept {cell['accepting']:.2f} coverage {cell['coverage']:.3f} "
