@@ -10,10 +10,9 @@ is the human's answer, as in ``benchmarks/effort_quality.py``).
 
 Confidences compared (same draws for all):
 
-* ``logprob`` on the shipped 4-label task (``sentiment``), with the size-only start of the test
-  sequence: what the product did before issue 18 (and the 3-label logprob with that start);
-  every other row starts confidence-guided, as ``route`` now does for these kinds
-  (:func:`curation.certify.default_start`);
+* ``logprob`` on the shipped 4-label task (``sentiment``): what the product did before issue 18;
+  every row uses route's test sequence (size-only start), except ``guided start``, the option
+  :func:`curation.certify.default_start` offers;
 * ``logprob``, ``distribution`` (the chosen label's share of the label distribution at the first
   token) on the 3-label task (``sentiment_3class``, the corpora's own label set);
 * ``combined``: :func:`curation.signals.cross_fit_confidence` on the LLM's own signals (logprob,
@@ -173,7 +172,7 @@ def main() -> None:
             entry["llm_accuracy_4label"] = float(correct4.mean())
             cases.append(("logprob (4-label, before)", correct4, ok4, "raw",
                           frame4["confidence_logprob"].to_numpy(dtype=float)))  # fmt: skip
-        cases.append(("logprob (3-label), size-only start", correct3_of(frame3), frame3["status"].eq("ok").to_numpy(),
+        cases.append(("logprob (3-label), guided start", correct3_of(frame3), frame3["status"].eq("ok").to_numpy(),
                       "raw", frame3["confidence_logprob"].to_numpy(dtype=float)))  # fmt: skip
         ok3 = frame3["status"].eq("ok").to_numpy()
         correct3 = (frame3["llm_label"] == frame3["gold_label"]).to_numpy() & ok3
@@ -194,8 +193,8 @@ def main() -> None:
         for n_gold in args.gold:
             for target in args.targets:
                 for name, correct, ok, kind, payload in cases:
-                    # route's start: size-only before issue 18, confidence-guided for these kinds now
-                    guided = "before" not in name and "size-only" not in name
+                    # route's start is the size-only one; the guided start (an option) is compared on 3-label logprob
+                    guided = "guided start" in name
                     cell = simulate(correct, ok, kind, payload, n_gold, target, args.level, args.draws,
                                     seed=args.seed + n_gold, guided=guided)  # same gold draws for all  # fmt: skip
                     entry["cells"].append({"confidence": name, "gold": n_gold, "target": target, **cell})

@@ -337,8 +337,8 @@ def run(
 
 METHOD_NOTES = {
     "fixed_sequence": "the default: certify_threshold(raw scores, pool_scores=population), grid from the population",
-    "fixed_sequence_guided": "the same with the confidence-guided start (route's default for logprob, distribution "
-    "and combined confidences)",
+    "fixed_sequence_guided": "the same with the confidence-guided start (curation.certify.default_start with the "
+    "population's scores; an option, not the default: valid, power mixed)",
     "fixed_sequence_gold_grid": "certify_threshold(raw scores) without pool: grid from the gold's own scores",
     "scan_wilson": "per-threshold scan (not family-wise valid): curation.routing.choose_threshold, Wilson bound",
     "fs_top20": "plain fixed sequence from the top 20 gold records, one record per step",

@@ -463,8 +463,6 @@ def _same_route_as_first(prelabels: pd.DataFrame, routes: np.ndarray) -> np.ndar
 
 
 THRESHOLD_METHODS = ("fixed-sequence", "scan")
-# confidence kinds whose fixed sequence starts confidence-guided (curation.certify.default_start)
-GUIDED_START_KINDS = frozenset({"logprob", "distribution", "combined"})
 
 
 def route(
@@ -573,18 +571,13 @@ def route(
     drawn = ids.isin(set(run.json("gold_draw.json", default={}).get("ids", []))).to_numpy()
     plan = None
     threshold: Certificate | ThresholdChoice
-    # scores from the model's own distribution (or fitted on it) are near calibrated: the sequence may start
-    # where they expect a precision well above the target; stated ones are often over-confident
-    guided = calibrator.meta.get("confidence_kind") in GUIDED_START_KINDS
     if method == "fixed-sequence":
         certificate = certify_threshold(raw[has_gold], correct[has_gold], target, confidence_level,
-                                        pool_scores=raw[pool], to_calibrated=calibrator.transform,
-                                        guided_start=guided)  # fmt: skip
+                                        pool_scores=raw[pool], to_calibrated=calibrator.transform)  # fmt: skip
         threshold, scores, statement = certificate, raw, certificate.statement
         cut = certificate.threshold if certificate.threshold is not None else np.inf
         plan = plan_gold(raw[has_gold], correct[has_gold], raw[pool], target, confidence_level,
-                         calibrated_pool=calibrated[pool], unlabelled=~has_gold[pool], seed=seed,
-                         guided_start=guided)  # fmt: skip
+                         calibrated_pool=calibrated[pool], unlabelled=~has_gold[pool], seed=seed)  # fmt: skip
         suggest_ids = prelabels["id"].astype(str).to_numpy()[np.flatnonzero(pool)[plan.suggest_indices]].tolist()
     else:
         threshold = choose_threshold(calibrated[has_gold], correct[has_gold], target, confidence_level, bound)
