@@ -211,6 +211,8 @@ def _prelabels(run: RunDir) -> pd.DataFrame:
 def _fit_combined(run: RunDir, prelabels: pd.DataFrame, labels: pd.Series, seed: int) -> dict[str, Any]:
     """Cross-fit the combined confidence on the gold (:func:`curation.signals.cross_fit_confidence`),
     write it to combined_confidence.parquet and put it in ``prelabels``; returns its report."""
+    import pandas as pd
+
     from curation.adapters.loop import run_embeddings
     from curation.signals import SIGNALS, cross_fit_confidence, signal_features
 
