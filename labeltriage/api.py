@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
@@ -995,14 +996,34 @@ def draw_gold(
         )
     draw = draw_gold_sample(pool_ids, int(n), seed=seed, already=previous.get("ids", []))
     path = run / "gold_draw.json"
+    # a drawn record reviewers already saw with the LLM's suggestion: answers given before this draw are
+    # anchored and never gold (collect_gold); its suggestion is taken off now
+    seen = set(run.json(ASSISTED_SHOWN_FILE, default=[])) or set(
+        (run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {}
+    )
+    anchored = dict(previous.get("anchored_since") or {})
+    now = datetime.now(UTC).isoformat()
+    fresh = {rid: now for rid in draw.new if rid in seen}
+    anchored |= fresh
+    client = client or connect_argilla()
+    # who answered those records before the draw (any status: they saw the suggestion): never gold
+    answered_before = dict(previous.get("anchored_answers") or {})
+    if fresh:
+        pull(run, client=client)
+        earlier = run.table("responses.parquet", ("record_id", "user", "label"))
+        for rid, user in zip(earlier["record_id"].astype(str), earlier["user"].astype(str), strict=True):
+            if rid in fresh:
+                answered_before.setdefault(rid, []).append(user)
     write_json(path, {"ids": draw.ids, "n": len(draw.ids), "population": draw.population,
                       "inclusion_probability": draw.inclusion_probability, "seed": seed,
-                      "design": "simple random sample without replacement, extended sequentially"})  # fmt: skip
+                      "design": "simple random sample without replacement, extended sequentially",
+                      "anchored_since": anchored, "anchored_answers": answered_before})  # fmt: skip
     frame = prelabels[prelabels["id"].astype(str).isin(set(draw.ids))].assign(route="gold_draw", blind=True)
-    client = client or connect_argilla()
     dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=None)
     # the checkpoint skips records already pushed and resumes a push that failed half-way
     report = argilla_io.push_records(dataset, argilla_io.build_records(frame, task), checkpoint=run / "gold_push.json")
+    if anchored:  # an upsert never deletes a suggestion
+        argilla_io.remove_suggestions(client, dataset, set(anchored))
     return GoldDrawResult(draw.ids, draw.new, draw.population, draw.inclusion_probability, report.pushed, path)
 
 
@@ -1027,8 +1048,11 @@ def collect_gold(
     counted). gold.parquet has ``id, gold_label, n_answers, agreement, inclusion_probability``;
     `calibrate` and `route` use it when no gold file is given. Records nobody answered yet are
     pending: the answered ones are a random subset of the sample as long as whether a record gets
-    answered does not depend on its label. Raises RunDirError (no gold_draw.json: draw first),
-    ReviewServerError.
+    answered does not depend on its label. A drawn record reviewers had already seen with the
+    LLM's suggestion (``gold_draw.json`` ``anchored_since``) counts only answers of reviewers who
+    had not answered it before the draw took the suggestion off (``anchored_answers``; their
+    answers are counted in ``n_anchored_answers_ignored`` of gold_collect.json). Raises
+    RunDirError (no gold_draw.json: draw first), ReviewServerError.
     """
     import pandas as pd
 
@@ -1041,7 +1065,15 @@ def collect_gold(
     from curation.feedback import human_majority
 
     responses = run.table("responses.parquet", ("record_id", "user", "label"))
-    majority = human_majority(responses[responses["record_id"].astype(str).isin(set(ids))])
+    responses = responses[responses["record_id"].astype(str).isin(set(ids))]
+    # answers by reviewers who saw a drawn record with the LLM's suggestion (before the draw) are
+    # anchored: never gold, whenever they were given or changed
+    anchored = {(rid, user) for rid, users in (drawn.get("anchored_answers") or {}).items() for user in users}
+    keys = zip(responses["record_id"].astype(str), responses["user"].astype(str), strict=True)
+    before = np.array([key in anchored for key in keys], dtype=bool)
+    n_anchored = int(before.sum())
+    responses = responses[~before]
+    majority = human_majority(responses)
     settled = majority[majority["majority"].notna()]
     tied = int(len(majority) - len(settled))
     rows = [
@@ -1062,7 +1094,8 @@ def collect_gold(
     path = run / "gold.parquet"
     gold.to_parquet(path, index=False)
     write_json(run / "gold_collect.json", {"n_drawn": len(ids), "n_labelled": len(gold), "n_tied": tied,
-                                           "n_pending": len(ids) - len(gold) - tied})  # fmt: skip
+                                           "n_pending": len(ids) - len(gold) - tied,
+                                           "n_anchored_answers_ignored": n_anchored})  # fmt: skip
     return GoldCollectResult(gold, len(ids), len(gold), len(ids) - len(gold) - tied, tied, path)
 
 

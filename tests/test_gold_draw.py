@@ -138,3 +138,30 @@ def test_calibrate_on_a_gold_collected_before_any_answer_says_so(tmp_path) -> No
     )
     with pytest.raises(InputError, match=r"gold.parquet: no drawn gold record is answered yet: .*gold collect"):
         lt.calibrate(run)
+
+
+@pytest.mark.stack
+def test_gold_drawn_after_a_push_takes_only_answers_given_blind(argilla_stack, argilla_client, tmp_path):
+    """Found in review: records pushed with the LLM's suggestion, answered, then drawn as gold,
+    kept the suggestion and the anchored answers became gold."""
+    run = _run(tmp_path)
+    frame = pd.read_parquet(run / "prelabels.parquet")
+    ok = frame[frame["status"].eq("ok")]
+    ok.assign(route="human_review", priority=0.5, calibrated_confidence=0.8).to_parquet(
+        run / "routed.parquet", index=False
+    )
+    lt.push(run, client=argilla_client, vectors=False)
+    task = lt.RunDir(run).task_config()
+    dataset = argilla_client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
+    first = ok["id"].tolist()[:3]
+    _answer(argilla_stack, dataset, {rid: "neutral" for rid in first})  # with the suggestion showing
+    drawn = lt.draw_gold(run, len(ok), client=argilla_client, seed=1)
+    assert set(json.loads((run / "gold_draw.json").read_text())["anchored_since"]) == set(drawn.ids)
+    records = {r.id: r for r in dataset.records(with_suggestions=True)}
+    assert all(len(records[rid].suggestions) == 0 for rid in drawn.ids)
+    _answer(argilla_stack, dataset, {rid: "positive" for rid in first})  # now blind
+    collected = lt.collect_gold(run, client=argilla_client)
+    report = json.loads((run / "gold_collect.json").read_text())
+    assert report["n_anchored_answers_ignored"] == 3 and collected.n_labelled == 3
+    gold = pd.read_parquet(run / "gold.parquet")
+    assert set(gold["gold_label"]) == {"positive"} and (gold["n_answers"] == 1).all()
