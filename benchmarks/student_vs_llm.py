@@ -40,7 +40,7 @@ difference with a 95% paired bootstrap interval over the evaluation records (the
 correctness averaged over seeds per record). Writes benchmarks/results/student_vs_llm.{json,md};
 each finished run is kept in ``--runs`` (a rerun resumes).
 
-    flock /tmp/labeltriage-heavy.lock .venv/bin/python benchmarks/student_vs_llm.py   # ~1 h on 2 cores
+    flock /tmp/labeltriage-heavy.lock .venv/bin/python benchmarks/student_vs_llm.py   # ~1-1.5 h on 2 cores
     .venv/bin/python benchmarks/student_vs_llm.py --sizes 20 --seeds 1 --eval-limit 40 --calibration 30 \\
         --max-pairs 32 --results /tmp/svl --runs /tmp/svl/runs                         # plumbing, ~1 min
 """
@@ -206,13 +206,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 300, 1000])
     parser.add_argument("--seeds", type=int, default=3, help="seeds per size")
-    parser.add_argument("--seeds-small", type=int, default=5, help="seeds for sizes <= 100")
+    parser.add_argument(
+        "--seeds-small", type=int, default=3, help="seeds for sizes <= 100 (R = 20 makes 4,000 pairs there too)"
+    )
     parser.add_argument("--calibration", type=int, default=120, help="held-out curated records per seed")
     parser.add_argument("--targets", type=float, nargs="+", default=[0.90, 0.95])
     parser.add_argument("--level", type=float, default=0.95)
     parser.add_argument("--num-iterations", type=int, default=20)
     parser.add_argument("--max-pairs", type=int, default=4000)
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: steady on a shared machine)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is steadier when another job runs)")
     parser.add_argument("--eval-limit", type=int, default=None, help="first N evaluation records only (plumbing)")
     parser.add_argument("--corpora", nargs="+", default=list(CORPORA))
     parser.add_argument("--bootstrap", type=int, default=4000)
