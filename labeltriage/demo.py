@@ -20,6 +20,10 @@ from labeltriage.corpora import vader_ratings
 
 SUBSET = "amazonReviewSnippets"
 REVIEWER_NAMES = ("reviewer-1", "reviewer-2", "reviewer-3")
+# the review audits (<id>::audit, a blind second look at a share of the queue) go to two other people:
+# an audit answered by a record's own reviewer is not independent and does not count
+AUDITOR_NAMES = ("auditor-1", "auditor-2")
+DEMO_REVIEW_AUDIT_RATE = 0.15
 
 
 def rating_label(rating: float) -> str:
@@ -56,18 +60,22 @@ def _crowd_by_text() -> dict[str, list[int]]:
 
 
 def simulate_reviewers(stack: Any, dataset: Any, question: str, seed: int = 0) -> dict[str, Any]:
-    """Three reviewers answer every record of ``dataset`` they have not answered yet.
+    """Three reviewers answer every record of ``dataset`` they have not answered yet; two auditors
+    answer the review audits' blind copies (``<id>::audit``), which the reviewers leave alone.
 
-    Returns the reviewers' passwords and the number of answers sent (0 on a rerun).
+    Returns the reviewers' and auditors' passwords and the number of answers sent (0 on a rerun).
     """
     import httpx
+
+    from curation.adapters.argilla_io import REVIEW_AUDIT_SUFFIX
 
     api_url, api_key = stack.credentials()
     crowd = _crowd_by_text()
     rng = np.random.default_rng(seed)
     records = records_with_responses(api_url, api_key, str(dataset.id))
     passwords, sent = {}, 0
-    for name in REVIEWER_NAMES:
+    for name in (*REVIEWER_NAMES, *AUDITOR_NAMES):
+        auditor = name in AUDITOR_NAMES
         passwords[name] = stack.add_user(name, role="annotator")
         token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": passwords[name]}).json()
         headers = {"Authorization": f"Bearer {token['access_token']}"}
@@ -75,6 +83,8 @@ def simulate_reviewers(stack: Any, dataset: Any, question: str, seed: int = 0) -
         for record in records:
             ratings = crowd.get(record["fields"]["text"])
             if not ratings or any(r["user_id"] == me for r in record.get("responses") or []):
+                continue
+            if str(record.get("external_id", "")).endswith(REVIEW_AUDIT_SUFFIX) != auditor:
                 continue
             label = rating_label(int(rng.choice(ratings)))
             response = httpx.post(

@@ -61,7 +61,13 @@ def demo(
     from argilla_stack.stack import Stack
     from labeltriage import api, render
     from labeltriage.config import load_task_config
-    from labeltriage.demo import closing_login, demo_input, effort_report, simulate_reviewers
+    from labeltriage.demo import (
+        DEMO_REVIEW_AUDIT_RATE,
+        closing_login,
+        demo_input,
+        effort_report,
+        simulate_reviewers,
+    )
     from labeltriage.render import render_prelabel
 
     started = time.perf_counter()
@@ -86,14 +92,18 @@ def demo(
     render.render_calibration(api.calibrate(run_dir, gold=gold_path))
 
     _step(5, "Route: auto-accept, human review, spot-check")
-    render.render_routing(api.route(run_dir, target_precision=target_precision))
+    # a share of the review queue goes out again, blind, to two auditors: the card then states the
+    # reviewed labels' accuracy with an interval (demo.AUDITOR_NAMES)
+    render.render_routing(
+        api.route(run_dir, target_precision=target_precision, review_audit_rate=DEMO_REVIEW_AUDIT_RATE)
+    )
 
     _step(6, "Push the review queue to Argilla (suggestions, reasoning, priorities)")
     # the demo's own stack, whatever ARGILLA_API_URL/KEY say
     client = api.connect_argilla(*stack.credentials())
     render.render_push(api.push(run_dir, client=client), task_config)
 
-    _step(7, "Three reviewers answer the queue in Argilla (answers drawn from the VADER crowd)")
+    _step(7, "Three reviewers answer the queue, two auditors the blind copies (answers drawn from the VADER crowd)")
     run = api.RunDir(run_dir)
     dataset = client.datasets(name=task_config.argilla.dataset, workspace=task_config.argilla.workspace)
     simulated = simulate_reviewers(stack, dataset, task_config.argilla.question)
