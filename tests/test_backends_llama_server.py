@@ -38,10 +38,10 @@ def test_openai_backend_against_real_llama_cpp_server(tmp_path: Path, llama_serv
     assert set(ok["llm_label"]) <= {"positive", "negative", "neutral", "mixed"}
     assert (ok["input_tokens"] > 50).all()
     assert (ok["cost_usd"] > 0).all()  # priced with the config's table (a remote backend)
-    # llama.cpp's server returns no log-probs (logprobs: null) unless started with logits_all:
-    # the routing confidence falls back to the stated one and says so
-    assert ok["confidence_logprob"].isna().all()
-    assert (ok["confidence_kind"] == "stated").all()
+    # asked for `top_logprobs` (the label distribution), llama.cpp's server returns log-probs (with
+    # `logprobs` alone it returned null and the confidence fell back to the stated one)
+    assert ok["confidence_logprob"].between(0, 1, inclusive="right").all()
+    assert (ok["confidence_kind"] == "logprob").all()
     # resume against the server too
     again = run_prelabel(config, records, tmp_path, show_progress=False)
     transient = int(frame["error"].fillna("").str.startswith("backend_error").sum())
