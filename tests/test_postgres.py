@@ -202,8 +202,10 @@ def test_the_demo_loop_runs_on_postgresql_and_a_restart_costs_no_retry(
             cluster.restart()
             run_cli(["push", str(run), "--include-auto", "--round", "2"])
             push = json.loads((run / "push.json").read_text())
-            # every distinct record but the gold ones (labelled already, never pushed)
+            # every distinct record but the gold ones (labelled already, never pushed), and the
+            # review audits' blind copies (<id>::audit)
             unique = int((routed["duplicate_of"].isna() & routed["route"].ne("gold")).sum())
+            unique += int(routed["review_audit"].sum())
             assert push["retries"] == 0 and push["pushed"] + push["skipped_already_pushed"] == unique
             assert "pulled" in run_cli(["pull", str(run)])
             # the records are in PostgreSQL, not in a SQLite file of the home
