@@ -761,7 +761,7 @@ def push(
     config: PathLike | None = None,
     client: Any = None,
     include_auto: bool = False,
-    round_number: int = 0,
+    round_number: int | None = None,
     batch_size: int = 500,
     vectors: bool = True,
     on_batch: Callable[[int], None] | None = None,
@@ -772,8 +772,9 @@ def push(
     the dataset named in the task config's ``argilla`` section; the LLM label is the suggestion
     (score = calibrated confidence, agent = model/prompt_hash). Reruns create no duplicates and
     resume an interrupted push (push_checkpoint.json). ``vectors`` embeds the texts (384-d,
-    "find similar" in the UI). ``on_batch(n)`` is called after each batch. Writes push.json.
-    Raises ReviewServerError.
+    "find similar" in the UI). ``round_number`` is stored as the records' ``round`` metadata (None:
+    the last feedback round in loop.json, else 0). ``on_batch(n)`` is called after each batch.
+    Writes push.json. Raises ReviewServerError.
     """
     from curation.adapters import argilla_io
     from curation.adapters.loop import run_embeddings
@@ -792,6 +793,8 @@ def push(
     if vectors and argilla_io.has_vectors(dataset):
         all_vectors = run_embeddings(run.path, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
         embedded = all_vectors[routed.index.get_indexer(queue.index)]
+    if round_number is None:  # a push after `loop` keeps the round the loop reached
+        round_number = last_round(run)
     records = argilla_io.build_records(queue, task, round_number=round_number, vectors=embedded)
     checkpoint = run / "push_checkpoint.json"
     pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
@@ -811,6 +814,11 @@ def push(
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
     write_json(run / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
     return report
+
+
+def last_round(run_dir: PathLike | RunDir) -> int:
+    """The number of the run's last feedback round (loop.json), 0 before any."""
+    return int((_run_dir(run_dir).json("loop.json", default={}) or {}).get("round") or 0)
 
 
 def pull(
@@ -862,7 +870,7 @@ def loop(
     config: PathLike | None = None,
     client: Any = None,
     rounds: int = 1,
-    start_round: int = 1,
+    start_round: int | None = None,
     min_agreement: float = 0.6,
     on_round: Callable[[RoundResult], None] | None = None,
 ) -> list[RoundResult]:
@@ -870,15 +878,17 @@ def loop(
 
     Priorities and rounds are updated as metadata only (responses are never touched); records
     whose reviewers disagree (vote share < ``min_agreement``) get route=adjudication and priority
-    1. Returns one :class:`RoundResult` per round (the last is loop.json); ``on_round`` sees each
-    as it ends. Raises ReviewServerError (no dataset: push first; server down).
+    1. Rounds are numbered from ``start_round`` (None: the one after loop.json's, else 1). Returns
+    one :class:`RoundResult` per round (the last is loop.json); ``on_round`` sees each as it ends.
+    Raises ReviewServerError (no dataset: push first; server down).
     """
     run = _run_dir(run_dir, config)
     task = run.task_config()
     client = client or connect_argilla()
     dataset = _dataset(client, task, run)
     summaries = []
-    for number in range(start_round, start_round + rounds):
+    first = last_round(run) + 1 if start_round is None else start_round
+    for number in range(first, first + rounds):
         summary = _feedback_round(client, dataset, task, run, number, min_agreement)
         summaries.append(summary)
         if on_round is not None:
@@ -891,7 +901,7 @@ def watch(
     *,
     every: int = 50,
     rounds: int = 1,
-    start_round: int = 1,
+    start_round: int | None = None,
     min_agreement: float = 0.6,
     listen_port: int = 0,
     config: PathLike | None = None,
@@ -916,7 +926,8 @@ def watch(
     client = client or connect_argilla()
     dataset = _dataset(client, task, run)
     say = on_event or (lambda _message: None)
-    remaining = list(range(start_round, start_round + rounds))
+    first = last_round(run) + 1 if start_round is None else start_round
+    remaining = list(range(first, first + rounds))
     summaries: list[RoundResult] = []
     done = threading.Event()
 
@@ -949,7 +960,12 @@ def watch(
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class GoldDrawResult:
-    """What :func:`draw_gold` drew and pushed. ``ids``: the whole sample (gold_draw.json)."""
+    """What :func:`draw_gold` drew and pushed. ``ids``: the whole sample (gold_draw.json).
+
+    ``n_input_gold``: drawn records that already had a gold label in the run's input (column
+    ``gold_label`` of prelabels.parquet); the collected gold.parquet replaces that gold in
+    `calibrate` and `route`, so those records are labelled again (the sample stays random).
+    """
 
     ids: list[str]
     new: list[str]
@@ -957,6 +973,7 @@ class GoldDrawResult:
     inclusion_probability: float
     pushed: int
     path: Path
+    n_input_gold: int = 0
 
 
 def draw_gold(
@@ -1024,7 +1041,13 @@ def draw_gold(
     report = argilla_io.push_records(dataset, argilla_io.build_records(frame, task), checkpoint=run / "gold_push.json")
     if anchored:  # an upsert never deletes a suggestion
         argilla_io.remove_suggestions(client, dataset, set(anchored))
-    return GoldDrawResult(draw.ids, draw.new, draw.population, draw.inclusion_probability, report.pushed, path)
+    n_input_gold = 0
+    if "gold_label" in prelabels.columns:
+        known = prelabels.loc[prelabels["gold_label"].notna(), "id"].astype(str)
+        n_input_gold = int(known.isin(set(draw.ids)).sum())
+    return GoldDrawResult(
+        draw.ids, draw.new, draw.population, draw.inclusion_probability, report.pushed, path, n_input_gold
+    )
 
 
 @dataclass

@@ -200,11 +200,13 @@ class RunDir:
             raw = prelabels["gold_label"].where(prelabels["gold_label"].notna(), None).tolist()
         else:
             table = read_table(gold)
-            if table.empty and Path(gold).name == "gold.parquet":  # the product's own, collected before any answer
-                raise InputError(
-                    f"{gold}: no drawn gold record is answered yet: answer them in Argilla, then run "
-                    f"`labeltriage gold collect {run.path}`"
-                )
+            if table.empty:
+                if Path(gold).resolve() == (run / "gold.parquet").resolve():  # collected before any answer
+                    raise InputError(
+                        f"{gold}: no drawn gold record is answered yet: answer them in Argilla, then run "
+                        f"`labeltriage gold collect {run.path}`"
+                    )
+                raise InputError(f"{gold}: has no rows: give it an `id` or `text` column and a gold label per row")
             column = gold_column_of(table, gold_column, gold)
             if "id" in table.columns and table["id"].astype(str).isin(prelabels["id"].astype(str)).any():
                 key = "id"

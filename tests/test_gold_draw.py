@@ -85,9 +85,14 @@ def _answer(stack, dataset, answers: dict[str, str]) -> None:
 @pytest.mark.stack
 def test_draw_push_blind_collect_and_calibrate(argilla_stack, argilla_client, tmp_path):
     run = _run(tmp_path)
+    # the input brought gold for every 4th record: a draw that picks one says so (the drawn gold replaces it)
+    frame = pd.read_parquet(run / "prelabels.parquet")
+    frame["gold_label"] = [frame.loc[i, "llm_label"] if i % 4 == 0 else None for i in range(len(frame))]
+    frame.to_parquet(run / "prelabels.parquet", index=False)
     drawn = lt.draw_gold(run, 12, client=argilla_client, seed=1)
     assert len(drawn.ids) == 12 and drawn.population == 39 and drawn.pushed == 12  # the failed one is not drawn
     assert "g00" not in drawn.ids
+    assert drawn.n_input_gold == sum(int(rid[1:]) % 4 == 0 for rid in drawn.ids)
     saved = json.loads((run / "gold_draw.json").read_text())
     assert saved["ids"] == drawn.ids and saved["inclusion_probability"] == pytest.approx(12 / 39)
     task = lt.RunDir(run).task_config()
@@ -138,6 +143,12 @@ def test_calibrate_on_a_gold_collected_before_any_answer_says_so(tmp_path) -> No
     )
     with pytest.raises(InputError, match=r"gold.parquet: no drawn gold record is answered yet: .*gold collect"):
         lt.calibrate(run)
+    # a user's own empty gold file, whatever its name, is named as such (was keyed on "gold.parquet")
+    user_gold = tmp_path / "elsewhere" / "gold.parquet"
+    user_gold.parent.mkdir()
+    pd.DataFrame(columns=["id", "label"]).to_parquet(user_gold, index=False)
+    with pytest.raises(InputError, match=r"elsewhere/gold.parquet: has no rows: give it an `id` or `text` column"):
+        lt.calibrate(run, gold=user_gold)
 
 
 @pytest.mark.stack

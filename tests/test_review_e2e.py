@@ -192,6 +192,12 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
         assert after[rid].metadata["route"] == "adjudication"
         if after[rid].metadata.get("review_mode") != "blind":  # a blind record never shows its own priority
             assert after[rid].metadata["priority"] == 1.0 and after[rid].metadata["review_rank"] == 1
+    # a push after the loop keeps the round (it reset it to 0); the next loop continues the numbering
+    _invoke(["push", str(run)], env)
+    assert {r.metadata["round"] for r in dataset.records()} == {1}
+    _invoke(["loop", str(run)], env)
+    assert json.loads((run / "loop.json").read_text())["round"] == 2
+    assert {r.metadata["round"] for r in dataset.records()} == {2}
 
     # Publish to the test Hub and read it back.
     with HubServer(token="hf_e2e_token") as hub:

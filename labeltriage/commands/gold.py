@@ -39,6 +39,14 @@ def draw(run_dir: Path, config: str | None, n: int, seed: int) -> None:
         f"{result.inclusion_probability:.3g}), {len(result.new)} new; {result.pushed} pushed to Argilla blind; "
         f"wrote {result.path}"
     )
+    if result.n_input_gold:
+        click.secho(
+            f"note: {result.n_input_gold} drawn record(s) already have a gold label in the input (gold_label); "
+            "once collected, gold.parquet is the run's gold and the input's gold is not used (pass --gold to "
+            "calibrate/route to use a file instead)",
+            fg="yellow",
+            err=True,
+        )
 
 
 @gold.command(name="collect")

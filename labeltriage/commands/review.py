@@ -15,7 +15,13 @@ from labeltriage.render import render_pull, render_push, render_round
 @run_dir_argument
 @config_option
 @click.option("--include-auto", is_flag=True, help="Also push auto-accepted records (normally kept out).")
-@click.option("--round", "round_number", default=0, show_default=True, help="Round number stored as metadata.")
+@click.option(
+    "--round",
+    "round_number",
+    type=int,
+    default=None,
+    help="Round number stored as metadata [default: the last loop round, else 0].",
+)
 @click.option("--batch-size", default=500, show_default=True, help="Records per request (the server caps at 500).")
 @click.option("--no-vectors", is_flag=True, help="Do not embed texts (no 'find similar' in the UI).")
 def push(run_dir: Path, no_vectors: bool, **options: Any) -> None:
@@ -77,7 +83,9 @@ def pull(run_dir: Path, config: Path | None, drop_missing: bool) -> None:
 @run_dir_argument
 @config_option
 @click.option("--rounds", default=1, show_default=True, help="Rounds to run now (polling mode).")
-@click.option("--start-round", default=1, show_default=True)
+@click.option(
+    "--start-round", type=int, default=None, help="First round's number [default: the one after the last, else 1]."
+)
 @click.option("--min-agreement", default=0.6, show_default=True, help="Below it a record goes to adjudication.")
 @click.option("--watch", "watch_mode", is_flag=True, help="Event-driven: a round every --every submitted responses.")
 @click.option("--every", default=50, show_default=True, help="With --watch: responses per round.")
