@@ -23,6 +23,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 # name -> "module:attribute" of a click command; one module per capability.
 COMMANDS: dict[str, str] = {
     "stack": "labeltriage.commands.stack:stack",
+    "label-studio": "labeltriage.commands.label_studio:label_studio",
     "prelabel": "labeltriage.commands.prelabel:prelabel",
     "gold": "labeltriage.commands.gold:gold",
     "calibrate": "labeltriage.commands.triage:calibrate",
@@ -37,6 +38,7 @@ COMMANDS: dict[str, str] = {
 
 SHORT_HELP: dict[str, str] = {
     "stack": "Start, stop and inspect the local Argilla stack.",
+    "label-studio": "Review in Label Studio: local server, push, pull, rounds, ML backend.",
     "prelabel": "Pre-label a dataset with an LLM (label, confidence, reasoning).",
     "gold": "Draw gold at random, have it labelled blind in Argilla, collect it.",
     "calibrate": "Fit a confidence calibrator on gold labels and report ECE.",

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("labeltriage", "pipelines", "curation", "argilla_stack")
+PACKAGES = ("labeltriage", "pipelines", "curation", "argilla_stack", "label_studio_stack")
 CLIENTS = ("argilla", "argilla_server", "httpx", "openai", "llama_cpp", "datasets", "huggingface_hub", "distilabel")
 PURE = (
     "curation.calibration",

@@ -79,7 +79,16 @@ def pull_to_run(
     frame, report = argilla_io.pull_responses(
         client, dataset, [label.name for label in config.labels], config.argilla.question
     )
-    frame["on_server"] = True
+    return save_pulled(frame, report, run_dir, drop_missing=drop_missing)
+
+
+def save_pulled(
+    frame: pd.DataFrame, report: argilla_io.PullReport, run_dir: Path, *, drop_missing: bool = False
+) -> argilla_io.PullReport:
+    """Write pulled responses (``record_id, user, label, status, updated_at``, from any review tool)
+    to ``responses.parquet``, keeping earlier submits the server lost (:func:`pull_to_run`), and
+    the counts to ``pull.json``."""
+    frame = frame.assign(on_server=True)
     path = run_dir / "responses.parquet"
     if path.exists():
         frame = _keep_earlier_submits(pd.read_parquet(path), frame, report, drop_missing)
@@ -110,23 +119,19 @@ def _keep_earlier_submits(
     return merged
 
 
-def run_round(
-    client: Any,
-    dataset: Any,
-    config: Any,
-    run_dir: Path,
-    round_number: int,
-    min_agreement: float = 0.6,
-) -> RoundResult:
-    """One round; returns what it did (also written to ``loop.json``)."""
+def reprioritised_queue(
+    run_dir: Path, config: Any, min_agreement: float = 0.6
+) -> tuple[pd.DataFrame, set[str], dict[str, Any]]:
+    """The round's core, whatever the review tool: retrain the student on the pulled answers
+    (responses.parquet), re-prioritise routed.parquet (rewritten), and return the review queue
+    with its new priorities (disagreements, vote share < ``min_agreement``, first at 1.0), the ids
+    to adjudicate and the student's summary (:func:`curation.feedback.reprioritise`)."""
     from labeltriage.rundir import RunDir
 
     run = RunDir(run_dir)  # run files through the one reader: a missing file names the step to run
     routed = run.table("routed.parquet", ("id", "text", "route", "priority"))
     labels = [label.name for label in config.labels]
-    report = pull_to_run(client, dataset, config, run_dir)
-    responses = run.table("responses.parquet")
-    majority = human_majority(responses, labels)
+    majority = human_majority(run.table("responses.parquet"), labels)
     embeddings = run_embeddings(run_dir, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
     priority, info = reprioritise(routed, embeddings, majority, labels)
     routed = routed.assign(priority=priority)
@@ -136,6 +141,21 @@ def run_round(
     )
     queue = argilla_io.review_queue(routed).copy()
     queue.loc[queue["id"].isin(adjudicate), "priority"] = 1.0  # disagreement first
+    return queue, adjudicate, info
+
+
+def run_round(
+    client: Any,
+    dataset: Any,
+    config: Any,
+    run_dir: Path,
+    round_number: int,
+    min_agreement: float = 0.6,
+) -> RoundResult:
+    """One round; returns what it did (also written to ``loop.json``)."""
+
+    report = pull_to_run(client, dataset, config, run_dir)
+    queue, adjudicate, info = reprioritised_queue(run_dir, config, min_agreement)
     # what reviewers see: blind records keep a priority drawn from the others' (never their own)
     shown = argilla_io.shown_priorities(queue)
     ranks = argilla_io.review_ranks(shown)

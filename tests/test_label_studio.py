@@ -1,0 +1,257 @@
+"""Label Studio as the review tool (issue 14), on a real Label Studio started by the session fixture.
+
+Push (tasks, predictions, blind tasks, idempotent rerun, the by-priority tab), two reviewers
+annotating through the API with their own tokens, pull into responses.parquet, agreement and
+publish unchanged; the ML backend connected to the project (predictions stored with score and
+model version, nothing for blind tasks, backend down then back); edited project labels; an
+empty text.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from labeltriage.config import load_task_config
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.stack
+
+LABELS = ["positive", "negative", "neutral", "mixed"]
+
+
+@pytest.fixture(scope="module")
+def label_studio(tmp_path_factory: pytest.TempPathFactory):
+    """One Label Studio for the module (installed once per machine into the user cache)."""
+    from label_studio_stack.server import LabelStudioServer
+
+    server = LabelStudioServer(tmp_path_factory.mktemp("ls-home"))
+    server.up(port=free_port(), log=lambda *_: None)
+    yield server
+    server.down(log=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def owner(label_studio):
+    from labeltriage.label_studio import connect_label_studio
+
+    return connect_label_studio(*label_studio.credentials())
+
+
+def _run(tmp_path: Path, n: int = 12) -> Path:
+    """A routed run: ids r00..; r01 blind (spot check), r02 a failed pre-label, r03 an empty text."""
+    config = yaml.safe_load(load_task_config("sentiment").model_dump_json())
+    config["argilla"]["dataset"] = f"ls-{uuid.uuid4().hex[:8]}"
+    (tmp_path / "task.yaml").write_text(yaml.safe_dump(config))
+    run = tmp_path / "run"
+    run.mkdir()
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame(
+        {
+            "id": [f"r{i:02d}" for i in range(n)],
+            "text": [f"review {i}: it was {'fine' if i % 2 else 'awful'}" for i in range(n)],
+            "llm_label": [LABELS[i % 2] for i in range(n)],
+            "llm_confidence": rng.uniform(0.5, 1.0, n).round(3),
+            "calibrated_confidence": np.linspace(0.4, 0.9, n).round(3),
+            "reasoning": [f"because {i}" for i in range(n)],
+            "model": "local:qwen",
+            "prompt_hash": "abc123",
+            "status": "ok",
+            "confidence_kind": "logprob",
+            "route": "human_review",
+            "priority": np.linspace(0.1, 0.9, n).round(3),
+        }
+    )
+    frame.loc[1, "route"] = "spot_check"
+    frame.loc[2, ["status", "llm_label"]] = ["failed", None]
+    frame.loc[3, "text"] = ""
+    frame.drop(columns=["route", "priority", "calibrated_confidence"]).to_parquet(
+        run / "prelabels.parquet", index=False
+    )
+    frame.to_parquet(run / "routed.parquet", index=False)
+    (run / "run.json").write_text(json.dumps({"config": str(tmp_path / "task.yaml"), "model_identity": "local:qwen"}))
+    return run
+
+
+def _tasks(client, project_id: int) -> dict[str, dict]:
+    from curation.adapters.labelstudio_io import project_tasks
+
+    return {t["data"]["record_id"]: t for t in project_tasks(client, project_id, with_annotations=True)}
+
+
+def _annotate(label_studio, username: str, answers: dict[int, str | None]) -> None:
+    """``username`` answers tasks through the API with their own token (None = skip)."""
+    from curation.adapters.labelstudio_io import LabelStudioClient
+
+    _password, token = label_studio.add_user(username)
+    client = LabelStudioClient(label_studio.url, token)
+    for task_id, label in answers.items():
+        body = (
+            {"result": [], "was_cancelled": True}
+            if label is None
+            else {
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": [label]}}
+                ]
+            }  # fmt: skip
+        )
+        client.post(f"/api/tasks/{task_id}/annotations/", json=body)
+
+
+def test_push_pull_agreement_publish(label_studio, owner, tmp_path):
+    import labeltriage as lt
+    from curation.adapters.labelstudio_io import find_project
+    from labeltriage.label_studio import pull_label_studio, push_label_studio
+
+    run = _run(tmp_path)
+    report = push_label_studio(run, client=owner)
+    assert (report.imported, report.updated, report.predictions_removed) == (12, 0, 0)
+    project_id = report.project_id
+    assert find_project(owner, lt.RunDir(run).task_config().argilla.dataset) == project_id
+    tasks = _tasks(owner, project_id)
+    assert sorted(tasks) == [f"r{i:02d}" for i in range(12)]
+    # an assisted task: the LLM label as a Choices result, its reasoning, score = calibrated confidence
+    r05 = tasks["r05"]
+    assert len(r05["predictions"]) == 1
+    made = r05["predictions"][0]
+    assert made["score"] == pytest.approx(
+        pd.read_parquet(run / "routed.parquet").set_index("id").loc["r05", "calibrated_confidence"]
+    )
+    assert made["model_version"] == "local:qwen/abc123"
+    by_name = {item["from_name"]: item for item in made["result"]}
+    assert by_name["sentiment"]["value"] == {"choices": ["negative"]}
+    assert by_name["llm_reasoning"]["value"] == {"text": ["because 5"]}
+    # the blind task, the failed pre-label and the data of every task carry nothing of the model
+    assert tasks["r01"]["predictions"] == [] and tasks["r02"]["predictions"] == []
+    for task in tasks.values():
+        assert set(task["data"]) == {"text", "record_id", "priority", "review_rank", "round"}
+    assert tasks["r03"]["data"]["text"].startswith("[empty text]")
+    # the tab sorted by priority lists the highest first; a blind task shows a priority drawn from the others
+    view = int(report.queue_url.rsplit("tab=", 1)[1])
+    ordered = owner.get("/api/tasks", params={"view": view, "page_size": 100})["tasks"]
+    shown = [t["data"]["priority"] for t in ordered]
+    assert shown == sorted(shown, reverse=True) and ordered[0]["data"]["record_id"] == "r11"
+    assert tasks["r01"]["data"]["priority"] != pytest.approx(0.1 + 0.8 / 11)
+    assert report.queue_url.startswith(f"{label_studio.url}/projects/{project_id}/data?tab=")
+    # a rerun imports nothing and duplicates nothing
+    again = push_label_studio(run, client=owner)
+    assert (again.imported, again.updated) == (0, 0) and len(_tasks(owner, project_id)) == 12
+
+    # two reviewers: alice agrees with the LLM on r04..r11 and skips r04's neighbour r00; bob differs on r06
+    ids = {rid: t["id"] for rid, t in tasks.items()}
+    alice = {ids[f"r{i:02d}"]: LABELS[i % 2] for i in range(4, 12)} | {ids["r00"]: None}
+    bob = {ids[f"r{i:02d}"]: LABELS[i % 2] for i in range(4, 12)} | {ids["r06"]: "neutral"}
+    _annotate(label_studio, "alice", alice)
+    _annotate(label_studio, "bob", bob)
+    pulled = pull_label_studio(run, client=owner)
+    assert (pulled.submitted, pulled.discarded, pulled.invalid_label) == (16, 1, 0)
+    assert pulled.reviewers == ["alice", "bob"] and pulled.records_with_submitted == 8
+    responses = pd.read_parquet(run / "responses.parquet")
+    assert set(responses.columns) >= {"record_id", "user", "label", "status", "updated_at", "on_server"}
+    row = responses[(responses["record_id"] == "r06") & (responses["user"] == "bob")]
+    assert row["label"].tolist() == ["neutral"] and row["status"].tolist() == ["submitted"]
+
+    # agreement and publish read what Label Studio gave, unchanged
+    agreed = lt.agreement(run)
+    assert agreed.report["n_responses"] == 16
+    assert agreed.report["percent_agreement"] == pytest.approx(7 / 8)
+    published = lt.publish(run, output=tmp_path / "out")
+    final = pd.read_parquet(tmp_path / "out" / "final.parquet").set_index("id")
+    # unanimous reviewers: label_source human; a 1-1 tie goes to adjudication
+    assert final.loc["r05", "label"] == "negative" and final.loc["r05", "label_source"] == "human"
+    assert "r06" not in final.index
+    assert published.final.final["label_source"].eq("human").sum() == 7
+
+
+def test_edited_project_labels_and_labels_outside_the_config(label_studio, owner, tmp_path):
+    from curation.adapters.labelstudio_io import config_labels, labeling_config
+    from labeltriage.errors import ReviewServerError
+    from labeltriage.label_studio import pull_label_studio, push_label_studio
+
+    run = _run(tmp_path, n=6)
+    report = push_label_studio(run, client=owner)
+    project_id = report.project_id
+    tasks = _tasks(owner, project_id)
+    # someone adds a label in Label Studio and uses it: pull reports it, keeps the row, the push puts it back
+    from labeltriage.rundir import RunDir
+
+    task = RunDir(run).task_config()
+    edited = labeling_config(task).replace(
+        '<Choice value="mixed"', '<Choice value="sarcastic"/>\n    <Choice value="mixed"'
+    )
+    owner.patch(f"/api/projects/{project_id}/", json={"label_config": edited})
+    _annotate(label_studio, "carol", {tasks["r04"]["id"]: "sarcastic", tasks["r05"]["id"]: "negative"})
+    pulled = pull_label_studio(run, client=owner)
+    assert (pulled.submitted, pulled.invalid_label) == (1, 1)
+    assert pulled.invalid_examples == [{"record_id": "r04", "user": "carol", "label": ["sarcastic"]}]
+    responses = pd.read_parquet(run / "responses.parquet")
+    assert responses.loc[responses["record_id"] == "r04", "status"].tolist() == ["invalid_label"]
+    with pytest.raises(
+        ReviewServerError, match=r"labels the task config removed \(sarcastic\) and annotations use them"
+    ):
+        push_label_studio(run, client=owner)
+    # a label added in the project and not used: the push restores the config's labels
+    owner.delete(f"/api/annotations/{_tasks(owner, project_id)['r04']['annotations'][0]['id']}/")
+    push_label_studio(run, client=owner)
+    config = owner.get(f"/api/projects/{project_id}/")["label_config"]
+    assert config_labels(config, "sentiment") == LABELS
+
+
+def test_ml_backend_serves_the_runs_prelabels(label_studio, owner, tmp_path):
+    from curation.adapters.labelstudio_io import connect_backend, prediction_scores, request_predictions
+    from labeltriage.label_studio import push_label_studio, serve_backend
+
+    run = _run(tmp_path, n=6)
+    routed = pd.read_parquet(run / "routed.parquet")
+    report = push_label_studio(run, client=owner)
+    project_id = report.project_id
+    tasks = _tasks(owner, project_id)
+    for task in tasks.values():  # as if the team had imported the tasks bare: the backend fills them
+        for old in task["predictions"]:
+            owner.delete(f"/api/predictions/{old['id']}/")
+    port = free_port()
+    backend = serve_backend(run, port=port).start()
+    try:
+        connect_backend(owner, project_id, backend.url)
+        request_predictions(owner, project_id, [tasks["r04"]["id"], tasks["r01"]["id"]])
+        stored = prediction_scores(owner, tasks["r04"]["id"])
+        assert len(stored) == 1 and stored[0]["model_version"] == "local:qwen/abc123"
+        assert stored[0]["score"] == pytest.approx(routed.set_index("id").loc["r04", "calibrated_confidence"])
+        assert {r["from_name"]: r["value"] for r in stored[0]["result"]}["sentiment"] == {"choices": ["positive"]}
+        assert prediction_scores(owner, tasks["r01"]["id"]) == []  # blind: never a prediction
+        assert backend.predicted == 1
+    finally:
+        backend.stop()
+    # the backend down: Label Studio still answers, stores nothing, the task stays unlabelled
+    request_predictions(owner, project_id, [tasks["r05"]["id"]])
+    assert prediction_scores(owner, tasks["r05"]["id"]) == []
+    # back on the same address: the same request is answered
+    backend = serve_backend(run, port=port).start()
+    try:
+        request_predictions(owner, project_id, [tasks["r05"]["id"]])
+        assert [p["model_version"] for p in prediction_scores(owner, tasks["r05"]["id"])] == ["local:qwen/abc123"]
+    finally:
+        backend.stop()
+    assert httpx.get(f"{label_studio.url}/health").status_code == 200
+
+
+def test_server_home_secrets_and_no_default_account(label_studio):
+    data = label_studio.secrets()
+    assert (label_studio.secrets_file.stat().st_mode & 0o777) == 0o600
+    assert (label_studio.home.stat().st_mode & 0o777) == 0o700
+    assert len(data["owner_password"]) >= 20 and data["owner_token"]
+    # sign-up without the invitation link is refused; a wrong password does not log in
+    page = httpx.Client(base_url=label_studio.url)
+    page.get("/user/signup/")
+    refused = page.post("/user/signup/", data={"email": "x@y.z", "password": "Aa1!aaaaaaaa",
+                                                "csrfmiddlewaretoken": page.cookies.get("csrftoken") or ""},
+                        headers={"Referer": label_studio.url + "/user/signup/"})  # fmt: skip
+    assert refused.status_code == 403
+    assert label_studio.state()["url"].startswith("http://127.0.0.1:")
