@@ -255,3 +255,61 @@ def test_server_home_secrets_and_no_default_account(label_studio):
                         headers={"Referer": label_studio.url + "/user/signup/"})  # fmt: skip
     assert refused.status_code == 403
     assert label_studio.state()["url"].startswith("http://127.0.0.1:")
+
+
+SCREENSHOT_NAME = "label_studio_task.png"
+
+
+def test_a_reviewer_sees_the_prediction_and_reasoning_in_the_browser(label_studio, owner, tmp_path):
+    """A reviewer logs in through Label Studio's form, opens an assisted task from the by-priority
+    tab: the LLM label is pre-selected, the reasoning and the model version with its score shown;
+    changes the label and submits, and the pull has exactly that. A blind task shows nothing of the
+    model. A screenshot goes to label_studio_task.png (``LABELTRIAGE_RESULTS_DIR`` refreshes the
+    published one in benchmarks/results/)."""
+    import os
+
+    from playwright.sync_api import expect
+
+    from labeltriage.label_studio import pull_label_studio, push_label_studio
+    from tests.support.browser_chromium import chromium_page
+
+    run = _run(tmp_path, n=6)
+    report = push_label_studio(run, client=owner)
+    tasks = _tasks(owner, report.project_id)
+    password, _token = label_studio.add_user("dana")
+    with chromium_page() as page:
+        page.goto(f"{label_studio.url}/user/login/")
+        page.locator("input[name=email]").fill("dana@labeltriage.local")
+        page.locator("input[name=password]").fill(password)
+        page.locator("button[type=submit]").first.click()
+        page.wait_for_url(lambda url: "login" not in url)
+        page.goto(f"{report.queue_url}&task={tasks['r05']['id']}")
+        choice = page.locator("input.ant-checkbox-input[name=negative]")
+        expect(choice).to_be_checked(timeout=90_000)
+        expect(page.locator("input.ant-checkbox-input[name=positive]")).not_to_be_checked()
+        expect(page.get_by_text("because 5", exact=True)).to_be_visible()
+        expect(page.get_by_text("local:qw", exact=False).first).to_be_visible()
+        screenshot = Path(os.environ.get("LABELTRIAGE_RESULTS_DIR") or tmp_path) / SCREENSHOT_NAME
+        screenshot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(screenshot))
+        # the reviewer corrects the LLM and submits
+        page.locator("label.lsf-choice__checkbox", has_text="positive").click()
+        expect(page.locator("input.ant-checkbox-input[name=positive]")).to_be_checked()
+        expect(choice).not_to_be_checked()
+        page.get_by_role("button", name="Submit").click()
+        for _ in range(180):  # the UI saves in the background, then opens the next task
+            if _tasks(owner, report.project_id)["r05"]["annotations"]:
+                break
+            page.wait_for_timeout(500)
+        # a blind task: no label pre-selected, no reasoning, no model version
+        page.goto(f"{report.queue_url}&task={tasks['r01']['id']}")
+        expect(page.locator(".lsf-richtext__line", has_text="review 1: it was fine")).to_be_visible(timeout=90_000)
+        expect(page.locator("input.ant-checkbox-input:checked")).to_have_count(0)
+        expect(page.get_by_text("because 1", exact=True)).to_have_count(0)
+        expect(page.get_by_text("local:qw", exact=False)).to_have_count(0)
+    pulled = pull_label_studio(run, client=owner)
+    assert pulled.submitted == 1
+    responses = pd.read_parquet(run / "responses.parquet")
+    assert responses[["record_id", "user", "label", "status"]].values.tolist() == [
+        ["r05", "dana", "positive", "submitted"]
+    ]

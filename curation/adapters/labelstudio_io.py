@@ -132,7 +132,9 @@ def labeling_config(config: Any) -> str:
         f"{choices}\n"
         "  </Choices>\n"
         '  <Header value="LLM reasoning (empty on purpose on some tasks: label from the text alone)" size="6"/>\n'
-        f'  <TextArea name="{REASONING_NAME}" toName="{TEXT_NAME}" editable="false" readonly="true" rows="2"/>\n'
+        # maxSubmissions=1: the prediction's reasoning fills the one slot, so no input box is offered
+        f'  <TextArea name="{REASONING_NAME}" toName="{TEXT_NAME}" editable="false" readonly="true" '
+        'maxSubmissions="1" rows="2"/>\n'
         "</View>"
     )
 
