@@ -580,7 +580,7 @@ def route(
         threshold, scores, statement = certificate, raw, certificate.statement
         cut = certificate.threshold if certificate.threshold is not None else np.inf
         plan = plan_gold(raw[has_gold], correct[has_gold], raw[pool], target, confidence_level,
-                         calibrated_pool=calibrated[pool], unlabelled=~has_gold[pool], seed=seed)  # fmt: skip
+                         calibrated_pool=calibrated[pool], unlabelled=~(has_gold | drawn)[pool], seed=seed)  # fmt: skip
         suggest_ids = prelabels["id"].astype(str).to_numpy()[np.flatnonzero(pool)[plan.suggest_indices]].tolist()
     else:
         threshold = choose_threshold(calibrated[has_gold], correct[has_gold], target, confidence_level, bound)
@@ -784,7 +784,7 @@ def push(
     run = _run_dir(run_dir, config)
     task = run.task_config()
     revocation = enforce_certificate(run)  # a void certificate's records join the review queue
-    routed = run.table("routed.parquet", required_columns=("id", "text", "route", "priority"))
+    routed = run.routed_for_review()
     queue = argilla_io.review_queue(routed, include_auto=include_auto)
     client = client or connect_argilla()  # before the embedding model loads: a down server fails fast
     embedded = None
@@ -1010,6 +1010,16 @@ def draw_gold(
         raise InputError(
             f"{run / 'gold_draw.json'}: drawn from {previous['population']} records, the run now has "
             f"{len(pool_ids)}: the run changed; delete gold_draw.json to draw afresh"
+        )
+    drawn_before = len(previous.get("ids") or [])
+    if drawn_before and int(n) < drawn_before:
+        raise InputError(
+            f"{run / 'gold_draw.json'}: {drawn_before} records are drawn already and --n is the gold sample size in "
+            f"total: pass --n {drawn_before} or more to extend it (a sample never shrinks)"
+        )
+    if drawn_before and previous.get("seed") not in (None, seed):
+        raise InputError(
+            f"{run / 'gold_draw.json'}: the sample was drawn with --seed {previous['seed']}: extend it with that seed"
         )
     draw = draw_gold_sample(pool_ids, int(n), seed=seed, already=previous.get("ids", []))
     path = run / "gold_draw.json"

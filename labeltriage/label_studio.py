@@ -85,7 +85,7 @@ def push_label_studio(
     client = client or connect_label_studio()
     task, project_id = _project(client, run, project)
     enforce_certificate(run)  # a void certificate's records join the review queue
-    routed = run.table("routed.parquet", required_columns=("id", "text", "route", "priority"))
+    routed = run.routed_for_review()
     queue = argilla_io.review_queue(routed, include_auto=include_auto)
     round_number = last_round(run) if round_number is None else round_number
     tasks = labelstudio_io.build_tasks(queue, task, round_number=round_number)
@@ -249,3 +249,42 @@ def serve_backend(
 
     predict, version = label_studio_predictor(run_dir, config=config)
     return MLBackend(predict, version, port=port, on_batch=on_batch, every=every)
+
+
+def run_backend(
+    run_dir: PathLike | RunDir,
+    *,
+    config: PathLike | None = None,
+    project: str | None = None,
+    port: int = 9090,
+    every: int = 25,
+    say: Callable[[str], None] = print,
+) -> None:
+    """Serve the run's ML backend, connect it to the project, run a feedback round every ``every``
+    annotations (0: none) until KeyboardInterrupt (the CLI's `label-studio backend`)."""
+    import threading
+
+    from curation.adapters.labelstudio_io import connect_backend, find_project
+
+    run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, config)
+    title = project or run.task_config().argilla.dataset
+
+    def on_batch(n_new: int) -> None:
+        say(f"{n_new} new annotation(s): feedback round")
+        round_label_studio(run, project=project)
+
+    server = serve_backend(run, port=port, on_batch=on_batch if every else None, every=max(every, 1)).start()
+    try:
+        client = connect_label_studio()  # Label Studio checks the backend's /health while connecting: serve first
+        project_id = find_project(client, title)
+        if project_id is not None:
+            connect_backend(client, project_id, server.url)
+            say(f"connected to Label Studio project {title!r} ({client.url}/projects/{project_id})")
+        else:
+            say(f"no project {title!r} yet: connect {server.url} in the project's Model settings")
+        say(f"ML backend on {server.url} (model version {server.model_version}); Ctrl-C stops it")
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -91,7 +91,8 @@ def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
     if plan.get("suggest_ids"):
         click.echo(
             f"  label next: {len(plan['suggest_ids'])} records drawn at random from the run (ids in routing.json "
-            "gold_plan.suggest_ids, in that order; or `labeltriage gold draw RUN_DIR --n N`)"
+            "gold_plan.suggest_ids, in that order; or `labeltriage gold draw RUN_DIR --n TOTAL`, TOTAL = the gold "
+            "sample size wanted in all)"
         )
 
 

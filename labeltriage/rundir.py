@@ -43,6 +43,8 @@ FILES: dict[str, str] = {
     "embeddings_ids.json": "labeltriage push {run}",
     "push.json": "labeltriage push {run}",
     "assisted_shown.json": "labeltriage push {run}",
+    "label_studio_push.json": "labeltriage label-studio push {run}",
+    "label_studio_tasks.json": "labeltriage label-studio push {run}",
     "push_checkpoint.json": "labeltriage push {run}",
     "responses.parquet": "labeltriage pull {run}",
     "pull.json": "labeltriage pull {run}",
@@ -249,6 +251,18 @@ class RunDir:
             notes.append(f"note: gold labels read as task labels: {shown}")
         return pd.Series(checked.labels, index=prelabels.index, dtype=object)
 
+    def routed_for_review(self) -> pd.DataFrame:
+        """routed.parquet as the review tools must show it: a record drawn as gold (gold_draw.json)
+        is blind (``blind`` True) even when the draw came after `route`, so no push or feedback
+        round ever puts the LLM's suggestion (or its own priority) back on it."""
+        routed = self.table("routed.parquet", required_columns=("id", "text", "route", "priority"))
+        drawn = set((self.json("gold_draw.json", default={}) or {}).get("ids") or [])
+        if drawn:
+            in_draw = routed["id"].astype(str).isin(drawn)
+            earlier = routed["blind"].fillna(False).astype(bool) if "blind" in routed.columns else False
+            routed = routed.assign(blind=in_draw | earlier)
+        return routed
+
     # -- what publish reads -----------------------------------------------------------------------
     def publish_files(self) -> RunFiles:
         """Everything a publish reads: ``routed.parquet``, ``responses.parquet`` and the JSON side files.
@@ -263,6 +277,13 @@ class RunDir:
         from curation.publish import RESPONSES_REQUIRED, ROUTED_REQUIRED, RunFiles, normalise_label
 
         routed = self.table("routed.parquet", ROUTED_REQUIRED)
+        anchored = set((self.json("gold_draw.json", default={}) or {}).get("anchored_since") or {})
+        if anchored and "blind" in routed.columns:
+            # drawn as gold after reviewers had answered them with the suggestion showing: their
+            # published label rests on those answers, so they count as assisted, never blind
+            routed = routed.assign(
+                blind=routed["blind"].fillna(False).astype(bool) & ~routed["id"].astype(str).isin(anchored)
+            )
         if routed["id"].duplicated().any():
             dup = routed.loc[routed["id"].duplicated(), "id"].head(3).tolist()
             raise RunDirError(f"{self / 'routed.parquet'}: column 'id' has duplicates (e.g. {dup}); ids must be unique")

@@ -176,3 +176,49 @@ def test_gold_drawn_after_a_push_takes_only_answers_given_blind(argilla_stack, a
     assert report["n_anchored_answers_ignored"] == 3 and collected.n_labelled == 3
     gold = pd.read_parquet(run / "gold.parquet")
     assert set(gold["gold_label"]) == {"positive"} and (gold["n_answers"] == 1).all()
+
+
+@pytest.mark.stack
+def test_a_push_after_a_gold_draw_keeps_the_drawn_records_blind(argilla_stack, argilla_client, tmp_path):
+    """Found in review: route, then gold draw, then push put the suggestion back on drawn records
+    (push read routed.parquet, which the draw does not change), and their answers became gold."""
+    run = _run(tmp_path)
+    frame = pd.read_parquet(run / "prelabels.parquet")
+    ok = frame[frame["status"].eq("ok")]
+    rng = np.random.default_rng(3)
+    ok.assign(route="human_review", priority=rng.uniform(0, 1, len(ok)), calibrated_confidence=0.8).to_parquet(
+        run / "routed.parquet", index=False
+    )
+    drawn = lt.draw_gold(run, 10, client=argilla_client, seed=2)  # after route, before any push
+    lt.push(run, client=argilla_client, vectors=False)
+    task = lt.RunDir(run).task_config()
+    dataset = argilla_client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
+    records = {r.id: r for r in dataset.records(with_suggestions=True)}
+    assert len(records) == len(ok)
+    for rid in drawn.ids:  # blind: no suggestion, no model metadata, a priority borrowed from the others
+        assert len(records[rid].suggestions) == 0 and records[rid].metadata["review_mode"] == "blind"
+        assert "llm_label" not in records[rid].metadata
+    assisted = [rid for rid in records if rid not in set(drawn.ids)]
+    assert all(len(records[rid].suggestions) == 1 for rid in assisted)
+    assert len({records[rid].metadata["priority"] for rid in drawn.ids}) > 1  # not all 0.5 any more
+    assert not set(drawn.ids) & set(json.loads((run / "assisted_shown.json").read_text()))
+    # the gold sample never shrinks and keeps its seed
+    with pytest.raises(InputError, match=r"10 records are drawn already and --n is the gold sample size in total"):
+        lt.draw_gold(run, 5, client=argilla_client, seed=2)
+    with pytest.raises(InputError, match=r"drawn with --seed 2: extend it with that seed"):
+        lt.draw_gold(run, 12, client=argilla_client, seed=3)
+
+
+def test_anchored_drawn_records_count_as_assisted_in_the_review_mode_figures(tmp_path):
+    """Found in review: drawn records answered earlier with the suggestion showing counted as blind
+    in the assisted-vs-blind agreement (route marks drawn records blind)."""
+    run = _run(tmp_path)
+    frame = pd.read_parquet(run / "prelabels.parquet")
+    frame.assign(route="human_review", priority=0.5, blind=[i % 2 == 0 for i in range(len(frame))]).to_parquet(
+        run / "routed.parquet", index=False
+    )
+    (run / "gold_draw.json").write_text(json.dumps({"ids": ["g02", "g04", "g05"], "anchored_since": {"g02": "t"}}))
+    routed = lt.RunDir(run).publish_files().routed.set_index("id")
+    assert not routed.loc["g02", "blind"] and routed.loc["g04", "blind"] and not routed.loc["g05", "blind"]
+    for_review = lt.RunDir(run).routed_for_review().set_index("id")  # what push and loop show: drawn = blind
+    assert for_review.loc[["g02", "g04", "g05"], "blind"].all() and not for_review.loc["g01", "blind"]

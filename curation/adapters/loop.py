@@ -129,13 +129,13 @@ def reprioritised_queue(
     from labeltriage.rundir import RunDir
 
     run = RunDir(run_dir)  # run files through the one reader: a missing file names the step to run
-    routed = run.table("routed.parquet", ("id", "text", "route", "priority"))
+    routed = run.routed_for_review()  # drawn gold stays blind
     labels = [label.name for label in config.labels]
     majority = human_majority(run.table("responses.parquet"), labels)
     embeddings = run_embeddings(run_dir, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
     priority, info = reprioritise(routed, embeddings, majority, labels)
+    run.table("routed.parquet").assign(priority=priority).to_parquet(run_dir / "routed.parquet", index=False)
     routed = routed.assign(priority=priority)
-    routed.to_parquet(run_dir / "routed.parquet", index=False)
     adjudicate = set(
         majority.loc[(majority["n_reviewers"] >= 2) & (majority["agreement"] < min_agreement), "record_id"]
     )

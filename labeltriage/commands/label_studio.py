@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -133,29 +132,6 @@ def backend(run_dir: Path, config: str | None, project: str | None, port: int, e
     config's model through the run's cache. Every --every annotations a feedback round runs
     (pull, retrain, re-prioritise). Ctrl-C stops it.
     """
-    from curation.adapters.labelstudio_io import connect_backend, find_project
-    from labeltriage.label_studio import connect_label_studio, round_label_studio, serve_backend
-    from labeltriage.rundir import RunDir
+    from labeltriage.label_studio import run_backend
 
-    run = RunDir(run_dir, config)
-    title = project or run.task_config().argilla.dataset
-
-    def on_batch(n_new: int) -> None:
-        click.echo(f"{n_new} new annotation(s): feedback round")
-        round_label_studio(run, project=project)
-
-    server = serve_backend(run, port=port, on_batch=on_batch if every else None, every=max(every, 1)).start()
-    client = connect_label_studio()  # Label Studio checks the backend's /health while connecting: serve first
-    project_id = find_project(client, title)
-    if project_id is not None:
-        connect_backend(client, project_id, server.url)
-        click.echo(f"connected to Label Studio project {title!r} ({client.url}/projects/{project_id})")
-    else:
-        click.echo(f"no project {title!r} yet: connect {server.url} in the project's Model settings", err=True)
-    click.echo(f"ML backend on {server.url} (model version {server.model_version}); Ctrl-C stops it")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.stop()
+    run_backend(run_dir, config=config, project=project, port=port, every=every, say=click.echo)
