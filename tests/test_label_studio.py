@@ -313,3 +313,36 @@ def test_a_reviewer_sees_the_prediction_and_reasoning_in_the_browser(label_studi
     assert responses[["record_id", "user", "label", "status"]].values.tolist() == [
         ["r05", "dana", "positive", "submitted"]
     ]
+
+
+def test_annotations_trigger_a_feedback_round(label_studio, owner, tmp_path):
+    """Label Studio posts annotation events to the backend's /webhook (it registers it when the
+    backend is connected); every 2 of them a round runs: pull, retrain, re-prioritise the tasks."""
+    import time
+
+    from curation.adapters.labelstudio_io import connect_backend
+    from labeltriage.label_studio import push_label_studio, round_label_studio, serve_backend
+
+    run = _run(tmp_path, n=8)
+    report = push_label_studio(run, client=owner)
+    rounds: list[int] = []
+    backend = serve_backend(
+        run, on_batch=lambda _n: rounds.append(round_label_studio(run, client=owner).round), every=2
+    ).start()
+    try:
+        connect_backend(owner, report.project_id, backend.url)
+        tasks = _tasks(owner, report.project_id)
+        _annotate(label_studio, "erin", {tasks["r04"]["id"]: "positive", tasks["r05"]["id"]: "neutral"})
+        for _ in range(240):
+            if rounds:
+                break
+            time.sleep(0.5)
+    finally:
+        backend.stop()
+    assert rounds == [1] and backend.events == 2 and backend.errors == []
+    loop = json.loads((run / "loop.json").read_text())
+    assert loop["round"] == 1 and loop["pulled"]["submitted"] == 2
+    after = _tasks(owner, report.project_id)
+    assert {t["data"]["round"] for t in after.values()} == {1}
+    routed = pd.read_parquet(run / "routed.parquet").set_index("id")
+    assert after["r06"]["data"]["priority"] == pytest.approx(routed.loc["r06", "priority"])
