@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # type checkers see the real signatures; at run time they load on first use
     from curation.adapters.argilla_io import PullReport, PushReport
+    from curation.adapters.labelstudio_io import LabelStudioPushReport
     from curation.adapters.loop import RoundResult
     from labeltriage.api import (
         AgreementResult,
@@ -43,6 +44,13 @@ if TYPE_CHECKING:  # type checkers see the real signatures; at run time they loa
     )
     from labeltriage.config import load_task_config
     from labeltriage.errors import BackendError, ConfigError, InputError, LabeltriageError, ReviewServerError
+    from labeltriage.label_studio import (
+        connect_label_studio,
+        pull_label_studio,
+        push_label_studio,
+        round_label_studio,
+        serve_backend,
+    )
     from labeltriage.rundir import RunDirError
 
 try:
@@ -60,13 +68,21 @@ _ELSEWHERE = {
     "PullReport": "curation.adapters.argilla_io",
     "RoundResult": "curation.adapters.loop",
     "RunDirError": "labeltriage.rundir",
+    # Label Studio as the review tool (Argilla is the default)
+    "connect_label_studio": "labeltriage.label_studio",
+    "push_label_studio": "labeltriage.label_studio",
+    "pull_label_studio": "labeltriage.label_studio",
+    "round_label_studio": "labeltriage.label_studio",
+    "serve_backend": "labeltriage.label_studio",
+    "LabelStudioPushReport": "curation.adapters.labelstudio_io",
 }
 __all__ = [
     "AgreementResult", "BackendError", "CalibrationResult", "ConfigError", "GoldCollectResult", "GoldDrawResult",
     "InputError", "LabeltriageError", "PrelabelResult", "PublishResult", "PullReport", "PushReport",
     "ReviewServerError", "RoundResult", "RoutingResult", "RunDir", "RunDirError", "__version__", "agreement",
     "calibrate", "collect_gold", "connect_argilla", "draw_gold", "gold_labels", "load_task_config", "loop",
-    "prelabel", "publish", "pull", "push", "route", "watch",
+    "prelabel", "publish", "pull", "push", "route", "watch", "connect_label_studio", "push_label_studio",
+    "pull_label_studio", "round_label_studio", "serve_backend", "LabelStudioPushReport",
 ]  # fmt: skip
 
 
