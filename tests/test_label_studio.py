@@ -247,6 +247,9 @@ def test_server_home_secrets_and_no_default_account(label_studio):
     assert (label_studio.secrets_file.stat().st_mode & 0o777) == 0o600
     assert (label_studio.home.stat().st_mode & 0o777) == 0o700
     assert len(data["owner_password"]) >= 20 and data["owner_token"]
+    database = label_studio.data_dir / "label_studio.sqlite3"
+    assert database.is_file() and (database.stat().st_mode & 0o777) == 0o600
+    assert data["owner_password"] not in label_studio.log_file.read_text()
     # sign-up without the invitation link is refused; a wrong password does not log in
     page = httpx.Client(base_url=label_studio.url)
     page.get("/user/signup/")
