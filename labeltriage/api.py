@@ -996,6 +996,8 @@ def draw_gold(
     answers become the run's gold with :func:`collect_gold`. Raises InputError (``n`` outside
     ``[1, N]``), ReviewServerError.
     """
+    import pandas as pd
+
     from curation.adapters import argilla_io
     from curation.gold import draw_gold_sample
     from labeltriage.jsonio import write_json
@@ -1046,9 +1048,18 @@ def draw_gold(
                       "design": "simple random sample without replacement, extended sequentially",
                       "anchored_since": anchored, "anchored_answers": answered_before})  # fmt: skip
     frame = prelabels[prelabels["id"].astype(str).isin(set(draw.ids))].assign(route="gold_draw", blind=True)
+    records = argilla_io.build_records(frame, task)
+    if (run / "routed.parquet").is_file():
+        # beside the review queue: a priority and rank borrowed from the assisted records, as every
+        # blind record shows (alone, every drawn record showed 0.5 and rank 1: the gold stood out)
+        queue = argilla_io.review_queue(run.routed_for_review())
+        extra = frame[~frame["id"].astype(str).isin(set(queue["id"].astype(str)))]
+        together = pd.concat([queue, extra], ignore_index=True)
+        wanted = set(draw.ids)
+        records = [r for r in argilla_io.build_records(together, task) if str(r.id) in wanted]
     dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=None)
     # the checkpoint skips records already pushed and resumes a push that failed half-way
-    report = argilla_io.push_records(dataset, argilla_io.build_records(frame, task), checkpoint=run / "gold_push.json")
+    report = argilla_io.push_records(dataset, records, checkpoint=run / "gold_push.json")
     if anchored:  # an upsert never deletes a suggestion
         argilla_io.remove_suggestions(client, dataset, set(anchored))
     n_input_gold = 0

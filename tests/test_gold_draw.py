@@ -190,9 +190,13 @@ def test_a_push_after_a_gold_draw_keeps_the_drawn_records_blind(argilla_stack, a
         run / "routed.parquet", index=False
     )
     drawn = lt.draw_gold(run, 10, client=argilla_client, seed=2)  # after route, before any push
-    lt.push(run, client=argilla_client, vectors=False)
     task = lt.RunDir(run).task_config()
     dataset = argilla_client.datasets(name=task.argilla.dataset, workspace=task.argilla.workspace)
+    at_draw = {r.id: r.metadata for r in dataset.records()}
+    assert sorted(at_draw) == sorted(drawn.ids)
+    # drawn beside the queue: priorities borrowed from the assisted records, ranks among all of them
+    assert len({m["priority"] for m in at_draw.values()}) > 1 and len({m["review_rank"] for m in at_draw.values()}) > 1
+    lt.push(run, client=argilla_client, vectors=False)
     records = {r.id: r for r in dataset.records(with_suggestions=True)}
     assert len(records) == len(ok)
     for rid in drawn.ids:  # blind: no suggestion, no model metadata, a priority borrowed from the others
