@@ -191,7 +191,8 @@ def _port_in_use(port: int) -> bool:
     return False
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """True when process ``pid`` runs (a zombie counts as gone)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -269,7 +270,7 @@ class Stack:
         return {
             name: pid
             for name, pid in state.pids.items()
-            if _alive(pid) and (state.launcher if name != "redis" else "redis-server") in _cmdline(pid)
+            if process_alive(pid) and (state.launcher if name != "redis" else "redis-server") in _cmdline(pid)
         }
 
     def is_up(self) -> bool:
@@ -444,7 +445,7 @@ class Stack:
         pid = self._spawn([redis_server, str(config)], dict(os.environ), "redis")
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
-            if not _alive(pid):
+            if not process_alive(pid):
                 raise StackError(f"redis-server exited at start; see {self.logs / 'redis.log'}")
             if _port_in_use(state.redis_port):
                 return pid
@@ -489,7 +490,7 @@ class Stack:
                 log("the search store is being rebuilt from Argilla's database; the API answers when it is done")
                 told = True
             for name in ("server", "worker", "redis"):
-                if not _alive(state.pids[name]):
+                if not process_alive(state.pids[name]):
                     tail = self._log_tail(name)
                     raise StackError(f"the {name} process exited during start-up; last log lines:\n{tail}")
             if self._api_ready(state):
@@ -529,10 +530,10 @@ class Stack:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(alive[name], signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and any(_alive(alive[name]) for name in order):
+        while time.monotonic() < deadline and any(process_alive(alive[name]) for name in order):
             time.sleep(0.2)
         for name in order:
-            if _alive(alive[name]):
+            if process_alive(alive[name]):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(alive[name], signal.SIGKILL)
         self.state_file.unlink(missing_ok=True)

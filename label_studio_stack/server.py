@@ -39,6 +39,7 @@ from typing import Any
 import httpx
 import platformdirs
 
+from argilla_stack.stack import process_alive
 from labeltriage.errors import ReviewServerError
 from labeltriage.jsonio import write_json
 
@@ -96,20 +97,6 @@ def install(log: Callable[..., Any] = print) -> Path:
     return program
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as handle:  # a zombie still answers kill(0)
-            return handle.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
-
-
 def _csrf_session(base_url: str, path: str, form: dict[str, str]) -> tuple[httpx.Client, httpx.Response]:
     """GET a Label Studio form page (CSRF cookie), POST the form: 302 means it was accepted."""
     client = httpx.Client(base_url=base_url, timeout=60)
@@ -165,14 +152,14 @@ class LabelStudioServer:
     def url(self) -> str:
         """The server's address. Raises LabelStudioError when it is not running."""
         state = self.state()
-        if state is None or not _alive(int(state["pid"])):
+        if state is None or not process_alive(int(state["pid"])):
             raise LabelStudioError(f"Label Studio is not running (home {self.home}): run `labeltriage label-studio up`")
         return str(state["url"])
 
     def is_up(self) -> bool:
         """True when the server answers /health."""
         state = self.state()
-        return state is not None and _alive(int(state["pid"])) and self._healthy(str(state["url"]))
+        return state is not None and process_alive(int(state["pid"])) and self._healthy(str(state["url"]))
 
     @staticmethod
     def _healthy(url: str) -> bool:
@@ -250,13 +237,13 @@ class LabelStudioServer:
             return False
         pid = int(state["pid"])
         stopped = False
-        if _alive(pid):
+        if process_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(pid) and time.monotonic() < deadline:
+            while process_alive(pid) and time.monotonic() < deadline:
                 time.sleep(0.1)
-            if _alive(pid):
+            if process_alive(pid):
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pid, signal.SIGKILL)
             stopped = True

@@ -342,7 +342,7 @@ def test_annotations_trigger_a_feedback_round(label_studio, owner, tmp_path):
             time.sleep(0.5)
     finally:
         backend.stop()
-    assert rounds == [1] and backend.events == 2 and backend.errors == []
+    assert rounds == [1] and backend.events == 2 and backend.errors == [] and backend.round_errors == []
     loop = json.loads((run / "loop.json").read_text())
     assert loop["round"] == 1 and loop["pulled"]["submitted"] == 2
     after = _tasks(owner, report.project_id)

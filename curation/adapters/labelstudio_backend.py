@@ -16,11 +16,12 @@ in a worker thread, so Label Studio's request never waits on a retrain.
 from __future__ import annotations
 
 import json
-import queue
 import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from curation.adapters.webhooks import EventBatcher
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 Predictor = Callable[[list[dict[str, Any]]], list[list[dict[str, Any]]]]
@@ -44,21 +45,23 @@ class MLBackend:
         on_batch: Callable[[int], None] | None = None,
         every: int = 1,
     ):
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
         self.predict = predict
         self.model_version = model_version
-        self.on_batch = on_batch
-        self.every = every
         self.predicted = 0
-        self.events = 0
-        self.batches = 0
-        self.errors: list[str] = []
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._jobs: queue.Queue[int | None] = queue.Queue()
+        self.errors: list[str] = []  # failed /predict calls
+        self.batcher = EventBatcher(every, on_batch) if on_batch is not None else None
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._threads: list[threading.Thread] = []
+
+    @property
+    def events(self) -> int:
+        """Annotation events counted so far (0 without ``on_batch``)."""
+        return self.batcher.received if self.batcher is not None else 0
+
+    @property
+    def round_errors(self) -> list[str]:
+        """Failed ``on_batch`` calls."""
+        return self.batcher.errors if self.batcher is not None else []
 
     @property
     def url(self) -> str:
@@ -125,39 +128,24 @@ class MLBackend:
         return Handler
 
     def _event(self, body: dict[str, Any]) -> None:
-        if body.get("action") not in ANNOTATION_EVENTS or self.on_batch is None:
-            return
-        with self._lock:
-            self.events += 1
-            self._pending += 1
-            if self._pending >= self.every:
-                self._jobs.put(self._pending)
-                self._pending = 0
-
-    def _work(self) -> None:
-        while (n_new := self._jobs.get()) is not None:
-            try:
-                if self.on_batch is not None:
-                    self.on_batch(n_new)
-                self.batches += 1
-            except Exception as exc:  # a failed round is reported; the backend keeps serving
-                self.errors.append(f"{type(exc).__name__}: {exc}")
+        if body.get("action") in ANNOTATION_EVENTS and self.batcher is not None:
+            self.batcher.add()
 
     def start(self) -> MLBackend:
         """Serve in background threads; returns self."""
-        self._threads = [
-            threading.Thread(target=self._server.serve_forever, daemon=True, name="ml-backend"),
-            threading.Thread(target=self._work, daemon=True, name="ml-backend-rounds"),
-        ]
-        for thread in self._threads:
-            thread.start()
+        if self.batcher is not None:
+            self.batcher.start()
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="ml-backend")
+        thread.start()
+        self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        """Stop serving and free the port."""
-        self._jobs.put(None)
+        """Stop serving and free the port (waiting up to 30 s for a running feedback round)."""
         self._server.shutdown()
         self._server.server_close()
+        if self.batcher is not None:
+            self.batcher.stop()
 
     def __enter__(self) -> MLBackend:
         return self.start()

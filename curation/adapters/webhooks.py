@@ -20,6 +20,54 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 RESPONSE_EVENTS = ("response.created", "response.updated")
 
 
+class EventBatcher:
+    """Counts events and calls ``on_batch(n_new)`` every ``every`` of them, one call at a time, in a
+    worker thread (so the HTTP handler that counts never waits on a retrain). An exception in
+    ``on_batch`` is kept in :attr:`errors` and the worker goes on. Shared by the Argilla webhook
+    listener and the Label Studio ML backend."""
+
+    def __init__(self, every: int, on_batch: Callable[[int], None]):
+        if every < 1:
+            raise ValueError(f"every must be >= 1, got {every}")
+        self.every = every
+        self.on_batch = on_batch
+        self.received = 0
+        self.batches = 0
+        self.errors: list[str] = []
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._jobs: queue.Queue[int | None] = queue.Queue()
+        self._thread: threading.Thread | None = None
+
+    def add(self) -> None:
+        """Count one event; every ``every`` of them, queue a call of ``on_batch``."""
+        with self._lock:
+            self.received += 1
+            self._pending += 1
+            if self._pending >= self.every:
+                self._jobs.put(self._pending)
+                self._pending = 0
+
+    def _work(self) -> None:
+        while (n_new := self._jobs.get()) is not None:
+            try:
+                self.on_batch(n_new)
+                self.batches += 1
+            except Exception as exc:  # a failed round is reported; the events keep being counted
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def start(self) -> None:
+        """Start the worker thread."""
+        self._thread = threading.Thread(target=self._work, daemon=True, name="event-batches")
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop the worker after the calls queued so far (waiting up to ``timeout`` s)."""
+        self._jobs.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=timeout)
+
+
 class ResponseWebhookListener:
     """An HTTP listener on 127.0.0.1 that triggers ``on_batch(n_new)`` every ``every`` submitted responses.
 
@@ -34,20 +82,22 @@ class ResponseWebhookListener:
         ``every`` of them have arrived. Raises ``ValueError`` when ``every`` < 1, ``OSError`` when
         the port is taken.
         """
-        if every < 1:
-            raise ValueError(f"every must be >= 1, got {every}")
         self._verifier: Webhook | None = None
         self.dataset_id = str(dataset_id)
-        self.every = every
-        self.on_batch = on_batch
-        self.received = 0
+        self.batcher = EventBatcher(every, on_batch)
         self.rejected = 0
-        self.batches = 0
-        self._pending = 0
-        self._lock = threading.Lock()
-        self._jobs: queue.Queue[int | None] = queue.Queue()
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self._threads: list[threading.Thread] = []
+
+    @property
+    def received(self) -> int:
+        """Submitted responses of the dataset counted so far."""
+        return self.batcher.received
+
+    @property
+    def batches(self) -> int:
+        """Calls of ``on_batch`` that finished."""
+        return self.batcher.batches
 
     @property
     def url(self) -> str:
@@ -88,31 +138,21 @@ class ResponseWebhookListener:
             return
         if data.get("status") != "submitted":
             return
-        with self._lock:
-            self.received += 1
-            self._pending += 1
-            if self._pending >= self.every:
-                self._jobs.put(self._pending)
-                self._pending = 0
-
-    def _work(self) -> None:
-        while (n_new := self._jobs.get()) is not None:
-            self.on_batch(n_new)
-            self.batches += 1
+        self.batcher.add()
 
     def start(self, secret: str) -> ResponseWebhookListener:
         """Serve in the background; ``secret`` is the webhook's (known once it is registered at :attr:`url`)."""
         self._verifier = Webhook(secret)
-        for target in (self._server.serve_forever, self._work):
-            thread = threading.Thread(target=target, daemon=True)
-            thread.start()
-            self._threads.append(thread)
+        self.batcher.start()
+        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        thread.start()
+        self._threads.append(thread)
         return self
 
     def stop(self) -> None:
-        """Stop serving, close the socket and wait (up to 30 s per thread) for a running ``on_batch``."""
+        """Stop serving, close the socket and wait (up to 30 s) for a running ``on_batch``."""
         self._server.shutdown()
         self._server.server_close()
-        self._jobs.put(None)
+        self.batcher.stop()
         for thread in self._threads:
             thread.join(timeout=30)
