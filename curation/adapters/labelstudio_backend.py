@@ -21,7 +21,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from curation.adapters.webhooks import EventBatcher
+from curation.adapters.webhooks import EventBatcher, server_url
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 Predictor = Callable[[list[dict[str, Any]]], list[list[dict[str, Any]]]]
@@ -66,9 +66,7 @@ class MLBackend:
     @property
     def url(self) -> str:
         """``http://127.0.0.1:<port>``: the URL to connect in Label Studio (Model settings, or the API)."""
-        host, port = self._server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host}:{port}"
+        return server_url(self._server)
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         backend = self

@@ -20,6 +20,13 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 RESPONSE_EVENTS = ("response.created", "response.updated")
 
 
+def server_url(server: ThreadingHTTPServer) -> str:
+    """``http://<host>:<port>`` of a bound local HTTP server."""
+    host, port = server.server_address[:2]
+    host = host.decode() if isinstance(host, bytes) else host
+    return f"http://{host}:{port}"
+
+
 class EventBatcher:
     """Counts events and calls ``on_batch(n_new)`` every ``every`` of them, one call at a time, in a
     worker thread (so the HTTP handler that counts never waits on a retrain). An exception in
@@ -102,9 +109,7 @@ class ResponseWebhookListener:
     @property
     def url(self) -> str:
         """The address to register as the Argilla webhook: ``http://127.0.0.1:<port>/argilla-webhook``."""
-        host, port = self._server.server_address[:2]
-        host = host.decode() if isinstance(host, bytes) else host
-        return f"http://{host}:{port}/argilla-webhook"
+        return f"{server_url(self._server)}/argilla-webhook"
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         listener = self
