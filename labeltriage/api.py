@@ -37,7 +37,7 @@ from labeltriage.errors import (
     InputError,
     ReviewServerError,
 )
-from labeltriage.rundir import RunDir, RunDirError
+from labeltriage.rundir import ASSISTED_SHOWN_FILE, RunDir, RunDirError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -194,7 +194,7 @@ def _priced_for_endpoint(task: TaskConfig, base_url: str | None) -> tuple[TaskCo
 # ------------------------------------------------------------------------------------------------
 # gold labels (calibrate, route)
 # ------------------------------------------------------------------------------------------------
-ASSISTED_SHOWN_FILE = "assisted_shown.json"  # ids pushed with the LLM's suggestion, ever (push keeps it)
+
 COMBINED_FILE = "combined_confidence.parquet"
 COMBINED_COLUMN = "confidence_combined"
 
@@ -569,7 +569,10 @@ def route(
     ids = prelabels["id"].astype(str)
     # a record reviewers already saw with the LLM's suggestion can be neither auto-accepted nor
     # audited blind (its answers are anchored): it stays in review
-    shown = ids.isin(set(run.json(ASSISTED_SHOWN_FILE, default=[]))).to_numpy()
+    shown_assisted, shown_blind = run.shown()
+    shown = ids.isin(shown_assisted).to_numpy()
+    # a record reviewers saw blind stays blind: adding the suggestion now would mix anchored answers in
+    was_blind = ids.isin(shown_blind).to_numpy()
     # gold drawn in the product but not answered yet: still in reviewers' hands, blind
     drawn = ids.isin(set(run.json("gold_draw.json", default={}).get("ids", []))).to_numpy()
     plan = None
@@ -653,8 +656,12 @@ def route(
     # a random share of the review queue reviewed blind: the unbiased LLM-vs-reviewer agreement
     queue = np.flatnonzero((routes == "human_review") & ok & ~shown & ~drawn)
     blind = np.zeros(len(routed), dtype=bool)
-    blind[np.random.default_rng([seed, 1]).permutation(queue)[: math.ceil(blind_rate * queue.size - 1e-9)]] = True
+    kept = queue[was_blind[queue]]  # the blind share drawn before and pushed stays; the rest is topped up
+    fresh = np.random.default_rng([seed, 1]).permutation(queue[~was_blind[queue]])
+    blind[kept] = True
+    blind[fresh[: max(math.ceil(blind_rate * queue.size - 1e-9) - kept.size, 0)]] = True
     blind |= drawn & ~known  # pushed blind by `gold draw`: pushing it again must not add the suggestion
+    blind |= was_blind & (routes == "human_review")
     routed["blind"] = blind
     # a random share of the assisted review queue is shown a second time, blind: the review audit
     assisted = np.flatnonzero((routes == "human_review") & ok & ~blind & ~drawn)
@@ -799,10 +806,8 @@ def push(
     checkpoint = run / "push_checkpoint.json"
     pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
     blind = argilla_io.is_blind(queue)
-    shown_before = set(run.json(ASSISTED_SHOWN_FILE, default=[]))
-    # written before the push: a record is counted as seen with its suggestion even if the push fails half-way
-    shown_now = shown_before | set(queue.loc[~blind, "id"].astype(str))
-    write_json(run / ASSISTED_SHOWN_FILE, sorted(shown_now), indent=None)
+    shown_before = run.shown()[0]
+    run.record_shown(set(queue.loc[~blind, "id"].astype(str)), set(queue.loc[blind, "id"].astype(str)))
     report = argilla_io.push_records(dataset, records, checkpoint=checkpoint, batch_size=batch_size, on_batch=on_batch)
     # an upsert never deletes a suggestion: a blind record pushed before with one must lose it
     kept = set(queue.loc[blind, "id"].astype(str)) & (pushed_before | shown_before)

@@ -77,7 +77,7 @@ def push_label_studio(
     priority). Raises ReviewServerError, RunDirError.
     """
     from curation.adapters import argilla_io, labelstudio_io
-    from labeltriage.api import ASSISTED_SHOWN_FILE, last_round
+    from labeltriage.api import last_round
     from labeltriage.jsonio import write_json
     from labeltriage.trust import enforce_certificate
 
@@ -90,8 +90,7 @@ def push_label_studio(
     round_number = last_round(run) if round_number is None else round_number
     tasks = labelstudio_io.build_tasks(queue, task, round_number=round_number)
     blind = argilla_io.is_blind(queue)
-    shown = set(run.json(ASSISTED_SHOWN_FILE, default=[])) | set(queue.loc[~blind, "id"].astype(str))
-    write_json(run / ASSISTED_SHOWN_FILE, sorted(shown), indent=None)  # before the push: a failure half-way counts
+    run.record_shown(set(queue.loc[~blind, "id"].astype(str)), set(queue.loc[blind, "id"].astype(str)))
     report = labelstudio_io.push_tasks(client, project_id, tasks, checkpoint=run / "label_studio_tasks.json")
     view = labelstudio_io.ensure_priority_view(client, project_id)
     report.queue_url = labelstudio_io.review_link(client.url, project_id, view)

@@ -25,6 +25,9 @@ class RunDirError(InputError):
     """A run directory's file is missing or malformed; the message names the file and the step to run."""
 
 
+ASSISTED_SHOWN_FILE = "assisted_shown.json"  # ids pushed with the LLM's suggestion, ever (push keeps it)
+BLIND_SHOWN_FILE = "blind_shown.json"  # ids pushed blind, ever
+
 # file name -> the command that writes it (the fix named when it is missing)
 FILES: dict[str, str] = {
     "prelabels.parquet": "labeltriage prelabel CONFIG INPUT --output {run}",
@@ -43,6 +46,7 @@ FILES: dict[str, str] = {
     "embeddings_ids.json": "labeltriage push {run}",
     "push.json": "labeltriage push {run}",
     "assisted_shown.json": "labeltriage push {run}",
+    "blind_shown.json": "labeltriage push {run}",
     "label_studio_push.json": "labeltriage label-studio push {run}",
     "label_studio_tasks.json": "labeltriage label-studio push {run}",
     "push_checkpoint.json": "labeltriage push {run}",
@@ -251,16 +255,34 @@ class RunDir:
             notes.append(f"note: gold labels read as task labels: {shown}")
         return pd.Series(checked.labels, index=prelabels.index, dtype=object)
 
-    def routed_for_review(self) -> pd.DataFrame:
+    def shown(self) -> tuple[set[str], set[str]]:
+        """``(assisted, blind)``: ids ever pushed with the LLM's suggestion (assisted_shown.json), and
+        ids ever pushed blind and never with it (blind_shown.json minus the first)."""
+        assisted = set(self.json(ASSISTED_SHOWN_FILE, default=[]))
+        return assisted, set(self.json(BLIND_SHOWN_FILE, default=[])) - assisted
+
+    def record_shown(self, assisted: set[str], blind: set[str]) -> None:
+        """Add ids about to be pushed to assisted_shown.json / blind_shown.json (written before the
+        push: a record counts as shown even when the push fails half-way)."""
+        from labeltriage.jsonio import write_json
+
+        for name, ids in ((ASSISTED_SHOWN_FILE, assisted), (BLIND_SHOWN_FILE, blind)):
+            before = set(self.json(name, default=[]))
+            if not ids <= before:
+                write_json(self / name, sorted(before | ids), indent=None)
+
+    def routed_for_review(
+        self, required_columns: tuple[str, ...] = ("id", "text", "route", "priority")
+    ) -> pd.DataFrame:
         """routed.parquet as the review tools must show it: a record drawn as gold (gold_draw.json)
-        is blind (``blind`` True) even when the draw came after `route`, so no push or feedback
-        round ever puts the LLM's suggestion (or its own priority) back on it."""
-        routed = self.table("routed.parquet", required_columns=("id", "text", "route", "priority"))
-        drawn = set((self.json("gold_draw.json", default={}) or {}).get("ids") or [])
-        if drawn:
-            in_draw = routed["id"].astype(str).isin(drawn)
+        or shown blind before (blind_shown.json, never assisted) is blind (``blind`` True) even
+        when `route` ran after, so no push or feedback round ever puts the LLM's suggestion (or its
+        own priority) on a record reviewers answered blind."""
+        routed = self.table("routed.parquet", required_columns=required_columns)
+        keep_blind = set((self.json("gold_draw.json", default={}) or {}).get("ids") or []) | self.shown()[1]
+        if keep_blind:
             earlier = routed["blind"].fillna(False).astype(bool) if "blind" in routed.columns else False
-            routed = routed.assign(blind=in_draw | earlier)
+            routed = routed.assign(blind=routed["id"].astype(str).isin(keep_blind) | earlier)
         return routed
 
     # -- what publish reads -----------------------------------------------------------------------
@@ -276,7 +298,7 @@ class RunDir:
 
         from curation.publish import RESPONSES_REQUIRED, ROUTED_REQUIRED, RunFiles, normalise_label
 
-        routed = self.table("routed.parquet", ROUTED_REQUIRED)
+        routed = self.routed_for_review(ROUTED_REQUIRED)  # blind as the reviewers saw it
         anchored = set((self.json("gold_draw.json", default={}) or {}).get("anchored_since") or {})
         if anchored and "blind" in routed.columns:
             # drawn as gold after reviewers had answered them with the suggestion showing: their

@@ -70,3 +70,21 @@ def test_a_record_pushed_with_its_suggestion_loses_it_when_it_turns_blind(argill
     assert lt.push(run, client=argilla_client, vectors=False).suggestions_removed == 0  # idempotent
     # found in review: `loop` pushes with vectors, and a dataset made without them refused (422)
     assert lt.push(run, client=argilla_client).pushed == 0
+
+
+def test_a_record_pushed_blind_never_gets_the_suggestion_later(argilla_client, tmp_path: Path) -> None:
+    """Found in review: a re-route drew another blind share and the next push added the suggestion
+    to records reviewers had answered blind."""
+    run, config = _run(tmp_path)
+    routed = pd.read_parquet(run / "routed.parquet")
+    routed["blind"] = [i < 6 for i in range(N)]
+    routed.to_parquet(run / "routed.parquet", index=False)
+    lt.push(run, client=argilla_client, vectors=False)
+    assert json.loads((run / "blind_shown.json").read_text()) == [f"r{i:02d}" for i in range(6)]
+    routed.assign(blind=[6 <= i < 12 for i in range(N)]).to_parquet(run / "routed.parquet", index=False)  # re-drawn
+    lt.push(run, client=argilla_client, vectors=False)
+    dataset = argilla_client.datasets(config["argilla"]["dataset"], workspace="labeltriage")
+    records = {r.id: r for r in dataset.records(with_suggestions=True)}
+    for i in range(12):  # the first six stay blind; the next six lose the suggestion they had (earlier test)
+        assert not list(records[f"r{i:02d}"].suggestions) and records[f"r{i:02d}"].metadata["review_mode"] == "blind"
+    assert all(records[f"r{i:02d}"].suggestions["sentiment"].value == "positive" for i in range(12, N))

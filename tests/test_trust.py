@@ -337,3 +337,29 @@ def test_publish_without_a_loop_round_still_acts_on_the_audits(routed_run: Path,
     assert not result.final.final["label_source"].eq("llm_auto").any()
     card = (tmp_path / "published" / "README.md").read_text()
     assert "auto-accept stopped" in card
+
+
+def test_a_record_shown_blind_stays_blind_whatever_a_later_route_draws(tmp_path: Path):
+    """Found in review: a re-route (after a gold draw, a collect, a recalibration, another seed)
+    drew another blind share; the next push put the suggestion on records answered blind, and the
+    card counted those blind answers as assisted."""
+    run, gold = make_run(tmp_path)
+    (run / "run.json").write_text(json.dumps(RUN_JSON))
+    lt.calibrate(run, gold=gold, gold_column="gold")
+    first = lt.route(run, target_precision=0.9, blind_share=0.4, seed=1).routed
+    was_blind = first.loc[first["blind"], "id"].astype(str).tolist()
+    assisted = first.loc[first["route"].eq("human_review") & ~first["blind"], "id"].astype(str).tolist()
+    assert len(was_blind) >= 5
+    RunDir(run).record_shown(set(assisted), set(was_blind))  # what a push records
+    again = lt.route(run, target_precision=0.9, blind_share=0.4, seed=2).routed.set_index("id")
+    assert again.loc[was_blind, "blind"].all()  # kept, not re-drawn
+    queue = again["route"].eq("human_review") & again["status"].eq("ok")
+    assert again.loc[queue, "blind"].sum() == int(np.ceil(0.4 * queue.sum()))  # topped up to the share, no more
+    # even a routed.parquet that lost the flag (an older route) is shown and counted blind
+    routed = pd.read_parquet(run / "routed.parquet").assign(blind=False)
+    routed.to_parquet(run / "routed.parquet", index=False)
+    assert RunDir(run).routed_for_review().set_index("id").loc[was_blind, "blind"].all()
+    assert RunDir(run).publish_files().routed.set_index("id").loc[was_blind, "blind"].all()
+    # and turning the blind share off does not un-blind them
+    off = lt.route(run, target_precision=0.9, blind_share=0.0, seed=1).routed.set_index("id")
+    assert off.loc[was_blind, "blind"].all() and off["blind"].sum() == len(was_blind)
