@@ -186,16 +186,29 @@ class LabelStudioServer:
 
     # -- up / down ---------------------------------------------------------------------------------
     def up(self, port: int | None = None, log: Callable[..., Any] = print) -> str:
-        """Install if needed, start on 127.0.0.1:``port`` (default 8080) and make the owner's token.
+        """Install if needed, start on 127.0.0.1:``port`` and make the owner's token.
 
-        Returns the URL. Idempotent: a running server is left as it is. Raises LabelStudioError
-        (port taken, server exited: the message quotes its log).
+        ``port``: None for the port of the last start (8080 the first time). Returns the URL.
+        Idempotent: a running server is left as it is (another ``port`` is refused). Raises
+        LabelStudioError (port taken, server exited: the message quotes its log; the secrets file
+        lost while the database remains).
         """
         if self.is_up():
-            return self.url
+            url = self.url
+            if port and url != f"http://{HOST}:{port}":
+                raise LabelStudioError(
+                    f"Label Studio already runs at {url}: `labeltriage label-studio down` first to move it"
+                )
+            return url
+        database = self.data_dir / "label_studio.sqlite3"
+        if not self.secrets_file.exists() and database.exists():
+            raise LabelStudioError(
+                f"{database} was made with a secrets file that is gone ({self.secrets_file}): restore it, or move "
+                f"{self.data_dir} away to start afresh (its projects and annotations stay in that folder)"
+            )
         program = install(log)
         data = self._ensure_home()
-        port = port or DEFAULT_PORT
+        port = port or int(data.get("port") or DEFAULT_PORT)  # the port it ran on last
         url = f"http://{HOST}:{port}"
         if self._healthy(url):
             raise LabelStudioError(f"port {port} is taken by another server: pass --port")
@@ -222,7 +235,13 @@ class LabelStudioServer:
                     f"Label Studio did not answer within {START_TIMEOUT_S:.0f} s; see {self.log_file}"
                 )
             time.sleep(0.5)
-        self._ensure_token(url, "owner", str(data["owner_email"]), str(data["owner_password"]))
+        try:
+            self._ensure_token(url, "owner", str(data["owner_email"]), str(data["owner_password"]))
+        except LabelStudioError:
+            self.down(log=lambda *_: None)  # a server nobody can log in to is no use running
+            raise
+        if data.get("port") != port:
+            self._save_secrets({**self.secrets(), "port": port})
         return url
 
     def _log_tail(self, lines: int = 15) -> str:

@@ -50,11 +50,18 @@ def connect_label_studio(url: str | None = None, token: str | None = None) -> La
     return LabelStudioClient(url, token)
 
 
+def project_title(run: RunDir, project: str | None = None) -> str:
+    """The run's Label Studio project: ``project`` if given, else the one the run was pushed to
+    (label_studio_push.json), else the task config's ``argilla.dataset``."""
+    pushed = (run.json(PUSH_FILE, default={}) or {}).get("project")
+    return project or (str(pushed) if pushed else run.task_config().argilla.dataset)
+
+
 def _project(client: LabelStudioClient, run: RunDir, project: str | None) -> tuple[Any, int]:
     from curation.adapters.labelstudio_io import ensure_project
 
     task = run.task_config()
-    info = ensure_project(client, task, project or task.argilla.dataset)
+    info = ensure_project(client, task, project_title(run, project))
     return task, info.id
 
 
@@ -82,19 +89,20 @@ def push_label_studio(
     from labeltriage.trust import enforce_certificate
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, config)
+    enforce_certificate(run)  # a void certificate's records join the review queue
+    routed = run.routed_for_review()  # before the project is made: a run not routed leaves nothing behind
+    queue = argilla_io.review_queue(routed, include_auto=include_auto)
     client = client or connect_label_studio()
     task, project_id = _project(client, run, project)
-    enforce_certificate(run)  # a void certificate's records join the review queue
-    routed = run.routed_for_review()
-    queue = argilla_io.review_queue(routed, include_auto=include_auto)
     round_number = last_round(run) if round_number is None else round_number
     tasks = labelstudio_io.build_tasks(queue, task, round_number=round_number)
     blind = argilla_io.is_blind(queue)
     run.record_shown(set(queue.loc[~blind, "id"].astype(str)), set(queue.loc[blind, "id"].astype(str)))
     report = labelstudio_io.push_tasks(client, project_id, tasks, checkpoint=run / "label_studio_tasks.json")
+    report.blind = int(blind.sum())
     view = labelstudio_io.ensure_priority_view(client, project_id)
     report.queue_url = labelstudio_io.review_link(client.url, project_id, view)
-    write_json(run / PUSH_FILE, {"project": project or task.argilla.dataset, **report.__dict__})
+    write_json(run / PUSH_FILE, {"project": project_title(run, project), **report.__dict__})
     return report
 
 
@@ -119,7 +127,7 @@ def pull_label_studio(
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, config)
     client = client or connect_label_studio()
     task = run.task_config()
-    title = project or task.argilla.dataset
+    title = project_title(run, project)
     project_id = find_project(client, title)
     if project_id is None:
         raise ReviewServerError(
@@ -172,32 +180,42 @@ def label_studio_predictor(run_dir: PathLike | RunDir, *, config: PathLike | Non
     """``(predict, model_version)`` for :class:`curation.adapters.labelstudio_backend.MLBackend` from a run.
 
     A task whose ``data.record_id`` is a record of the run gets that record's pre-label (label,
-    reasoning, calibrated confidence as ``score``), with no model call; a blind one (spot
-    check, review audit, drawn gold) gets no prediction at all; a task from elsewhere is
-    pre-labelled by the task config's model through the run's cache (a text is never labelled
-    twice) and scored by the run's calibrator when there is one. ``model_version`` is the
-    pre-labels' ``model/prompt_hash``, as on pushed predictions.
+    reasoning, calibrated confidence as ``score``), with no model call; a blind one (spot check,
+    review audit, drawn gold, anything ever pushed blind: :meth:`RunDir.routed_for_review`) gets
+    no prediction at all; a task from elsewhere is pre-labelled by the run's model (the backend
+    and model the run was pre-labelled with, run.json) through the run's cache (a text is never
+    labelled twice) and scored by the run's calibrator when there is one. The run's files are read
+    again whenever one changes (a new route, draw or calibration applies at once, while the backend
+    runs). ``model_version`` is the pre-labels' ``model/prompt_hash``, as on pushed predictions.
     """
     import pandas as pd
 
     from curation.adapters import argilla_io, labelstudio_io
     from curation.calibration import load_calibrator
+    from pipelines.prelabeller import with_overrides
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, config)
-    task = run.task_config()
-    prelabels = run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
-    routed = run.table("routed.parquet") if (run / "routed.parquet").is_file() else None
-    rows = {str(r["id"]): r for r in prelabels.to_dict("records")}
-    blind: set[str] = set((run.json("gold_draw.json", default={}) or {}).get("ids") or [])
-    if routed is not None:
-        rows |= {str(r["id"]): r for r in routed.to_dict("records")}
-        blind |= set(routed.loc[argilla_io.is_blind(routed), "id"].astype(str))
-    calibrator = load_calibrator(run / "calibrator.json") if (run / "calibrator.json").is_file() else None
-    first = prelabels.iloc[0] if len(prelabels) else {}
-    version = argilla_io.suggestion_agent(str(first.get("model", "llm")), str(first.get("prompt_hash", "")))
+    recorded = run.json("run.json", default={}) or {}
+    task = with_overrides(run.task_config(), recorded.get("backend"), recorded.get("model"))
+    watched = ("prelabels.parquet", "routed.parquet", "gold_draw.json", "blind_shown.json", "calibrator.json")
+    state: dict[str, Any] = {}
     labeller: list[Any] = []  # built on the first unseen text: loading the model takes seconds
 
-    def score(row: dict[str, Any]) -> float | None:
+    def current() -> dict[str, Any]:
+        stamp = tuple((run / name).stat().st_mtime_ns if (run / name).is_file() else 0 for name in watched)
+        if state.get("stamp") != stamp:
+            prelabels = run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
+            rows = {str(r["id"]): r for r in prelabels.to_dict("records")}
+            blind = set((run.json("gold_draw.json", default={}) or {}).get("ids") or []) | run.shown()[1]
+            if (run / "routed.parquet").is_file():
+                routed = run.routed_for_review(("id", "route"))
+                rows |= {str(r["id"]): r for r in routed.to_dict("records")}
+                blind |= set(routed.loc[argilla_io.is_blind(routed), "id"].astype(str))
+            calibrator = load_calibrator(run / "calibrator.json") if (run / "calibrator.json").is_file() else None
+            state.update(stamp=stamp, rows=rows, blind=blind, calibrator=calibrator)
+        return state
+
+    def score(row: dict[str, Any], calibrator: Any) -> float | None:
         if "calibrated_confidence" in row and row["calibrated_confidence"] == row["calibrated_confidence"]:
             return float(row["calibrated_confidence"])
         raw = row.get((calibrator.meta.get("confidence_column") if calibrator else None) or "llm_confidence")
@@ -206,15 +224,16 @@ def label_studio_predictor(run_dir: PathLike | RunDir, *, config: PathLike | Non
         return float(calibrator.transform([float(raw)])[0])
 
     def predict(tasks: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+        now = current()
         results: list[list[dict[str, Any]]] = [[] for _ in tasks]
         unseen: list[tuple[int, str]] = []
         for k, item in enumerate(tasks):
             data = item.get("data") or {}
             rid = str(data.get("record_id") or "")
-            if rid in blind or rid.endswith(argilla_io.REVIEW_AUDIT_SUFFIX):
+            if rid in now["blind"] or rid.endswith(argilla_io.REVIEW_AUDIT_SUFFIX):
                 continue  # blind: nothing of the model, ever
-            if rid in rows:
-                made = labelstudio_io.prediction(rows[rid], task, score(rows[rid]))
+            if rid in now["rows"]:
+                made = labelstudio_io.prediction(now["rows"][rid], task, score(now["rows"][rid], now["calibrator"]))
                 results[k] = [made] if made is not None else []
             else:
                 unseen.append((k, str(data.get("text") or data.get(task.text_column) or "")))
@@ -226,10 +245,12 @@ def label_studio_predictor(run_dir: PathLike | RunDir, *, config: PathLike | Non
             frame = pd.DataFrame({"id": [f"label-studio-task-{k}" for k, _ in unseen], "text": [t for _, t in unseen]})
             answered = labeller[0].run(frame).frame
             for (k, _), row in zip(unseen, answered.to_dict("records"), strict=True):
-                made = labelstudio_io.prediction(row, task, score(row))
+                made = labelstudio_io.prediction(row, task, score(row, now["calibrator"]))
                 results[k] = [made] if made is not None else []
         return results
 
+    first: dict[str, Any] = next(iter(current()["rows"].values()), {})
+    version = argilla_io.suggestion_agent(str(first.get("model", "llm")), str(first.get("prompt_hash", "")))
     return predict, version
 
 
@@ -266,7 +287,7 @@ def run_backend(
     from curation.adapters.labelstudio_io import connect_backend, find_project
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, config)
-    title = project or run.task_config().argilla.dataset
+    title = project_title(run, project)
 
     def on_batch(n_new: int) -> None:
         say(f"{n_new} new annotation(s): feedback round")

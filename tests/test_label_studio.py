@@ -142,7 +142,15 @@ def test_push_pull_agreement_publish(label_studio, owner, tmp_path):
     assert report.queue_url.startswith(f"{label_studio.url}/projects/{project_id}/data?tab=")
     # a rerun imports nothing and duplicates nothing
     again = push_label_studio(run, client=owner)
-    assert (again.imported, again.updated) == (0, 0) and len(_tasks(owner, project_id)) == 12
+    assert (again.imported, again.updated, again.predictions_updated) == (0, 0, 0)
+    assert len(_tasks(owner, project_id)) == 12
+    # a new calibration changes a score: the prediction shown is replaced, not left stale (review finding)
+    routed = pd.read_parquet(run / "routed.parquet")
+    routed.loc[routed["id"] == "r05", "calibrated_confidence"] = 0.777
+    routed.to_parquet(run / "routed.parquet", index=False)
+    assert push_label_studio(run, client=owner).predictions_updated == 1
+    assert [p["score"] for p in _tasks(owner, project_id)["r05"]["predictions"]] == [pytest.approx(0.777)]
+    tasks = _tasks(owner, project_id)
 
     # two reviewers: alice agrees with the LLM on r04..r11 and skips r04's neighbour r00; bob differs on r06
     ids = {rid: t["id"] for rid, t in tasks.items()}
@@ -206,11 +214,11 @@ def test_edited_project_labels_and_labels_outside_the_config(label_studio, owner
 
 def test_ml_backend_serves_the_runs_prelabels(label_studio, owner, tmp_path):
     from curation.adapters.labelstudio_io import connect_backend, prediction_scores, request_predictions
-    from labeltriage.label_studio import push_label_studio, serve_backend
+    from labeltriage.label_studio import pull_label_studio, push_label_studio, serve_backend
 
     run = _run(tmp_path, n=6)
     routed = pd.read_parquet(run / "routed.parquet")
-    report = push_label_studio(run, client=owner)
+    report = push_label_studio(run, client=owner, project=f"own-title-{uuid.uuid4().hex[:6]}")
     project_id = report.project_id
     tasks = _tasks(owner, project_id)
     for task in tasks.values():  # as if the team had imported the tasks bare: the backend fills them
@@ -227,6 +235,12 @@ def test_ml_backend_serves_the_runs_prelabels(label_studio, owner, tmp_path):
         assert {r["from_name"]: r["value"] for r in stored[0]["result"]}["sentiment"] == {"choices": ["positive"]}
         assert prediction_scores(owner, tasks["r01"]["id"]) == []  # blind: never a prediction
         assert backend.predicted == 1
+        # a re-route while the backend runs makes r04 a blind spot check: it gets nothing any more
+        routed.loc[routed["id"] == "r04", "route"] = "spot_check"
+        routed.to_parquet(run / "routed.parquet", index=False)
+        owner.delete(f"/api/predictions/{stored[0]['id']}/")
+        request_predictions(owner, project_id, [tasks["r04"]["id"]])
+        assert prediction_scores(owner, tasks["r04"]["id"]) == []
     finally:
         backend.stop()
     # the backend down: Label Studio still answers, stores nothing, the task stays unlabelled
@@ -240,6 +254,8 @@ def test_ml_backend_serves_the_runs_prelabels(label_studio, owner, tmp_path):
     finally:
         backend.stop()
     assert httpx.get(f"{label_studio.url}/health").status_code == 200
+    # pull (and loop, backend) use the project the run was pushed to, not the config's default
+    assert pull_label_studio(run, client=owner).records == 6
 
 
 def test_server_home_secrets_and_no_default_account(label_studio):
@@ -258,6 +274,18 @@ def test_server_home_secrets_and_no_default_account(label_studio):
                         headers={"Referer": label_studio.url + "/user/signup/"})  # fmt: skip
     assert refused.status_code == 403
     assert label_studio.state()["url"].startswith("http://127.0.0.1:")
+
+
+def test_a_lost_secrets_file_and_another_port_are_refused_clearly(label_studio, tmp_path):
+    from label_studio_stack.server import LabelStudioError, LabelStudioServer
+
+    with pytest.raises(LabelStudioError, match=r"already runs at http://127\.0\.0\.1:\d+: .*down. first"):
+        label_studio.up(port=1)
+    orphan = LabelStudioServer(tmp_path / "home")
+    orphan.data_dir.mkdir(parents=True)
+    (orphan.data_dir / "label_studio.sqlite3").write_bytes(b"")
+    with pytest.raises(LabelStudioError, match=r"made with a secrets file that is gone .*move .* away to start afresh"):
+        orphan.up(log=lambda *_: None)
 
 
 SCREENSHOT_NAME = "label_studio_task.png"

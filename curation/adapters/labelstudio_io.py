@@ -312,12 +312,15 @@ def build_tasks(frame: pd.DataFrame, config: Any, round_number: int = 0) -> list
 
 @dataclass
 class LabelStudioPushReport:
-    """What :func:`push_tasks` did: tasks imported, updated (priority, rank, round), predictions removed."""
+    """What :func:`push_tasks` did: tasks imported, updated (priority, rank, round), predictions
+    removed (blind tasks) and replaced (a new score, label or model version)."""
 
     project_id: int
     imported: int = 0
     updated: int = 0
     predictions_removed: int = 0
+    predictions_updated: int = 0
+    blind: int = 0  # tasks pushed blind (set by the caller)
     queue_url: str = ""
 
 
@@ -347,17 +350,29 @@ def push_tasks(
         if {k: (known.get("data") or {}).get(k) for k in task["data"]} != task["data"]:
             client.patch(f"/api/tasks/{known['id']}/", json={"data": {**(known.get("data") or {}), **task["data"]}})
             report.updated += 1
+        had = known.get("predictions") or []
         if not task["predictions"]:
-            for old in known.get("predictions") or []:
+            for old in had:
                 client.delete(f"/api/predictions/{old['id']}/")
                 report.predictions_removed += 1
-        elif not known.get("predictions"):
+        elif [_same_prediction(old) for old in had] != [_same_prediction(made) for made in task["predictions"]]:
+            # a new calibration, route or model: the prediction shown is replaced, never left stale
+            for old in had:
+                client.delete(f"/api/predictions/{old['id']}/")
             for made in task["predictions"]:
                 client.post("/api/predictions/", json={**made, "task": known["id"]})
+            report.predictions_updated += 1
     if checkpoint is not None:
         ids = {str((t.get("data") or {}).get("record_id")): int(t["id"]) for t in project_tasks(client, project_id)}
         write_json(checkpoint, ids)
     return report
+
+
+def _same_prediction(made: dict[str, Any]) -> tuple[Any, ...]:
+    """What a reviewer sees of a prediction: its model version, score (rounded) and result."""
+    score = made.get("score")
+    return (made.get("model_version"), None if score is None else round(float(score), 6),
+            json.dumps(made.get("result"), sort_keys=True))  # fmt: skip
 
 
 # -- annotations ------------------------------------------------------------------------------------

@@ -40,8 +40,8 @@ def label_studio() -> None:
 
 @label_studio.command()
 @home_option
-@click.option("--port", default=DEFAULT_PORT, show_default=True, help="Port on 127.0.0.1.")
-def up(home: Path | None, port: int) -> None:
+@click.option("--port", type=int, default=None, help=f"Port on 127.0.0.1 [default: the last one, else {DEFAULT_PORT}].")
+def up(home: Path | None, port: int | None) -> None:
     """Install (once) and start a local Label Studio; makes the owner's account and token."""
     server = LabelStudioServer(home)
     url = server.up(port=port, log=lambda message: click.echo(message, err=True))
@@ -60,15 +60,21 @@ def down(home: Path | None) -> None:
 @label_studio.command()
 @home_option
 def status(home: Path | None) -> None:
-    """Whether the local Label Studio runs, where, and its reviewers (JSON)."""
-    click.echo(dumps(LabelStudioServer(home).status()))
+    """Whether the local Label Studio runs, where, and its reviewers (JSON); exits 1 when it is not running."""
+    found = LabelStudioServer(home).status()
+    click.echo(dumps(found))
+    if not found["running"]:
+        raise SystemExit(1)
 
 
 @label_studio.command("add-user")
 @home_option
 @click.argument("username")
 def add_user(home: Path | None, username: str) -> None:
-    """A reviewer account (USERNAME@labeltriage.local), joined by invitation; prints its password once."""
+    """A reviewer account (USERNAME@labeltriage.local), joined by invitation; prints its password.
+
+    The password and the reviewer's token are kept in the home's 0600 secrets file.
+    """
     password, _token = LabelStudioServer(home).add_user(username)
     click.echo(f"user {username}@labeltriage.local ready; password: {password}")
 
@@ -88,7 +94,14 @@ def push(run_dir: Path, **options: Any) -> None:
         f"Label Studio project {report.project_id}: {report.imported} task(s) imported, {report.updated} updated, "
         f"{report.predictions_removed} prediction(s) removed from blind tasks"
     )
-    click.echo(f"review queue (sorted by priority): {report.queue_url}")
+    click.echo(f"review queue (sorted by priority; open it and use 'Label Tasks As Displayed'): {report.queue_url}")
+    if report.blind:
+        click.secho(
+            f"note: {report.blind} task(s) are blind (no prediction, no reasoning); Label Studio Community shows "
+            "every member every annotation, so they are blind to the model, not to the other reviewers' answers",
+            fg="yellow",
+            err=True,
+        )
 
 
 @label_studio.command()
