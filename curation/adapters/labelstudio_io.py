@@ -382,7 +382,7 @@ def pull_annotations(
     """Every annotation of the project as ``record_id, user, label, status, updated_at`` rows.
 
     ``user`` is the annotator's username (``deleted-user:<id>`` when unknown); ``status``:
-    ``submitted``, ``discarded`` (a skipped task) or ``invalid_label`` (a label outside
+    ``submitted``, ``discarded`` (a skipped task, or one submitted with no choice) or ``invalid_label`` (a label outside
     ``labels``: reported in the counts and ``invalid_examples``, kept). Multi-label answers are a
     JSON list, as from Argilla. Raises ReviewServerError.
     """
@@ -403,10 +403,8 @@ def pull_annotations(
                 if item.get("from_name") == question and item.get("type") == "choices"
             ]  # fmt: skip
             values = [str(v) for item in chosen for v in (item.get("value") or {}).get("choices") or []]
-            if annotation.get("was_cancelled"):
+            if annotation.get("was_cancelled") or not values:  # skipped, or submitted with no choice: no answer
                 status, value = "discarded", None
-            elif not values:
-                status, value = "invalid_label", None  # submitted with no choice
             else:
                 status = "submitted" if set(values) <= allowed else "invalid_label"
                 value = json.dumps(sorted(values)) if multi_label else values[0]
