@@ -16,18 +16,17 @@ in a worker thread, so Label Studio's request never waits on a retrain.
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from curation.adapters.webhooks import EventBatcher, server_url
+from curation.adapters.webhooks import BackgroundHTTPServer, EventBatcher, server_url
 
 ANNOTATION_EVENTS = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED")
 Predictor = Callable[[list[dict[str, Any]]], list[list[dict[str, Any]]]]
 
 
-class MLBackend:
+class MLBackend(BackgroundHTTPServer):
     """An ML backend on 127.0.0.1:``port`` (0 = a free port); :attr:`url` is what to connect.
 
     ``predict`` maps Label Studio's tasks to their predictions; ``model_version`` is what
@@ -51,7 +50,6 @@ class MLBackend:
         self.errors: list[str] = []  # failed /predict calls
         self.batcher = EventBatcher(every, on_batch) if on_batch is not None else None
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._threads: list[threading.Thread] = []
 
     @property
     def events(self) -> int:
@@ -131,19 +129,12 @@ class MLBackend:
 
     def start(self) -> MLBackend:
         """Serve in background threads; returns self."""
-        if self.batcher is not None:
-            self.batcher.start()
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True, name="ml-backend")
-        thread.start()
-        self._threads.append(thread)
+        self._start_serving()
         return self
 
     def stop(self) -> None:
         """Stop serving and free the port (waiting up to 30 s for a running feedback round)."""
-        self._server.shutdown()
-        self._server.server_close()
-        if self.batcher is not None:
-            self.batcher.stop()
+        self._stop_serving()
 
     def __enter__(self) -> MLBackend:
         return self.start()

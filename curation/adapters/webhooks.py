@@ -75,7 +75,28 @@ class EventBatcher:
             self._thread.join(timeout=timeout)
 
 
-class ResponseWebhookListener:
+class BackgroundHTTPServer:
+    """A local HTTP server (``_server``) served in a daemon thread, with an optional
+    :class:`EventBatcher` (``batcher``) started and stopped with it."""
+
+    _server: ThreadingHTTPServer
+    batcher: EventBatcher | None
+
+    def _start_serving(self) -> None:
+        if self.batcher is not None:
+            self.batcher.start()
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def _stop_serving(self) -> None:
+        """Stop serving, free the port, wait (up to 30 s) for a running ``on_batch``."""
+        self._server.shutdown()
+        self._server.server_close()
+        if self.batcher is not None:
+            self.batcher.stop()
+
+
+class ResponseWebhookListener(BackgroundHTTPServer):
     """An HTTP listener on 127.0.0.1 that triggers ``on_batch(n_new)`` every ``every`` submitted responses.
 
     The socket is bound at construction, so :attr:`url` can be registered with Argilla before
@@ -91,10 +112,9 @@ class ResponseWebhookListener:
         """
         self._verifier: Webhook | None = None
         self.dataset_id = str(dataset_id)
-        self.batcher = EventBatcher(every, on_batch)
+        self.batcher: EventBatcher = EventBatcher(every, on_batch)
         self.rejected = 0
         self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
-        self._threads: list[threading.Thread] = []
 
     @property
     def received(self) -> int:
@@ -148,16 +168,9 @@ class ResponseWebhookListener:
     def start(self, secret: str) -> ResponseWebhookListener:
         """Serve in the background; ``secret`` is the webhook's (known once it is registered at :attr:`url`)."""
         self._verifier = Webhook(secret)
-        self.batcher.start()
-        thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        thread.start()
-        self._threads.append(thread)
+        self._start_serving()
         return self
 
     def stop(self) -> None:
         """Stop serving, close the socket and wait (up to 30 s) for a running ``on_batch``."""
-        self._server.shutdown()
-        self._server.server_close()
-        self.batcher.stop()
-        for thread in self._threads:
-            thread.join(timeout=30)
+        self._stop_serving()
