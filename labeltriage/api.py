@@ -478,6 +478,7 @@ def route(
     spot_check_rate: float | None = None,
     blind_share: float | None = None,
     review_audit_rate: float | None = None,
+    guided_start: bool | None = None,
     confidence_level: float = 0.95,
     method: str = "fixed-sequence",
     bound: BoundMethod = "wilson",
@@ -497,7 +498,9 @@ def route(
 
     Failed pre-labels and instruction-like texts always go to human review; a repeated text takes
     its first row's route. Targets come from the arguments, else the task config's
-    ``thresholds``, else 0.95 / 5%. Needs calibrator.json (the calibrated confidence is shown to
+    ``thresholds``, else 0.95 / 5%; ``guided_start`` (None: the config's
+    ``thresholds.guided_start``) starts the fixed sequence where the scores expect a precision
+    well above the target. Needs calibrator.json (the calibrated confidence is shown to
     reviewers and sets the review priority) and the gold ``calibrate`` used (or ``gold``). Writes
     routed.parquet and routing.json (with the gold planner's answer: how much gold the target
     needs and which records to label next).
@@ -545,6 +548,7 @@ def route(
     audit_rate = (
         review_audit_rate if review_audit_rate is not None else (task.thresholds.review_audit_rate if task else 0.0)
     )
+    guided = guided_start if guided_start is not None else (task.thresholds.guided_start if task else False)
     conf_col = calibrator.meta.get("confidence_column", "llm_confidence")
     raw = _confidence(prelabels, conf_col, run / "prelabels.parquet")
     if gold is None and calibrator.meta.get("gold") not in (None, "prelabels.parquet:gold_label"):
@@ -579,11 +583,13 @@ def route(
     threshold: Certificate | ThresholdChoice
     if method == "fixed-sequence":
         certificate = certify_threshold(raw[has_gold], correct[has_gold], target, confidence_level,
-                                        pool_scores=raw[pool], to_calibrated=calibrator.transform)  # fmt: skip
+                                        pool_scores=raw[pool], to_calibrated=calibrator.transform,
+                                        guided_start=guided)  # fmt: skip
         threshold, scores, statement = certificate, raw, certificate.statement
         cut = certificate.threshold if certificate.threshold is not None else np.inf
         plan = plan_gold(raw[has_gold], correct[has_gold], raw[pool], target, confidence_level,
-                         calibrated_pool=calibrated[pool], unlabelled=~(has_gold | drawn)[pool], seed=seed)  # fmt: skip
+                         calibrated_pool=calibrated[pool], unlabelled=~(has_gold | drawn)[pool], seed=seed,
+                         guided_start=guided)  # fmt: skip
         suggest_ids = prelabels["id"].astype(str).to_numpy()[np.flatnonzero(pool)[plan.suggest_indices]].tolist()
     else:
         threshold = choose_threshold(calibrated[has_gold], correct[has_gold], target, confidence_level, bound)
@@ -705,6 +711,7 @@ def route(
             "spot_check_rate": spot_rate,
             "blind_share": blind_rate,
             "review_audit_rate": audit_rate,
+            "guided_start": guided,
         },
         "applied": not stopped_before,
         "refuted_thresholds": refutations,

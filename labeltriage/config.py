@@ -212,6 +212,12 @@ class Thresholds(_Strict):
     * ``review_audit_rate``: the share of the (assisted) review queue shown a second time, blind,
       as ``<id>::audit``, in [0, 1], default 0: the published dataset card then states the
       accuracy of the reviewed labels (and overall) against these blind audits.
+    * ``guided_start``: where the certificate's fixed sequence of tests starts (default false:
+      a few records above the strictest threshold; true: where the confidences themselves
+      expect a precision well above the target, :func:`curation.certify.default_start` on the
+      run's scores). Both are family-wise valid (the start never looks at gold labels); which
+      certifies more depends on the data (benchmarks/results/guarantee.json): a strict first
+      test on a handful of top records that fails stops the plain sequence at once.
 
     A retired ``review_below`` key is dropped on load with a :class:`FutureWarning`.
     """
@@ -220,6 +226,7 @@ class Thresholds(_Strict):
     spot_check_rate: float = Field(default=0.05, ge=0, le=1)
     blind_share: float = Field(default=0.0, ge=0, le=1)
     review_audit_rate: float = Field(default=0.0, ge=0, le=1)
+    guided_start: bool = False
 
 
 # `thresholds.review_below` was in the shipped configs but nothing read it (route chooses the

@@ -363,3 +363,29 @@ def test_a_record_shown_blind_stays_blind_whatever_a_later_route_draws(tmp_path:
     # and turning the blind share off does not un-blind them
     off = lt.route(run, target_precision=0.9, blind_share=0.0, seed=1).routed.set_index("id")
     assert off.loc[was_blind, "blind"].all() and off["blind"].sum() == len(was_blind)
+
+
+def test_the_guided_start_is_a_setting_route_passes_on_and_records(tmp_path: Path):
+    """thresholds.guided_start (or route --guided-start): the certificate is certify_threshold's with
+    guided_start, and routing.json says which start was used."""
+    from curation.certify import certify_threshold
+
+    run, gold = make_run(tmp_path)
+    (run / "run.json").write_text(json.dumps(RUN_JSON))
+    lt.calibrate(run, gold=gold, gold_column="gold")
+    plain = lt.route(run, target_precision=0.9)
+    assert _routing(run)["settings_used"]["guided_start"] is False
+    guided = lt.route(run, target_precision=0.9, guided_start=True)
+    routing = _routing(run)
+    assert routing["settings_used"]["guided_start"] is True
+    prelabels = pd.read_parquet(run / "prelabels.parquet")
+    gold_frame = pd.read_csv(gold) if str(gold).endswith(".csv") else pd.read_parquet(gold)
+    labels = prelabels["id"].map(dict(zip(gold_frame["id"], gold_frame["gold"], strict=True)))
+    scores = prelabels["llm_confidence"].to_numpy()
+    pool = prelabels["status"].eq("ok").to_numpy() & np.isfinite(scores)
+    has = labels.notna().to_numpy() & pool
+    correct = (prelabels["llm_label"] == labels).to_numpy()
+    expected = certify_threshold(scores[has], correct[has], 0.9, pool_scores=scores[pool], guided_start=True)
+    assert routing["threshold"]["start"] == pytest.approx(expected.start)
+    assert routing["threshold"]["threshold"] == expected.threshold
+    assert plain.threshold.start != guided.threshold.start

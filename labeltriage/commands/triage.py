@@ -106,6 +106,12 @@ Writes RUN_DIR/routed.parquet and routing.json.""",
     help="Override thresholds.review_audit_rate (share of the review queue shown again, blind, as an audit).",
 )
 @click.option(
+    "--guided-start/--plain-start",
+    default=None,
+    help="Override thresholds.guided_start: start the certificate's tests where the scores expect a precision "
+    "well above the target (valid either way; which certifies more depends on the data).",
+)
+@click.option(
     "--confidence-level",
     type=click.FloatRange(0.5, 1, min_open=True, max_open=True),
     default=0.95,
