@@ -193,6 +193,13 @@ class LabelStudioServer:
         LabelStudioError (port taken, server exited: the message quotes its log; the secrets file
         lost while the database remains).
         """
+        database = self.data_dir / "label_studio.sqlite3"
+        if not self.secrets_file.exists() and database.exists():
+            raise LabelStudioError(
+                f"{database} was made with a secrets file that is gone ({self.secrets_file}): restore it, or "
+                f"`labeltriage label-studio down` and move {self.data_dir} away to start afresh (its projects and "
+                "annotations stay in that folder)"
+            )
         if self.is_up():
             url = self.url
             if port and url != f"http://{HOST}:{port}":
@@ -200,12 +207,6 @@ class LabelStudioServer:
                     f"Label Studio already runs at {url}: `labeltriage label-studio down` first to move it"
                 )
             return url
-        database = self.data_dir / "label_studio.sqlite3"
-        if not self.secrets_file.exists() and database.exists():
-            raise LabelStudioError(
-                f"{database} was made with a secrets file that is gone ({self.secrets_file}): restore it, or move "
-                f"{self.data_dir} away to start afresh (its projects and annotations stay in that folder)"
-            )
         program = install(log)
         data = self._ensure_home()
         port = port or int(data.get("port") or DEFAULT_PORT)  # the port it ran on last

@@ -668,6 +668,13 @@ def route(
     blind[fresh[: max(math.ceil(blind_rate * queue.size - 1e-9) - kept.size, 0)]] = True
     blind |= drawn & ~known  # pushed blind by `gold draw`: pushing it again must not add the suggestion
     blind |= was_blind & (routes == "human_review")
+    wanted_blind = math.ceil(blind_rate * queue.size - 1e-9)
+    if int(blind[queue].sum()) != wanted_blind:
+        notes.append(
+            f"blind share: {int(blind[queue].sum())} of the {queue.size} records open to it are blind, not "
+            f"{wanted_blind} ({blind_rate:g}): records reviewers saw blind stay blind, and those they saw with "
+            "the suggestion cannot turn blind"
+        )
     routed["blind"] = blind
     # a random share of the assisted review queue is shown a second time, blind: the review audit
     assisted = np.flatnonzero((routes == "human_review") & ok & ~blind & ~drawn)

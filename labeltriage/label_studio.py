@@ -127,6 +127,11 @@ def pull_label_studio(
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, config)
     client = client or connect_label_studio()
     task = run.task_config()
+    if project is None and not (run / PUSH_FILE).is_file():  # another run's project would be pulled
+        raise ReviewServerError(
+            f"{run.path} was never pushed to Label Studio (no {PUSH_FILE}): `labeltriage label-studio push "
+            f"{run.path}` first, or name the project with --project"
+        )
     title = project_title(run, project)
     project_id = find_project(client, title)
     if project_id is None:

@@ -110,7 +110,7 @@ def render_push(report: Any, task: Any) -> None:
         click.echo(f"review queue, highest priority first: {report.queue_url}")
 
 
-def render_pull(report: Any, run: Any) -> None:
+def render_pull(report: Any, run: Any, command: str = "pull") -> None:
     task = run.task_config()
     click.echo(
         f"pulled {report.submitted} submitted response(s) from {len(report.reviewers)} reviewer(s) on "
@@ -132,7 +132,7 @@ def render_pull(report: Any, run: Any) -> None:
         warnings.append(
             f"{report.kept_from_earlier_pulls} submitted response(s) saved by an earlier pull are no longer on the "
             f"server (a reviewer's account or a record deleted?); kept in responses.parquet (on_server = false). "
-            f"To forget them: labeltriage pull {run.path} --drop-missing"
+            f"To forget them: labeltriage {command} {run.path} --drop-missing"
         )
     for message in warnings:
         click.echo(f"warning: {message}", err=True)

@@ -184,6 +184,12 @@ def test_edited_project_labels_and_labels_outside_the_config(label_studio, owner
     from labeltriage.label_studio import pull_label_studio, push_label_studio
 
     run = _run(tmp_path, n=6)
+    with pytest.raises(
+        ReviewServerError, match=r"was never pushed to Label Studio .*or name the project with --project"
+    ):
+        pull_label_studio(run, client=owner)  # would have pulled another run's project (review finding)
+    with pytest.raises(ReviewServerError, match=r"project title 'ab' must have 3 to 50 characters"):
+        push_label_studio(run, client=owner, project="ab")
     report = push_label_studio(run, client=owner)
     project_id = report.project_id
     tasks = _tasks(owner, project_id)

@@ -361,8 +361,10 @@ def test_a_record_shown_blind_stays_blind_whatever_a_later_route_draws(tmp_path:
     assert RunDir(run).routed_for_review().set_index("id").loc[was_blind, "blind"].all()
     assert RunDir(run).publish_files().routed.set_index("id").loc[was_blind, "blind"].all()
     # and turning the blind share off does not un-blind them
-    off = lt.route(run, target_precision=0.9, blind_share=0.0, seed=1).routed.set_index("id")
+    off_result = lt.route(run, target_precision=0.9, blind_share=0.0, seed=1)
+    off = off_result.routed.set_index("id")
     assert off.loc[was_blind, "blind"].all() and off["blind"].sum() == len(was_blind)
+    assert any(f"{len(was_blind)} of the" in note and "stay blind" in note for note in off_result.notes)
 
 
 def test_the_guided_start_is_a_setting_route_passes_on_and_records(tmp_path: Path):

@@ -174,6 +174,10 @@ def ensure_project(client: LabelStudioClient, config: Any, title: str) -> Projec
     project takes the config's labels: Label Studio's own check refuses removing a label that
     annotations use, and so does this function (ReviewServerError naming the labels and the fix).
     """
+    if not 3 <= len(title) <= 50:  # Label Studio's own limits on a project title
+        raise ReviewServerError(
+            f"Label Studio project title {title!r} must have 3 to 50 characters: pass another --project"
+        )
     wanted = labeling_config(config)
     found = [p for p in _all(client, "/api/projects/", {"title": title}) if p.get("title") == title]
     if not found:

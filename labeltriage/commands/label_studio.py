@@ -17,7 +17,9 @@ home_option = click.option(
     default=None,
     help="Label Studio home (default: <stack home>/label-studio; the stack home is $LABELTRIAGE_STACK_HOME).",
 )
-project_option = click.option("--project", default=None, help="Project title [default: the config's argilla.dataset].")
+project_option = click.option(
+    "--project", default=None, help="Project title [default: the one RUN_DIR was pushed to, else argilla.dataset]."
+)
 
 
 @click.group(name="label-studio")
@@ -92,7 +94,8 @@ def push(run_dir: Path, **options: Any) -> None:
     report = push_label_studio(run_dir, **options)
     click.echo(
         f"Label Studio project {report.project_id}: {report.imported} task(s) imported, {report.updated} updated, "
-        f"{report.predictions_removed} prediction(s) removed from blind tasks"
+        f"{report.predictions_updated} prediction(s) replaced (new score, label or model), "
+        f"{report.predictions_removed} removed from blind tasks"
     )
     click.echo(f"review queue (sorted by priority; open it and use 'Label Tasks As Displayed'): {report.queue_url}")
     if report.blind:
@@ -116,7 +119,7 @@ def pull(run_dir: Path, **options: Any) -> None:
     from labeltriage.rundir import RunDir
 
     run = RunDir(run_dir, options.get("config"))
-    render_pull(pull_label_studio(run, **options), run)
+    render_pull(pull_label_studio(run, **options), run, command="label-studio pull")
 
 
 @label_studio.command()
@@ -142,7 +145,7 @@ def backend(run_dir: Path, config: str | None, project: str | None, port: int, e
     """Serve RUN_DIR's pre-labeller as a Label Studio ML backend and connect it to the project.
 
     Tasks of the run get their pre-label (no model call); new tasks are pre-labelled by the
-    config's model through the run's cache. Every --every annotations a feedback round runs
+    run's model through the run's cache; blind tasks get nothing. Every --every annotations a feedback round runs
     (pull, retrain, re-prioritise). Ctrl-C stops it.
     """
     from labeltriage.label_studio import run_backend
