@@ -332,3 +332,20 @@ def render_prelabel(result: RunResult, console: Console, paths: tuple[Path, Path
             f"see the error column of {where}[/bold red]",
             soft_wrap=True,
         )
+
+
+def render_label_studio_push(report: Any) -> None:
+    """What `label-studio push` did, the queue link, and what blind means in Label Studio Community."""
+    click.echo(
+        f"Label Studio project {report.project_id}: {report.imported} task(s) imported, {report.updated} updated, "
+        f"{report.predictions_updated} prediction(s) replaced (new score, label or model), "
+        f"{report.predictions_removed} removed from blind tasks"
+    )
+    click.echo(f"review queue (sorted by priority; open it and use 'Label Tasks As Displayed'): {report.queue_url}")
+    if report.blind:
+        click.secho(
+            f"note: {report.blind} task(s) are blind (no prediction, no reasoning); Label Studio Community shows "
+            "every member every annotation, so they are blind to the model, not to the other reviewers' answers",
+            fg="yellow",
+            err=True,
+        )

@@ -90,21 +90,9 @@ def add_user(home: Path | None, username: str) -> None:
 def push(run_dir: Path, **options: Any) -> None:
     """Push RUN_DIR's review queue to a Label Studio project (made from the task config)."""
     from labeltriage.label_studio import push_label_studio
+    from labeltriage.render import render_label_studio_push
 
-    report = push_label_studio(run_dir, **options)
-    click.echo(
-        f"Label Studio project {report.project_id}: {report.imported} task(s) imported, {report.updated} updated, "
-        f"{report.predictions_updated} prediction(s) replaced (new score, label or model), "
-        f"{report.predictions_removed} removed from blind tasks"
-    )
-    click.echo(f"review queue (sorted by priority; open it and use 'Label Tasks As Displayed'): {report.queue_url}")
-    if report.blind:
-        click.secho(
-            f"note: {report.blind} task(s) are blind (no prediction, no reasoning); Label Studio Community shows "
-            "every member every annotation, so they are blind to the model, not to the other reviewers' answers",
-            fg="yellow",
-            err=True,
-        )
+    render_label_studio_push(push_label_studio(run_dir, **options))
 
 
 @label_studio.command()
