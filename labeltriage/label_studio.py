@@ -61,8 +61,7 @@ def _project(client: LabelStudioClient, run: RunDir, project: str | None) -> tup
     from curation.adapters.labelstudio_io import ensure_project
 
     task = run.task_config()
-    info = ensure_project(client, task, project_title(run, project))
-    return task, info.id
+    return task, ensure_project(client, task, project_title(run, project))
 
 
 def push_label_studio(
@@ -211,11 +210,12 @@ def label_studio_predictor(run_dir: PathLike | RunDir, *, config: PathLike | Non
         if state.get("stamp") != stamp:
             prelabels = run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
             rows = {str(r["id"]): r for r in prelabels.to_dict("records")}
-            blind = set((run.json("gold_draw.json", default={}) or {}).get("ids") or []) | run.shown()[1]
-            if (run / "routed.parquet").is_file():
+            if (run / "routed.parquet").is_file():  # its blind flag includes drawn gold and records shown blind
                 routed = run.routed_for_review(("id", "route"))
                 rows |= {str(r["id"]): r for r in routed.to_dict("records")}
-                blind |= set(routed.loc[argilla_io.is_blind(routed), "id"].astype(str))
+                blind = set(routed.loc[argilla_io.is_blind(routed), "id"].astype(str))
+            else:
+                blind = set((run.json("gold_draw.json", default={}) or {}).get("ids") or []) | run.shown()[1]
             calibrator = load_calibrator(run / "calibrator.json") if (run / "calibrator.json").is_file() else None
             state.update(stamp=stamp, rows=rows, blind=blind, calibrator=calibrator)
         return state

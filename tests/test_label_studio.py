@@ -219,7 +219,7 @@ def test_edited_project_labels_and_labels_outside_the_config(label_studio, owner
 
 
 def test_ml_backend_serves_the_runs_prelabels(label_studio, owner, tmp_path):
-    from curation.adapters.labelstudio_io import connect_backend, prediction_scores, request_predictions
+    from curation.adapters.labelstudio_io import connect_backend, request_predictions, stored_predictions
     from labeltriage.label_studio import pull_label_studio, push_label_studio, serve_backend
 
     run = _run(tmp_path, n=6)
@@ -235,28 +235,28 @@ def test_ml_backend_serves_the_runs_prelabels(label_studio, owner, tmp_path):
     try:
         connect_backend(owner, project_id, backend.url)
         request_predictions(owner, project_id, [tasks["r04"]["id"], tasks["r01"]["id"]])
-        stored = prediction_scores(owner, tasks["r04"]["id"])
+        stored = stored_predictions(owner, tasks["r04"]["id"])
         assert len(stored) == 1 and stored[0]["model_version"] == "local:qwen/abc123"
         assert stored[0]["score"] == pytest.approx(routed.set_index("id").loc["r04", "calibrated_confidence"])
         assert {r["from_name"]: r["value"] for r in stored[0]["result"]}["sentiment"] == {"choices": ["positive"]}
-        assert prediction_scores(owner, tasks["r01"]["id"]) == []  # blind: never a prediction
+        assert stored_predictions(owner, tasks["r01"]["id"]) == []  # blind: never a prediction
         assert backend.predicted == 1
         # a re-route while the backend runs makes r04 a blind spot check: it gets nothing any more
         routed.loc[routed["id"] == "r04", "route"] = "spot_check"
         routed.to_parquet(run / "routed.parquet", index=False)
         owner.delete(f"/api/predictions/{stored[0]['id']}/")
         request_predictions(owner, project_id, [tasks["r04"]["id"]])
-        assert prediction_scores(owner, tasks["r04"]["id"]) == []
+        assert stored_predictions(owner, tasks["r04"]["id"]) == []
     finally:
         backend.stop()
     # the backend down: Label Studio still answers, stores nothing, the task stays unlabelled
     request_predictions(owner, project_id, [tasks["r05"]["id"]])
-    assert prediction_scores(owner, tasks["r05"]["id"]) == []
+    assert stored_predictions(owner, tasks["r05"]["id"]) == []
     # back on the same address: the same request is answered
     backend = serve_backend(run, port=port).start()
     try:
         request_predictions(owner, project_id, [tasks["r05"]["id"]])
-        assert [p["model_version"] for p in prediction_scores(owner, tasks["r05"]["id"])] == ["local:qwen/abc123"]
+        assert [p["model_version"] for p in stored_predictions(owner, tasks["r05"]["id"])] == ["local:qwen/abc123"]
     finally:
         backend.stop()
     assert httpx.get(f"{label_studio.url}/health").status_code == 200

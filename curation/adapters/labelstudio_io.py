@@ -21,7 +21,7 @@ token that lives 5 minutes (refreshed on 401). Protocol facts measured on Label 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
@@ -150,25 +150,19 @@ def config_labels(label_config: str, question: str) -> list[str]:
     return []
 
 
-@dataclass
-class ProjectInfo:
-    """The project :func:`ensure_project` found or made: ``id``, and the labels it changed."""
-
-    id: int
-    title: str
-    created: bool = False
-    labels_added: list[str] = field(default_factory=list)
-    labels_removed: list[str] = field(default_factory=list)
+def _project_named(client: LabelStudioClient, title: str) -> dict[str, Any] | None:
+    found = [p for p in _all(client, "/api/projects/", {"title": title}) if p.get("title") == title]
+    return found[0] if found else None
 
 
 def find_project(client: LabelStudioClient, title: str) -> int | None:
     """The id of the project titled ``title``, None when there is none."""
-    found = [p for p in _all(client, "/api/projects/", {"title": title}) if p.get("title") == title]
-    return int(found[0]["id"]) if found else None
+    project = _project_named(client, title)
+    return int(project["id"]) if project is not None else None
 
 
-def ensure_project(client: LabelStudioClient, config: Any, title: str) -> ProjectInfo:
-    """The project titled ``title``, made from the task config if missing.
+def ensure_project(client: LabelStudioClient, config: Any, title: str) -> int:
+    """The id of the project titled ``title``, made from the task config if missing.
 
     When the project's labels differ from the config's (a label added or edited in either), the
     project takes the config's labels: Label Studio's own check refuses removing a label that
@@ -179,28 +173,25 @@ def ensure_project(client: LabelStudioClient, config: Any, title: str) -> Projec
             f"Label Studio project title {title!r} must have 3 to 50 characters: pass another --project"
         )
     wanted = labeling_config(config)
-    found = [p for p in _all(client, "/api/projects/", {"title": title}) if p.get("title") == title]
-    if not found:
+    project = _project_named(client, title)
+    if project is None:
         # every task is shown to min_submitted annotators (Argilla's distribution setting)
         overlap = {"maximum_annotations": int(config.argilla.min_submitted), "overlap_cohort_percentage": 100}
-        project = client.post("/api/projects/", json={"title": title, "label_config": wanted, **overlap})
-        return ProjectInfo(int(project["id"]), title, created=True)
-    project = found[0]
+        return int(client.post("/api/projects/", json={"title": title, "label_config": wanted, **overlap})["id"])
+    project_id = int(project["id"])
     have = config_labels(str(project.get("label_config") or ""), config.argilla.question)
     want = [label.name for label in config.labels]
-    info = ProjectInfo(int(project["id"]), title)
     if have != want:
-        info.labels_added = [name for name in want if name not in have]
-        info.labels_removed = [name for name in have if name not in want]
+        removed = [name for name in have if name not in want]
         try:  # the strict check Label Studio's own UI runs before saving a config
-            client.post(f"/api/projects/{info.id}/validate/", json={"label_config": wanted})
+            client.post(f"/api/projects/{project_id}/validate/", json={"label_config": wanted})
         except ReviewServerError as exc:
             raise ReviewServerError(
-                f"Label Studio project {title!r} has labels the task config removed ({', '.join(info.labels_removed)}) "
+                f"Label Studio project {title!r} has labels the task config removed ({', '.join(removed)}) "
                 f"and annotations use them: put them back in the config's labels, or relabel those tasks first ({exc})"
             ) from exc
-        client.patch(f"/api/projects/{info.id}/", json={"label_config": wanted})
-    return info
+        client.patch(f"/api/projects/{project_id}/", json={"label_config": wanted})
+    return project_id
 
 
 def _all(client: LabelStudioClient, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -366,9 +357,9 @@ def push_tasks(
             for made in task["predictions"]:
                 client.post("/api/predictions/", json={**made, "task": known["id"]})
             report.predictions_updated += 1
-    if checkpoint is not None:
-        ids = {str((t.get("data") or {}).get("record_id")): int(t["id"]) for t in project_tasks(client, project_id)}
-        write_json(checkpoint, ids)
+    if checkpoint is not None:  # new tasks' ids are known only after the import: list again then
+        listed = project_tasks(client, project_id) if new else list(existing.values())
+        write_json(checkpoint, {str((t.get("data") or {}).get("record_id")): int(t["id"]) for t in listed})
     return report
 
 
@@ -425,7 +416,7 @@ def pull_annotations(
     return frame, report
 
 
-def prediction_scores(client: LabelStudioClient, task_id: int) -> list[dict[str, Any]]:
+def stored_predictions(client: LabelStudioClient, task_id: int) -> list[dict[str, Any]]:
     """The predictions Label Studio stored for a task (``model_version``, ``score``, ``result``)."""
     return list(client.get("/api/predictions/", params={"task": task_id}) or [])
 
@@ -444,7 +435,7 @@ def request_predictions(client: LabelStudioClient, project_id: int, task_ids: li
     """Ask the project's ML backend for predictions of ``task_ids`` (Label Studio's own action).
 
     Label Studio answers "Retrieved N predictions" even when the backend is down and nothing was
-    stored: read :func:`prediction_scores` to know.
+    stored: read :func:`stored_predictions` to know.
     """
     client.post(
         "/api/dm/actions", params={"id": "retrieve_tasks_predictions", "project": project_id},
