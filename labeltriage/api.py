@@ -194,7 +194,6 @@ def _priced_for_endpoint(task: TaskConfig, base_url: str | None) -> tuple[TaskCo
 # ------------------------------------------------------------------------------------------------
 # gold labels (calibrate, route)
 # ------------------------------------------------------------------------------------------------
-
 COMBINED_FILE = "combined_confidence.parquet"
 COMBINED_COLUMN = "confidence_combined"
 
@@ -662,13 +661,13 @@ def route(
     # a random share of the review queue reviewed blind: the unbiased LLM-vs-reviewer agreement
     queue = np.flatnonzero((routes == "human_review") & ok & ~shown & ~drawn)
     blind = np.zeros(len(routed), dtype=bool)
+    wanted_blind = math.ceil(blind_rate * queue.size - 1e-9)
     kept = queue[was_blind[queue]]  # the blind share drawn before and pushed stays; the rest is topped up
     fresh = np.random.default_rng([seed, 1]).permutation(queue[~was_blind[queue]])
     blind[kept] = True
-    blind[fresh[: max(math.ceil(blind_rate * queue.size - 1e-9) - kept.size, 0)]] = True
+    blind[fresh[: max(wanted_blind - kept.size, 0)]] = True
     blind |= drawn & ~known  # pushed blind by `gold draw`: pushing it again must not add the suggestion
     blind |= was_blind & (routes == "human_review")
-    wanted_blind = math.ceil(blind_rate * queue.size - 1e-9)
     if int(blind[queue].sum()) != wanted_blind:
         notes.append(
             f"blind share: {int(blind[queue].sum())} of the {queue.size} records open to it are blind, not "
@@ -1046,9 +1045,7 @@ def draw_gold(
     path = run / "gold_draw.json"
     # a drawn record reviewers already saw with the LLM's suggestion: answers given before this draw are
     # anchored and never gold (collect_gold); its suggestion is taken off now
-    seen = set(run.json(ASSISTED_SHOWN_FILE, default=[])) or set(
-        (run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {}
-    )
+    seen = run.shown()[0] or set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
     anchored = dict(previous.get("anchored_since") or {})
     now = datetime.now(UTC).isoformat()
     fresh = {rid: now for rid in draw.new if rid in seen}
@@ -1067,7 +1064,6 @@ def draw_gold(
                       "design": "simple random sample without replacement, extended sequentially",
                       "anchored_since": anchored, "anchored_answers": answered_before})  # fmt: skip
     frame = prelabels[prelabels["id"].astype(str).isin(set(draw.ids))].assign(route="gold_draw", blind=True)
-    records = argilla_io.build_records(frame, task)
     if (run / "routed.parquet").is_file():
         # beside the review queue: a priority and rank borrowed from the assisted records, as every
         # blind record shows (alone, every drawn record showed 0.5 and rank 1: the gold stood out)
@@ -1076,6 +1072,8 @@ def draw_gold(
         together = pd.concat([queue, extra], ignore_index=True)
         wanted = set(draw.ids)
         records = [r for r in argilla_io.build_records(together, task) if str(r.id) in wanted]
+    else:
+        records = argilla_io.build_records(frame, task)
     dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=None)
     # the checkpoint skips records already pushed and resumes a push that failed half-way
     report = argilla_io.push_records(dataset, records, checkpoint=run / "gold_push.json")

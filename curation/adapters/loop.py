@@ -153,7 +153,6 @@ def run_round(
     min_agreement: float = 0.6,
 ) -> RoundResult:
     """One round; returns what it did (also written to ``loop.json``)."""
-
     report = pull_to_run(client, dataset, config, run_dir)
     queue, adjudicate, info = reprioritised_queue(run_dir, config, min_agreement)
     # what reviewers see: blind records keep a priority drawn from the others' (never their own)
