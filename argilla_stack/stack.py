@@ -214,6 +214,17 @@ def _cmdline(pid: int) -> str:
         return ""
 
 
+def read_secrets(path: Path, error: type[ReviewServerError]) -> dict[str, Any]:
+    """A 0600 secrets file as a dict (empty when there is none yet). Raises ``error`` when others
+    can read it (used by both local servers)."""
+    if not path.exists():
+        return {}
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise error(f"{path} is readable by others (mode {mode:o}); run: chmod 600 it")
+    return dict(json.loads(path.read_text()))
+
+
 class Stack:
     """One local stack, identified by its home directory."""
 
@@ -225,12 +236,7 @@ class Stack:
 
     # -- secrets ---------------------------------------------------------------------------------
     def secrets(self) -> dict:
-        if not self.secrets_file.exists():
-            return {}
-        mode = self.secrets_file.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise StackError(f"{self.secrets_file} is readable by others (mode {mode:o}); run: chmod 600 it")
-        return json.loads(self.secrets_file.read_text())
+        return read_secrets(self.secrets_file, StackError)
 
     def _save_secrets(self, data: dict) -> None:
         self.home.mkdir(parents=True, exist_ok=True, mode=0o700)

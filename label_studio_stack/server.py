@@ -39,7 +39,7 @@ from typing import Any
 import httpx
 import platformdirs
 
-from argilla_stack.stack import process_alive
+from argilla_stack.stack import process_alive, read_secrets
 from labeltriage.errors import ReviewServerError
 from labeltriage.jsonio import write_json
 
@@ -121,12 +121,7 @@ class LabelStudioServer:
     # -- secrets -----------------------------------------------------------------------------------
     def secrets(self) -> dict[str, Any]:
         """The 0600 secrets file (empty before the first `up`). Raises LabelStudioError when others can read it."""
-        if not self.secrets_file.exists():
-            return {}
-        mode = self.secrets_file.stat().st_mode & 0o777
-        if mode & 0o077:
-            raise LabelStudioError(f"{self.secrets_file} is readable by others (mode {mode:o}); run: chmod 600 it")
-        return dict(json.loads(self.secrets_file.read_text()))
+        return read_secrets(self.secrets_file, LabelStudioError)
 
     def _save_secrets(self, data: dict[str, Any]) -> None:
         write_json(self.secrets_file, data, mode=0o600)

@@ -287,6 +287,12 @@ def test_a_lost_secrets_file_and_another_port_are_refused_clearly(label_studio, 
 
     with pytest.raises(LabelStudioError, match=r"already runs at http://127\.0\.0\.1:\d+: .*down. first"):
         label_studio.up(port=1)
+    leaky = LabelStudioServer(tmp_path / "leaky")
+    leaky.home.mkdir()
+    leaky.secrets_file.write_text("{}")
+    leaky.secrets_file.chmod(0o644)
+    with pytest.raises(LabelStudioError, match=r"secrets.json is readable by others \(mode 644\); run: chmod 600 it"):
+        leaky.secrets()
     orphan = LabelStudioServer(tmp_path / "home")
     orphan.data_dir.mkdir(parents=True)
     (orphan.data_dir / "label_studio.sqlite3").write_bytes(b"")
