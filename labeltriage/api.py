@@ -114,6 +114,7 @@ def prelabel(
     base_url: str | None = None,
     max_cost: float | None = None,
     limit: int | None = None,
+    examples: PathLike | None = None,
     show_progress: bool = False,
     llm: Any = None,
 ) -> PrelabelResult:
@@ -123,8 +124,12 @@ def prelabel(
     or a loaded :class:`~labeltriage.config.TaskConfig`. ``backend``/``model``/``base_url``
     override the config's model (a ``.gguf`` model is a file path). ``max_cost`` (USD) stops before
     the budget is exceeded, keeping finished work; a rerun resumes from the per-record cache with
-    no repeated model call. ``llm`` injects a distilabel LLM (tests). Raises ConfigError,
-    InputError (unreadable input) or BackendError (model missing, API key unset).
+    no repeated model call. With ``retrieval.k`` > 0 in the config each record's prompt carries its
+    k most similar labelled records (:mod:`labeltriage.example_pool`: the input's gold column,
+    ``examples`` (a file with ``text`` and ``label``), the run's collected gold and pulled reviews),
+    never its own; run.json's ``retrieval`` says how many. ``llm`` injects a distilabel LLM
+    (tests). Raises ConfigError (``examples`` with retrieval off), InputError (unreadable input)
+    or BackendError (model missing, API key unset).
     """
     from labeltriage.config import TaskConfig, load_task_config
     from pipelines.io import load_records
@@ -140,9 +145,29 @@ def prelabel(
     records = load_records(input_path, text_column or task.text_column, limit=limit, id_column=id_column,
                            encoding=encoding)  # fmt: skip
     notes = input_notes(input_summary(records))
+    retrieval = None
+    if examples is not None and not task.retrieval.k:
+        raise ConfigError(
+            f"{task.source_path or task.name}: retrieval.k is 0, so --examples would not be used. "
+            "Fix: set `retrieval: {k: 4}` in the config"
+        )
+    if task.retrieval.k:
+        from labeltriage.example_pool import attach_examples, run_example_pool
+
+        pool = run_example_pool(task, records, Path(run_dir), Path(examples) if examples is not None else None)
+        records, retrieval = attach_examples(task, records, pool, Path(run_dir))
+        if pool.empty:
+            notes.append("retrieval: no labelled records yet (no gold, --examples or reviews): few-shot only")
+        else:
+            notes.append(
+                f"retrieval: up to {task.retrieval.k} examples per record from {len(pool)} labelled records "
+                f"({', '.join(f'{n} {s}' for s, n in retrieval['pool_by_source'].items())}), never a record's own"
+            )
     result = run_prelabel(task, records, run_dir, max_cost=max_cost, show_progress=show_progress, llm=llm,
                           write=False)  # fmt: skip
     result.summary["cost_basis"] = cost_basis
+    if retrieval is not None:
+        result.summary["retrieval"] = retrieval
     if cost_basis.startswith("unknown"):
         result.summary["totals"]["cost_usd"] = None
         result.summary["totals"]["cost_usd_this_run"] = None
@@ -912,6 +937,15 @@ def loop(
         if on_round is not None:
             on_round(summary)
     return summaries
+
+
+def reviews_not_yet_examples(run_dir: PathLike | RunDir, *, config: PathLike | None = None) -> int:
+    """With ``retrieval.k`` > 0: reviewed labels pulled since the last ``prelabel`` chose the
+    examples (rerun it to show them to the model); 0 otherwise."""
+    from labeltriage.example_pool import reviews_not_yet_examples
+
+    run = _run_dir(run_dir, config)
+    return reviews_not_yet_examples(run.task_config(), run.path)
 
 
 def watch(

@@ -199,6 +199,33 @@ class ConfidenceSettings(_Strict):
     combined: bool = False
 
 
+class Retrieval(_Strict):
+    """Retrieved examples (``retrieval:``): each record's prompt carries the ``k`` most similar
+    already-labelled records as few-shot chat turns, after the config's own ``few_shot``.
+
+    The example pool is the labelled records ``labeltriage prelabel`` can see: the input's gold
+    column, ``--examples FILE`` (``text`` and ``label``/``gold_label``), the run's collected
+    gold (``gold.parquet``) and the reviewers' majority labels already pulled
+    (``responses.parquet``); similarity is the cosine of the bundled MiniLM sentence embeddings
+    (kNN demonstration selection: Liu et al. 2022, "What Makes Good In-Context Examples for
+    GPT-3?"). A record never sees its own label: pool entries with its id or its text are left
+    out, so gold records are answered like any other record and still calibrate honestly.
+    Re-running ``prelabel`` after a feedback round adds the new reviewed labels; only records
+    whose examples changed are asked again (the examples are part of the cache key).
+
+    * ``k``: examples per record, 0 to 16, default 0 (off). Costs time: the per-record examples
+      break the prompt prefix the local model keeps cached (2.4-2.7x per record measured in
+      benchmarks/results/retrieved_examples.json).
+    * ``max_example_chars``: each example's text is cut to this many characters, default 300.
+
+    Errors (as :class:`ConfigError`): ``k`` > 0 without ``text_template`` (examples are chat
+    turns) or with the ``openai-batch`` backend.
+    """
+
+    k: int = Field(default=0, ge=0, le=16)
+    max_example_chars: int = Field(default=300, ge=16, le=4000)
+
+
 class Thresholds(_Strict):
     """What ``route`` aims for (``thresholds:``); ``route``'s own options override both.
 
@@ -312,8 +339,8 @@ class TaskConfig(_Strict):
       set it is the system message (no ``{text}`` nor ``{few_shot}``), without it it must hold
       ``{text}``.
     * ``text_template``: optional template over ``{text}`` for the record's own user turn.
-    * ``model``, ``confidence``, ``thresholds``, ``argilla``: :class:`ModelSettings`,
-      :class:`ConfidenceSettings`, :class:`Thresholds`, :class:`ArgillaSettings`.
+    * ``model``, ``confidence``, ``thresholds``, ``retrieval``, ``argilla``: :class:`ModelSettings`,
+      :class:`ConfidenceSettings`, :class:`Thresholds`, :class:`Retrieval`, :class:`ArgillaSettings`.
     * ``source_path``: the file it was loaded from (set by :func:`load_task_config`, not in YAML,
       not serialised).
 
@@ -339,6 +366,7 @@ class TaskConfig(_Strict):
     model: ModelSettings = ModelSettings()
     confidence: ConfidenceSettings = ConfidenceSettings()
     thresholds: Thresholds = Thresholds()
+    retrieval: Retrieval = Retrieval()
     # Optional: only push/pull/loop use it; without it the dataset is named after the task.
     argilla: ArgillaSettings
     source_path: str | None = Field(default=None, exclude=True)
@@ -422,6 +450,15 @@ class TaskConfig(_Strict):
             raise _KeyError(
                 "confidence.consistency_samples",
                 "routing on 'consistency' needs at least 2 samples. Fix: set consistency_samples: 3",
+            )
+        if self.retrieval.k and self.text_template is None:
+            raise _KeyError(
+                "retrieval.k",
+                "retrieved examples are chat turns and need text_template. Fix: set text_template: '{text}'",
+            )
+        if self.retrieval.k and self.model.backend == "openai-batch":
+            raise _KeyError(
+                "retrieval.k", "retrieved examples are not sent through the Batch API. Fix: use backend openai"
             )
         if self.model.backend != "local" and not self.model.api_key_env:
             raise _KeyError(

@@ -63,7 +63,7 @@ CONTRACT_COLUMNS = [
 ]
 EXTRA_COLUMNS = [
     "confidence_kind", "truncated", "instruction_like", "attempts", "consistency_labels", "label_distribution",
-    "source",
+    "source", "example_ids",
 ]  # fmt: skip
 CACHE_FILE = "cache/prelabel-cache.jsonl"
 
@@ -275,14 +275,22 @@ class Prelabeller:
 
     # -- keys -------------------------------------------------------------------------------------
 
-    def main_key(self, model_text: str) -> str:
-        """Cache key of the main answer for ``model_text`` (prompt hash, model, generation settings, text)."""
+    def main_key(self, model_text: str, examples: Any = None) -> str:
+        """Cache key of the main answer for ``model_text`` (prompt hash, model, generation settings,
+        text, and the retrieved ``examples`` when there are any: new examples, a new answer)."""
+        if examples:
+            examples = [[text, label] for text, label in examples]
+            return cache_key("main", self.prompt_hash, self.model_id, self.main_settings, model_text, examples)
         return cache_key("main", self.prompt_hash, self.model_id, self.main_settings, model_text)
 
-    def consistency_key(self, model_text: str) -> str:
-        """Cache key of the self-consistency samples: the main key plus k and their temperature."""
+    def row_key(self, row: dict[str, Any]) -> str:
+        """:meth:`main_key` of a prepared row (its ``model_text`` and ``examples``)."""
+        return self.main_key(row["model_text"], row.get("examples"))
+
+    def consistency_key(self, row: dict[str, Any]) -> str:
+        """Cache key of a row's self-consistency samples: the main key plus k and their temperature."""
         temperature = self.config.confidence.consistency_temperature
-        return cache_key("consistency", self.main_key(model_text), self.samples, temperature)
+        return cache_key("consistency", self.row_key(row), self.samples, temperature)
 
     # -- run --------------------------------------------------------------------------------------
 
@@ -303,12 +311,10 @@ class Prelabeller:
         for row in rows:
             if row["empty"]:
                 continue
-            key = self.main_key(row["model_text"])
+            key = self.row_key(row)
             cached = self.cache.get(key)
             need = cached is None or (
-                self.samples > 0
-                and cached["status"] == "ok"
-                and self.consistency_key(row["model_text"]) not in self.cache
+                self.samples > 0 and cached["status"] == "ok" and self.consistency_key(row) not in self.cache
             )
             if need:
                 todo.setdefault(key, row)
@@ -349,15 +355,16 @@ class Prelabeller:
 
     def _prepare(self, records: pd.DataFrame) -> list[dict[str, Any]]:
         # the user's own columns and duplicate_of ride along to the output unchanged
-        self._passthrough = [c for c in records.columns if c not in ("id", "text", "source", "gold_label")]
+        own = ("id", "text", "source", "gold_label", "examples", "example_ids")
+        self._passthrough = [c for c in records.columns if c not in own]
         return list(next(self.prepare.process(records.to_dict("records"))))
 
     def _run_batch(self, batch: list[dict[str, Any]]) -> None:
-        need_main = [row for row in batch if self.main_key(row["model_text"]) not in self.cache]
+        need_main = [row for row in batch if self.row_key(row) not in self.cache]
         fresh: dict[str, dict[str, Any]] = {}
         if need_main:
             for out in next(self.task.process(need_main)):
-                key = self.main_key(out["model_text"])
+                key = self.row_key(out)
                 if _cacheable(out):
                     fresh[key] = {k: out[k] for k in PRELABEL_OUTPUTS}
                 else:  # shown in this run's output, asked again next run
@@ -367,14 +374,14 @@ class Prelabeller:
             return
         ready = []
         for row in batch:
-            main = self.cache.get(self.main_key(row["model_text"]))
-            if main and main["status"] == "ok" and self.consistency_key(row["model_text"]) not in self.cache:
+            main = self.cache.get(self.row_key(row))
+            if main and main["status"] == "ok" and self.consistency_key(row) not in self.cache:
                 ready.append({**row, **main, "input_tokens": 0, "output_tokens": 0})
         samples: dict[str, dict[str, Any]] = {}
         if ready:
             for out in next(self.consistency.process(ready)):
                 if out["confidence_consistency"] is not None:
-                    samples[self.consistency_key(out["model_text"])] = {
+                    samples[self.consistency_key(out)] = {
                         "confidence_consistency": out["confidence_consistency"],
                         "consistency_labels": out["consistency_labels"],
                         "input_tokens": out["input_tokens"],
@@ -399,7 +406,7 @@ class Prelabeller:
                     output_tokens=0,
                 )
             else:
-                key = self.main_key(row["model_text"])
+                key = self.row_key(row)
                 main = self.cache.get(key) or self._transient.get(key)
                 if main is None:
                     out.update({k: None for k in PRELABEL_OUTPUTS}, attempts=0, input_tokens=0, output_tokens=0)
@@ -412,7 +419,7 @@ class Prelabeller:
                         out["error"] = f"{note}; {earlier.removeprefix('warning: ')}" if earlier else note
                     if key in charged:
                         out.update(input_tokens=0, output_tokens=0)
-                cons = self.cache.get(self.consistency_key(row["model_text"])) if self.samples else None
+                cons = self.cache.get(self.consistency_key(row)) if self.samples else None
                 if cons is not None and out["status"] == "ok":
                     out["confidence_consistency"] = cons["confidence_consistency"]
                     out["consistency_labels"] = cons["consistency_labels"]

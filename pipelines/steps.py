@@ -137,6 +137,11 @@ class TextBudget:
         return head_tail(units, 0)
 
 
+def _filler_label(config: TaskConfig) -> str | list[str]:
+    longest = max(config.label_names, key=len)
+    return [longest] if config.task_type == "multi_label" else longest
+
+
 def text_budget(config: TaskConfig, llm: Any) -> TextBudget:
     """The budget for `config`'s prompts: the model's tokenizer when `llm` has one (the local
     backend: `prompt_tokens`, `text_pieces`), else characters with :func:`estimate_tokens`.
@@ -145,15 +150,18 @@ def text_budget(config: TaskConfig, llm: Any) -> TextBudget:
     Raises ConfigError (file, key, fix) when the prompt without any text leaves no room."""
     gen = config.model.generation
     n_ctx = int(getattr(llm, "n_ctx", None) or gen.n_ctx)
+    # retrieved examples take room too: budget for k of them at their longest
+    filler = ("word " * (config.retrieval.max_example_chars // 5)).strip()
+    widest = [(filler, _filler_label(config))] * config.retrieval.k
     if hasattr(llm, "prompt_tokens") and hasattr(llm, "text_pieces"):
         budget = TextBudget(
-            prompt_length=lambda text: len(llm.prompt_tokens(render_messages(config, text))),
+            prompt_length=lambda text: len(llm.prompt_tokens(render_messages(config, text, widest))),
             pieces=llm.text_pieces,
             limit=n_ctx - gen.max_tokens,
         )
     else:
         budget = TextBudget(
-            prompt_length=lambda text: estimate_tokens(render_messages(config, text)),
+            prompt_length=lambda text: estimate_tokens(render_messages(config, text, widest)),
             pieces=_characters,
             limit=n_ctx - gen.max_tokens,
             unit="estimated tokens",
@@ -254,8 +262,9 @@ class PrelabelTask(Task):
         return list(PRELABEL_OUTPUTS)
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
-        """The chat messages for the row's ``model_text`` (:func:`pipelines.prompt.render_messages`)."""
-        return render_messages(self.config, input["model_text"])
+        """The chat messages for the row's ``model_text`` and its retrieved ``examples`` when it has
+        some (:func:`pipelines.prompt.render_messages`)."""
+        return render_messages(self.config, input["model_text"], input.get("examples") or ())
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         """``llm_label``, ``confidence_stated``, ``reasoning`` and a warning in ``error`` when the
@@ -375,7 +384,7 @@ class SelfConsistency(Task):
 
     def format_input(self, input: dict[str, Any]) -> list[dict[str, str]]:
         """The same chat messages as the main answer's."""
-        return render_messages(self.config, input["model_text"])
+        return render_messages(self.config, input["model_text"], input.get("examples") or ())
 
     def format_output(self, output: str | None, input: dict[str, Any] | None = None) -> dict[str, Any]:
         """``{"label": ...}`` of a sample; raises :class:`~pipelines.parsing.InvalidOutput` for a bad one."""

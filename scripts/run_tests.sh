@@ -26,6 +26,7 @@ NOT_PURE=(
   tests/test_postgres.py               # a PostgreSQL cluster
   tests/test_prelabel_cli.py           # fake OpenAI server, the CLI end to end
   tests/test_prompt_safety.py          # fake OpenAI servers
+  tests/test_retrieval_prelabel.py     # fake OpenAI server, the MiniLM embedding model
   tests/test_publish.py                # a local Hugging Face Hub server
   tests/test_triage_cli.py             # subprocesses, llama.cpp
 )

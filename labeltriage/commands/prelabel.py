@@ -35,7 +35,12 @@ Writes DIR/prelabels.parquet (one row per input row) and DIR/run.json (totals).
 Reading INPUT: a column `gold_label` (else `label`) is taken as gold labels for calibrate and
 route; every other column is kept to the published dataset; empty cells and NA, N/A, NaN,
 null, None are missing; a repeated text costs one model call and one review, every row is kept
-(column duplicate_of). See pipelines/io.py.""",
+(column duplicate_of). See pipelines/io.py.
+
+\b
+Retrieved examples (config `retrieval: {k: 4}`): each record's prompt carries its k most similar
+labelled records (the input's gold, --examples, the run's gold and reviewed labels), never its
+own. Rerun after a feedback round to add the new reviewed labels.""",
 )
 @click.argument("config")
 @click.argument("input_path", metavar="INPUT", type=INPUT_PATH)
@@ -70,6 +75,12 @@ null, None are missing; a repeated text costs one model call and one review, eve
     type=click.FloatRange(min=0),
     default=None,
     help="Budget in USD for this run; stops before exceeding it, keeping finished work.",
+)
+@click.option(
+    "--examples",
+    type=ExistingPath("file", "an examples file", "pass a CSV, JSONL or parquet file with `text` and `label`"),
+    default=None,
+    help="Labelled records (`text` and `label` or `gold_label`) for retrieved examples; needs retrieval.k > 0.",
 )
 @click.option("--limit", type=int, default=None, help="Only the first N input rows.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")

@@ -110,3 +110,10 @@ def loop(run_dir: Path, watch_mode: bool, every: int, listen_port: int, **option
                   **options)  # fmt: skip
     else:
         api.loop(run_dir, on_round=render_round, **options)
+    fresh = api.reviews_not_yet_examples(run_dir, config=options.get("config"))
+    if fresh:
+        click.echo(
+            f"retrieval: {fresh} reviewed label(s) are not examples yet; rerun `labeltriage prelabel` with the same "
+            f"config, input and --output {run_dir} (only records whose examples change are asked again), then "
+            "calibrate, route and push"
+        )
