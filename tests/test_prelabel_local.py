@@ -23,6 +23,7 @@ from pipelines.runner import CONTRACT_COLUMNS, run_prelabel, with_overrides
 ROOT = Path(__file__).resolve().parents[1]
 SENTIMENT = ROOT / "datasets_config" / "sentiment.yaml"
 ASPECTS = ROOT / "datasets_config" / "aspects.yaml"
+SENTIMENT_3CLASS = ROOT / "datasets_config" / "sentiment_3class.yaml"
 TEXTS = [
     "This product exceeded all my expectations. Highly recommend!",
     "Worst purchase I have ever made. Complete waste of money.",
@@ -166,3 +167,44 @@ def test_jump_forward_and_grammar_agree_on_the_label() -> None:
         p_a = label_token_probability(raw_a, tokens[0], config)
         p_b = label_token_probability(raw_b, tokens[1], config)
         assert p_a is not None and p_b is not None and abs(p_a - p_b) < 0.02
+
+
+def test_retrieved_examples_through_the_local_model(tmp_path: Path) -> None:
+    """retrieval.k with the local backend: the examples reach llama.cpp's prompt (more input
+    tokens than without), a long example is cut to max_example_chars so the record's own text
+    keeps its room, and a rerun asks nothing."""
+    import yaml
+
+    data = yaml.safe_load((ROOT / "datasets_config" / "sentiment_3class.yaml").read_text())
+    config_path = tmp_path / "retrieval.yaml"
+    config_path.write_text(yaml.safe_dump({**data, "retrieval": {"k": 2, "max_example_chars": 120}}))
+    texts = ["Loved it, works great.", "Broke after a day, awful.", "It is a cable. " * 40, "Great value, love it."]
+    source = write_jsonl(tmp_path / "in.jsonl", texts, ["positive", "negative", "neutral", "positive"])
+    plain = run_prelabel(with_overrides(load_task_config(SENTIMENT_3CLASS), model="smollm2"),
+                         load_records(source, "text"), tmp_path / "plain", show_progress=False)  # fmt: skip
+    args = [
+        "prelabel",
+        str(config_path),
+        str(source),
+        "--output",
+        str(tmp_path / "run"),
+        "--model",
+        "smollm2",
+        "--quiet",
+    ]
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    frame = pd.read_parquet(tmp_path / "run" / "prelabels.parquet")
+    assert frame["status"].tolist() == ["ok"] * 4
+    assert [len(ids) for ids in frame["example_ids"]] == [2, 2, 2, 2]
+    assert all(rid not in list(ids) for rid, ids in zip(frame["id"], frame["example_ids"], strict=True))
+    assert not frame["truncated"].iloc[0]  # the long example is cut, not the short record
+    # every record reads two examples of at most 120 characters more than without retrieval
+    extra = frame["input_tokens"].to_numpy() - plain.frame["input_tokens"].to_numpy()
+    assert (extra > 20).all() and (extra < 2 * 120).all(), extra
+    run = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert run["retrieval"]["pool"] == 4 and run["retrieval"]["records_with_examples"] == 4
+    again = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert (
+        again.exit_code == 0 and json.loads((tmp_path / "run" / "run.json").read_text())["totals"]["model_calls"] == 0
+    )
