@@ -152,22 +152,16 @@ def prelabel(
             "Fix: set `retrieval: {k: 4}` in the config"
         )
     if task.retrieval.k:
-        from labeltriage.example_pool import attach_examples, run_example_pool
+        from labeltriage.example_pool import attach_examples, retrieval_note
 
-        pool = run_example_pool(task, records, Path(run_dir), Path(examples) if examples is not None else None)
-        records, retrieval = attach_examples(task, records, pool, Path(run_dir))
-        if pool.empty:
-            notes.append("retrieval: no labelled records yet (no gold, --examples or reviews): few-shot only")
-        else:
-            notes.append(
-                f"retrieval: up to {task.retrieval.k} examples per record from {len(pool)} labelled records "
-                f"({', '.join(f'{n} {s}' for s, n in retrieval['pool_by_source'].items())}), never a record's own"
-            )
+        records, retrieval = attach_examples(task, records, Path(run_dir), Path(examples) if examples else None)
+        notes.append(retrieval_note(retrieval))
     result = run_prelabel(task, records, run_dir, max_cost=max_cost, show_progress=show_progress, llm=llm,
                           write=False)  # fmt: skip
     result.summary["cost_basis"] = cost_basis
-    if retrieval is not None:
-        result.summary["retrieval"] = retrieval
+    if retrieval is not None:  # counted on the output: a long text may have dropped its examples
+        shown = result.frame["example_ids"].map(lambda ids: ids is not None and len(ids) > 0)
+        result.summary["retrieval"] = retrieval | {"records_with_examples": int(shown.sum())}
     if cost_basis.startswith("unknown"):
         result.summary["totals"]["cost_usd"] = None
         result.summary["totals"]["cost_usd_this_run"] = None

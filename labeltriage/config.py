@@ -218,8 +218,11 @@ class Retrieval(_Strict):
       benchmarks/results/retrieved_examples.json).
     * ``max_example_chars``: each example's text is cut to this many characters, default 300.
 
+    A record whose own text needs the room drops its farthest examples first (``example_ids``
+    names the ones shown): the record's text is never cut to make room for examples.
+
     Errors (as :class:`ConfigError`): ``k`` > 0 without ``text_template`` (examples are chat
-    turns) or with the ``openai-batch`` backend.
+    turns), on a multi-label task, or with the ``openai-batch`` backend.
     """
 
     k: int = Field(default=0, ge=0, le=16)
@@ -454,8 +457,11 @@ class TaskConfig(_Strict):
         if self.retrieval.k and self.text_template is None:
             raise _KeyError(
                 "retrieval.k",
-                "retrieved examples are chat turns and need text_template. Fix: set text_template: '{text}'",
+                "retrieved examples are chat turns and need text_template. Fix: set text_template: '{text}' and "
+                "remove {text} and {few_shot} from prompt_template (as datasets_config/sentiment.yaml does)",
             )
+        if self.retrieval.k and self.task_type == "multi_label":
+            raise _KeyError("retrieval.k", "retrieved examples are for single-label tasks for now. Fix: set k: 0")
         if self.retrieval.k and self.model.backend == "openai-batch":
             raise _KeyError(
                 "retrieval.k", "retrieved examples are not sent through the Batch API. Fix: use backend openai"

@@ -32,6 +32,7 @@ BLIND_SHOWN_FILE = "blind_shown.json"  # ids pushed blind, ever
 FILES: dict[str, str] = {
     "prelabels.parquet": "labeltriage prelabel CONFIG INPUT --output {run}",
     "run.json": "labeltriage prelabel CONFIG INPUT --output {run}",
+    "examples_pool.parquet": "labeltriage prelabel CONFIG INPUT --output {run} (with retrieval.k > 0)",
     "gold_draw.json": "labeltriage gold draw {run} --n N",
     "gold_push.json": "labeltriage gold draw {run} --n N",
     "gold.parquet": "labeltriage gold collect {run}",

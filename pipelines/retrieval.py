@@ -13,6 +13,7 @@ other record, and the gold still measures the answers honestly.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,9 +26,14 @@ POOL_COLUMNS = ["id", "text", "label", "source"]
 CUT_MARK = " [...]"
 
 
+ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))
+
+
 def text_key(text: str) -> str:
-    """The text as compared for "the same text": whitespace collapsed, case folded."""
-    return " ".join(str(text).split()).casefold()
+    """The text as compared for "the same text": Unicode NFKC, zero-width characters and soft
+    hyphens removed, whitespace collapsed, case folded."""
+    normal = unicodedata.normalize("NFKC", str(text)).translate(ZERO_WIDTH)
+    return " ".join(normal.split()).casefold()
 
 
 def _label_ok(value: Any, names: set[str]) -> bool:
@@ -38,23 +44,26 @@ def _label_ok(value: Any, names: set[str]) -> bool:
     return False
 
 
-def example_pool(tables: Sequence[tuple[str, pd.DataFrame]], labels: Sequence[str]) -> pd.DataFrame:
+def example_pool(
+    tables: Sequence[tuple[str, pd.DataFrame]], labels: Sequence[str]
+) -> tuple[pd.DataFrame, dict[str, int]]:
     """One example pool from labelled tables, each ``(source name, frame with id, text, label)``.
 
     Earlier tables win: a text (by :func:`text_key`) already in the pool is not added again. Rows
-    with an empty text or a label outside ``labels`` (a tie, a retired label) are dropped. Returns
-    columns ``id, text, label, source`` (``source``: the table's name), index 0..n-1."""
+    with an empty text or no label in ``labels`` (missing, a tie) are left out. Returns the pool,
+    columns ``id, text, label, source`` (``source``: the table's name), index 0..n-1, and the
+    rows left out per source."""
     names, seen, rows = set(labels), set(), []
+    left_out: dict[str, int] = {}
     for source, frame in tables:
         for rid, text, label in zip(frame["id"], frame["text"], frame["label"], strict=True):
-            if text is None or not str(text).strip() or not _label_ok(label, names):
-                continue
-            key = text_key(str(text))
-            if key in seen:
+            key = text_key(str(text)) if text is not None and str(text).strip() else ""
+            if not key or not _label_ok(label, names) or key in seen:
+                left_out[source] = left_out.get(source, 0) + 1
                 continue
             seen.add(key)
             rows.append({"id": str(rid), "text": str(text), "label": label, "source": source})
-    return pd.DataFrame(rows, columns=POOL_COLUMNS)
+    return pd.DataFrame(rows, columns=POOL_COLUMNS), left_out
 
 
 def nearest_examples(

@@ -15,8 +15,8 @@ Every step returns exactly one row per input row (rows in = rows out).
 
 import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from typing import Any
 
 from distilabel.steps import Step, StepInput
@@ -114,6 +114,23 @@ class TextBudget:
     pieces: Callable[[str], list[bytes]]
     limit: int
     unit: str = "tokens"
+    # the prompt's length with a record's own retrieved examples (None: examples not supported)
+    length_with_examples: Callable[[str, Sequence[tuple[str, Any]]], int] | None = None
+
+    def for_examples(self, examples: Sequence[tuple[str, Any]]) -> "TextBudget":
+        """The budget of a record whose prompt also carries ``examples``."""
+        measure = self.length_with_examples
+        if not examples or measure is None:
+            return self
+        return replace(self, prompt_length=lambda text: measure(text, examples))
+
+    def keep_examples(self, text: str, examples: Sequence[tuple[str, Any]]) -> int:
+        """How many of ``examples`` (nearest last) fit beside the whole ``text``: the farthest are
+        dropped first, so a record's own text is never cut to make room for examples."""
+        kept = len(examples)
+        while kept and self.for_examples(examples[len(examples) - kept :]).prompt_length(text) > self.limit:
+            kept -= 1
+        return kept
 
     def room(self) -> int:
         """Units left for the text (the prompt rendered with an empty text subtracted)."""
@@ -137,11 +154,6 @@ class TextBudget:
         return head_tail(units, 0)
 
 
-def _filler_label(config: TaskConfig) -> str | list[str]:
-    longest = max(config.label_names, key=len)
-    return [longest] if config.task_type == "multi_label" else longest
-
-
 def text_budget(config: TaskConfig, llm: Any) -> TextBudget:
     """The budget for `config`'s prompts: the model's tokenizer when `llm` has one (the local
     backend: `prompt_tokens`, `text_pieces`), else characters with :func:`estimate_tokens`.
@@ -150,21 +162,20 @@ def text_budget(config: TaskConfig, llm: Any) -> TextBudget:
     Raises ConfigError (file, key, fix) when the prompt without any text leaves no room."""
     gen = config.model.generation
     n_ctx = int(getattr(llm, "n_ctx", None) or gen.n_ctx)
-    # retrieved examples take room too: budget for k of them at their longest
-    filler = ("word " * (config.retrieval.max_example_chars // 5)).strip()
-    widest = [(filler, _filler_label(config))] * config.retrieval.k
     if hasattr(llm, "prompt_tokens") and hasattr(llm, "text_pieces"):
         budget = TextBudget(
-            prompt_length=lambda text: len(llm.prompt_tokens(render_messages(config, text, widest))),
+            prompt_length=lambda text: len(llm.prompt_tokens(render_messages(config, text))),
             pieces=llm.text_pieces,
             limit=n_ctx - gen.max_tokens,
+            length_with_examples=lambda text, ex: len(llm.prompt_tokens(render_messages(config, text, ex))),
         )
     else:
         budget = TextBudget(
-            prompt_length=lambda text: estimate_tokens(render_messages(config, text, widest)),
+            prompt_length=lambda text: estimate_tokens(render_messages(config, text)),
             pieces=_characters,
             limit=n_ctx - gen.max_tokens,
             unit="estimated tokens",
+            length_with_examples=lambda text, ex: estimate_tokens(render_messages(config, text, ex)),
         )
     room = budget.room()
     if room < MIN_TEXT_UNITS:
@@ -206,11 +217,24 @@ class PrepareText(Step):
         """The columns it adds (see the class doc)."""
         return ["model_text", "empty", "truncated", "instruction_like"]
 
-    def fit(self, text: str) -> str:
-        """What the model reads of `text` (unchanged when it fits)."""
+    def _within_chars(self, text: str) -> str:
         if len(text) > self.max_chars:
-            text = head_tail(_characters(text), max(self.max_chars - len(TRUNCATION_MARK), 1))
-        return self._budget.fit(text) if self._budget is not None else text
+            return head_tail(_characters(text), max(self.max_chars - len(TRUNCATION_MARK), 1))
+        return text
+
+    def fit(self, text: str, examples: Sequence[tuple[str, Any]] = ()) -> str:
+        """What the model reads of `text` (unchanged when it fits), beside its ``examples``."""
+        text = self._within_chars(text)
+        return self._budget.for_examples(examples).fit(text) if self._budget is not None else text
+
+    def _fit_examples(self, row: dict[str, Any], shown: str) -> dict[str, Any]:
+        """The row's ``examples`` and ``example_ids`` cut to what fits beside its whole text."""
+        examples = list(row["examples"])
+        if self._budget is None:
+            return {"examples": examples}
+        kept = self._budget.keep_examples(self._within_chars(shown), examples)
+        ids = list(row.get("example_ids") or [])
+        return {"examples": examples[len(examples) - kept :], "example_ids": ids[len(ids) - kept :]}
 
     def process(self, inputs: StepInput) -> "StepOutput":  # type: ignore[name-defined]  # noqa: F821
         """One batch: every row with the output columns added (a missing text is empty)."""
@@ -221,10 +245,12 @@ class PrepareText(Step):
             empty = not text.strip()
             findings = find_instructions(text, self.labels)
             shown = redact_instructions(text, findings)  # the model never reads the instructions
-            model_text = shown if empty else self.fit(shown)
+            extra = self._fit_examples(row, shown) if row.get("examples") and not empty else {}
+            model_text = shown if empty else self.fit(shown, extra.get("examples", ()))
             rows.append(
                 {
                     **row,
+                    **extra,
                     "model_text": model_text,
                     "empty": empty,
                     "truncated": model_text != shown,

@@ -54,13 +54,21 @@ def test_nearest_is_last_and_pads_on_the_left() -> None:
 
 def test_example_pool_first_table_wins_and_drops_unusable() -> None:
     gold = pd.DataFrame(
-        {"id": ["g1", "g2", "g3"], "text": ["Great film", "", "dull"], "label": ["positive", "positive", "boring"]}
+        {"id": ["g1", "g2", "g3"], "text": ["Great film", "", "dull"], "label": ["positive", "positive", None]}
     )
     reviewed = pd.DataFrame({"id": ["r1", "r2"], "text": ["great   FILM", "so-so"], "label": ["negative", None]})
-    pool = example_pool([("gold", gold), ("reviewed", reviewed)], ["positive", "negative", "neutral"])
-    # empty text, a label outside the set and a tie (None) dropped; the repeated text keeps gold's label
+    pool, left_out = example_pool([("gold", gold), ("reviewed", reviewed)], ["positive", "negative", "neutral"])
+    # an empty text, a missing label and a tie (None) left out; the repeated text keeps gold's label
     assert pool.to_dict("records") == [{"id": "g1", "text": "Great film", "label": "positive", "source": "gold"}]
+    assert left_out == {"gold": 2, "reviewed": 2}
+
+
+def test_text_key_sees_texts_that_look_the_same() -> None:
     assert text_key("great   FILM") == text_key("Great film")
+    assert text_key("The cafe\u0301 was lovely") == text_key("The caf\u00e9 was lovely")  # NFD vs NFC
+    assert text_key("lov\u200bely\u00ad day") == text_key("lovely day")  # zero-width space, soft hyphen
+    assert text_key("\uff21BC") == text_key("ABC")  # full-width letters (NFKC)
+    assert text_key("a good film") != text_key("a bad film")
 
 
 def test_examples_for_leave_one_out_and_redaction() -> None:
@@ -107,3 +115,33 @@ def test_retrieval_config_errors() -> None:
         TaskConfig(**{**base, "retrieval": {"k": 2}, "model": {**base["model"], "backend": "openai-batch"}})
     with pytest.raises(ValueError):
         TaskConfig(**{**base, "retrieval": {"k": 17}})
+    aspects = load_task_config("aspects").model_dump()
+    with pytest.raises(ValueError, match="single-label tasks for now"):
+        TaskConfig(**{**aspects, "retrieval": {"k": 2}})
+
+
+def test_examples_never_cut_the_records_own_text() -> None:
+    """The record's whole text first: the farthest examples are dropped to make room, none when
+    the text alone fills the window (estimated tokens, as for an openai backend)."""
+    from pipelines.steps import PrepareText, text_budget
+
+    config = load_task_config("sentiment_3class")
+    small = config.model_copy(
+        update={"model": config.model.model_copy(update={"generation": config.model.generation.model_copy(
+            update={"n_ctx": 1024})})}
+    )  # fmt: skip
+    prepare = PrepareText(name="p", max_chars=4000, labels=config.label_names)
+    budget = text_budget(small, llm=None)
+    prepare.use_budget(budget)
+    wide = [("\u6f22" * 280, "positive"), ("\u5b57" * 280, "negative"), ("short and near", "neutral")]
+    ids = ["far", "middle", "near"]
+    rows = [
+        {"id": "a", "text": "a short review, fine", "examples": wide, "example_ids": ids},
+        {"id": "b", "text": "word " * 700, "examples": wide, "example_ids": ids},
+        {"id": "c", "text": "no examples at all " * 20},
+    ]
+    out = next(prepare.process(rows))
+    assert out[0]["example_ids"] == ["near"] and not out[0]["truncated"]  # two CJK examples do not fit
+    assert budget.for_examples(out[0]["examples"]).prompt_length(out[0]["model_text"]) <= budget.limit
+    assert out[1]["example_ids"] == [] and out[1]["examples"] == [] and out[1]["truncated"]  # the text needs it all
+    assert not out[2]["truncated"] and "examples" not in out[2]

@@ -6,7 +6,6 @@ is tested here)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
@@ -14,6 +13,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from curation.gold import GoldLabelError
 from labeltriage import api
 from labeltriage.cli import main
 from labeltriage.errors import ConfigError
@@ -64,10 +64,14 @@ def test_examples_in_the_prompt_never_the_records_own(tmp_path: Path, server: Fa
     assert result.summary["retrieval"] == {
         "k": 2,
         "max_example_chars": 300,
+        "examples_file": None,
         "pool": 3,
         "pool_by_source": {"gold": 3},
+        "left_out_by_source": {"gold": 1},  # the record without a gold label
         "records_with_examples": 4,
     }
+    pool = pd.read_parquet(tmp_path / "run" / "examples_pool.parquet")
+    assert pool["text"].tolist() == TEXTS[:3] and pool["source"].tolist() == ["gold"] * 3
     assert any("retrieval: up to 2 examples per record from 3 labelled records" in n for n in result.notes)
     assert len(server.bodies) == 4
     frame = result.frame.set_index("text")
@@ -115,30 +119,43 @@ def test_reviews_join_the_pool_and_only_changed_records_are_asked(tmp_path: Path
 
 def test_examples_file_and_its_errors(tmp_path: Path, server: FakeOpenAIServer) -> None:
     extra = tmp_path / "labelled.csv"
-    pd.DataFrame({"text": ["an awful film", "an awful film"], "label": ["negative", "negative"]}).to_csv(
+    pd.DataFrame({"text": ["an awful film", "an awful film"], "label": ["Negative", "negative"]}).to_csv(
         extra, index=False
     )
     result = _run(tmp_path, server, examples=extra)
-    assert result.summary["retrieval"]["pool_by_source"] == {"gold": 3, "examples": 1}
+    retrieval = result.summary["retrieval"]
+    assert retrieval["pool_by_source"] == {"gold": 3, "examples": 1}  # `Negative` read as negative
+    assert retrieval["left_out_by_source"] == {"gold": 1, "examples": 1} and retrieval["examples_file"] == str(extra)
     with pytest.raises(ConfigError, match=r"retrieval.k is 0.*Fix: set `retrieval: \{k: 4\}`"):
         _run(tmp_path, server, k=0, examples=extra)
+    unknown = tmp_path / "unknown.csv"
+    pd.DataFrame({"text": ["x", "y"], "label": ["great", "negative"]}).to_csv(unknown, index=False)
+    with pytest.raises(GoldLabelError, match=r"unknown.csv: 1 gold label\(s\) are not in the task's label set"):
+        _run(tmp_path, server, examples=unknown)
     bad = tmp_path / "nolabel.csv"
     pd.DataFrame({"text": ["x"]}).to_csv(bad, index=False)
-    out = CliRunner().invoke(
-        main,
-        [
-            "prelabel",
-            str(_config(tmp_path, 2)),
-            str(extra),
-            "-o",
-            str(tmp_path / "c"),
-            "--examples",
-            str(bad),
-            "--backend",
-            "openai",
-            "--base-url",
-            server.base_url,
-        ],
-    )
-    assert out.exit_code != 0 and "nolabel.csv: no gold label column" in out.output
-    assert json.loads((tmp_path / "run" / "run.json").read_text())["retrieval"]["k"] == 2
+    args = ["prelabel", str(_config(tmp_path, 2)), str(extra), "-o", str(tmp_path / "c"), "--examples", str(bad)]
+    out = CliRunner().invoke(main, [*args, "--backend", "openai", "--base-url", server.base_url])
+    assert out.exit_code != 0
+    assert "nolabel.csv: --examples needs a label column (gold_label or label)" in " ".join(out.output.split())
+
+
+def test_example_ids_never_collide_with_record_ids(tmp_path: Path, server: FakeOpenAIServer) -> None:
+    """Row-number ids in both files: example 0 is not record 0 (only the same text is)."""
+    source, extra = tmp_path / "in.csv", tmp_path / "labelled.csv"
+    pd.DataFrame({"id": ["0", "1"], "text": ["a great film, loved it", "dull and long"]}).to_csv(source, index=False)
+    pd.DataFrame({"id": ["0", "1"], "text": ["loved this movie so much", "dull and long"],
+                  "label": ["positive", "negative"]}).to_csv(extra, index=False)  # fmt: skip
+    result = api.prelabel(_config(tmp_path, 1), source, tmp_path / "ids", id_column="id", examples=extra,
+                          backend="openai", model="fake", base_url=server.base_url)  # fmt: skip
+    shown = dict(zip(result.frame["id"], result.frame["example_ids"].map(list), strict=True))
+    assert shown == {"0": ["examples:0"], "1": ["examples:0"]}  # record 1 never sees its own text (examples:1)
+
+
+def test_reviews_of_texts_already_in_the_pool_are_not_pending(tmp_path: Path, server: FakeOpenAIServer) -> None:
+    first = _run(tmp_path, server)
+    gold_record = first.frame.loc[first.frame["text"] == TEXTS[0], "id"].item()
+    pd.DataFrame(
+        {"record_id": [gold_record], "user": ["ann"], "label": ["positive"], "status": ["submitted"]}
+    ).to_parquet(tmp_path / "run" / "responses.parquet")
+    assert api.reviews_not_yet_examples(tmp_path / "run") == 0  # its text is an example already (as gold)

@@ -114,6 +114,6 @@ def loop(run_dir: Path, watch_mode: bool, every: int, listen_port: int, **option
     if fresh:
         click.echo(
             f"retrieval: {fresh} reviewed label(s) are not examples yet; rerun `labeltriage prelabel` with the same "
-            f"config, input and --output {run_dir} (only records whose examples change are asked again), then "
-            "calibrate, route and push"
+            f"config, input, --examples and --output {run_dir} (only records whose examples change are asked "
+            "again), then calibrate, route and push"
         )
