@@ -151,8 +151,11 @@ def prelabel(
             f"{task.source_path or task.name}: retrieval.k is 0, so --examples would not be used. "
             "Fix: set `retrieval: {k: 4}` in the config"
         )
-    if task.retrieval.k:
-        from labeltriage.example_pool import attach_examples, retrieval_note
+    from labeltriage.example_pool import POOL_FILE, attach_examples, retrieval_note
+
+    if not task.retrieval.k:  # a pool left by an earlier run with retrieval would describe nothing now
+        (Path(run_dir) / POOL_FILE).unlink(missing_ok=True)
+    else:
 
         records, retrieval = attach_examples(task, records, Path(run_dir), Path(examples) if examples else None)
         notes.append(retrieval_note(retrieval))

@@ -21,8 +21,8 @@ import pandas as pd
 
 from curation.gold import check_gold_labels
 from labeltriage.config import TaskConfig
-from labeltriage.errors import InputError
-from pipelines.io import GOLD_COLUMNS, is_missing, read_parquet, read_table, record_id
+from labeltriage.errors import InputError, LabeltriageError
+from pipelines.io import GOLD_COLUMNS, is_missing, read_parquet, read_table, record_id, user_ids
 from pipelines.retrieval import example_pool, examples_for
 
 EMBEDDING_CACHE = "cache/embeddings"
@@ -39,8 +39,10 @@ def _examples_file(path: Path, task: TaskConfig) -> pd.DataFrame:
             f"{path}: --examples needs {missing} (columns: {', '.join(map(str, frame.columns))}). "
             "Fix: name the columns `text` and `label`"
         )
-    keys = frame["id"].astype(str) if "id" in frame.columns else frame[text].astype(str)
-    ids = [f"examples:{key}" if "id" in frame.columns else record_id("examples", key) for key in keys]
+    if "id" in frame.columns:  # unique and never empty, as --id-column (ids as the file spells them)
+        ids = [f"examples:{rid}" for rid in user_ids(frame, "id", path, option="the `id` column")]
+    else:
+        ids = [record_id("examples", str(value)) for value in frame[text]]
     return pd.DataFrame({"id": ids, "text": frame[text], "label": frame[label]})
 
 
@@ -109,7 +111,7 @@ def attach_examples(
     info: dict[str, Any] = {
         "k": k,
         "max_example_chars": task.retrieval.max_example_chars,
-        "examples_file": str(examples) if examples is not None else None,
+        "examples_file": str(examples.resolve()) if examples is not None else None,
         "pool": len(pool),
         "pool_by_source": {str(s): int(n) for s, n in pool["source"].value_counts().items()},
         "left_out_by_source": left_out,
@@ -128,18 +130,24 @@ def attach_examples(
 
 
 def reviews_not_yet_examples(task: TaskConfig, run_dir: Path) -> int:
-    """Reviewed labels that would join the example pool now but were not in the last
-    ``prelabel``'s (0 with retrieval off): rerunning ``prelabel`` would show them to the model."""
-    run_json = run_dir / "run.json"
-    used = json.loads(run_json.read_text()).get("retrieval") if run_json.is_file() else None
-    if not task.retrieval.k or not used or not (run_dir / "prelabels.parquet").is_file():
+    """Reviewed labels (record and label) that would join the example pool now but are not in the
+    last ``prelabel``'s ``examples_pool.parquet``: new reviews, or a majority that changed (0 with
+    retrieval off). Never raises: a hint that cannot be computed is 0."""
+    run_json, used_pool = run_dir / "run.json", run_dir / POOL_FILE
+    if not task.retrieval.k or not run_json.is_file() or not used_pool.is_file():
         return 0
-    prelabels = read_parquet(run_dir / "prelabels.parquet")
-    records = prelabels[[c for c in ("id", "text", "gold_label") if c in prelabels.columns]]
-    examples = Path(used["examples_file"]) if used.get("examples_file") else None
-    pool, _ = run_example_pool(task, records, run_dir, examples if examples and examples.is_file() else None)
-    now = int((pool["source"] == "reviewed").sum())
-    return max(now - int((used.get("pool_by_source") or {}).get("reviewed") or 0), 0)
+    try:
+        used = json.loads(run_json.read_text()).get("retrieval") or {}
+        prelabels = read_parquet(run_dir / "prelabels.parquet")
+        records = prelabels[[c for c in ("id", "text", "gold_label") if c in prelabels.columns]]
+        examples = Path(used["examples_file"]) if used.get("examples_file") else None
+        pool, _ = run_example_pool(task, records, run_dir, examples if examples and examples.is_file() else None)
+        before = read_parquet(used_pool)
+    except (LabeltriageError, OSError, ValueError, KeyError):
+        return 0
+    shown = set(zip(before["id"].astype(str), before["label"].astype(str), strict=True))
+    reviewed = pool[pool["source"] == "reviewed"]
+    return sum((rid, str(label)) not in shown for rid, label in zip(reviewed["id"], reviewed["label"], strict=True))
 
 
 def retrieval_note(info: dict[str, Any]) -> str:

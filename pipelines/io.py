@@ -356,7 +356,7 @@ def load_records(
 
     keys = list(zip(sources, texts, strict=True))
     if id_column is not None:
-        ids = _user_ids(frame, id_column, path)
+        ids = user_ids(frame, id_column, path)
     else:
         seen: dict[tuple[str, str], int] = {}
         ids = []
@@ -393,17 +393,19 @@ def load_records(
     return out
 
 
-def _user_ids(frame: pd.DataFrame, id_column: str, path: str | Path) -> list[str]:
+def user_ids(frame: pd.DataFrame, id_column: str, path: str | Path, option: str = "--id-column") -> list[str]:
+    """The ids of ``frame[id_column]`` as text; raises InputError (naming ``option``, the way the
+    ids were asked for) for a missing column, an empty id or a repeated one."""
     if id_column not in frame.columns:
         raise InputError(
-            f"{path}: no column {id_column!r} for --id-column (columns: {', '.join(map(str, frame.columns))})"
+            f"{path}: no column {id_column!r} for {option} (columns: {', '.join(map(str, frame.columns))})"
         )
     values = frame[id_column]
     missing = [i for i, v in enumerate(values) if v is None]
     if missing:
         raise InputError(
             f"{path}: column {id_column!r} is empty in {len(missing)} row(s) (first: data row {missing[0] + 1}). "
-            "Fix: give every row an id, or leave out --id-column for generated ids"
+            f"Fix: give every row an id, or leave out {option} for generated ids"
         )
     ids = [str(v) for v in values]
     counts = pd.Series(ids).value_counts()
@@ -413,6 +415,6 @@ def _user_ids(frame: pd.DataFrame, id_column: str, path: str | Path) -> list[str
         rows = [i + 1 for i, v in enumerate(ids) if v == example][:3]
         raise InputError(
             f"{path}: column {id_column!r} has {len(dups)} repeated value(s) (e.g. {example!r} in data rows "
-            f"{', '.join(map(str, rows))}). Fix: ids must be unique, or leave out --id-column for generated ids"
+            f"{', '.join(map(str, rows))}). Fix: ids must be unique, or leave out {option} for generated ids"
         )
     return ids

@@ -50,15 +50,18 @@ def example_pool(
     """One example pool from labelled tables, each ``(source name, frame with id, text, label)``.
 
     Earlier tables win: a text (by :func:`text_key`) already in the pool is not added again. Rows
-    with an empty text or no label in ``labels`` (missing, a tie) are left out. Returns the pool,
-    columns ``id, text, label, source`` (``source``: the table's name), index 0..n-1, and the
+    without a label in ``labels`` (none, a tie) are not labelled records and are skipped; labelled
+    rows with an empty text or a text already in the pool are left out. Returns the pool, columns
+    ``id, text, label, source`` (``source``: the table's name), index 0..n-1, and the labelled
     rows left out per source."""
     names, seen, rows = set(labels), set(), []
     left_out: dict[str, int] = {}
     for source, frame in tables:
         for rid, text, label in zip(frame["id"], frame["text"], frame["label"], strict=True):
+            if not _label_ok(label, names):
+                continue
             key = text_key(str(text)) if text is not None and str(text).strip() else ""
-            if not key or not _label_ok(label, names) or key in seen:
+            if not key or key in seen:
                 left_out[source] = left_out.get(source, 0) + 1
                 continue
             seen.add(key)

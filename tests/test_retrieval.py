@@ -60,7 +60,7 @@ def test_example_pool_first_table_wins_and_drops_unusable() -> None:
     pool, left_out = example_pool([("gold", gold), ("reviewed", reviewed)], ["positive", "negative", "neutral"])
     # an empty text, a missing label and a tie (None) left out; the repeated text keeps gold's label
     assert pool.to_dict("records") == [{"id": "g1", "text": "Great film", "label": "positive", "source": "gold"}]
-    assert left_out == {"gold": 2, "reviewed": 2}
+    assert left_out == {"gold": 1, "reviewed": 1}  # labelled rows only: g2 (no text), r1 (a repeated text)
 
 
 def test_text_key_sees_texts_that_look_the_same() -> None:

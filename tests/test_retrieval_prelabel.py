@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from curation.gold import GoldLabelError
 from labeltriage import api
 from labeltriage.cli import main
-from labeltriage.errors import ConfigError
+from labeltriage.errors import ConfigError, InputError
 from tests.support.llm_fake_server import FakeOpenAIServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,7 +67,7 @@ def test_examples_in_the_prompt_never_the_records_own(tmp_path: Path, server: Fa
         "examples_file": None,
         "pool": 3,
         "pool_by_source": {"gold": 3},
-        "left_out_by_source": {"gold": 1},  # the record without a gold label
+        "left_out_by_source": {},  # the record without a gold label is not a labelled record left out
         "records_with_examples": 4,
     }
     pool = pd.read_parquet(tmp_path / "run" / "examples_pool.parquet")
@@ -125,7 +125,8 @@ def test_examples_file_and_its_errors(tmp_path: Path, server: FakeOpenAIServer) 
     result = _run(tmp_path, server, examples=extra)
     retrieval = result.summary["retrieval"]
     assert retrieval["pool_by_source"] == {"gold": 3, "examples": 1}  # `Negative` read as negative
-    assert retrieval["left_out_by_source"] == {"gold": 1, "examples": 1} and retrieval["examples_file"] == str(extra)
+    assert retrieval["left_out_by_source"] == {"examples": 1}  # its repeated text
+    assert retrieval["examples_file"] == str(extra.resolve())
     with pytest.raises(ConfigError, match=r"retrieval.k is 0.*Fix: set `retrieval: \{k: 4\}`"):
         _run(tmp_path, server, k=0, examples=extra)
     unknown = tmp_path / "unknown.csv"
@@ -159,3 +160,28 @@ def test_reviews_of_texts_already_in_the_pool_are_not_pending(tmp_path: Path, se
         {"record_id": [gold_record], "user": ["ann"], "label": ["positive"], "status": ["submitted"]}
     ).to_parquet(tmp_path / "run" / "responses.parquet")
     assert api.reviews_not_yet_examples(tmp_path / "run") == 0  # its text is an example already (as gold)
+    unlabelled = first.frame.loc[first.frame["text"] == TEXTS[3], "id"].item()
+    votes = pd.DataFrame({"record_id": [unlabelled], "user": ["ann"], "label": ["positive"], "status": ["submitted"]})
+    votes.to_parquet(tmp_path / "run" / "responses.parquet")
+    _run(tmp_path, server)
+    assert api.reviews_not_yet_examples(tmp_path / "run") == 0
+    votes.assign(label="neutral").to_parquet(tmp_path / "run" / "responses.parquet")  # the majority changed
+    assert api.reviews_not_yet_examples(tmp_path / "run") == 1
+    (tmp_path / "run" / "examples_pool.parquet").write_text("not parquet")  # a hint never breaks `loop`
+    assert api.reviews_not_yet_examples(tmp_path / "run") == 0
+
+
+def test_examples_file_ids_are_checked_and_a_stale_pool_goes(tmp_path: Path, server: FakeOpenAIServer) -> None:
+    extra = tmp_path / "labelled.csv"
+    extra.write_text("id,text,label\n1,awful,negative\n1,superb,positive\n")
+    with pytest.raises(InputError, match=r"labelled.csv: column 'id' has 1 repeated value.*leave out the `id` column"):
+        _run(tmp_path, server, examples=extra)
+    extra.write_text("id,text,label\n7,awful,negative\n,superb,positive\n")
+    with pytest.raises(InputError, match=r"labelled.csv: column 'id' is empty in 1 row"):
+        _run(tmp_path, server, examples=extra)
+    extra.write_text("id,text,label\n007,awful,negative\n8,superb,positive\n")
+    _run(tmp_path, server, examples=extra)
+    pool = pd.read_parquet(tmp_path / "run" / "examples_pool.parquet")
+    assert sorted(pool.loc[pool["source"] == "examples", "id"]) == ["examples:007", "examples:8"]
+    _run(tmp_path, server, k=0)  # retrieval off: no pool file describing a run that used none
+    assert not (tmp_path / "run" / "examples_pool.parquet").exists()
