@@ -156,7 +156,6 @@ def prelabel(
     if not task.retrieval.k:  # a pool left by an earlier run with retrieval would describe nothing now
         (Path(run_dir) / POOL_FILE).unlink(missing_ok=True)
     else:
-
         records, retrieval = attach_examples(task, records, Path(run_dir), Path(examples) if examples else None)
         notes.append(retrieval_note(retrieval))
     result = run_prelabel(task, records, run_dir, max_cost=max_cost, show_progress=show_progress, llm=llm,
