@@ -54,6 +54,36 @@ def demo_input(n_records: int, n_gold: int, directory: Path, seed: int = 0) -> t
     return input_path, gold_path
 
 
+def demo_config(task: Any, run_dir: Path, settings: dict[str, Any]) -> Any:
+    """The demo's task config for ``run_dir``: ``task`` (a :class:`~labeltriage.config.TaskConfig`)
+    with its Argilla dataset named after the run directory (``<dataset>-demo``), written to
+    ``<run>/demo_config.yaml`` and loaded from there, so that every step reads it from run.json and
+    two demo run directories never share a dataset. ``settings`` (records, gold, seed, model) go to
+    ``<run>/demo.json``. Raises InputError when ``run_dir`` holds a demo made with other settings
+    (its records, answers and dataset would mix with this one's)."""
+    import yaml
+
+    from labeltriage.config import load_task_config
+    from labeltriage.errors import InputError
+
+    recorded = run_dir / "demo.json"
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        if before != settings:
+            shown = ", ".join(f"{k} {before.get(k)}" for k in settings)
+            raise InputError(
+                f"{run_dir} holds a demo made with {shown}. Fix: pass another --run-dir (e.g. "
+                f"{run_dir.with_name(run_dir.name + '-' + str(settings['records']))}), or delete {run_dir}"
+            )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    data = task.model_dump(mode="json")
+    data["argilla"] = {**data["argilla"], "dataset": f"{task.argilla.dataset}-{run_dir.resolve().name}"}
+    path = run_dir / "demo_config.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
+    recorded.write_text(json.dumps(settings, indent=2) + "\n")
+    return load_task_config(path)
+
+
 def _crowd_by_text() -> dict[str, list[int]]:
     snippets = vader_ratings(SUBSET)
     return dict(zip(snippets["text"], snippets["ratings"], strict=True))

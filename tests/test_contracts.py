@@ -19,7 +19,7 @@ from tests.test_triage_cli import make_run
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACTS = ROOT / "docs" / "CONTRACTS.md"
 PUBLISHED = {"final.parquet", "adjudication.parquet", "agreement.json", "README.md"}
-DEMO = {"input.csv", "gold.csv"}
+DEMO = {"input.csv", "gold.csv", "demo_config.yaml", "demo.json"}
 RUN_JSON = {"model_identity": "local:m.gguf", "prompt_hash": "74698b50fb33177d", "generation_settings": {"seed": 0}}
 
 
@@ -52,12 +52,14 @@ def row(file_name: str) -> str:
 
 
 def test_contracts_list_every_file_the_code_names(tmp_path: Path) -> None:
-    from labeltriage.demo import demo_input
+    from labeltriage.config import load_task_config
+    from labeltriage.demo import demo_config, demo_input
     from labeltriage.rundir import FILES
     from pipelines.batch import JOBS_FILE
     from pipelines.prelabeller import CACHE_FILE
 
     demo_input(6, 3, tmp_path)
+    demo_config(load_task_config("sentiment_3class"), tmp_path, {"records": 6})
     assert {p.name for p in tmp_path.iterdir()} == DEMO
     written = set(FILES) | {JOBS_FILE, CACHE_FILE} | PUBLISHED | DEMO
     assert documented_run_files() == written

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -28,3 +30,23 @@ def test_demo_effort_report_scores_auto_accepted_labels_on_the_crowd_truth(tmp_p
     report = effort_report(tmp_path)
     assert report["n_auto_accepted"] == 4 and report["auto_accepted_accuracy"] == pytest.approx(3 / 4)
     assert report["humans"] == 3 and report["gold_accuracy"] == 1.0
+
+
+def test_demo_config_names_the_dataset_after_the_run_and_refuses_another_demo(tmp_path: Path) -> None:
+    from labeltriage.config import load_task_config
+    from labeltriage.demo import demo_config
+    from labeltriage.errors import InputError
+
+    run = tmp_path / "demo"
+    settings = {"config": "sentiment_3class", "records": 500, "gold": 120, "seed": 1, "model": None}
+    shipped = load_task_config("sentiment_3class")
+    task = demo_config(shipped, run, settings)
+    name = shipped.argilla.dataset
+    assert task.argilla.dataset == f"{name}-demo" and task.source_path == str(run / "demo_config.yaml")
+    assert task.model_dump(exclude={"argilla"}) == shipped.model_dump(exclude={"argilla"})
+    assert demo_config(shipped, run, settings).argilla.dataset == f"{name}-demo"  # a rerun is fine
+    with pytest.raises(
+        InputError, match=r"demo holds a demo made with config sentiment_3class, records 500.*--run-dir"
+    ):
+        demo_config(shipped, run, {**settings, "records": 60, "model": "smollm2"})
+    assert demo_config(shipped, tmp_path / "demo-60", settings).argilla.dataset == f"{name}-demo-60"

@@ -66,6 +66,7 @@ def demo(
     from labeltriage.demo import (
         DEMO_REVIEW_AUDIT_RATE,
         closing_login,
+        demo_config,
         demo_input,
         effort_report,
         simulate_reviewers,
@@ -73,7 +74,8 @@ def demo(
     from labeltriage.render import render_prelabel
 
     started = time.perf_counter()
-    task_config = load_task_config(config)
+    settings = {"config": config, "records": n_records, "gold": n_gold, "seed": seed, "model": model}
+    task_config = demo_config(load_task_config(config), run_dir, settings)  # its own dataset, per run dir
     _step(1, "Local Argilla stack")
     stack = Stack()
     stack.up(port=port)
@@ -94,10 +96,8 @@ def demo(
     render.render_calibration(api.calibrate(run_dir, gold=gold_path))
 
     _step(5, "Route: auto-accept, human review, spot-check")
-    # a share of the review queue goes out again, blind, to two auditors: the card then states the
-    # reviewed labels' accuracy with an interval (demo.AUDITOR_NAMES)
-    # guided start: the certificate's tests begin where the scores expect a precision well above the
-    # target; chosen on Rotten Tomatoes (benchmarks/results/certified_coverage.json), not on this data
+    # a share of the queue goes again, blind, to two auditors (demo.AUDITOR_NAMES): the card states the reviewed
+    # labels' accuracy; guided start: chosen on Rotten Tomatoes (results/certified_coverage.md), not on this data
     audit = DEMO_REVIEW_AUDIT_RATE
     render.render_routing(api.route(run_dir, target_precision=target_precision, review_audit_rate=audit,
                                     guided_start=True))  # fmt: skip
