@@ -55,7 +55,7 @@ def demo(
     \b
     Examples:
       labeltriage demo
-      labeltriage demo --model smollm2 --records 60 --gold 30     # a quick look
+      labeltriage demo --model smollm2 --records 60 --gold 30 --run-dir runs/demo-small
       HF_TOKEN=... labeltriage demo --repo-id me/product-reviews
     """
     from rich.console import Console
