@@ -413,9 +413,10 @@ class Prelabeller:
                     out.update(status=NOT_RUN, error=f"{NOT_RUN}: stopped before this record (--max-cost)")
                 else:
                     out.update(main)
-                    if row["truncated"] and out["status"] == "ok":
-                        note = f"warning: text truncated to {len(row['model_text'])} characters"
-                        earlier = out.get("error") or ""
+                    note = f"warning: text truncated to {len(row['model_text'])} characters"
+                    earlier = out.get("error") or ""
+                    # the task's answer says it already (an answer cached before it did does not)
+                    if row["truncated"] and out["status"] == "ok" and note.removeprefix("warning: ") not in earlier:
                         out["error"] = f"{note}; {earlier.removeprefix('warning: ')}" if earlier else note
                     if key in charged:
                         out.update(input_tokens=0, output_tokens=0)

@@ -243,6 +243,8 @@ def test_cjk_text_is_cut_by_the_conservative_estimate_for_remote_models(tmp_path
         result = run_prelabel(openai_config(server.base_url), records([chinese]), tmp_path, show_progress=False)
     row = result.frame.iloc[0]
     assert row["status"] == "ok" and row["truncated"]
+    # said once (it was "text truncated to N characters; text truncated to N characters")
+    assert re.fullmatch(r"warning: text truncated to \d+ characters", row["error"]), row["error"]
     config = openai_config(server.base_url)
     budget = text_budget(config, llm=None)
     sent = server.bodies[0]["messages"]
