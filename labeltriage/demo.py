@@ -42,8 +42,15 @@ def mean_label(mean: float, neutral_band: float = 0.5) -> str:
 
 def demo_input(n_records: int, n_gold: int, directory: Path, seed: int = 0) -> tuple[Path, Path]:
     """Write ``input.csv`` (text, source) and ``gold.csv`` (id via text, gold_label) for the demo."""
+    from labeltriage.errors import InputError
+
     snippets = vader_ratings(SUBSET)
     snippets = snippets[snippets["mean_matches_text"] & (snippets["text"].str.len() > 20)]
+    if not 0 < n_gold <= n_records <= len(snippets):
+        raise InputError(
+            f"--records {n_records} --gold {n_gold}: the demo needs 0 < gold <= records <= {len(snippets)} (the "
+            f"usable snippets of VADER's {SUBSET}). Fix: e.g. --records 500 --gold 120"
+        )
     sample = snippets.sample(n=n_records, random_state=seed).reset_index(drop=True)
     directory.mkdir(parents=True, exist_ok=True)
     input_path = directory / "input.csv"
@@ -56,29 +63,34 @@ def demo_input(n_records: int, n_gold: int, directory: Path, seed: int = 0) -> t
 
 def demo_config(task: Any, run_dir: Path, settings: dict[str, Any]) -> Any:
     """The demo's task config for ``run_dir``: ``task`` (a :class:`~labeltriage.config.TaskConfig`)
-    with its Argilla dataset named after the run directory (``<dataset>-demo``), written to
-    ``<run>/demo_config.yaml`` and loaded from there, so that every step reads it from run.json and
-    two demo run directories never share a dataset. ``settings`` (records, gold, seed, model) go to
-    ``<run>/demo.json``. Raises InputError when ``run_dir`` holds a demo made with other settings
-    (its records, answers and dataset would mix with this one's)."""
+    with an Argilla dataset of its own, ``<dataset>-<run dir name>-<6 random hex digits>`` chosen
+    when the directory is first used (a deleted and re-made directory, or one of the same name
+    elsewhere, gets a new one), written to ``<run>/demo_config.yaml`` and loaded from there, so
+    that every step reads it from run.json. ``settings`` (config, records, gold, seed, model) go to
+    ``<run>/demo.json``. Raises InputError when ``run_dir`` already pushed a demo made with other
+    settings, or a run without demo.json (an earlier version): its records and answers would mix
+    with this one's. A start that failed before pushing may be retried with other settings."""
+    import secrets
+
     import yaml
 
     from labeltriage.config import load_task_config
     from labeltriage.errors import InputError
 
-    recorded = run_dir / "demo.json"
-    if recorded.is_file():
-        before = json.loads(recorded.read_text())
-        if before != settings:
-            shown = ", ".join(f"{k} {before.get(k)}" for k in settings)
-            raise InputError(
-                f"{run_dir} holds a demo made with {shown}. Fix: pass another --run-dir (e.g. "
-                f"{run_dir.with_name(run_dir.name + '-' + str(settings['records']))}), or delete {run_dir}"
-            )
+    recorded, path = run_dir / "demo.json", run_dir / "demo_config.yaml"
+    before = json.loads(recorded.read_text()) if recorded.is_file() else None
+    pushed = (run_dir / "push.json").is_file() or (run_dir / "responses.parquet").is_file()
+    if pushed and before != settings:
+        made = ", ".join(f"{k} {before.get(k)}" for k in settings) if before else "no demo.json (an earlier version)"
+        raise InputError(
+            f"{run_dir} holds a demo made with {made}; its answers would mix with this one's. Fix: pass another "
+            f"--run-dir (e.g. {run_dir.with_name(run_dir.name + '-2')}), or delete {run_dir}"
+        )
+    dataset = load_task_config(path).argilla.dataset if path.is_file() else None
     run_dir.mkdir(parents=True, exist_ok=True)
     data = task.model_dump(mode="json")
-    data["argilla"] = {**data["argilla"], "dataset": f"{task.argilla.dataset}-{run_dir.resolve().name}"}
-    path = run_dir / "demo_config.yaml"
+    name = dataset or f"{task.argilla.dataset}-{run_dir.resolve().name}-{secrets.token_hex(3)}"
+    data["argilla"] = {**data["argilla"], "dataset": name}
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     recorded.write_text(json.dumps(settings, indent=2) + "\n")
     return load_task_config(path)

@@ -32,21 +32,37 @@ def test_demo_effort_report_scores_auto_accepted_labels_on_the_crowd_truth(tmp_p
     assert report["humans"] == 3 and report["gold_accuracy"] == 1.0
 
 
-def test_demo_config_names_the_dataset_after_the_run_and_refuses_another_demo(tmp_path: Path) -> None:
+def test_demo_config_gives_each_demo_its_own_dataset_and_refuses_mixing(tmp_path: Path) -> None:
+    import re
+
     from labeltriage.config import load_task_config
-    from labeltriage.demo import demo_config
+    from labeltriage.demo import demo_config, demo_input
     from labeltriage.errors import InputError
 
     run = tmp_path / "demo"
     settings = {"config": "sentiment_3class", "records": 500, "gold": 120, "seed": 1, "model": None}
     shipped = load_task_config("sentiment_3class")
     task = demo_config(shipped, run, settings)
-    name = shipped.argilla.dataset
-    assert task.argilla.dataset == f"{name}-demo" and task.source_path == str(run / "demo_config.yaml")
+    name = task.argilla.dataset
+    assert re.fullmatch(rf"{re.escape(shipped.argilla.dataset)}-demo-[0-9a-f]{{6}}", name)
+    assert task.source_path == str(run / "demo_config.yaml")
     assert task.model_dump(exclude={"argilla"}) == shipped.model_dump(exclude={"argilla"})
-    assert demo_config(shipped, run, settings).argilla.dataset == f"{name}-demo"  # a rerun is fine
+    assert demo_config(shipped, run, settings).argilla.dataset == name  # a rerun keeps its dataset
+    # a start that failed before pushing (a typo in --model) may be retried with other settings
+    assert demo_config(shipped, run, {**settings, "model": "smolm2"}).argilla.dataset == name
+    demo_config(shipped, run, settings)
+    (run / "push.json").write_text("{}")
     with pytest.raises(
         InputError, match=r"demo holds a demo made with config sentiment_3class, records 500.*--run-dir"
     ):
         demo_config(shipped, run, {**settings, "records": 60, "model": "smollm2"})
-    assert demo_config(shipped, tmp_path / "demo-60", settings).argilla.dataset == f"{name}-demo-60"
+    # the same folder name elsewhere, or the directory deleted and made again: another dataset
+    assert demo_config(shipped, tmp_path / "other" / "demo", settings).argilla.dataset != name
+    # a run of an earlier version (answers, no demo.json) is not mixed into a new demo
+    old = tmp_path / "old"
+    old.mkdir()
+    (old / "responses.parquet").write_text("")
+    with pytest.raises(InputError, match=r"no demo.json \(an earlier version\)"):
+        demo_config(shipped, old, settings)
+    with pytest.raises(InputError, match=r"--records 10 --gold 20: the demo needs 0 < gold <= records"):
+        demo_input(10, 20, tmp_path / "small")
