@@ -51,22 +51,13 @@ def _checked(frame: pd.DataFrame, task: TaskConfig, source: str) -> pd.DataFrame
     return frame.assign(label=check_gold_labels(labels, task.label_names, source=source).labels)
 
 
-def _reviewed(run_dir: Path, labels: list[str]) -> pd.DataFrame:
-    from curation.feedback import human_majority
-
-    responses, prelabels = run_dir / "responses.parquet", run_dir / "prelabels.parquet"
-    if not responses.is_file() or not prelabels.is_file():
-        return pd.DataFrame(columns=["id", "text", "label"])
-    majority = human_majority(read_parquet(responses), labels).dropna(subset=["majority"])
-    majority = majority[~majority["record_id"].astype(str).str.contains("::", regex=False)]
-    texts = read_parquet(prelabels).set_index("id")["text"]
-    majority = majority[majority["record_id"].isin(texts.index)]
+def _with_texts(ids: pd.Series, labels: pd.Series, texts: pd.Series) -> pd.DataFrame:
+    """``id, text, label`` of labelled run records; ``texts``: the run's text by id (ids it does
+    not have are dropped)."""
+    ids = ids.astype(str)
+    keep = ids.isin(texts.index).to_numpy()
     return pd.DataFrame(
-        {
-            "id": majority["record_id"].astype(str),
-            "text": texts.loc[majority["record_id"]].to_numpy(),
-            "label": majority["majority"].to_numpy(),
-        }  # fmt: skip
+        {"id": ids[keep].to_numpy(), "text": texts.loc[ids[keep]].to_numpy(), "label": labels[keep].to_numpy()}
     )
 
 
@@ -84,15 +75,21 @@ def run_example_pool(
         tables.append(("gold", _checked(gold, task, "the input's gold column")))
     if examples is not None:
         tables.append(("examples", _checked(_examples_file(examples, task), task, str(examples))))
-    collected = run_dir / "gold.parquet"
-    if collected.is_file() and (run_dir / "prelabels.parquet").is_file():
+    prelabels, collected, responses = (
+        run_dir / "prelabels.parquet",
+        run_dir / "gold.parquet",
+        run_dir / "responses.parquet",
+    )
+    texts = read_parquet(prelabels).set_index("id")["text"] if prelabels.is_file() else None
+    if texts is not None and collected.is_file():
         gold = read_parquet(collected)
-        texts = read_parquet(run_dir / "prelabels.parquet").set_index("id")["text"]
-        gold = gold[gold["id"].isin(texts.index)]
-        tables.append(("collected_gold", pd.DataFrame(
-            {"id": gold["id"], "text": texts.loc[gold["id"]].to_numpy(), "label": gold["gold_label"].to_numpy()}
-        )))  # fmt: skip
-    tables.append(("reviewed", _reviewed(run_dir, task.label_names)))
+        tables.append(("collected_gold", _with_texts(gold["id"], gold["gold_label"], texts)))
+    if texts is not None and responses.is_file():
+        from curation.feedback import human_majority
+
+        majority = human_majority(read_parquet(responses), task.label_names).dropna(subset=["majority"])
+        majority = majority[~majority["record_id"].astype(str).str.contains("::", regex=False)]  # audit copies
+        tables.append(("reviewed", _with_texts(majority["record_id"], majority["majority"], texts)))
     return example_pool(tables, task.label_names)
 
 

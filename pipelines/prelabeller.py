@@ -415,7 +415,7 @@ class Prelabeller:
                     out.update(main)
                     note = f"warning: text truncated to {len(row['model_text'])} characters"
                     earlier = out.get("error") or ""
-                    # the task's answer says it already (an answer cached before it did does not)
+                    # PrelabelTask's answers say it already; openai-batch answers (pipelines.batch) do not
                     if row["truncated"] and out["status"] == "ok" and note.removeprefix("warning: ") not in earlier:
                         out["error"] = f"{note}; {earlier.removeprefix('warning: ')}" if earlier else note
                     if key in charged:

@@ -36,14 +36,6 @@ def text_key(text: str) -> str:
     return " ".join(normal.split()).casefold()
 
 
-def _label_ok(value: Any, names: set[str]) -> bool:
-    if isinstance(value, str):
-        return value in names
-    if isinstance(value, (list, tuple, np.ndarray)):
-        return len(value) > 0 and all(isinstance(v, str) and v in names for v in value)
-    return False
-
-
 def example_pool(
     tables: Sequence[tuple[str, pd.DataFrame]], labels: Sequence[str]
 ) -> tuple[pd.DataFrame, dict[str, int]]:
@@ -58,7 +50,7 @@ def example_pool(
     left_out: dict[str, int] = {}
     for source, frame in tables:
         for rid, text, label in zip(frame["id"], frame["text"], frame["label"], strict=True):
-            if not _label_ok(label, names):
+            if not (isinstance(label, str) and label in names):  # single-label: a tie or none is no label
                 continue
             key = text_key(str(text)) if text is not None and str(text).strip() else ""
             if not key or key in seen:

@@ -185,3 +185,15 @@ def test_examples_file_ids_are_checked_and_a_stale_pool_goes(tmp_path: Path, ser
     assert sorted(pool.loc[pool["source"] == "examples", "id"]) == ["examples:007", "examples:8"]
     _run(tmp_path, server, k=0)  # retrieval off: no pool file describing a run that used none
     assert not (tmp_path / "run" / "examples_pool.parquet").exists()
+
+
+def test_collected_gold_joins_the_pool_with_the_runs_text(tmp_path: Path, server: FakeOpenAIServer) -> None:
+    first = _run(tmp_path, server)
+    unlabelled = first.frame.loc[first.frame["text"] == TEXTS[3], "id"].item()
+    pd.DataFrame({"id": [unlabelled, "not-in-this-run"], "gold_label": ["positive", "negative"]}).to_parquet(
+        tmp_path / "run" / "gold.parquet"
+    )
+    second = _run(tmp_path, server)
+    assert second.summary["retrieval"]["pool_by_source"] == {"gold": 3, "collected_gold": 1}
+    pool = pd.read_parquet(tmp_path / "run" / "examples_pool.parquet").set_index("id")
+    assert pool.loc[unlabelled, "text"] == TEXTS[3] and pool.loc[unlabelled, "source"] == "collected_gold"
