@@ -115,6 +115,7 @@ def prelabel(
     max_cost: float | None = None,
     limit: int | None = None,
     examples: PathLike | None = None,
+    parallel: int | None = None,
     show_progress: bool = False,
     llm: Any = None,
 ) -> PrelabelResult:
@@ -122,7 +123,8 @@ def prelabel(
 
     ``config`` is a task config path, the name of a shipped one (``"sentiment"``, ``"aspects"``)
     or a loaded :class:`~labeltriage.config.TaskConfig`. ``backend``/``model``/``base_url``
-    override the config's model (a ``.gguf`` model is a file path). ``max_cost`` (USD) stops before
+    override the config's model (a ``.gguf`` model is a file path); ``parallel`` the local
+    backend's decoding width (``model.parallel``). ``max_cost`` (USD) stops before
     the budget is exceeded, keeping finished work; a rerun resumes from the per-record cache with
     no repeated model call. With ``retrieval.k`` > 0 in the config each record's prompt carries its
     k most similar labelled records (:mod:`labeltriage.example_pool`: the input's gold column,
@@ -136,7 +138,7 @@ def prelabel(
     from pipelines.runner import input_notes, input_summary, run_prelabel, with_overrides, write_outputs
 
     task = config if isinstance(config, TaskConfig) else load_task_config(config)
-    task = with_overrides(task, backend=backend, model=model)
+    task = with_overrides(task, backend=backend, model=model, parallel=parallel)
     task, cost_basis = _priced_for_endpoint(task, base_url)
     if cost_basis.startswith("unknown") and max_cost is not None:
         raise ConfigError(f"max_cost needs the price of this endpoint, which is {cost_basis}")

@@ -422,6 +422,16 @@ def _escaped(values: list[str]) -> tuple[bytes, ...]:
 # The decoding loop
 
 
+class Vocabulary(Protocol):
+    """A model's vocabulary as bytes: what choosing a token needs."""
+
+    def tokenize(self, data: bytes) -> list[int]:
+        """Tokens for `data` (no BOS, no special tokens)."""
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token writes (empty for control tokens)."""
+
+
 class TokenModel(Protocol):
     """What :func:`decode` needs from a language model: its vocabulary as bytes, and logits.
 
@@ -468,7 +478,7 @@ class Decoded:
     alternatives: list[list[tuple[bytes, float]]] = field(default_factory=list)
 
 
-def _top_alternatives(model: TokenModel, row: np.ndarray, k: int) -> list[tuple[bytes, float]]:
+def _top_alternatives(model: Vocabulary, row: np.ndarray, k: int) -> list[tuple[bytes, float]]:
     top = np.argpartition(row, -k)[-k:]
     top = top[np.argsort(-row[top])]
     peak = float(row.max())
@@ -485,7 +495,7 @@ def _choose(
     row: np.ndarray,
     template: AnswerTemplate,
     state: State,
-    model: TokenModel,
+    model: Vocabulary,
     temperature: float,
     rng: np.random.Generator,
 ) -> tuple[int, State]:
@@ -523,6 +533,81 @@ def _choose(
         if nxt is not None:
             return int(token), nxt
     raise DecodingError(f"no token continues the answer after state {state}")
+
+
+class _AnswerWriter:
+    """One answer being written: :func:`decode`'s loop for one sequence, one step at a time.
+
+    :meth:`to_feed` says what the model must read next (None once the answer is done) and
+    :meth:`take` consumes the logits of that read, so :func:`decode` drives one writer and
+    :func:`decode_many` drives several whose reads go to the model together.
+    """
+
+    def __init__(
+        self,
+        model: Vocabulary,
+        prompt: list[int],
+        template: AnswerTemplate,
+        *,
+        prompt_cached: int,
+        max_tokens: int,
+        temperature: float,
+        seed: int,
+        top_alternatives: int,
+    ) -> None:
+        self._model, self._template = model, template
+        self._max_tokens, self._temperature, self._top = max_tokens, temperature, top_alternatives
+        self._rng = np.random.default_rng(seed)
+        self._state = template.start()
+        self._text = b""
+        self._scored: list[tuple[bytes, float]] = []
+        self._alternatives: list[list[tuple[bytes, float]]] = []
+        self._count = 0
+        self._pending = list(prompt[prompt_cached:])  # fed before the next choice
+        self._forced: list[int] = []
+        self._done = False
+        if not self._pending:
+            raise ValueError("decode needs at least one prompt token to feed (prompt_cached < len(prompt))")
+
+    def to_feed(self) -> tuple[list[int], int] | None:
+        """The tokens to append to this sequence's context and the index from which their logits
+        are needed; None when the answer is complete (or ``max_tokens`` is reached)."""
+        if self._done:
+            return None
+        model, template = self._model, self._template
+        forced = (_tokens_for(model, template.forced(self._state)) or [])[: self._max_tokens - self._count]
+        if forced:
+            data = b"".join(model.piece(t) for t in forced)
+            nxt = template.advance(self._state, data)
+            assert nxt is not None, "forced text must continue the answer"
+            self._state, self._text, self._count = nxt, self._text + data, self._count + len(forced)
+        if template.is_complete(self._state) or self._count >= self._max_tokens:
+            self._done = True
+            return None
+        self._forced = forced
+        tokens = self._pending + forced
+        return tokens, len(tokens) - len(forced) - 1
+
+    def take(self, rows: np.ndarray) -> None:
+        """Consume the logits asked for by the last :meth:`to_feed`: score the fed-in fixed text
+        (``rows[j]`` scores ``forced[j]``) and choose the next token from the last row."""
+        model = self._model
+        for row, token in zip(rows, self._forced, strict=False):
+            self._scored.append((model.piece(token), _log_softmax_at(row, token)))
+            self._alternatives.append([])
+        token, self._state = _choose(rows[-1], self._template, self._state, model, self._temperature, self._rng)
+        self._scored.append((model.piece(token), _log_softmax_at(rows[-1], token)))
+        top = _top_alternatives(model, rows[-1], self._top) if self._top > 0 else []
+        self._alternatives.append(top)
+        self._text, self._count = self._text + model.piece(token), self._count + 1
+        self._pending = [token]
+        if self._template.is_complete(self._state) or self._count >= self._max_tokens:
+            self._done = True
+
+    def result(self) -> Decoded:
+        """The answer as written so far (complete once :meth:`to_feed` returned None)."""
+        reason: Literal["stop", "length"] = "stop" if self._template.is_complete(self._state) else "length"
+        return Decoded(self._text.decode("utf-8", "replace"), self._scored, self._count, reason, self._alternatives)
 
 
 def decode(
@@ -564,42 +649,163 @@ def decode(
         ValueError: ``prompt_cached >= len(prompt)`` (nothing to feed, so no logits to start from).
         DecodingError: no token in the vocabulary continues a valid answer.
     """
-    rng = np.random.default_rng(seed)
-    state = template.start()
-    text = b""
-    scored: list[tuple[bytes, float]] = []
-    alternatives: list[list[tuple[bytes, float]]] = []
-    count = 0
-    pending = list(prompt[prompt_cached:])  # fed before the next choice
-    if not pending:
-        raise ValueError("decode needs at least one prompt token to feed (prompt_cached < len(prompt))")
-    while True:
-        forced_tokens = _tokens_for(model, template.forced(state)) or []
-        forced_tokens = forced_tokens[: max_tokens - count]
-        if forced_tokens:
-            data = b"".join(model.piece(t) for t in forced_tokens)
-            nxt = template.advance(state, data)
-            assert nxt is not None, "forced text must continue the answer"
-            state, text, count = nxt, text + data, count + len(forced_tokens)
-        if template.is_complete(state) or count >= max_tokens:
-            break
-        pending += forced_tokens
-        rows = model.feed(pending, len(pending) - len(forced_tokens) - 1)
-        for row, token in zip(rows, forced_tokens, strict=False):  # rows[j] scores forced_tokens[j]
-            scored.append((model.piece(token), _log_softmax_at(row, token)))
-            alternatives.append([])
-        token, state = _choose(rows[-1], template, state, model, temperature, rng)
-        scored.append((model.piece(token), _log_softmax_at(rows[-1], token)))
-        alternatives.append(_top_alternatives(model, rows[-1], top_alternatives) if top_alternatives > 0 else [])
-        text, count = text + model.piece(token), count + 1
-        if template.is_complete(state) or count >= max_tokens:
-            break
-        pending = [token]
-    reason: Literal["stop", "length"] = "stop" if template.is_complete(state) else "length"
-    return Decoded(text.decode("utf-8", "replace"), scored, count, reason, alternatives)
+    writer = _AnswerWriter(
+        model,
+        prompt,
+        template,
+        prompt_cached=prompt_cached,
+        max_tokens=max_tokens,
+        temperature=temperature,
+        seed=seed,
+        top_alternatives=top_alternatives,
+    )
+    while (step := writer.to_feed()) is not None:
+        writer.take(model.feed(*step))
+    return writer.result()
 
 
-def _tokens_for(model: TokenModel, data: bytes) -> list[int] | None:
+class SequenceModel(Protocol):
+    """What :func:`decode_many` needs: a model context holding ``width`` sequences at once.
+
+    Slots ``0 .. width - 1`` each hold one answer's sequence; a shared prefix is evaluated once
+    and copied into a slot when its sequence starts (:meth:`start`).
+    """
+
+    @property
+    def width(self) -> int:
+        """How many sequences the context holds at once."""
+
+    @property
+    def cells(self) -> int:
+        """How many tokens the context holds in all (the shared prefix once, plus every sequence's own)."""
+
+    def tokenize(self, data: bytes) -> list[int]:
+        """Tokens for `data` (no BOS, no special tokens)."""
+
+    def piece(self, token: int) -> bytes:
+        """The bytes a token writes (empty for control tokens)."""
+
+    def share_prefix(self, tokens: list[int]) -> None:
+        """Hold ``tokens`` as the prefix later sequences may start from (evaluated once)."""
+
+    def start(self, slot: int, prompt: list[int]) -> int:
+        """Empty ``slot`` and copy in the shared prefix's part of ``prompt``; return its length
+        (``< len(prompt)``)."""
+
+    def feed_many(self, items: list[tuple[int, list[int], int]]) -> list[np.ndarray]:
+        """For each ``(slot, tokens, logits_from)``, append ``tokens`` to that slot's sequence, all
+        in one batch; return per item the logits after each of ``tokens[logits_from:]``."""
+
+    def reset(self) -> None:
+        """Forget every sequence and the prefix (after a failed batch: the cache's content is unknown)."""
+
+
+def decode_many(
+    model: SequenceModel,
+    prompts: list[list[int]],
+    template: AnswerTemplate,
+    *,
+    seeds: list[int],
+    max_tokens: int = 128,
+    temperature: float = 0.0,
+    top_alternatives: int = 0,
+) -> list[Decoded | Exception]:
+    """Write one answer per prompt, ``model.width`` sequences decoded together.
+
+    The same decoding as :func:`decode`, per prompt (``seeds[i]`` seeds prompt ``i``'s draws), but
+    each step's reads of every sequence in flight go to the model as one batch: on a CPU a batch
+    of a few tokens costs less than the same tokens one pass each. A finished sequence's slot
+    takes the next prompt at once (continuous batching, as in Yu et al. 2022, "Orca: A Distributed
+    Serving System for Transformer-Based Generative Models", OSDI). The prompts' longest common
+    prefix is evaluated once and shared by every sequence. Answers may differ from
+    :func:`decode`'s in the last digits of the logits (another batch shape, another summation
+    order), hence rarely in a greedy choice between near-equal tokens.
+
+    Args:
+        model: the :class:`SequenceModel`.
+        prompts: the prompts' token ids, each non-empty.
+        template: the answer automaton.
+        seeds: one sampling seed per prompt.
+        max_tokens, temperature, top_alternatives: as in :func:`decode`.
+
+    Returns:
+        Per prompt, in order: its :class:`Decoded`, or the exception that stopped it
+        (:class:`DecodingError`, or the model's error for every sequence of a failed batch).
+    """
+    if len(seeds) != len(prompts):
+        raise ValueError(f"{len(seeds)} seeds for {len(prompts)} prompts")
+    results: list[Decoded | Exception | None] = [None] * len(prompts)
+    waiting = list(range(len(prompts)))[::-1]  # popped from the end: prompt order
+    active: dict[int, tuple[int, _AnswerWriter]] = {}  # slot -> (prompt index, writer)
+    reserved: dict[int, int] = {}  # slot -> the most cells its sequence may take
+    prefix = _common_prefix(prompts)
+    shared = False
+    while waiting or active:
+        for slot in range(model.width):
+            if slot in active or not waiting:
+                continue
+            index = waiting[-1]
+            own = len(prompts[index]) - min(len(prefix), len(prompts[index]) - 1) + max_tokens
+            if active and len(prefix) + sum(reserved[s] for s in active) + own > model.cells:
+                break  # no room until a sequence ends (alone, any prompt within n_ctx fits)
+            waiting.pop()
+            reserved[slot] = own
+            try:
+                if not shared:
+                    model.share_prefix(prefix)
+                    shared = True
+                cached = model.start(slot, prompts[index])
+                active[slot] = (index, _AnswerWriter(
+                    model, prompts[index], template, prompt_cached=cached, max_tokens=max_tokens,
+                    temperature=temperature, seed=seeds[index], top_alternatives=top_alternatives,
+                ))  # fmt: skip
+            except Exception as error:  # noqa: BLE001  (recorded per prompt, never raised mid-batch)
+                results[index] = error
+                model.reset()
+                shared = False
+        steps: dict[int, tuple[list[int], int]] = {}
+        for slot, (index, writer) in list(active.items()):
+            step = writer.to_feed()
+            if step is None:
+                results[index] = writer.result()
+                del active[slot]
+            else:
+                steps[slot] = step
+        if not steps:
+            continue
+        try:
+            rows = model.feed_many([(slot, *step) for slot, step in steps.items()])
+        except Exception as error:  # noqa: BLE001  (every sequence of the batch fails; the rest go on)
+            for slot in steps:
+                results[active.pop(slot)[0]] = error
+            model.reset()
+            shared = False
+            continue
+        for slot, logits in zip(steps, rows, strict=True):
+            index, writer = active[slot]
+            try:
+                writer.take(logits)
+            except DecodingError as error:
+                results[index] = error
+                del active[slot]
+    return [r if r is not None else RuntimeError("not decoded") for r in results]
+
+
+def _common_prefix(prompts: list[list[int]]) -> list[int]:
+    """The longest token prefix every prompt starts with."""
+    if not prompts:
+        return []
+    first, length = prompts[0], len(prompts[0])
+    for prompt in prompts[1:]:
+        length = min(length, len(prompt))
+        for i in range(length):
+            if prompt[i] != first[i]:
+                length = i
+                break
+    return first[:length]
+
+
+def _tokens_for(model: Vocabulary, data: bytes) -> list[int] | None:
     """Tokens that write exactly `data`, or None if its tokenisation does not round-trip
     (e.g. a UTF-8 character split by the previous token: then it is written token by token)."""
     if not data:

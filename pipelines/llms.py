@@ -16,6 +16,7 @@ is counted in :class:`CallStats` and charged to a :class:`Budget`.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import json
 import os
 import re
@@ -281,6 +282,19 @@ class _LlamaContextTokens:
             piece = self._pieces[token] = self._llama.detokenize([token])
         return piece
 
+    @staticmethod
+    def piece_cache(llama: Any) -> Any:
+        """``token -> bytes`` for `llama`'s vocabulary, remembered per token."""
+        pieces: dict[int, bytes] = {}
+
+        def piece(token: int) -> bytes:
+            found = pieces.get(token)
+            if found is None:
+                found = pieces[token] = llama.detokenize([token])
+            return found
+
+        return piece
+
     def reuse_prefix(self, prompt: list[int]) -> int:
         """Drop the cached tokens after the longest common prefix with `prompt` (keeping at least
         one prompt token to feed, whose logits start the answer); return that prefix's length."""
@@ -324,6 +338,102 @@ class _LlamaContextTokens:
         return np.stack(rows)
 
 
+class _LlamaSequences:
+    """A second llama.cpp context on the same model holding ``width`` sequences at once: a
+    `json_decoding.SequenceModel`.
+
+    The KV cache is unified (one pool of ``cells`` for every sequence: ``2 * n_ctx``, so any one
+    prompt within ``n_ctx`` fits beside the shared prefix, and `decode_many` starts a sequence
+    only when its tokens fit); the shared prefix lives in an extra sequence (id ``width``) and is
+    copied into a slot by reference (llama.cpp's ``seq_cp`` on a unified cache adds a sequence id
+    to the same cells: no copy, no recompute).
+    """
+
+    def __init__(self, llama: Any, width: int, n_ctx: int, n_threads: int) -> None:
+        import llama_cpp
+        from llama_cpp import _internals
+
+        self.width, self.cells = width, 2 * n_ctx
+        self._llama = llama
+        self._prefix_id = width
+        params = llama_cpp.llama_context_params()
+        ctypes.pointer(params)[0] = llama.context_params  # the first context's settings (attention kind, KV types)
+        params.n_ctx = self.cells
+        params.n_seq_max = width + 1
+        params.kv_unified = True
+        params.n_threads = params.n_threads_batch = n_threads
+        params.no_perf = True
+        self._ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=False)
+        self._batch = _internals.LlamaBatch(n_tokens=llama.n_batch, embd=0, n_seq_max=width + 1, verbose=False)
+        self._prefix: list[int] = []
+        self._lengths = [0] * (width + 1)
+        self._pieces = _LlamaContextTokens.piece_cache(llama)
+
+    def tokenize(self, data: bytes) -> list[int]:
+        return self._llama.tokenize(data, add_bos=False, special=False)
+
+    def piece(self, token: int) -> bytes:
+        return self._pieces(token)
+
+    def share_prefix(self, tokens: list[int]) -> None:
+        common = 0
+        for held, token in zip(self._prefix, tokens, strict=False):
+            if held != token:
+                break
+            common += 1
+        self._ctx.kv_cache_seq_rm(self._prefix_id, common, -1)
+        self._prefix, self._lengths[self._prefix_id] = self._prefix[:common], common
+        if len(tokens) > common:
+            self.feed_many([(self._prefix_id, tokens[common:], len(tokens) - common)])
+            self._prefix = list(tokens)
+
+    def start(self, slot: int, prompt: list[int]) -> int:
+        shared = 0
+        for held, token in zip(self._prefix, prompt, strict=False):
+            if held != token:
+                break
+            shared += 1
+        shared = min(shared, len(prompt) - 1)
+        self._ctx.kv_cache_seq_rm(slot, -1, -1)
+        if shared:
+            self._ctx.kv_cache_seq_cp(self._prefix_id, slot, 0, shared)
+        self._lengths[slot] = shared
+        return shared
+
+    def feed_many(self, items: list[tuple[int, list[int], int]]) -> list[np.ndarray]:
+        import llama_cpp
+
+        entries = [  # (row of items, slot, token, position, wants logits)
+            (row, slot, token, self._lengths[slot] + j, j >= logits_from)
+            for row, (slot, tokens, logits_from) in enumerate(items)
+            for j, token in enumerate(tokens)
+        ]
+        rows: list[list[np.ndarray]] = [[] for _ in items]
+        batch, n_vocab = self._batch.batch, int(self._llama.n_vocab())
+        for start in range(0, len(entries), self._llama.n_batch):
+            chunk = entries[start : start + self._llama.n_batch]
+            batch.n_tokens = len(chunk)
+            for i, (_, slot, token, position, wants) in enumerate(chunk):
+                batch.token[i], batch.pos[i], batch.logits[i] = token, position, wants
+                batch.seq_id[i][0], batch.n_seq_id[i] = slot, 1
+            self._ctx.decode(self._batch)
+            for i, (row, _, _, _, wants) in enumerate(chunk):
+                if wants:
+                    pointer = llama_cpp.llama_get_logits_ith(self._ctx.ctx, i)
+                    rows[row].append(np.ctypeslib.as_array(pointer, shape=(n_vocab,)).copy())
+        for slot, tokens, _ in items:
+            self._lengths[slot] += len(tokens)
+        return [np.stack(r) if r else np.empty((0, n_vocab), np.float32) for r in rows]
+
+    def reset(self) -> None:
+        self._ctx.kv_cache_clear()
+        self._prefix, self._lengths = [], [0] * (self.width + 1)
+
+    def close(self) -> None:
+        self._batch.close()
+        self._ctx.close()
+
+
 class LocalLlamaLLM(_Accounting, LLM):
     """llama-cpp-python in process: jump-forward JSON decoding (or a grammar), token log-probs."""
 
@@ -336,11 +446,14 @@ class LocalLlamaLLM(_Accounting, LLM):
     # jump_forward: flat answer schemas only (others fall back to the grammar); grammar: always
     # llama.cpp's own sampler with the schema as a grammar (the reference the benchmark compares to).
     decoding: Literal["jump_forward", "grammar"] = "jump_forward"
+    # jump-forward only: records decoded together in a second llama.cpp context (1: one at a time)
+    parallel: int = 1
     price: Price = Price()
 
     _llama: Any = PrivateAttr(None)
     _template: Any = PrivateAttr(None)
     _tokens: Any = PrivateAttr(None)
+    _sequences: Any = PrivateAttr(None)
     _chat_formatter: Any = PrivateAttr(None)
     _formatter_of: Any = PrivateAttr(None)
     _vocab: Any = PrivateAttr(None)
@@ -356,18 +469,11 @@ class LocalLlamaLLM(_Accounting, LLM):
         super().load()
         if self._llama is not None:
             return
-        # OpenMP threads spin while waiting by default; on a shared CPU that stalls every token.
-        os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         Llama = import_llama()
 
-        self._llama = Llama(
-            model_path=self.model_path,
-            n_ctx=self.n_ctx,
-            n_threads=self.n_threads or max(1, os.cpu_count() or 1),
-            seed=0,
-            verbose=False,
-        )
-        self._template = self._tokens = None
+        n_threads = self.n_threads or max(1, os.cpu_count() or 1)
+        self._llama = Llama(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=n_threads, seed=0, verbose=False)
+        self._template = self._tokens = self._sequences = None
         self._chat_formatter, self._formatter_of = chat_formatter(self._llama, self.model_path), self._llama
         if self.decoding == "jump_forward" and self.response_schema is not None:
             from pipelines.json_decoding import AnswerTemplate, UnsupportedSchema
@@ -377,13 +483,15 @@ class LocalLlamaLLM(_Accounting, LLM):
             except UnsupportedSchema:
                 return
             self._tokens = _LlamaContextTokens(self._llama)
+            if self.parallel > 1:
+                self._sequences = _LlamaSequences(self._llama, self.parallel, self.n_ctx, n_threads)
 
     def _tokenizer(self) -> Any:
         """The loaded model, or (before `load`) the GGUF's vocabulary only: enough to tokenise."""
         if self._llama is not None:
             return self._llama
         if self._vocab is None:
-            from llama_cpp import Llama
+            Llama = import_llama()
             from llama_cpp._utils import suppress_stdout_stderr
 
             with suppress_stdout_stderr(disable=False):  # a vocab-only context warns about n_ctx_train 0
@@ -408,6 +516,9 @@ class LocalLlamaLLM(_Accounting, LLM):
 
     def unload(self) -> None:
         """Free the model and its vocabulary-only copy; ``load`` may be called again."""
+        if self._sequences is not None:
+            self._sequences.close()
+            self._sequences = None
         if self._llama is not None:
             self._llama.close()
             self._llama = None
@@ -430,12 +541,59 @@ class LocalLlamaLLM(_Accounting, LLM):
         seed: int = 0,
     ) -> list[dict]:
         """One ``GenerateOutput`` (plus ``errors``) per chat in ``inputs``, ``num_generations`` answers
-        each (seeds ``seed``, ``seed + 1``, ...); a failed answer is None with its error, never raised."""
+        each (seeds ``seed``, ``seed + 1``, ...); a failed answer is None with its error, never raised.
+        With ``parallel > 1`` (jump-forward) the answers are decoded together (:meth:`_generate_together`)."""
+        if self._sequences is not None and self._template is not None:
+            return self._generate_together(inputs, num_generations, temperature, max_tokens, seed)
         results = []
         for messages in inputs:
             outs = [self._one(messages, temperature, max_tokens, seed + g) for g in range(num_generations)]
             results.append(merge_generations(outs))
         return results
+
+    def _generate_together(
+        self, inputs: list[list[dict[str, str]]], num_generations: int, temperature: float, max_tokens: int, seed: int
+    ) -> list[dict]:
+        """`generate` with every answer of the call decoded ``parallel`` at a time
+        (`json_decoding.decode_many`); budget, overflow and failures per answer as `_one`."""
+        from pipelines.json_decoding import decode_many
+
+        outputs: list[list[dict]] = [[] for _ in inputs]
+        jobs: list[tuple[int, int, list[int], float]] = []  # (input, generation, prompt, estimate)
+        for i, messages in enumerate(inputs):
+            for g in range(num_generations):
+                estimate = self.budget.estimate(_prompt_chars(messages), max_tokens)
+                if not self.budget.reserve(estimate):
+                    outputs[i].append(_output(None, 0, 0, None, BUDGET_EXHAUSTED))
+                    continue
+                prompt = chat_prompt_tokens(self._llama, self._chat_formatter, messages)
+                if len(prompt) + max_tokens > self.n_ctx:
+                    outputs[i].append(self._overflow(estimate, len(prompt), max_tokens))
+                    continue
+                outputs[i].append({})  # filled below
+                jobs.append((i, g, prompt, estimate))
+        with _LLAMA_LOCK:  # one model: calls are serialised
+            answers = decode_many(
+                self._sequences,
+                [prompt for _, _, prompt, _ in jobs],
+                self._template,
+                seeds=[seed + g for _, g, _, _ in jobs],
+                max_tokens=max_tokens,
+                temperature=temperature,
+                top_alternatives=TOP_ALTERNATIVES if self.want_logprobs else 0,
+            )
+        for (i, g, prompt, estimate), answer in zip(jobs, answers, strict=True):
+            if isinstance(answer, Exception):
+                outputs[i][g] = self._failed(estimate, answer)
+            else:
+                outputs[i][g] = self._answered(estimate, len(prompt), answer)
+        return [merge_generations(outs) for outs in outputs]
+
+    def _answered(self, estimate: float, prompt_tokens: int, answer: Any) -> dict:
+        self.budget.settle(estimate, self.price.cost(prompt_tokens, answer.output_tokens))
+        self.stats.record(prompt_tokens, answer.output_tokens)
+        logprobs = _token_logprobs(answer.tokens, answer.alternatives) if self.want_logprobs else None
+        return _output(answer.text, prompt_tokens, answer.output_tokens, logprobs, None)
 
     def _one(self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int) -> dict:
         estimate = self.budget.estimate(_prompt_chars(messages), max_tokens)
@@ -484,10 +642,7 @@ class LocalLlamaLLM(_Accounting, LLM):
                 )
         except Exception as error:  # a backend failure is recorded, never raised mid-batch
             return self._failed(estimate, error)
-        self.budget.settle(estimate, self.price.cost(len(prompt), answer.output_tokens))
-        self.stats.record(len(prompt), answer.output_tokens)
-        logprobs = _token_logprobs(answer.tokens, answer.alternatives) if self.want_logprobs else None
-        return _output(answer.text, len(prompt), answer.output_tokens, logprobs, None)
+        return self._answered(estimate, len(prompt), answer)
 
     def _one_grammar(
         self, messages: list[dict[str, str]], temperature: float, max_tokens: int, seed: int, estimate: float
@@ -746,7 +901,8 @@ _LLAMA_DEVNULL_CLOSED_AT_EXIT = False
 
 
 def import_llama() -> Any:
-    """``llama_cpp.Llama``, with the two files llama-cpp-python leaves open closed at exit.
+    """``llama_cpp.Llama``, with OpenMP's passive wait policy and the two files llama-cpp-python
+    leaves open closed at exit.
 
     llama_cpp/_utils.py opens ``os.devnull`` twice at import (``outnull_file``, ``errnull_file``:
     they silence the C library while a model loads) and never closes them, so every process that
@@ -755,6 +911,10 @@ def import_llama() -> Any:
     destructor, so closing them when the interpreter exits is safe.
     """
     global _LLAMA_DEVNULL_CLOSED_AT_EXIT
+    # OpenMP reads its wait policy once, when llama.cpp's libraries load (the first import): by
+    # default its idle threads spin, which on a CPU shared with another busy process stalls every
+    # token (measured 4.1 vs 2.6 s per record beside one busy process; benchmarks/parallel_decoding.py).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import llama_cpp
     from llama_cpp import _utils
 

@@ -68,15 +68,29 @@ EXTRA_COLUMNS = [
 CACHE_FILE = "cache/prelabel-cache.jsonl"
 
 
-def with_overrides(config: TaskConfig, backend: str | None = None, model: str | None = None) -> TaskConfig:
-    """The config with `--backend` / `--model` applied (a `.gguf` model is a local file path).
+def with_overrides(
+    config: TaskConfig, backend: str | None = None, model: str | None = None, parallel: int | None = None
+) -> TaskConfig:
+    """The config with `--backend` / `--model` / `--parallel` applied (a `.gguf` model is a local
+    file path).
 
-    Raises ConfigError for a backend that is not one of :data:`BACKENDS`."""
+    Raises ConfigError for a backend that is not one of :data:`BACKENDS`, and for ``parallel`` below
+    1 or with another backend than ``local`` (the openai backends' concurrency is
+    ``model.concurrency``)."""
     update: dict[str, Any] = {}
     if backend:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         update["backend"] = backend
+    if parallel is not None:
+        if (backend or config.model.backend) != "local":
+            raise ConfigError(
+                f"--parallel {parallel}: only the local backend decodes records together; "
+                "for an openai backend set model.concurrency in the config instead"
+            )
+        if not 1 <= parallel <= 64:
+            raise ConfigError(f"--parallel {parallel}: choose 1 to 64 (1: one record at a time)")
+        update["parallel"] = parallel
     if model:
         if model.endswith(".gguf"):
             update["path"] = model
@@ -119,6 +133,7 @@ def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
             response_schema=schema,
             n_ctx=m.generation.n_ctx,
             n_threads=m.n_threads,
+            parallel=m.local_parallel(),
             want_logprobs=m.generation.top_logprobs > 0,
             decoding=LOCAL_DECODING,
             price=m.price,
@@ -193,7 +208,7 @@ class Prelabeller:
         """Build the steps for ``config``, caching under ``output_dir`` (``cache/prelabel-cache.jsonl``).
 
         ``max_cost``: USD budget for this run (None: no limit). ``batch_size``: records per model
-        batch (default 4 local, else ``model.batch_size``). ``llm``: an already built LLM (tests,
+        batch (default 4 x the decoding width local, else ``model.batch_size``). ``llm``: an already built LLM (tests,
         benchmarks), else :func:`build_llm` (whose errors it raises). ``console`` /
         ``show_progress``: where and whether to draw the progress bar.
         """
@@ -208,7 +223,9 @@ class Prelabeller:
         self.llm = llm or build_llm(config, self.stats, self.budget)
         if llm is not None and hasattr(llm, "attach"):
             llm.attach(self.stats, self.budget)
-        default_batch = 4 if config.model.backend == "local" else max(config.model.batch_size, 1)
+        # local: 4 x the decoding width, so the sequences decoded together rarely run short
+        model = config.model
+        default_batch = 4 * model.local_parallel() if model.backend == "local" else model.batch_size
         self.batch_size = batch_size or default_batch
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
@@ -456,6 +473,8 @@ class Prelabeller:
             "backend": config.model.backend,
             "model": config.model.name,
             "model_identity": self.model_id,
+            # records decoded together (local); not part of the cache key: the same model's answers
+            "parallel": config.model.local_parallel() if config.model.backend == "local" else None,
             "prompt_hash": self.prompt_hash,
             "generation_settings": dict(self.main_settings),
             "confidence_routing": config.confidence.routing,

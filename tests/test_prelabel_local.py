@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from labeltriage.cli import main
-from labeltriage.config import load_task_config
+from labeltriage.config import default_parallel, load_task_config
 from pipelines.io import load_records
 from pipelines.llms import LocalLlamaLLM
 from pipelines.models import resolve_model_path
@@ -68,6 +68,7 @@ def test_cli_local_smollm2_end_to_end_and_resume(tmp_path: Path) -> None:
     assert frame["id"].is_unique and frame["id"].str.len().eq(16).all()
     run = json.loads((out / "run.json").read_text())
     assert run["task"] == "sentiment" and run["model"] == "smollm2"
+    assert run["parallel"] == default_parallel()  # the product's default: records decoded together
     assert run["prompt_hash"] == frame["prompt_hash"].iloc[0]
     assert run["totals"]["records"] == 3 and run["totals"]["failed"] == 1
     assert run["totals"]["model_calls"] == 2
@@ -104,30 +105,43 @@ def test_multilabel_aspects_and_self_consistency(tmp_path: Path) -> None:
     assert row["llm_confidence"] == row["confidence_stated"] == json.loads(row["raw_output"])["confidence"]
 
 
-def _smollm2(config_path: Path, decoding: str) -> tuple[LocalLlamaLLM, object]:
+def _smollm2(config_path: Path, decoding: str, parallel: int = 1) -> tuple[LocalLlamaLLM, object]:
     config = with_overrides(load_task_config(config_path), "local", "smollm2")
     llm = LocalLlamaLLM(
         model_path=str(resolve_model_path("smollm2")),
         model_id="smollm2",
         response_schema=config.output_schema(),
         decoding=decoding,
+        parallel=parallel,
     )
     llm.load()
     return llm, config
 
 
-def test_jump_forward_log_probs_match_a_full_forward_pass() -> None:
+PARALLEL_TEXTS = [
+    *TEXTS[:2],
+    "It arrived on time. The box was blue.",
+    "Great screen, terrible battery; I am torn.",
+    "Would buy again",
+]
+
+
+@pytest.mark.parametrize("parallel", [1, 3])
+def test_jump_forward_log_probs_match_a_full_forward_pass(parallel: int) -> None:
     """Every recorded log-prob (sampled or fed-in scaffold) equals the log-prob llama.cpp gives that
     token when the whole prompt + answer is evaluated at once: no off-by-one between rows and tokens,
-    and the KV prefix reused from the previous record changes nothing."""
+    and the KV prefix reused from the previous record changes nothing. With ``parallel`` 3, five
+    records are decoded together in one context (three at a time, a finished record's slot taking
+    the next): no record reads another's tokens, and the slots' shared prefix is the right one."""
     from llama_cpp import Llama
 
-    llm, config = _smollm2(SENTIMENT, "jump_forward")
-    assert llm._template is not None
+    llm, config = _smollm2(SENTIMENT, "jump_forward", parallel)
+    assert llm._template is not None and (llm._sequences is not None) == (parallel > 1)
     reference = Llama(model_path=llm.model_path, n_ctx=2048, logits_all=True, verbose=False)
-    for text in TEXTS[:2]:  # the second record reuses the first one's cached prefix
+    texts = PARALLEL_TEXTS if parallel > 1 else TEXTS[:2]  # one at a time: the second reuses the first's prefix
+    outputs = llm.generate([render_messages(config, text) for text in texts], max_tokens=128)
+    for text, out in zip(texts, outputs, strict=True):
         messages = render_messages(config, text)
-        out = llm.generate([messages], max_tokens=128)[0]
         raw = out["generations"][0]
         assert out["errors"][0] is None
         parse_answer(raw, config)  # valid by construction

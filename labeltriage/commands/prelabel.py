@@ -82,6 +82,12 @@ own. Rerun after a feedback round to add the new reviewed labels.""",
     default=None,
     help="Labelled records (`text` and `label` or `gold_label`) for retrieved examples; needs retrieval.k > 0.",
 )
+@click.option(
+    "--parallel",
+    type=int,
+    default=None,
+    help="Local backend: records decoded together (1: one at a time; default: 8 per CPU core, at most 16).",
+)
 @click.option("--limit", type=int, default=None, help="Only the first N input rows.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def prelabel(config: str, input_path: Path, output_dir: Path, quiet: bool, **options: Any) -> None:
