@@ -222,3 +222,29 @@ def test_retrieved_examples_through_the_local_model(tmp_path: Path) -> None:
     assert (
         again.exit_code == 0 and json.loads((tmp_path / "run" / "run.json").read_text())["totals"]["model_calls"] == 0
     )
+
+
+def test_openmp_waits_passively_from_llama_cpps_first_import(tmp_path: Path) -> None:
+    """OpenMP reads its wait policy once, when llama.cpp's libraries load: whichever path imports
+    llama_cpp first (here the text budget's tokenizer, before the model loads) must have set
+    OMP_WAIT_POLICY=PASSIVE by then (spinning threads ran 1.6x slower beside a busy process)."""
+    import subprocess
+    import sys
+
+    data = write_jsonl(tmp_path / "in.jsonl", TEXTS[:1])
+    script = f"""
+import importlib.abc, os, sys
+os.environ.pop("OMP_WAIT_POLICY", None)
+seen = []
+class FirstImport(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "llama_cpp" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY"))
+        return None
+sys.meta_path.insert(0, FirstImport())
+from labeltriage import api
+api.prelabel({str(SENTIMENT)!r}, {str(data)!r}, {str(tmp_path / "run")!r}, model="smollm2")
+print("policy at first import:", seen)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
+    assert "policy at first import: ['PASSIVE']" in done.stdout, done.stdout + done.stderr
