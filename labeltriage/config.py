@@ -152,8 +152,9 @@ class ModelSettings(_Strict):
     * ``timeout_s``: seconds before a request times out (then it is retried), > 0, default 60.
     * ``price``: :class:`Price`, USD per 1M tokens; default free.
     * ``n_threads``: ``local`` only: CPU threads for llama.cpp, >= 1; default none, every core.
-    * ``parallel``: ``local`` only: how many records are decoded together in one llama.cpp context,
-      1 to 64 (1: one at a time); default none: :func:`default_parallel` of this machine's cores.
+    * ``parallel``: ``local`` only (an error with another backend): how many records are decoded
+      together in one llama.cpp context, an integer 1 to 64 (1: one at a time); default none:
+      :func:`default_parallel` of this machine's cores.
     * ``batch_size``: records per pipeline batch on the openai backends, >= 1, default 64 (the
       local backend uses 4 x ``parallel``).
 
@@ -174,7 +175,7 @@ class ModelSettings(_Strict):
     timeout_s: float = Field(default=60.0, gt=0)
     price: Price = Price()
     n_threads: int | None = Field(default=None, ge=1)
-    parallel: int | None = Field(default=None, ge=1, le=64)
+    parallel: int | None = Field(default=None, ge=1, le=64, strict=True)  # strict: `true` is not 1
     batch_size: int = Field(default=64, ge=1)
 
     def local_parallel(self) -> int:
@@ -184,13 +185,15 @@ class ModelSettings(_Strict):
 
 def default_parallel(cores: int | None = None) -> int:
     """Records decoded together by the local backend when ``model.parallel`` is not set: 8 per CPU
-    core, at most 16 (``cores``: default ``os.cpu_count()``).
+    core, at most 16 (``cores``: default the cores this process may run on).
 
     Measured on 2 cores (benchmarks/results/parallel_decoding.json): records/s grows up to 16
     sequences and not beyond, since from a batch of about 16 tokens llama.cpp's CPU matrix
     products run at their compute-bound rate.
     """
-    return max(1, min(16, 8 * (cores or os.cpu_count() or 1)))
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(16, 8 * cores))
 
 
 class ConfidenceSettings(_Strict):
@@ -484,6 +487,12 @@ class TaskConfig(_Strict):
         if self.retrieval.k and self.model.backend == "openai-batch":
             raise _KeyError(
                 "retrieval.k", "retrieved examples are not sent through the Batch API. Fix: use backend openai"
+            )
+        if self.model.backend != "local" and self.model.parallel is not None:
+            raise _KeyError(
+                "model.parallel",
+                f"only the local backend decodes records together, not {self.model.backend!r}. "
+                "Fix: remove model.parallel (an openai backend's requests in flight are model.concurrency)",
             )
         if self.model.backend != "local" and not self.model.api_key_env:
             raise _KeyError(

@@ -696,6 +696,9 @@ class SequenceModel(Protocol):
         """For each ``(slot, tokens, logits_from)``, append ``tokens`` to that slot's sequence, all
         in one batch; return per item the logits after each of ``tokens[logits_from:]``."""
 
+    def end(self, slot: int) -> None:
+        """Forget ``slot``'s sequence: its own cells are free again (the shared prefix stays)."""
+
     def reset(self) -> None:
         """Forget every sequence and the prefix (after a failed batch: the cache's content is unknown)."""
 
@@ -716,8 +719,13 @@ def decode_many(
     each step's reads of every sequence in flight go to the model as one batch: on a CPU a batch
     of a few tokens costs less than the same tokens one pass each. A finished sequence's slot
     takes the next prompt at once (continuous batching, as in Yu et al. 2022, "Orca: A Distributed
-    Serving System for Transformer-Based Generative Models", OSDI). The prompts' longest common
-    prefix is evaluated once and shared by every sequence. Answers may differ from
+    Serving System for Transformer-Based Generative Models", OSDI) if the context has room for it:
+    a sequence starts only when its own prompt tokens plus ``max_tokens`` fit beside the shared
+    prefix and the room every sequence in flight may still take (a prompt waits otherwise, in
+    order); a finished sequence's cells are freed at once (:meth:`SequenceModel.end`), and so are
+    those an earlier call left. The prompts' longest common prefix is evaluated once and shared by
+    every sequence. If the model fails (a batch, or starting a sequence), every sequence in flight
+    fails with that error and the model is reset; the prompts still waiting go on. Answers may differ from
     :func:`decode`'s in the last digits of the logits (another batch shape, another summation
     order), hence rarely in a greedy choice between near-equal tokens.
 
@@ -740,6 +748,19 @@ def decode_many(
     reserved: dict[int, int] = {}  # slot -> the most cells its sequence may take
     prefix = _common_prefix(prompts)
     shared = False
+    for slot in range(model.width):  # an earlier call's sequences still hold cells
+        model.end(slot)
+
+    def finish(slot: int, result: Decoded | Exception) -> None:
+        results[active.pop(slot)[0]] = result
+        model.end(slot)  # its cells are free for the next sequence
+
+    def fail_all(error: Exception) -> None:
+        # the model's cache is in an unknown state: every sequence in flight fails, then start afresh
+        for slot in list(active):
+            finish(slot, error)
+        model.reset()
+
     while waiting or active:
         for slot in range(model.width):
             if slot in active or not waiting:
@@ -761,14 +782,14 @@ def decode_many(
                 ))  # fmt: skip
             except Exception as error:  # noqa: BLE001  (recorded per prompt, never raised mid-batch)
                 results[index] = error
-                model.reset()
+                fail_all(error)
                 shared = False
+                break
         steps: dict[int, tuple[list[int], int]] = {}
-        for slot, (index, writer) in list(active.items()):
+        for slot, (_, writer) in list(active.items()):
             step = writer.to_feed()
             if step is None:
-                results[index] = writer.result()
-                del active[slot]
+                finish(slot, writer.result())
             else:
                 steps[slot] = step
         if not steps:
@@ -776,18 +797,14 @@ def decode_many(
         try:
             rows = model.feed_many([(slot, *step) for slot, step in steps.items()])
         except Exception as error:  # noqa: BLE001  (every sequence of the batch fails; the rest go on)
-            for slot in steps:
-                results[active.pop(slot)[0]] = error
-            model.reset()
+            fail_all(error)
             shared = False
             continue
         for slot, logits in zip(steps, rows, strict=True):
-            index, writer = active[slot]
             try:
-                writer.take(logits)
+                active[slot][1].take(logits)
             except DecodingError as error:
-                results[index] = error
-                del active[slot]
+                finish(slot, error)
     return [r if r is not None else RuntimeError("not decoded") for r in results]
 
 

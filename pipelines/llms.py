@@ -425,6 +425,10 @@ class _LlamaSequences:
             self._lengths[slot] += len(tokens)
         return [np.stack(r) if r else np.empty((0, n_vocab), np.float32) for r in rows]
 
+    def end(self, slot: int) -> None:
+        self._ctx.kv_cache_seq_rm(slot, -1, -1)
+        self._lengths[slot] = 0
+
     def reset(self) -> None:
         self._ctx.kv_cache_clear()
         self._prefix, self._lengths = [], [0] * (self.width + 1)
@@ -454,6 +458,7 @@ class LocalLlamaLLM(_Accounting, LLM):
     _template: Any = PrivateAttr(None)
     _tokens: Any = PrivateAttr(None)
     _sequences: Any = PrivateAttr(None)
+    _width: int = PrivateAttr(1)  # records decoded together since the last load (kept after unload)
     _chat_formatter: Any = PrivateAttr(None)
     _formatter_of: Any = PrivateAttr(None)
     _vocab: Any = PrivateAttr(None)
@@ -472,6 +477,7 @@ class LocalLlamaLLM(_Accounting, LLM):
         Llama = import_llama()
 
         n_threads = self.n_threads or max(1, os.cpu_count() or 1)
+        self._width = 1
         self._llama = Llama(model_path=self.model_path, n_ctx=self.n_ctx, n_threads=n_threads, seed=0, verbose=False)
         self._template = self._tokens = self._sequences = None
         self._chat_formatter, self._formatter_of = chat_formatter(self._llama, self.model_path), self._llama
@@ -485,6 +491,7 @@ class LocalLlamaLLM(_Accounting, LLM):
             self._tokens = _LlamaContextTokens(self._llama)
             if self.parallel > 1:
                 self._sequences = _LlamaSequences(self._llama, self.parallel, self.n_ctx, n_threads)
+                self._width = self.parallel
 
     def _tokenizer(self) -> Any:
         """The loaded model, or (before `load`) the GGUF's vocabulary only: enough to tokenise."""
@@ -531,6 +538,12 @@ class LocalLlamaLLM(_Accounting, LLM):
     def model_name(self) -> str:
         """The model's name as the config gives it (``model.name``)."""
         return self.model_id
+
+    @property
+    def decoding_width(self) -> int:
+        """How many records the last load decoded together: ``parallel`` on the jump-forward path,
+        else 1 (the grammar path decodes one at a time); still known after ``unload``."""
+        return self._width
 
     def generate(  # type: ignore[override]
         self,

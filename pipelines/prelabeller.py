@@ -83,14 +83,15 @@ def with_overrides(
             raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         update["backend"] = backend
     if parallel is not None:
-        if (backend or config.model.backend) != "local":
-            raise ConfigError(
-                f"--parallel {parallel}: only the local backend decodes records together; "
-                "for an openai backend set model.concurrency in the config instead"
-            )
-        if not 1 <= parallel <= 64:
-            raise ConfigError(f"--parallel {parallel}: choose 1 to 64 (1: one record at a time)")
+        if isinstance(parallel, bool) or not isinstance(parallel, int) or not 1 <= parallel <= 64:
+            raise ConfigError(f"parallel {parallel!r}: choose an integer 1 to 64 (1: one record at a time)")
         update["parallel"] = parallel
+    final_backend = backend or config.model.backend
+    if final_backend != "local" and (parallel if parallel is not None else config.model.parallel) is not None:
+        raise ConfigError(
+            f"parallel is set but the {final_backend} backend does not decode records together. Fix: drop "
+            "--parallel (and model.parallel); an openai backend's requests in flight are model.concurrency"
+        )
     if model:
         if model.endswith(".gguf"):
             update["path"] = model
@@ -473,8 +474,9 @@ class Prelabeller:
             "backend": config.model.backend,
             "model": config.model.name,
             "model_identity": self.model_id,
-            # records decoded together (local); not part of the cache key: the same model's answers
-            "parallel": config.model.local_parallel() if config.model.backend == "local" else None,
+            # records decoded together in this run (local jump-forward; null when no record was asked):
+            # not part of the cache key, so a rerun keeps answers decoded at another width
+            "parallel": getattr(self.llm, "decoding_width", None) if self.stats.calls else None,
             "prompt_hash": self.prompt_hash,
             "generation_settings": dict(self.main_settings),
             "confidence_routing": config.confidence.routing,

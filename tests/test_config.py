@@ -73,6 +73,9 @@ def _write_variant(tmp_path: Path, mutate) -> Path:
         (lambda d: d.update(prompt_template="{labels} {text}"), "prompt_template", ["remove {text}", "Fix"]),
         (lambda d: d.pop("text_template"), "prompt_template", ["no {text}", "Fix"]),
         (lambda d: d["model"]["price"].update(input=-1), "model.price.input", ["greater than or equal", "Fix"]),
+        (lambda d: d["model"].update(parallel=0), "model.parallel", ["greater than or equal to 1"]),
+        (lambda d: d["model"].update(parallel=True), "model.parallel", ["integer"]),
+        (lambda d: d["model"].update(backend="openai", parallel=8), "model.parallel", ["only the local", "Fix"]),
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, mutate, key: str, words: list[str]) -> None:
@@ -205,3 +208,20 @@ def test_argilla_section_is_optional(tmp_path: Path) -> None:
     empty = load_task_config(_write_variant(tmp_path, lambda d: d.update(argilla=None)))
     assert empty.argilla.dataset == "sentiment"
     assert load_task_config(SENTIMENT).argilla.dataset == "sentiment-review"  # an explicit name wins
+
+
+def test_parallel_overrides_name_the_value_and_the_fix() -> None:
+    """`--parallel` / ``api.prelabel(parallel=)``: one line with the fix, no CLI flag named in the API's
+    words, no raw TypeError for a string; the local backend takes it, another backend refuses it."""
+    from pipelines.prelabeller import with_overrides
+
+    config = load_task_config(SENTIMENT)
+    assert with_overrides(config, parallel=3).model.parallel == 3
+    for bad in (0, 65, "3", True):
+        with pytest.raises(ConfigError, match=r"choose an integer 1 to 64"):
+            with_overrides(config, parallel=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"the openai backend does not decode records together\. Fix"):
+        with_overrides(config, backend="openai", parallel=2)
+    with_parallel = with_overrides(config, parallel=4)
+    with pytest.raises(ConfigError, match=r"model\.parallel"):  # set in the config, then --backend openai
+        with_overrides(with_parallel, backend="openai")

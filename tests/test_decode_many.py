@@ -42,7 +42,14 @@ class PerRecordModel(FakeModel):
 class FakeSequences:
     """A `SequenceModel` over a :class:`PerRecordModel`; records what it was asked to do."""
 
-    def __init__(self, model: PerRecordModel, width: int, cells: int = 10_000, fail_on_call: int | None = None) -> None:
+    def __init__(
+        self,
+        model: PerRecordModel,
+        width: int,
+        cells: int = 10_000,
+        fail_on_call: int | None = None,
+        fail_on_start: int | None = None,
+    ) -> None:
         self.model, self.width, self.cells = model, width, cells
         self.prefix: list[int] = []
         self.slots: dict[int, list[int] | None] = dict.fromkeys(range(width))
@@ -50,7 +57,7 @@ class FakeSequences:
         self.prefix_tokens_evaluated = 0
         self.batch_sizes: list[int] = []
         self.most_cells_used = 0
-        self.fail_on_call, self.resets = fail_on_call, 0
+        self.fail_on_call, self.fail_on_start, self.starts, self.resets = fail_on_call, fail_on_start, 0, 0
 
     def tokenize(self, data: bytes) -> list[int]:
         return self.model.tokenize(data)
@@ -66,6 +73,9 @@ class FakeSequences:
         self.prefix = list(tokens)
 
     def start(self, slot: int, prompt: list[int]) -> int:
+        self.starts += 1
+        if self.fail_on_start == self.starts:
+            raise RuntimeError("seq_cp failed")
         shared = 0
         while shared < min(len(prompt) - 1, len(self.prefix)) and prompt[shared] == self.prefix[shared]:
             shared += 1
@@ -90,6 +100,9 @@ class FakeSequences:
         self.most_cells_used = max(self.most_cells_used, used)
         assert used <= self.cells, f"{used} cells in use, {self.cells} held"
         return rows
+
+    def end(self, slot: int) -> None:
+        self.slots[slot] = None
 
     def reset(self) -> None:
         self.prefix, self.resets = [], self.resets + 1
@@ -173,6 +186,42 @@ def test_a_failed_batch_fails_its_records_only_and_the_rest_go_on(template: Answ
     assert failed == [0, 1, 2]  # the three in flight at the second batch
     assert all(str(answers[i]) == "llama_decode returned 1" for i in failed)
     assert sequences.resets == 1
+    for prompt, answer in zip(batch[3:], answers[3:], strict=True):
+        assert isinstance(answer, Decoded)
+        assert same(answer, alone(template, prompt))
+
+
+def test_cells_left_by_an_earlier_call_are_freed_first(template: AnswerTemplate) -> None:
+    """One model, two calls (as the local backend makes one per batch): long records in every slot,
+    then short ones in a context that has room for them only if the first call's finished
+    sequences gave their cells back (the fake counts every slot's cells until `end`)."""
+    model = PerRecordModel()
+    long_records = [b"rA", b"rB", b"rC"]
+    padded = {record + b"y" * 40: TARGETS[record] for record in long_records}
+    TARGETS.update(padded)
+    try:
+        sequences = FakeSequences(model, 3)
+        first = decode_many(sequences, prompts(model, list(padded)), template, seeds=[0] * 3, max_tokens=40)
+    finally:
+        for key in padded:
+            del TARGETS[key]
+    assert [a.text for a in first if isinstance(a, Decoded)] == [TARGETS[r] for r in long_records]
+    short = prompts(model, [b"rD", b"rE"])
+    prefix = len(model.tokenize(INSTRUCTIONS)) + 1
+    sequences.cells = prefix + 2 * (len(short[0]) - prefix + 40)  # room for the two short ones only
+    second = decode_many(sequences, short, template, seeds=[0] * 2, max_tokens=40)
+    assert [a.text if isinstance(a, Decoded) else str(a) for a in second] == [TARGETS[b"rD"], TARGETS[b"rE"]]
+
+
+def test_a_failed_start_fails_every_record_in_flight_not_just_its_own(template: AnswerTemplate) -> None:
+    """Starting a sequence failed, so the model was reset: the records in flight lost their context
+    and must fail too (decoding on would write answers from an empty context)."""
+    model = PerRecordModel()
+    batch = prompts(model, list(TARGETS))
+    sequences = FakeSequences(model, 3, fail_on_start=3)  # the third start, two records in flight
+    answers = decode_many(sequences, batch, template, seeds=[0] * 7)
+    assert [i for i, a in enumerate(answers) if isinstance(a, Exception)] == [0, 1, 2]
+    assert all(str(answers[i]) == "seq_cp failed" for i in range(3))
     for prompt, answer in zip(batch[3:], answers[3:], strict=True):
         assert isinstance(answer, Decoded)
         assert same(answer, alone(template, prompt))

@@ -77,6 +77,7 @@ def test_cli_local_smollm2_end_to_end_and_resume(tmp_path: Path) -> None:
     assert again.exit_code == 4, again.output
     rerun = json.loads((out / "run.json").read_text())
     assert rerun["totals"]["model_calls"] == 0
+    assert rerun["parallel"] is None  # nothing decoded in this run
     pd.testing.assert_frame_equal(frame, pd.read_parquet(out / "prelabels.parquet"))
 
 

@@ -86,7 +86,7 @@ own. Rerun after a feedback round to add the new reviewed labels.""",
     "--parallel",
     type=int,
     default=None,
-    help="Local backend: records decoded together (1: one at a time; default: 8 per CPU core, at most 16).",
+    help="Local backend: records decoded together, 1 to 64 (1: one at a time; default 8 per core, at most 16).",
 )
 @click.option("--limit", type=int, default=None, help="Only the first N input rows.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
