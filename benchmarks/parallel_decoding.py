@@ -38,24 +38,14 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from local_decoding import sample_records  # noqa: E402  (the same 30 + 30 records)
+
 from labeltriage.jsonio import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
 IDLE_WIDTHS = (1, 4, 8, 16)
 BUSY = [(1, "passive"), (16, "passive"), (1, "spin"), (16, "spin")]
-
-
-def sample_records(n: int, seed: int) -> list[tuple[str, str, str]]:
-    """(corpus, text, gold label) for n Rotten Tomatoes snippets and n CrowdFlower tweets."""
-    from labeltriage import corpora
-
-    rt = corpora.rotten_tomatoes().sample(n=n, random_state=seed)
-    tw = corpora.crowdflower_tweets().sample(n=n, random_state=seed)
-    fresh = {"fresh": "positive", "rotten": "negative"}
-    rows = [("rotten_tomatoes", t, fresh[g]) for t, g in zip(rt["text"], rt["label"], strict=True)]
-    rows += [("crowdflower_tweets", t, g) for t, g in zip(tw["text"], tw["label"], strict=True)]
-    return rows
 
 
 def worker(width: int, n: int, seed: int) -> dict[str, Any]:

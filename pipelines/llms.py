@@ -260,6 +260,16 @@ class _LogprobRecorder:
         return logits
 
 
+def _common_length(held: list[int], tokens: list[int]) -> int:
+    """How many leading tokens ``held`` and ``tokens`` share."""
+    common = 0
+    for a, b in zip(held, tokens, strict=False):
+        if a != b:
+            break
+        common += 1
+    return common
+
+
 class _LlamaContextTokens:
     """A llama.cpp context as a `json_decoding.TokenModel`.
 
@@ -298,12 +308,7 @@ class _LlamaContextTokens:
     def reuse_prefix(self, prompt: list[int]) -> int:
         """Drop the cached tokens after the longest common prefix with `prompt` (keeping at least
         one prompt token to feed, whose logits start the answer); return that prefix's length."""
-        common = 0
-        for cached, token in zip(self._in_context, prompt, strict=False):
-            if cached != token:
-                break
-            common += 1
-        common = min(common, len(prompt) - 1)
+        common = min(_common_length(self._in_context, prompt), len(prompt) - 1)
         self._llama._ctx.kv_cache_seq_rm(-1, common, -1)
         del self._in_context[common:]
         self._llama.n_tokens = 0  # llama-cpp-python's own bookkeeping no longer matches the cache
@@ -376,11 +381,7 @@ class _LlamaSequences:
         return self._pieces(token)
 
     def share_prefix(self, tokens: list[int]) -> None:
-        common = 0
-        for held, token in zip(self._prefix, tokens, strict=False):
-            if held != token:
-                break
-            common += 1
+        common = _common_length(self._prefix, tokens)
         self._ctx.kv_cache_seq_rm(self._prefix_id, common, -1)
         self._prefix, self._lengths[self._prefix_id] = self._prefix[:common], common
         if len(tokens) > common:
@@ -388,12 +389,7 @@ class _LlamaSequences:
             self._prefix = list(tokens)
 
     def start(self, slot: int, prompt: list[int]) -> int:
-        shared = 0
-        for held, token in zip(self._prefix, prompt, strict=False):
-            if held != token:
-                break
-            shared += 1
-        shared = min(shared, len(prompt) - 1)
+        shared = min(_common_length(self._prefix, prompt), len(prompt) - 1)
         self._ctx.kv_cache_seq_rm(slot, -1, -1)
         if shared:
             self._ctx.kv_cache_seq_cp(self._prefix_id, slot, 0, shared)
