@@ -2,8 +2,8 @@
 
 The default model (Qwen2.5-Coder-1.5B Q4_K_M) on the demo's task (`sentiment_3class`), greedy, 30
 Rotten Tomatoes snippets + 30 CrowdFlower tweets with their gold labels. Each setting runs in its own
-process (a clean peak RSS), in batches of 4 x the width as `prelabel` does, after one warm-up
-record (which evaluates the shared instructions); settings alternate so machine noise hits all:
+process (a clean peak RSS), one after another, in batches of 4 x the width as `prelabel` does,
+after one warm-up record (which evaluates the shared instructions):
 
 * width 1 (today's one-at-a-time jump-forward path) and 4, 8, 16 (`model.parallel`), with OpenMP's
   passive wait policy (the product's);
@@ -118,12 +118,8 @@ def forward_passes() -> list[dict[str, float]]:
 
 
 def run_setting(width: int, policy: str, n: int, seed: int, busy: bool) -> dict[str, Any]:
-    env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
-    if policy == "passive":
-        env["OMP_WAIT_POLICY"] = "PASSIVE"
-    else:  # OpenMP's own default; the product would set PASSIVE before importing llama.cpp
-        env["OMP_WAIT_POLICY"] = ""  # empty: libgomp falls back to its default, setdefault keeps it
+    # "": libgomp falls back to its own default (spin, then sleep), and the product's setdefault keeps it
+    env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE" if policy == "passive" else "")
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         args = [sys.executable, __file__, "--worker", "--width", str(width), "--n", str(n), "--seed", str(seed)]

@@ -9,10 +9,11 @@ own share of the records as fast as the server answers (``POST /api/v1/records/{
 status submitted), all reviewers at once (a barrier), one thread each. Then every response is
 looked for in the database: a submit answered 201 whose response is missing is **lost**.
 
-Trials run for 20 and 50 reviewers, twice each, the engines alternating (noop, embedded, then the
-reverse) so load from other work hits both alike. Reports submits/s (all submits over the wall time
-from the barrier to the last answer), p50/p95 latency, errors (non-201 answers and exceptions) and
-lost, per engine and reviewer count, and the embedded/no-op ratio of submits/s (bar: >= 0.9).
+Trials run for 20 and 50 reviewers, ``--rounds`` times each (default 2), the engines alternating
+(noop, embedded, then the reverse) so load from other work hits both alike. Reports submits/s
+(all submits over the wall time from the barrier to the last answer), server+worker CPU per
+submit, p50/p95 latency, errors (non-201 answers and exceptions) and lost, per engine and
+reviewer count, and the embedded/no-op ratio of submits/s (bar: >= 0.9).
 Writes benchmarks/results/review_submits.{json,md}.
 
     .venv/bin/python benchmarks/review_submits.py            # about 5 minutes on 2 cores
@@ -30,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from stack_scale import BENCH_DIR, NOOP_LAUNCHER, Data, Engine, create_dataset, say
+from stack_scale import BENCH_DIR, NOOP_LAUNCHER, Data, Engine, create_dataset, percentile, say
 
 from labeltriage.jsonio import write_json
 
@@ -104,7 +105,6 @@ def trial(engine: Engine, accounts: list[tuple[str, str]], per_reviewer: int, se
     }
     users = {user.username: str(user.id) for user in engine.client.users}
     lost = sum((str(record_id), users[name]) not in stored for record_id, name in accepted)
-    values = np.asarray(latencies)
     result = {
         "engine": engine.name,
         "reviewers": len(accounts),
@@ -112,8 +112,8 @@ def trial(engine: Engine, accounts: list[tuple[str, str]], per_reviewer: int, se
         "wall_s": wall,
         "submits_per_s": count / wall,
         "server_cpu_ms_per_submit": cpu * 1000 / count,
-        "p50_ms": float(np.percentile(values, 50) * 1000),
-        "p95_ms": float(np.percentile(values, 95) * 1000),
+        "p50_ms": percentile(latencies, 50) * 1000,
+        "p95_ms": percentile(latencies, 95) * 1000,
         "errors": len(errors),
         "error_kinds": sorted(set(errors))[:5],
         "lost": lost,

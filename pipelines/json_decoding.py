@@ -432,18 +432,12 @@ class Vocabulary(Protocol):
         """The bytes a token writes (empty for control tokens)."""
 
 
-class TokenModel(Protocol):
+class TokenModel(Vocabulary, Protocol):
     """What :func:`decode` needs from a language model: its vocabulary as bytes, and logits.
 
     The model keeps a context (the tokens fed so far); :meth:`feed` appends to it. Logits are the
     raw scores before any softmax, one row of ``n_vocab`` floats per position.
     """
-
-    def tokenize(self, data: bytes) -> list[int]:
-        """Tokens for `data` (no BOS, no special tokens)."""
-
-    def piece(self, token: int) -> bytes:
-        """The bytes a token writes (empty for control tokens)."""
 
     def feed(self, tokens: list[int], logits_from: int) -> np.ndarray:
         """Append `tokens` to the context; return the logits after each of `tokens[logits_from:]`,
@@ -664,7 +658,7 @@ def decode(
     return writer.result()
 
 
-class SequenceModel(Protocol):
+class SequenceModel(Vocabulary, Protocol):
     """What :func:`decode_many` needs: a model context holding ``width`` sequences at once.
 
     Slots ``0 .. width - 1`` each hold one answer's sequence; a shared prefix is evaluated once
@@ -678,12 +672,6 @@ class SequenceModel(Protocol):
     @property
     def cells(self) -> int:
         """How many tokens the context holds in all (the shared prefix once, plus every sequence's own)."""
-
-    def tokenize(self, data: bytes) -> list[int]:
-        """Tokens for `data` (no BOS, no special tokens)."""
-
-    def piece(self, token: int) -> bytes:
-        """The bytes a token writes (empty for control tokens)."""
 
     def share_prefix(self, tokens: list[int]) -> None:
         """Hold ``tokens`` as the prefix later sequences may start from (evaluated once)."""
@@ -757,9 +745,11 @@ def decode_many(
 
     def fail_all(error: Exception) -> None:
         # the model's cache is in an unknown state: every sequence in flight fails, then start afresh
+        nonlocal shared
         for slot in list(active):
             finish(slot, error)
         model.reset()
+        shared = False
 
     while waiting or active:
         for slot in range(model.width):
@@ -783,7 +773,6 @@ def decode_many(
             except Exception as error:  # noqa: BLE001  (recorded per prompt, never raised mid-batch)
                 results[index] = error
                 fail_all(error)
-                shared = False
                 break
         steps: dict[int, tuple[list[int], int]] = {}
         for slot, (_, writer) in list(active.items()):
@@ -798,7 +787,6 @@ def decode_many(
             rows = model.feed_many([(slot, *step) for slot, step in steps.items()])
         except Exception as error:  # noqa: BLE001  (every sequence of the batch fails; the rest go on)
             fail_all(error)
-            shared = False
             continue
         for slot, logits in zip(steps, rows, strict=True):
             try:
@@ -808,18 +796,24 @@ def decode_many(
     return [r if r is not None else RuntimeError("not decoded") for r in results]
 
 
+def common_length(held: list[int], tokens: list[int]) -> int:
+    """How many leading tokens ``held`` and ``tokens`` share."""
+    common = 0
+    for a, b in zip(held, tokens, strict=False):
+        if a != b:
+            break
+        common += 1
+    return common
+
+
 def _common_prefix(prompts: list[list[int]]) -> list[int]:
     """The longest token prefix every prompt starts with."""
     if not prompts:
         return []
-    first, length = prompts[0], len(prompts[0])
+    length = len(prompts[0])
     for prompt in prompts[1:]:
-        length = min(length, len(prompt))
-        for i in range(length):
-            if prompt[i] != first[i]:
-                length = i
-                break
-    return first[:length]
+        length = common_length(prompts[0][:length], prompt)
+    return prompts[0][:length]
 
 
 def _tokens_for(model: Vocabulary, data: bytes) -> list[int] | None:

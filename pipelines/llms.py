@@ -32,6 +32,7 @@ from pydantic import Field, PrivateAttr
 
 from labeltriage.config import Price
 from labeltriage.errors import BackendError
+from pipelines.json_decoding import common_length
 
 BUDGET_EXHAUSTED = "budget_exhausted"
 # A deterministic failure: the same prompt fails the same way, so it is neither retried nor asked
@@ -260,16 +261,6 @@ class _LogprobRecorder:
         return logits
 
 
-def _common_length(held: list[int], tokens: list[int]) -> int:
-    """How many leading tokens ``held`` and ``tokens`` share."""
-    common = 0
-    for a, b in zip(held, tokens, strict=False):
-        if a != b:
-            break
-        common += 1
-    return common
-
-
 class _LlamaContextTokens:
     """A llama.cpp context as a `json_decoding.TokenModel`.
 
@@ -292,23 +283,10 @@ class _LlamaContextTokens:
             piece = self._pieces[token] = self._llama.detokenize([token])
         return piece
 
-    @staticmethod
-    def piece_cache(llama: Any) -> Any:
-        """``token -> bytes`` for `llama`'s vocabulary, remembered per token."""
-        pieces: dict[int, bytes] = {}
-
-        def piece(token: int) -> bytes:
-            found = pieces.get(token)
-            if found is None:
-                found = pieces[token] = llama.detokenize([token])
-            return found
-
-        return piece
-
     def reuse_prefix(self, prompt: list[int]) -> int:
         """Drop the cached tokens after the longest common prefix with `prompt` (keeping at least
         one prompt token to feed, whose logits start the answer); return that prefix's length."""
-        common = min(_common_length(self._in_context, prompt), len(prompt) - 1)
+        common = min(common_length(self._in_context, prompt), len(prompt) - 1)
         self._llama._ctx.kv_cache_seq_rm(-1, common, -1)
         del self._in_context[common:]
         self._llama.n_tokens = 0  # llama-cpp-python's own bookkeeping no longer matches the cache
@@ -354,12 +332,13 @@ class _LlamaSequences:
     to the same cells: no copy, no recompute).
     """
 
-    def __init__(self, llama: Any, width: int, n_ctx: int, n_threads: int) -> None:
+    def __init__(self, tokens: _LlamaContextTokens, width: int, n_ctx: int, n_threads: int) -> None:
         import llama_cpp
         from llama_cpp import _internals
 
+        llama = tokens._llama
         self.width, self.cells = width, 2 * n_ctx
-        self._llama = llama
+        self._llama, self._vocabulary = llama, tokens  # the first context's tokenizer and piece cache
         self._prefix_id = width
         params = llama_cpp.llama_context_params()
         ctypes.pointer(params)[0] = llama.context_params  # the first context's settings (attention kind, KV types)
@@ -372,16 +351,15 @@ class _LlamaSequences:
         self._batch = _internals.LlamaBatch(n_tokens=llama.n_batch, embd=0, n_seq_max=width + 1, verbose=False)
         self._prefix: list[int] = []
         self._lengths = [0] * (width + 1)
-        self._pieces = _LlamaContextTokens.piece_cache(llama)
 
     def tokenize(self, data: bytes) -> list[int]:
-        return self._llama.tokenize(data, add_bos=False, special=False)
+        return self._vocabulary.tokenize(data)
 
     def piece(self, token: int) -> bytes:
-        return self._pieces(token)
+        return self._vocabulary.piece(token)
 
     def share_prefix(self, tokens: list[int]) -> None:
-        common = _common_length(self._prefix, tokens)
+        common = common_length(self._prefix, tokens)
         self._ctx.kv_cache_seq_rm(self._prefix_id, common, -1)
         self._prefix, self._lengths[self._prefix_id] = self._prefix[:common], common
         if len(tokens) > common:
@@ -389,7 +367,7 @@ class _LlamaSequences:
             self._prefix = list(tokens)
 
     def start(self, slot: int, prompt: list[int]) -> int:
-        shared = min(_common_length(self._prefix, prompt), len(prompt) - 1)
+        shared = min(common_length(self._prefix, prompt), len(prompt) - 1)
         self._ctx.kv_cache_seq_rm(slot, -1, -1)
         if shared:
             self._ctx.kv_cache_seq_cp(self._prefix_id, slot, 0, shared)
@@ -486,7 +464,7 @@ class LocalLlamaLLM(_Accounting, LLM):
                 return
             self._tokens = _LlamaContextTokens(self._llama)
             if self.parallel > 1:
-                self._sequences = _LlamaSequences(self._llama, self.parallel, self.n_ctx, n_threads)
+                self._sequences = _LlamaSequences(self._tokens, self.parallel, self.n_ctx, n_threads)
                 self._width = self.parallel
 
     def _tokenizer(self) -> Any:
@@ -922,7 +900,7 @@ def import_llama() -> Any:
     global _LLAMA_DEVNULL_CLOSED_AT_EXIT
     # OpenMP reads its wait policy once, when llama.cpp's libraries load (the first import): by
     # default its idle threads spin, which on a CPU shared with another busy process stalls every
-    # token (measured 4.1 vs 2.6 s per record beside one busy process; benchmarks/parallel_decoding.py).
+    # token (measured 4.57 vs 2.89 s per record beside one busy process; benchmarks/parallel_decoding.py).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     import llama_cpp
     from llama_cpp import _utils

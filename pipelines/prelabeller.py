@@ -74,9 +74,9 @@ def with_overrides(
     """The config with `--backend` / `--model` / `--parallel` applied (a `.gguf` model is a local
     file path).
 
-    Raises ConfigError for a backend that is not one of :data:`BACKENDS`, and for ``parallel`` below
-    1 or with another backend than ``local`` (the openai backends' concurrency is
-    ``model.concurrency``)."""
+    Raises ConfigError for a backend that is not one of :data:`BACKENDS`, for ``parallel`` that is
+    not an integer 1 to 64, and for ``parallel`` (given or in the config) with another backend than
+    ``local`` (the openai backends' concurrency is ``model.concurrency``)."""
     update: dict[str, Any] = {}
     if backend:
         if backend not in BACKENDS:
