@@ -241,7 +241,7 @@ def _fit_combined(run: RunDir, prelabels: pd.DataFrame, labels: pd.Series, seed:
 
     ok = (prelabels["status"].astype(str) == "ok").to_numpy()
     rows = prelabels[ok]
-    embeddings = run_embeddings(run.path, rows["text"].astype(str).tolist(), rows["id"].astype(str).tolist())
+    embeddings = run_embeddings(run.path, rows["text"].astype(str).tolist())
     x, names = signal_features(rows, embeddings, seed=seed)
     has_gold, correct = _gold_mask(prelabels, labels, np.zeros(len(prelabels)))
     try:
@@ -807,6 +807,7 @@ def push(
     round_number: int | None = None,
     batch_size: int = 500,
     vectors: bool = True,
+    limit: int | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> PushReport:
     """Push the run's review queue to Argilla: suggestion, score, reasoning, priority metadata.
@@ -814,10 +815,13 @@ def push(
     Records routed to human_review and spot_check (and auto_accept with ``include_auto``) go to
     the dataset named in the task config's ``argilla`` section; the LLM label is the suggestion
     (score = calibrated confidence, agent = model/prompt_hash). Reruns create no duplicates and
-    resume an interrupted push (push_checkpoint.json). ``vectors`` embeds the texts (384-d,
-    "find similar" in the UI). ``round_number`` is stored as the records' ``round`` metadata (None:
-    the last feedback round in loop.json, else 0). ``on_batch(n)`` is called after each batch.
-    Writes push.json. Raises ReviewServerError.
+    resume an interrupted push (push_checkpoint.json). ``vectors`` embeds the pushed texts (384-d,
+    "find similar" in the UI). ``limit``: at most this many records not pushed before, the blind
+    audits (spot_check) first, then by priority (:func:`curation.adapters.argilla_io.first_new`);
+    records pushed before are always refreshed; None: the whole queue. ``round_number`` is stored
+    as the records' ``round`` metadata (None: the last feedback round in loop.json, else 0).
+    ``on_batch(n)`` is called after each batch. Writes push.json. Raises ReviewServerError, and
+    ValueError for a negative ``limit``.
     """
     from curation.adapters import argilla_io
     from curation.adapters.loop import run_embeddings
@@ -829,28 +833,31 @@ def push(
     revocation = enforce_certificate(run)  # a void certificate's records join the review queue
     routed = run.routed_for_review()
     queue = argilla_io.review_queue(routed, include_auto=include_auto)
+    # the ::audit copies are extra rows of the queue, not records of the run
+    in_queue = set(queue["id"].astype(str).str.removesuffix(argilla_io.REVIEW_AUDIT_SUFFIX))
+    checkpoint = run / "push_checkpoint.json"
+    pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
+    shown_before = run.shown()[0]
+    held_back = 0
+    if limit is not None:
+        queue, held_back = argilla_io.first_new(queue, run.pushed_ids(), limit)
     client = client or connect_argilla()  # before the embedding model loads: a down server fails fast
     embedded = None
     dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=384 if vectors else None)
     # a dataset made by `push --no-vectors` has no vector settings: its records take none (loop pushes too)
     if vectors and argilla_io.has_vectors(dataset):
-        all_vectors = run_embeddings(run.path, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
-        embedded = all_vectors[routed.index.get_indexer(queue.index)]
+        embedded = run_embeddings(run.path, queue["text"].astype(str).tolist())
     if round_number is None:  # a push after `loop` keeps the round the loop reached
         round_number = last_round(run)
     records = argilla_io.build_records(queue, task, round_number=round_number, vectors=embedded)
-    checkpoint = run / "push_checkpoint.json"
-    pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
     blind = argilla_io.is_blind(queue)
-    shown_before = run.shown()[0]
     run.record_shown(set(queue.loc[~blind, "id"].astype(str)), set(queue.loc[blind, "id"].astype(str)))
     report = argilla_io.push_records(dataset, records, checkpoint=checkpoint, batch_size=batch_size, on_batch=on_batch)
     # an upsert never deletes a suggestion: a blind record pushed before with one must lose it
     kept = set(queue.loc[blind, "id"].astype(str)) & (pushed_before | shown_before)
     report.suggestions_removed = argilla_io.remove_suggestions(client, dataset, kept) if kept else 0
-    # the ::audit copies are extra rows of the queue, not records of the run
-    in_queue = set(queue["id"].astype(str).str.removesuffix(argilla_io.REVIEW_AUDIT_SUFFIX))
     report.not_routed_to_review = int((~routed["id"].astype(str).isin(in_queue)).sum())
+    report.held_back = held_back
     report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
     write_json(run / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})

@@ -106,6 +106,8 @@ def render_push(report: Any, task: Any) -> None:
         f"({report.skipped_already_pushed} already there; {report.not_routed_to_review} not for review: "
         "auto-accepted or gold)"
     )
+    if report.held_back:
+        click.echo(f"{report.held_back} more record(s) of the review queue held back by --limit: push again for them")
     if report.queue_url:
         click.echo(f"review queue, highest priority first: {report.queue_url}")
 
@@ -145,6 +147,8 @@ def render_round(result: RoundResult) -> None:
         f"round {result.round}: {result.pulled.submitted} submitted, "
         f"{len(result.adjudication)} to adjudicate, {result.metadata_updated} priorities updated"
     )
+    if result.held_back:
+        click.echo(f"  {result.held_back} queued record(s) not pushed yet: `push --limit N` sends the next by priority")
     if result.audit is not None:
         click.echo(f"  audits: {result.audit['statement']}")
     if result.auto_accept_stopped:

@@ -95,6 +95,7 @@ class PushReport:
     # blind records that still carried a suggestion from an earlier push, taken off
     suggestions_removed: int = 0
     queue_url: str | None = None  # set by the caller: the review queue in the UI, sorted by priority
+    held_back: int = 0  # set by the caller: queue records never pushed, kept for a later push by a limit
     auto_accept_stopped: str | None = None  # set by the caller: why auto-accepted records joined the queue
 
 
@@ -483,6 +484,25 @@ def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFra
         copies = audited.assign(id=audited["id"].astype(str) + REVIEW_AUDIT_SUFFIX, blind=True)
         queue = pd.concat([queue, copies])
     return queue.sort_values("priority", ascending=False, kind="stable")
+
+
+def first_new(queue: pd.DataFrame, pushed: set[str], limit: int) -> tuple[pd.DataFrame, int]:
+    """The review queue cut to at most ``limit`` records never pushed: the blind audits
+    (``spot_check``) first, then the rest by the queue's order (priority); a record's ``::audit``
+    copy goes with it. Rows whose record id is in ``pushed`` all stay (an upsert refreshes them).
+
+    ``queue``: :func:`review_queue`'s frame. Returns ``(queue, held_back)``, held_back = records
+    never pushed and left for a later push. Raises ValueError for a negative ``limit``."""
+    if limit < 0:
+        raise ValueError(f"limit must be >= 0 (records to push), got {limit}")
+    ids = queue["id"].astype(str)
+    record = ids.str.removesuffix(REVIEW_AUDIT_SUFFIX)
+    new = ~record.isin(pushed)
+    originals = queue[new & ~ids.str.endswith(REVIEW_AUDIT_SUFFIX)]
+    audits_first = originals["route"].ne("spot_check").to_numpy()
+    ordered = originals["id"].astype(str).to_numpy()[np.argsort(audits_first, kind="stable")]
+    chosen = set(ordered[:limit])
+    return queue[~new | record.isin(chosen)], int(len(ordered) - len(chosen))
 
 
 def why_server_refuses(api_url: str, api_key: str, error: Exception) -> str:

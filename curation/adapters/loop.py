@@ -7,6 +7,7 @@ keeps the run directory's files in step (``responses.parquet``, ``pull.json``, `
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from curation.feedback import human_majority, reprioritise
 from labeltriage.jsonio import write_json
 
 EMBEDDINGS_FILE = "embeddings.npy"
+EMBEDDINGS_KEYS_FILE = "embeddings_keys.json"
 
 
 @dataclass
@@ -37,6 +39,8 @@ class RoundResult:
         auto_accept_stopped: why auto-accept stopped in this round (drift, or a void
             certificate), None when it did not.
         sent_to_review: auto-accepted records pushed to review in this round because it stopped.
+        held_back: review-queue rows not in Argilla yet (a ``push --limit`` left them): their new
+            priority is in routed.parquet, and the next push takes the highest first.
     """
 
     round: int
@@ -47,24 +51,43 @@ class RoundResult:
     audit: dict[str, Any] | None = None
     auto_accept_stopped: str | None = None
     sent_to_review: int = 0
+    held_back: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON form written to ``loop.json``."""
         return asdict(self)
 
 
-def run_embeddings(run_dir: Path, texts: list[str], ids: list[str]) -> np.ndarray:
-    """``(n, 384)`` embeddings of a run's texts, computed once and kept in the run directory."""
-    path = run_dir / EMBEDDINGS_FILE
-    ids_path = run_dir / "embeddings_ids.json"
-    if path.exists() and ids_path.exists() and json.loads(ids_path.read_text()) == ids:
-        return np.load(path)
-    from curation.adapters.embeddings import embed_texts
+def run_embeddings(run_dir: Path, texts: list[str]) -> np.ndarray:
+    """``(len(texts), 384)`` float32 embeddings of ``texts``, each text embedded once per run.
 
-    vectors = embed_texts(texts)
-    np.save(path, vectors)
-    write_json(ids_path, ids, indent=None)
-    return vectors
+    The run directory keeps every vector computed so far (``embeddings.npy``, one row per text,
+    and ``embeddings_keys.json``, the texts' keys, :func:`curation.adapters.embeddings.text_key`):
+    a call embeds only the texts not there yet and appends them, so ``push`` (the records it
+    sends), ``calibrate`` (the gold) and ``loop`` (every record) never embed a text twice. A pair
+    of files that do not match (a write cut short) is discarded and recomputed."""
+    from curation.adapters.embeddings import DIM, embed_texts, text_key
+
+    path, keys_path = run_dir / EMBEDDINGS_FILE, run_dir / EMBEDDINGS_KEYS_FILE
+    keys: list[str] = []
+    stored = np.zeros((0, DIM), dtype=np.float32)
+    if path.is_file() and keys_path.is_file():
+        keys, stored = json.loads(keys_path.read_text()), np.load(path)
+        if stored.shape != (len(keys), DIM):
+            keys, stored = [], np.zeros((0, DIM), dtype=np.float32)
+    row = {key: i for i, key in enumerate(keys)}
+    wanted = [text_key(text) for text in texts]
+    missing = {key: text for key, text in zip(wanted, texts, strict=True) if key not in row}
+    if missing:
+        stored = np.concatenate([stored, embed_texts(list(missing.values()))])
+        row |= {key: len(keys) + i for i, key in enumerate(missing)}
+        keys += list(missing)
+        # vectors first, keys last: a kill between the two leaves files that do not match (discarded)
+        with open(path.with_suffix(".tmp.npy"), "wb") as handle:
+            np.save(handle, stored)
+        os.replace(path.with_suffix(".tmp.npy"), path)
+        write_json(keys_path, keys, indent=None)
+    return stored[[row[key] for key in wanted]] if wanted else np.zeros((0, DIM), dtype=np.float32)
 
 
 def pull_to_run(
@@ -132,7 +155,7 @@ def reprioritised_queue(
     routed = run.routed_for_review()  # drawn gold stays blind
     labels = [label.name for label in config.labels]
     majority = human_majority(run.table("responses.parquet"), labels)
-    embeddings = run_embeddings(run_dir, routed["text"].astype(str).tolist(), routed["id"].astype(str).tolist())
+    embeddings = run_embeddings(run_dir, routed["text"].astype(str).tolist())
     priority, info = reprioritise(routed, embeddings, majority, labels)
     run.table("routed.parquet").assign(priority=priority).to_parquet(run_dir / "routed.parquet", index=False)
     routed = routed.assign(priority=priority)
@@ -153,8 +176,14 @@ def run_round(
     min_agreement: float = 0.6,
 ) -> RoundResult:
     """One round; returns what it did (also written to ``loop.json``)."""
+    from labeltriage.rundir import RunDir
+
     report = pull_to_run(client, dataset, config, run_dir)
     queue, adjudicate, info = reprioritised_queue(run_dir, config, min_agreement)
+    # records a `push --limit` held back keep their new priority in routed.parquet for the next push
+    in_argilla = queue["id"].astype(str).isin(RunDir(run_dir).pushed_ids()).to_numpy()
+    held_back = int((~in_argilla).sum())
+    queue = queue[in_argilla]
     # what reviewers see: blind records keep a priority drawn from the others' (never their own)
     shown = argilla_io.shown_priorities(queue)
     ranks = argilla_io.review_ranks(shown)
@@ -166,6 +195,6 @@ def run_round(
             update["route"] = "adjudication"
         updates[rid] = update
     updated = argilla_io.update_metadata(client, dataset, updates)
-    result = RoundResult(round_number, report, info, sorted(adjudicate), updated)
+    result = RoundResult(round_number, report, info, sorted(adjudicate), updated, held_back=held_back)
     write_json(run_dir / "loop.json", result.to_dict(), default=str)
     return result

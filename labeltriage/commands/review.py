@@ -24,6 +24,12 @@ from labeltriage.render import render_pull, render_push, render_round
 )
 @click.option("--batch-size", default=500, show_default=True, help="Records per request (the server caps at 500).")
 @click.option("--no-vectors", is_flag=True, help="Do not embed texts (no 'find similar' in the UI).")
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Push at most N records not pushed before: blind audits first, then by priority (default: all).",
+)
 def push(run_dir: Path, no_vectors: bool, **options: Any) -> None:
     """Push the review queue of RUN_DIR to Argilla: suggestions, reasoning, priority metadata.
 
@@ -35,6 +41,7 @@ def push(run_dir: Path, no_vectors: bool, **options: Any) -> None:
     Examples:
       labeltriage push runs/r1
       labeltriage push runs/r1 --include-auto --round 1
+      labeltriage push runs/r1 --limit 15000        # the 15,000 records that matter most first
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
