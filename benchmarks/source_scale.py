@@ -298,7 +298,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="reuse --work (the prelabel cache, the stack)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # a kill still stops the stack and servers
+    signal.signal(signal.SIGTERM, _stop_once)  # a kill still stops the stack and servers
     n_gold = args.gold if args.gold is not None else max(400, args.records // 250)
     name = f"source_scale_{args.tag}" if args.tag else "source_scale"
     chosen = args.steps.split(",")
@@ -366,6 +366,11 @@ def main() -> None:
     report["wall_s"] = round(time.perf_counter() - started, 1)
     save(report, args.results / name)
     print(markdown(report))
+
+
+def _stop_once(*_: Any) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second kill must not cut the clean-up short
+    sys.exit(143)
 
 
 def save(report: dict[str, Any], path: Path) -> None:

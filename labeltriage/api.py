@@ -838,12 +838,12 @@ def push(
     checkpoint = run / "push_checkpoint.json"
     pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
     shown_before = run.shown()[0]
-    held_back = 0
-    if limit is not None:
-        queue, held_back = argilla_io.first_new(queue, run.pushed_ids(), limit)
     client = client or connect_argilla()  # before the embedding model loads: a down server fails fast
     embedded = None
     dataset = argilla_io.ensure_dataset(client, task, vector_dimensions=384 if vectors else None)
+    held_back = 0
+    if limit is not None:
+        queue, held_back = argilla_io.first_new(queue, argilla_io.pushed_ids(dataset, checkpoint), limit)
     # a dataset made by `push --no-vectors` has no vector settings: its records take none (loop pushes too)
     if vectors and argilla_io.has_vectors(dataset):
         embedded = run_embeddings(run.path, queue["text"].astype(str).tolist())
@@ -860,7 +860,7 @@ def push(
     report.held_back = held_back
     report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
-    write_json(run / "push.json", {"dataset": task.argilla.dataset, **report.__dict__})
+    write_json(run / "push.json", {"dataset": task.argilla.dataset, "limit": limit, **report.__dict__})
     return report
 
 
@@ -895,18 +895,27 @@ def _feedback_round(
     from labeltriage.jsonio import write_json
     from labeltriage.trust import audit_verdict, enforce_certificate
 
+    # a run pushed part by part (`push --limit N`) stays so: a stop sends at most N more records
+    limit = (run.json("push.json", default={}) or {}).get("limit")
+
+    def pushed() -> set[str]:
+        return set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
+
+    def send(n_stopped: int) -> int:
+        before = pushed()
+        push(run, client=client, round_number=number, limit=limit)
+        return n_stopped if limit is None else len(pushed() - before)
+
     sent, reason = 0, None
     revocation = enforce_certificate(run)
     if revocation is not None and revocation.ids:  # in Argilla before the round updates their metadata
-        push(run, client=client, round_number=number)
-        sent, reason = len(revocation.ids), revocation.reason
+        sent, reason = send(len(revocation.ids)), revocation.reason
     result = run_round(client, dataset, task, run.path, number, min_agreement=min_agreement)
     verdict = audit_verdict(run, number)
     result.audit = verdict.to_dict() if verdict is not None else None
     stopped = run.json("routing.json", default={}).get("auto_accept_stopped") or {}
     if verdict is not None and verdict.state == "drift" and stopped.get("round") == number:
-        push(run, client=client, round_number=number)
-        sent, reason = sent + int(stopped.get("n_records") or 0), str(stopped.get("reason"))
+        sent, reason = sent + send(int(stopped.get("n_records") or 0)), str(stopped.get("reason"))
     result.auto_accept_stopped, result.sent_to_review = reason, sent
     write_json(run / "loop.json", result.to_dict(), default=str)
     return result

@@ -43,8 +43,7 @@ FILES: dict[str, str] = {
     "combined_confidence.parquet": "labeltriage calibrate {run} --confidence-column confidence_combined",
     "routed.parquet": "labeltriage route {run}",
     "routing.json": "labeltriage route {run}",
-    "embeddings.npy": "labeltriage push {run}",
-    "embeddings_keys.json": "labeltriage push {run}",
+    "embeddings.npz": "labeltriage push {run} (or loop, or calibrate --confidence-column confidence_combined)",
     "push.json": "labeltriage push {run}",
     "assisted_shown.json": "labeltriage push {run}",
     "blind_shown.json": "labeltriage push {run}",
@@ -261,12 +260,6 @@ class RunDir:
         ids ever pushed blind and never with it (blind_shown.json minus the first)."""
         assisted = set(self.json(ASSISTED_SHOWN_FILE, default=[]))
         return assisted, set(self.json(BLIND_SHOWN_FILE, default=[])) - assisted
-
-    def pushed_ids(self) -> set[str]:
-        """Ids of every record a push sent (or began to send) to Argilla: the shown files and the
-        push checkpoint; ``::audit`` copies under their own ids."""
-        assisted, blind = self.shown()
-        return assisted | blind | set((self.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
 
     def record_shown(self, assisted: set[str], blind: set[str]) -> None:
         """Add ids about to be pushed to assisted_shown.json / blind_shown.json (written before the

@@ -93,7 +93,7 @@ def estimate_tokens(messages: list[dict[str, str]]) -> int:
     total = 0
     for message in messages:
         content = message.get("content") or ""
-        ascii_chars = sum(1 for c in content if ord(c) < 128)
+        ascii_chars = len(content.encode("ascii", "ignore"))  # the characters below 128, counted in C
         total += -(-ascii_chars // 3) + 2 * (len(content) - ascii_chars) + 8
     return total
 

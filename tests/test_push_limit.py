@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from curation.adapters import argilla_io, embeddings
-from curation.adapters.loop import EMBEDDINGS_FILE, EMBEDDINGS_KEYS_FILE, run_embeddings
+from curation.adapters.loop import EMBEDDINGS_FILE, run_embeddings
 
 
 def _queue() -> pd.DataFrame:
@@ -52,6 +52,15 @@ def test_limit_counts_only_records_never_pushed_and_refreshes_the_others():
         argilla_io.first_new(_queue(), pushed=set(), limit=-1)
 
 
+def test_audits_stay_first_after_auto_accept_stopped():
+    queue = _queue()
+    # a stop turns the audits into review records, remembered in route_before_stop (labeltriage.trust)
+    queue["route_before_stop"] = np.where(queue["route"].eq("spot_check"), "spot_check", None)
+    queue.loc[queue["route"].eq("spot_check"), "route"] = "human_review"
+    limited, held_back = argilla_io.first_new(queue, pushed=set(), limit=2)
+    assert set(limited["id"]) == {"s1", "s2"} and held_back == 4
+
+
 @pytest.fixture
 def counting_model(monkeypatch: pytest.MonkeyPatch) -> list[list[str]]:
     calls: list[list[str]] = []
@@ -75,12 +84,15 @@ def test_each_text_is_embedded_once_per_run_and_rows_come_back_in_order(tmp_path
     assert run_embeddings(tmp_path, []).shape == (0, 384)
     run_embeddings(tmp_path, ["cc", "b"])
     assert len(counting_model) == 2  # nothing new
-    assert np.load(tmp_path / EMBEDDINGS_FILE).shape == (3, 384)
+    with np.load(tmp_path / EMBEDDINGS_FILE) as saved:
+        assert saved["vectors"].shape == (3, 384) and saved["keys"].shape == (3,)
 
 
-def test_files_that_do_not_match_are_recomputed(tmp_path: Path, counting_model):
+def test_a_file_that_cannot_be_read_is_recomputed(tmp_path: Path, counting_model):
     run_embeddings(tmp_path, ["a", "b"])
-    (tmp_path / EMBEDDINGS_KEYS_FILE).write_text('["only-one-key"]\n')  # a write cut short
+    (tmp_path / EMBEDDINGS_FILE).write_bytes(b"PK\x03\x04 cut short")
     vectors = run_embeddings(tmp_path, ["b"])
     assert counting_model[-1] == ["b"] and vectors[0, 0] == 98.0
-    assert np.load(tmp_path / EMBEDDINGS_FILE).shape == (1, 384)
+    with np.load(tmp_path / EMBEDDINGS_FILE) as saved:
+        assert saved["vectors"].shape == (1, 384)
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file left behind

@@ -488,8 +488,9 @@ def review_queue(routed: pd.DataFrame, include_auto: bool = False) -> pd.DataFra
 
 def first_new(queue: pd.DataFrame, pushed: set[str], limit: int) -> tuple[pd.DataFrame, int]:
     """The review queue cut to at most ``limit`` records never pushed: the blind audits
-    (``spot_check``) first, then the rest by the queue's order (priority); a record's ``::audit``
-    copy goes with it. Rows whose record id is in ``pushed`` all stay (an upsert refreshes them).
+    (``spot_check``, or ``route_before_stop`` = ``spot_check`` after auto-accept stopped) first,
+    then the rest by the queue's order (priority); a record's ``::audit`` copy goes with it. Rows
+    whose record id is in ``pushed`` (:func:`pushed_ids`) all stay (an upsert refreshes them).
 
     ``queue``: :func:`review_queue`'s frame. Returns ``(queue, held_back)``, held_back = records
     never pushed and left for a later push. Raises ValueError for a negative ``limit``."""
@@ -499,7 +500,10 @@ def first_new(queue: pd.DataFrame, pushed: set[str], limit: int) -> tuple[pd.Dat
     record = ids.str.removesuffix(REVIEW_AUDIT_SUFFIX)
     new = ~record.isin(pushed)
     originals = queue[new & ~ids.str.endswith(REVIEW_AUDIT_SUFFIX)]
-    audits_first = originals["route"].ne("spot_check").to_numpy()
+    audit = originals["route"].eq("spot_check")
+    if "route_before_stop" in originals.columns:  # an audit stays one after auto-accept stopped
+        audit |= originals["route_before_stop"].eq("spot_check")
+    audits_first = (~audit).to_numpy()
     ordered = originals["id"].astype(str).to_numpy()[np.argsort(audits_first, kind="stable")]
     chosen = set(ordered[:limit])
     return queue[~new | record.isin(chosen)], int(len(ordered) - len(chosen))
@@ -673,12 +677,23 @@ def _trusted_checkpoint(checkpoint: Path | None, target: dict[str, str], dataset
     # the same dataset) read the ids the server has
     on_server = dataset.progress().get("total", 0)
     if on_server != len(done):
-        present = {str(r.id) for r in dataset.records(with_suggestions=False, with_responses=False)}
+        present = record_ids(dataset)
         missing = [rid for rid in done if rid not in present]
         if missing:
             report.checkpoint_note = f"{len(missing)} pushed record(s) are gone from the server: pushing them again"
         done = {rid: digest for rid, digest in done.items() if rid in present}
     return done
+
+
+def record_ids(dataset: Any) -> set[str]:
+    """The ids of every record the server has in ``dataset`` (one listing, no responses)."""
+    return {str(r.id) for r in dataset.records(with_suggestions=False, with_responses=False, with_vectors=False)}
+
+
+def pushed_ids(dataset: Any, checkpoint: Path | None) -> set[str]:
+    """Ids the push checkpoint says went to this very dataset and that the server still has
+    (:func:`push_records`' own resume rule); empty without a checkpoint for it."""
+    return set(_trusted_checkpoint(checkpoint, push_target(dataset), dataset, PushReport()))
 
 
 def _record_digest(record: Any) -> str:

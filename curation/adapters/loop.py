@@ -6,7 +6,6 @@ keeps the run directory's files in step (``responses.parquet``, ``pull.json``, `
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,8 +18,7 @@ from curation.adapters import argilla_io
 from curation.feedback import human_majority, reprioritise
 from labeltriage.jsonio import write_json
 
-EMBEDDINGS_FILE = "embeddings.npy"
-EMBEDDINGS_KEYS_FILE = "embeddings_keys.json"
+EMBEDDINGS_FILE = "embeddings.npz"
 
 
 @dataclass
@@ -38,9 +36,11 @@ class RoundResult:
             (:meth:`curation.sequential.AuditVerdict.to_dict`; None without a certificate).
         auto_accept_stopped: why auto-accept stopped in this round (drift, or a void
             certificate), None when it did not.
-        sent_to_review: auto-accepted records pushed to review in this round because it stopped.
-        held_back: review-queue rows not in Argilla yet (a ``push --limit`` left them): their new
-            priority is in routed.parquet, and the next push takes the highest first.
+        sent_to_review: auto-accepted records pushed to review in this round because it stopped
+            (after a ``push --limit N``: the records this round's push sent, at most N, the blind
+            audits first, then by priority; the rest wait for the next push).
+        held_back: review-queue records not in Argilla (a ``push --limit`` left them, or they were
+            deleted there): their new priority is in routed.parquet; the next push sends them.
     """
 
     round: int
@@ -61,32 +61,40 @@ class RoundResult:
 def run_embeddings(run_dir: Path, texts: list[str]) -> np.ndarray:
     """``(len(texts), 384)`` float32 embeddings of ``texts``, each text embedded once per run.
 
-    The run directory keeps every vector computed so far (``embeddings.npy``, one row per text,
-    and ``embeddings_keys.json``, the texts' keys, :func:`curation.adapters.embeddings.text_key`):
-    a call embeds only the texts not there yet and appends them, so ``push`` (the records it
-    sends), ``calibrate`` (the gold) and ``loop`` (every record) never embed a text twice. A pair
-    of files that do not match (a write cut short) is discarded and recomputed."""
+    The run directory keeps every vector computed so far in ``embeddings.npz`` (``keys``: each
+    text's 32-byte SHA-256 of model and text, :func:`curation.adapters.embeddings.text_key`;
+    ``vectors``: one row per key). A call embeds only the texts not there yet and rewrites the file
+    with them added (one ``os.replace``, so a reader never sees keys and vectors that do not match),
+    under an exclusive lock on ``embeddings.lock``: two steps of the same run (a watching loop and a
+    push) wait for each other instead of losing each other's vectors. ``push`` embeds the records
+    it sends, ``calibrate`` with the combined confidence every answered record, ``loop`` every
+    routed record. An unreadable file is recomputed."""
+    import fcntl
+    import zipfile
+
     from curation.adapters.embeddings import DIM, embed_texts, text_key
 
-    path, keys_path = run_dir / EMBEDDINGS_FILE, run_dir / EMBEDDINGS_KEYS_FILE
-    keys: list[str] = []
-    stored = np.zeros((0, DIM), dtype=np.float32)
-    if path.is_file() and keys_path.is_file():
-        keys, stored = json.loads(keys_path.read_text()), np.load(path)
-        if stored.shape != (len(keys), DIM):
-            keys, stored = [], np.zeros((0, DIM), dtype=np.float32)
-    row = {key: i for i, key in enumerate(keys)}
-    wanted = [text_key(text) for text in texts]
-    missing = {key: text for key, text in zip(wanted, texts, strict=True) if key not in row}
-    if missing:
-        stored = np.concatenate([stored, embed_texts(list(missing.values()))])
-        row |= {key: len(keys) + i for i, key in enumerate(missing)}
-        keys += list(missing)
-        # vectors first, keys last: a kill between the two leaves files that do not match (discarded)
-        with open(path.with_suffix(".tmp.npy"), "wb") as handle:
-            np.save(handle, stored)
-        os.replace(path.with_suffix(".tmp.npy"), path)
-        write_json(keys_path, keys, indent=None)
+    path = run_dir / EMBEDDINGS_FILE
+    wanted = [bytes.fromhex(text_key(text)) for text in texts]
+    with open(run_dir / "embeddings.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        keys, stored = np.zeros(0, dtype="S32"), np.zeros((0, DIM), dtype=np.float32)
+        if path.is_file():
+            try:
+                with np.load(path) as saved:
+                    keys, stored = saved["keys"], saved["vectors"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                pass  # a file that cannot be read (not ours, cut short): recomputed below
+        row = {key: i for i, key in enumerate(keys.tolist())}
+        missing = {key: text for key, text in zip(wanted, texts, strict=True) if key not in row}
+        if missing:
+            row |= {key: len(keys) + i for i, key in enumerate(missing)}
+            keys = np.concatenate([keys, np.array(list(missing), dtype="S32")])
+            stored = np.concatenate([stored, embed_texts(list(missing.values()))])
+            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+            with open(partial, "wb") as handle:
+                np.savez(handle, keys=keys, vectors=stored)
+            os.replace(partial, path)
     return stored[[row[key] for key in wanted]] if wanted else np.zeros((0, DIM), dtype=np.float32)
 
 
@@ -176,13 +184,12 @@ def run_round(
     min_agreement: float = 0.6,
 ) -> RoundResult:
     """One round; returns what it did (also written to ``loop.json``)."""
-    from labeltriage.rundir import RunDir
-
     report = pull_to_run(client, dataset, config, run_dir)
     queue, adjudicate, info = reprioritised_queue(run_dir, config, min_agreement)
     # records a `push --limit` held back keep their new priority in routed.parquet for the next push
-    in_argilla = queue["id"].astype(str).isin(RunDir(run_dir).pushed_ids()).to_numpy()
-    held_back = int((~in_argilla).sum())
+    ids = queue["id"].astype(str)
+    in_argilla = ids.isin(argilla_io.record_ids(dataset)).to_numpy()
+    held_back = int(ids[~in_argilla].str.removesuffix(argilla_io.REVIEW_AUDIT_SUFFIX).nunique())
     queue = queue[in_argilla]
     # what reviewers see: blind records keep a priority drawn from the others' (never their own)
     shown = argilla_io.shown_priorities(queue)
