@@ -209,8 +209,8 @@ class Prelabeller:
         """Build the steps for ``config``, caching under ``output_dir`` (``cache/prelabel-cache.jsonl``).
 
         ``max_cost``: USD budget for this run (None: no limit). ``batch_size``: records per model
-        batch (default 4 x the decoding width local, else ``model.batch_size``). ``llm``: an already built LLM (tests,
-        benchmarks), else :func:`build_llm` (whose errors it raises). ``console`` /
+        batch (default :meth:`~labeltriage.config.ModelSettings.records_per_batch`). ``llm``: an
+        already built LLM (tests, benchmarks), else :func:`build_llm` (whose errors it raises). ``console`` /
         ``show_progress``: where and whether to draw the progress bar.
         """
         self.config = config
@@ -226,8 +226,7 @@ class Prelabeller:
             llm.attach(self.stats, self.budget)
         # local: 4 x the decoding width, so the sequences decoded together rarely run short
         model = config.model
-        default_batch = 4 * model.local_parallel() if model.backend == "local" else model.batch_size
-        self.batch_size = batch_size or default_batch
+        self.batch_size = batch_size or model.records_per_batch()
         self.console = console or Console(stderr=True)
         self.show_progress = show_progress
         self.prompt_hash = prompt_hash(config)

@@ -225,3 +225,16 @@ def test_parallel_overrides_name_the_value_and_the_fix() -> None:
     with_parallel = with_overrides(config, parallel=4)
     with pytest.raises(ConfigError, match=r"model\.parallel"):  # set in the config, then --backend openai
         with_overrides(with_parallel, backend="openai")
+
+
+def test_records_per_batch_keeps_the_requests_in_flight_busy() -> None:
+    """A batch waits for its slowest answer: a batch smaller than ``concurrency`` would cap the
+    requests in flight (64 per batch at concurrency 128 gave 172 records/s against a 200 ms API)."""
+    from labeltriage.config import ModelSettings
+
+    assert ModelSettings(backend="openai").records_per_batch() == 64  # concurrency 16
+    assert ModelSettings(backend="openai", concurrency=128).records_per_batch() == 512
+    assert ModelSettings(backend="openai", concurrency=128, batch_size=100).records_per_batch() == 100
+    assert ModelSettings(backend="local", parallel=3).records_per_batch() == 12
+    with pytest.raises(ValueError, match="batch_size"):
+        ModelSettings(backend="openai", batch_size=True)  # type: ignore[arg-type]
