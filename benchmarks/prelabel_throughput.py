@@ -40,50 +40,74 @@ RESULTS = ROOT / "benchmarks" / "results"
 # -- the 200 ms OpenAI-compatible server (ASGI, run by uvicorn in its own process) ---------------
 
 
-async def fake_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+async def asgi_body(scope, receive, send, on_startup=None) -> bytes | None:  # type: ignore[no-untyped-def]
+    """The HTTP request's body; a lifespan scope is answered here (``on_startup()`` first) and
+    gives None."""
     if scope["type"] == "lifespan":
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                if on_startup is not None:
+                    on_startup()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await send({"type": "lifespan.shutdown.complete"})
-                return
+                return None
     body = b""
     while True:
         message = await receive()
         body += message.get("body", b"")
         if not message.get("more_body"):
-            break
+            return body
+
+
+async def asgi_json(send, payload: dict, status: int = 200) -> None:  # type: ignore[no-untyped-def]
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": json.dumps(payload).encode()})
+
+
+MODELS = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
+
+
+def chat_completion(request: dict, content: str, tokens: list[dict] | None, usage: tuple[int, int]) -> dict:
+    """An OpenAI chat.completion answering ``request`` with ``content`` (and ``tokens`` as its
+    log-probs when the request asked for them)."""
+    choice: dict = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    if request.get("logprobs") and tokens is not None:
+        choice["logprobs"] = {"content": tokens}
+    return {
+        "id": "chatcmpl-fake",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": request.get("model", "fake"),
+        "choices": [choice],
+        "usage": {"prompt_tokens": usage[0], "completion_tokens": usage[1], "total_tokens": sum(usage)},
+    }
+
+
+async def chat_request(scope, receive, send, on_startup=None) -> dict | None:  # type: ignore[no-untyped-def]
+    """A chat request's JSON body; None when it was answered here (lifespan, ``/models``)."""
+    body = await asgi_body(scope, receive, send, on_startup)
+    if body is None:
+        return None
     if scope["path"].endswith("/models"):
-        payload = {"object": "list", "data": [{"id": "fake", "object": "model"}]}
-    else:
-        request = json.loads(body or b"{}")
-        await asyncio.sleep(FAKE_DELAY_S)
-        schema = (request.get("response_format") or {}).get("schema") or {}
-        labels = schema.get("properties", {}).get("label", {}).get("enum") or ["positive"]
-        text = request["messages"][-1]["content"].rsplit('Text: "', 1)[-1].lower()
-        label = next((lab for lab in labels if lab in text), labels[0])
-        content = json.dumps({"label": label, "confidence": 0.9, "reasoning": "fixed-latency double"})
-        choice: dict = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
-        if request.get("logprobs"):
-            choice["logprobs"] = {
-                "content": [
-                    {"token": content[i : i + 4], "logprob": -0.01, "top_logprobs": []}
-                    for i in range(0, len(content), 4)
-                ]
-            }
-        payload = {
-            "id": "chatcmpl-fake",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.get("model", "fake"),
-            "choices": [choice],
-            "usage": {"prompt_tokens": 300, "completion_tokens": 30, "total_tokens": 330},
-        }
-    data = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": data})
+        await asgi_json(send, MODELS)
+        return None
+    return json.loads(body or b"{}")
+
+
+async def fake_app(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+    request = await chat_request(scope, receive, send)
+    if request is None:
+        return
+    await asyncio.sleep(FAKE_DELAY_S)
+    schema = (request.get("response_format") or {}).get("schema") or {}
+    labels = schema.get("properties", {}).get("label", {}).get("enum") or ["positive"]
+    text = request["messages"][-1]["content"].rsplit('Text: "', 1)[-1].lower()
+    label = next((lab for lab in labels if lab in text), labels[0])
+    content = json.dumps({"label": label, "confidence": 0.9, "reasoning": "fixed-latency double"})
+    tokens = [{"token": content[i : i + 4], "logprob": -0.01, "top_logprobs": []} for i in range(0, len(content), 4)]
+    await asgi_json(send, chat_completion(request, content, tokens, (300, 30)))
 
 
 FAKE_DELAY_S = float(os.environ.get("LT_FAKE_DELAY_S", "0.2"))

@@ -47,7 +47,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from prelabel_throughput import free_port, stop, wait_ready  # noqa: E402
+from prelabel_throughput import asgi_json, chat_completion, chat_request, free_port, stop, wait_ready  # noqa: E402
 from stack_scale import BENCH_DIR, Engine, say  # noqa: E402
 
 RESULTS = BENCH_DIR / "results"
@@ -92,55 +92,20 @@ def _truth_of(text: str) -> str:
 async def simulated_llm(scope, receive, send) -> None:  # type: ignore[no-untyped-def]
     import asyncio
 
-    if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                _load_truth()
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-    body = b""
-    while True:
-        message = await receive()
-        body += message.get("body", b"")
-        if not message.get("more_body"):
-            break
-    if scope["path"].endswith("/models"):
-        payload: dict[str, Any] = {"object": "list", "data": [{"id": "simulated", "object": "model"}]}
-    else:
-        request = json.loads(body or b"{}")
-        await asyncio.sleep(float(os.environ.get("LT_SIM_LATENCY_S", "0.2")))
-        if not request.get("messages"):  # seen 15 times in 95,000 requests: what was sent?
-            print(f"simulated LLM: no messages in {scope['path']} {len(body)} bytes {sorted(request)}", flush=True)
-            await send({"type": "http.response.start", "status": 500, "headers": []})  # retried
-            await send({"type": "http.response.body", "body": b'{"error": {"message": "no messages"}}'})
-            return
-        content_in = request["messages"][-1]["content"]
-        text = content_in.split("<text>", 1)[-1].rsplit("</text>", 1)[0].strip()
-        label, p = simulated_answer(text, _truth_of(text))
-        content = json.dumps({"label": label, "confidence": round(p, 3), "reasoning": "simulated"})
-        pieces = re.findall(r"\w+|\W", content)
-        logprob = {label: math.log(p)}
-        tokens = [{"token": t, "logprob": logprob.get(t, 0.0), "bytes": None, "top_logprobs": []} for t in pieces]
-        choice = {
-            "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "finish_reason": "stop",
-            "logprobs": {"content": tokens} if request.get("logprobs") else None,
-        }
-        payload = {
-            "id": "chatcmpl-sim",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": request.get("model", "simulated"),
-            "choices": [choice],
-            "usage": {"prompt_tokens": 250, "completion_tokens": 20, "total_tokens": 270},
-        }
-    data = json.dumps(payload).encode()
-    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"application/json")]})
-    await send({"type": "http.response.body", "body": data})
+    request = await chat_request(scope, receive, send, on_startup=_load_truth)
+    if request is None:
+        return
+    await asyncio.sleep(float(os.environ.get("LT_SIM_LATENCY_S", "0.2")))
+    if not request.get("messages"):  # seen 15 times in 95,000 requests: what was sent?
+        print(f"simulated LLM: no messages in {scope['path']}: {sorted(request)}", flush=True)
+        await asgi_json(send, {"error": {"message": "no messages"}}, status=500)  # retried by the client
+        return
+    text = request["messages"][-1]["content"].split("<text>", 1)[-1].rsplit("</text>", 1)[0].strip()
+    label, p = simulated_answer(text, _truth_of(text))
+    content = json.dumps({"label": label, "confidence": round(p, 3), "reasoning": "simulated"})
+    logprob = {label: math.log(p)}
+    tokens = [{"token": t, "logprob": logprob.get(t, 0.0), "top_logprobs": []} for t in re.findall(r"\w+|\W", content)]
+    await asgi_json(send, chat_completion(request, content, tokens, (250, 20)))
 
 
 # -- inputs ----------------------------------------------------------------------------------------
