@@ -44,6 +44,7 @@ FILES: dict[str, str] = {
     "routed.parquet": "labeltriage route {run}",
     "routing.json": "labeltriage route {run}",
     "embeddings.npz": "labeltriage push {run} (or loop, or calibrate --confidence-column confidence_combined)",
+    "embeddings.lock": "labeltriage push {run} (the lock of embeddings.npz)",
     "push.json": "labeltriage push {run}",
     "assisted_shown.json": "labeltriage push {run}",
     "blind_shown.json": "labeltriage push {run}",
