@@ -189,7 +189,13 @@ def simulate_review(engine: Engine, dataset_name: str, truth: dict[str, str], se
             errors += sum(1 for item in answer.json()["items"] if item.get("error"))
     wall = time.perf_counter() - started
     say(f"review: {len(items)} answers, {errors} errors, {wall:.1f} s")
-    return {"records": len(records), "answers": len(items), "errors": errors, "not_in_corpus": unknown, "wall_s": wall}
+    return {
+        "records": len(records),
+        "answers": len(items),
+        "errors": errors,
+        "not_in_corpus": unknown,
+        "wall_s": round(wall, 1),
+    }
 
 
 # -- what each step left -----------------------------------------------------------------------------
