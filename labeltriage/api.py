@@ -836,7 +836,7 @@ def push(
     # the ::audit copies are extra rows of the queue, not records of the run
     in_queue = set(queue["id"].astype(str).str.removesuffix(argilla_io.REVIEW_AUDIT_SUFFIX))
     checkpoint = run / "push_checkpoint.json"
-    pushed_before = set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
+    pushed_before = run.checkpoint_ids()
     shown_before = run.shown()[0]
     client = client or connect_argilla()  # before the embedding model loads: a down server fails fast
     embedded = None
@@ -898,13 +898,10 @@ def _feedback_round(
     # a run pushed part by part (`push --limit N`) stays so: a stop sends at most N more records
     limit = (run.json("push.json", default={}) or {}).get("limit")
 
-    def pushed() -> set[str]:
-        return set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
-
     def send(n_stopped: int) -> int:
-        before = pushed()
+        before = run.checkpoint_ids()
         push(run, client=client, round_number=number, limit=limit)
-        return n_stopped if limit is None else len(pushed() - before)
+        return n_stopped if limit is None else len(run.checkpoint_ids() - before)
 
     sent, reason = 0, None
     revocation = enforce_certificate(run)
@@ -1093,7 +1090,7 @@ def draw_gold(
     path = run / "gold_draw.json"
     # a drawn record reviewers already saw with the LLM's suggestion: answers given before this draw are
     # anchored and never gold (collect_gold); its suggestion is taken off now
-    seen = run.shown()[0] or set((run.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
+    seen = run.shown()[0] or run.checkpoint_ids()
     anchored = dict(previous.get("anchored_since") or {})
     now = datetime.now(UTC).isoformat()
     fresh = {rid: now for rid in draw.new if rid in seen}

@@ -262,6 +262,11 @@ class RunDir:
         assisted = set(self.json(ASSISTED_SHOWN_FILE, default=[]))
         return assisted, set(self.json(BLIND_SHOWN_FILE, default=[])) - assisted
 
+    def checkpoint_ids(self) -> set[str]:
+        """Ids push_checkpoint.json lists as pushed, as written (the push itself trusts them only
+        for the same dataset and while the server has them: ``argilla_io.pushed_ids``)."""
+        return set((self.json("push_checkpoint.json", default={}) or {}).get("pushed") or {})
+
     def record_shown(self, assisted: set[str], blind: set[str]) -> None:
         """Add ids about to be pushed to assisted_shown.json / blind_shown.json (written before the
         push: a record counts as shown even when the push fails half-way)."""

@@ -707,6 +707,12 @@ def _record_digest(record: Any) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def records_metadata(dataset: Any) -> dict[str, dict[str, Any]]:
+    """Every record of ``dataset`` the server has: id -> its metadata (one listing, no responses)."""
+    listing = dataset.records(with_suggestions=False, with_responses=False, with_vectors=False)
+    return {str(record.id): dict(record.metadata) for record in listing}
+
+
 def update_metadata(
     client: Any,
     dataset: Any,
@@ -714,16 +720,15 @@ def update_metadata(
     batch_size: int = MAX_BATCH,
     retries: int = 6,
     wait_s: float = 1.0,
+    current: dict[str, dict[str, Any]] | None = None,
 ) -> int:
     """Merge ``updates`` (record id -> metadata values) into existing records' metadata.
 
     Goes through the bulk upsert endpoint with ``metadata`` only: fields, suggestions and
-    reviewers' responses are left as they are. Returns the number of records updated.
+    reviewers' responses are left as they are. ``current``: :func:`records_metadata` when the
+    caller listed the records already (None: listed here). Returns the number of records updated.
     """
-    current: dict[str, dict] = {}
-    for record in dataset.records(with_suggestions=False, with_responses=False, with_vectors=False):
-        if record.id in updates:
-            current[record.id] = dict(record.metadata)
+    current = records_metadata(dataset) if current is None else current
     unknown = sorted(set(updates) - set(current))
     if unknown:
         raise ArgillaIOError(

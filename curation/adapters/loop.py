@@ -188,7 +188,8 @@ def run_round(
     queue, adjudicate, info = reprioritised_queue(run_dir, config, min_agreement)
     # records a `push --limit` held back keep their new priority in routed.parquet for the next push
     ids = queue["id"].astype(str)
-    in_argilla = ids.isin(argilla_io.record_ids(dataset)).to_numpy()
+    current = argilla_io.records_metadata(dataset)  # one listing: which are in Argilla, and their metadata
+    in_argilla = ids.isin(current.keys()).to_numpy()
     held_back = int(ids[~in_argilla].str.removesuffix(argilla_io.REVIEW_AUDIT_SUFFIX).nunique())
     queue = queue[in_argilla]
     # what reviewers see: blind records keep a priority drawn from the others' (never their own)
@@ -201,7 +202,7 @@ def run_round(
         if rid in adjudicate:
             update["route"] = "adjudication"
         updates[rid] = update
-    updated = argilla_io.update_metadata(client, dataset, updates)
+    updated = argilla_io.update_metadata(client, dataset, updates, current=current)
     result = RoundResult(round_number, report, info, sorted(adjudicate), updated, held_back=held_back)
     write_json(run_dir / "loop.json", result.to_dict(), default=str)
     return result
