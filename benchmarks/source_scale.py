@@ -271,7 +271,9 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=6930, help="the stack's port (0: any free one)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", default=",".join(STEPS), help=f"comma-separated, of {','.join(STEPS)}")
-    parser.add_argument("--keep", action="store_true", help="reuse --work (the prelabel cache, the stack)")
+    parser.add_argument(
+        "--keep", action="store_true", help="reuse --work (the prelabel cache, the stack) and keep it afterwards"
+    )  # without it the work dir goes at the end: a 500,000-record run leaves several GB
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _stop_once)  # a kill still stops the stack and servers
@@ -339,6 +341,8 @@ def main() -> None:
         hub.stop()
         engine.stop()
         stop(llm)
+        if not args.keep:
+            shutil.rmtree(args.work, ignore_errors=True)
     report["wall_s"] = round(time.perf_counter() - started, 1)
     save(report, args.results / name)
     print(markdown(report))

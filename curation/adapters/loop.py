@@ -6,7 +6,6 @@ keeps the run directory's files in step (``responses.parquet``, ``pull.json``, `
 
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,7 +17,7 @@ from curation.adapters import argilla_io
 from curation.feedback import human_majority, reprioritise
 from labeltriage.jsonio import write_json
 
-EMBEDDINGS_FILE = "embeddings.npz"
+EMBEDDINGS_FILE = "embeddings.bin"
 
 
 @dataclass
@@ -61,41 +60,14 @@ class RoundResult:
 def run_embeddings(run_dir: Path, texts: list[str]) -> np.ndarray:
     """``(len(texts), 384)`` float32 embeddings of ``texts``, each text embedded once per run.
 
-    The run directory keeps every vector computed so far in ``embeddings.npz`` (``keys``: each
-    text's 32-byte SHA-256 of model and text, :func:`curation.adapters.embeddings.text_key`;
-    ``vectors``: one row per key). A call embeds only the texts not there yet and rewrites the file
-    with them added (one ``os.replace``, so a reader never sees keys and vectors that do not match),
-    under an exclusive lock on ``embeddings.lock``: two steps of the same run (a watching loop and a
-    push) wait for each other instead of losing each other's vectors. ``push`` embeds the records
-    it sends, ``calibrate`` with the combined confidence every answered record, ``loop`` every
-    routed record. An unreadable file is recomputed."""
-    import fcntl
-    import zipfile
+    The run directory keeps every vector computed so far in ``embeddings.bin``, grown by appends
+    under ``embeddings.lock`` (:func:`curation.adapters.embeddings.stored_embeddings`): ``push``
+    embeds the records it sends, ``calibrate`` with the combined confidence every answered record,
+    ``loop`` every routed record; two steps of the same run wait for each other instead of losing
+    each other's vectors, and a round killed while embedding keeps what it embedded."""
+    from curation.adapters.embeddings import stored_embeddings
 
-    from curation.adapters.embeddings import DIM, embed_texts, text_key
-
-    path = run_dir / EMBEDDINGS_FILE
-    wanted = [bytes.fromhex(text_key(text)) for text in texts]
-    with open(run_dir / "embeddings.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        keys, stored = np.zeros(0, dtype="S32"), np.zeros((0, DIM), dtype=np.float32)
-        if path.is_file():
-            try:
-                with np.load(path) as saved:
-                    keys, stored = saved["keys"], saved["vectors"]
-            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-                pass  # a file that cannot be read (not ours, cut short): recomputed below
-        row = {key: i for i, key in enumerate(keys.tolist())}
-        missing = {key: text for key, text in zip(wanted, texts, strict=True) if key not in row}
-        if missing:
-            row |= {key: len(keys) + i for i, key in enumerate(missing)}
-            keys = np.concatenate([keys, np.array(list(missing), dtype="S32")])
-            stored = np.concatenate([stored, embed_texts(list(missing.values()))])
-            partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-            with open(partial, "wb") as handle:
-                np.savez(handle, keys=keys, vectors=stored)
-            os.replace(partial, path)
-    return stored[[row[key] for key in wanted]] if wanted else np.zeros((0, DIM), dtype=np.float32)
+    return stored_embeddings(run_dir / EMBEDDINGS_FILE, texts, lock=run_dir / "embeddings.lock")
 
 
 def pull_to_run(
