@@ -21,6 +21,14 @@ cost grows with the tokens (compute-bound), it cannot.
 
     .venv/bin/python benchmarks/parallel_decoding.py        # about 20 minutes on 2 cores
     .venv/bin/python benchmarks/parallel_decoding.py --forward-passes   # 1 minute
+    .venv/bin/python benchmarks/parallel_decoding.py --reasoning        # about 10 minutes
+
+``--reasoning`` (``model.generation.reasoning``): width 1 and 16 with every reasoning, then width
+16 with ``review_only`` at each ``--review-shares`` value: every record answered without its
+reasoning, then that share given one by a second model call as `push` does. Default shares: 0.21,
+the demo's review queue (105 of its 500 records are neither auto-accepted nor gold, README; its
+blind share gets no reasoning, so this is an upper bound), and 0.03, the source's scenario (15,000
+of 500,000).
 """
 
 from __future__ import annotations
@@ -48,8 +56,14 @@ IDLE_WIDTHS = (1, 4, 8, 16)
 BUSY = [(1, "passive"), (16, "passive"), (1, "spin"), (16, "spin")]
 
 
-def worker(width: int, n: int, seed: int) -> dict[str, Any]:
-    """One setting in this process: answers, seconds per record, peak RSS."""
+def worker(width: int, n: int, seed: int, reasoning: str = "all", review_share: float = 0.0) -> dict[str, Any]:
+    """One setting in this process: answers, seconds per record, peak RSS.
+
+    ``reasoning`` ``review_only``: the answers without their reasoning (jump-forward stopped before
+    it), then, as `push` does (labeltriage.reasoning), a second model loaded and asked for the full
+    answer of ``ceil(review_share x records)`` of them (every k-th record), both timed."""
+    import math
+
     from labeltriage.config import load_task_config
     from pipelines.llms import LocalLlamaLLM
     from pipelines.models import resolve_model_path
@@ -58,22 +72,46 @@ def worker(width: int, n: int, seed: int) -> dict[str, Any]:
 
     config = load_task_config(ROOT / "datasets_config" / "sentiment_3class.yaml")
     generation = config.model.generation
-    llm = LocalLlamaLLM(
-        model_path=str(resolve_model_path(MODEL)),
-        model_id=MODEL,
-        response_schema=config.output_schema(),
-        n_ctx=generation.n_ctx,
-        parallel=width,
-    )
-    llm.load()
+
+    def model(stop_before: str | None) -> LocalLlamaLLM:
+        llm = LocalLlamaLLM(
+            model_path=str(resolve_model_path(MODEL)),
+            model_id=MODEL,
+            response_schema=config.output_schema(),
+            n_ctx=generation.n_ctx,
+            parallel=width,
+            stop_before=stop_before,
+        )
+        llm.load()
+        return llm
+
+    def answer(llm: LocalLlamaLLM, chats: list) -> list[dict]:
+        outputs: list[dict] = []
+        for start in range(0, len(chats), 4 * width):
+            outputs += llm.generate(chats[start : start + 4 * width], max_tokens=generation.max_tokens)
+        return outputs
+
+    llm = model("reasoning" if reasoning == "review_only" else None)
     records = sample_records(n, seed)
     chats = [render_messages(config, text[: generation.max_text_chars]) for _, text, _ in records]
     llm.generate([chats[0]], max_tokens=generation.max_tokens)  # warm-up: the shared instructions
     started = time.perf_counter()
-    outputs: list[dict] = []
-    for start in range(0, len(chats), 4 * width):
-        outputs += llm.generate(chats[start : start + 4 * width], max_tokens=generation.max_tokens)
+    outputs = answer(llm, chats)
     elapsed = time.perf_counter() - started
+    second_pass: dict[str, Any] = {}
+    if reasoning == "review_only":
+        llm.unload()
+        asked = math.ceil(review_share * len(chats))
+        step = len(chats) / asked if asked else 0
+        chosen = [chats[int(i * step)] for i in range(asked)]
+        started = time.perf_counter()
+        full = answer(model(None), chosen) if chosen else []  # a new model, as push builds one
+        second_pass = {
+            "asked": asked,
+            "seconds": time.perf_counter() - started,
+            "output_tokens": sum(out["statistics"]["output_tokens"][0] or 0 for out in full),
+        }
+        elapsed += second_pass["seconds"]
     labels: list[str | None] = []
     for out in outputs:
         try:
@@ -86,8 +124,12 @@ def worker(width: int, n: int, seed: int) -> dict[str, Any]:
         "records": len(chats),
         "labels": labels,
         "gold": [gold for _, _, gold in records],
-        "output_tokens": sum(out["statistics"]["output_tokens"][0] or 0 for out in outputs),
+        "output_tokens": sum(out["statistics"]["output_tokens"][0] or 0 for out in outputs)
+        + second_pass.get("output_tokens", 0),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "reasoning": reasoning,
+        "review_share": review_share if reasoning == "review_only" else None,
+        "second_pass": second_pass or None,
     }
 
 
@@ -117,12 +159,15 @@ def forward_passes() -> list[dict[str, float]]:
     return rows
 
 
-def run_setting(width: int, policy: str, n: int, seed: int, busy: bool) -> dict[str, Any]:
+def run_setting(
+    width: int, policy: str, n: int, seed: int, busy: bool, reasoning: str = "all", review_share: float = 0.0
+) -> dict[str, Any]:
     # "": libgomp falls back to its own default (spin, then sleep), and the product's setdefault keeps it
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE" if policy == "passive" else "")
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if busy else None
     try:
         args = [sys.executable, __file__, "--worker", "--width", str(width), "--n", str(n), "--seed", str(seed)]
+        args += ["--mode", reasoning, "--review-share", str(review_share)]
         done = subprocess.run(args, env=env, capture_output=True, text=True, check=True)
     finally:
         if hog is not None:
@@ -131,7 +176,8 @@ def run_setting(width: int, policy: str, n: int, seed: int, busy: bool) -> dict[
     result = json.loads(done.stdout.strip().splitlines()[-1])
     result |= {"policy": policy, "busy": busy}
     rate = result["records"] / result["seconds"]
-    print(f"width {width:2d} {policy:7s} {'busy' if busy else 'idle'}: {1 / rate:.2f} s/record", flush=True)
+    what = f"{'busy' if busy else 'idle'}{f' {reasoning} {review_share:.0%}' if reasoning != 'all' else ''}"
+    print(f"width {width:2d} {policy:7s} {what}: {1 / rate:.2f} s/record", flush=True)
     return result
 
 
@@ -142,9 +188,27 @@ def main() -> None:
     parser.add_argument("--forward-passes", action="store_true", help="only time forward passes by batch size")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--width", type=int, default=1, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", default="all", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--reasoning", action="store_true",
+        help="model.generation.reasoning: width 1 and 16 with every reasoning vs width 16 review_only at "
+        "the --review-shares (records given a reasoning before a push); adds to the same files",
+    )  # fmt: skip
+    parser.add_argument("--review-shares", default="0.21,0.03", help="comma-separated shares for --reasoning")
+    parser.add_argument("--review-share", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.width, args.n, args.seed)))
+        print(json.dumps(worker(args.width, args.n, args.seed, args.mode, args.review_share)))
+        return
+    if args.reasoning:
+        shares = [float(share) for share in args.review_shares.split(",")]
+        runs = [run_setting(1, "passive", args.n, args.seed, busy=False)]
+        runs += [run_setting(16, "passive", args.n, args.seed, busy=False)]
+        runs += [run_setting(16, "passive", args.n, args.seed, False, "review_only", share) for share in shares]
+        report = json.loads((RESULTS / "parallel_decoding.json").read_text())
+        report["reasoning"] = [reasoning_summary(r, runs[0]) for r in runs]
+        write_json(RESULTS / "parallel_decoding.json", report)
+        write_markdown(report, args.n)
         return
     if args.forward_passes:
         passes = forward_passes()
@@ -189,6 +253,23 @@ def main() -> None:
     write_markdown(report, args.n)
 
 
+def reasoning_summary(r: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    """A ``--reasoning`` row: seconds and output tokens per record (both passes), vs ``base``."""
+    return {
+        "width": r["width"],
+        "reasoning": r["reasoning"],
+        "review_share": r["review_share"],
+        "second_pass_records": (r["second_pass"] or {}).get("asked", 0),
+        "second_pass_seconds": (r["second_pass"] or {}).get("seconds", 0.0),
+        "seconds_per_record": r["seconds"] / r["records"],
+        "speedup_vs_width_1_all": base["seconds"] / r["seconds"],
+        "output_tokens_per_record": r["output_tokens"] / r["records"],
+        "same_label_as_width_1_all": sum(a == b for a, b in zip(r["labels"], base["labels"], strict=True)),
+        "accuracy": sum(a == g for a, g in zip(r["labels"], r["gold"], strict=True)) / r["records"],
+        "peak_rss_mb": r["peak_rss_mb"],
+    }
+
+
 def write_markdown(report: dict[str, Any], n: int) -> None:
     rows, records = report["settings"], report["records"]
     lines = [
@@ -206,6 +287,19 @@ def write_markdown(report: dict[str, Any], n: int) -> None:
             f"{row['seconds_per_record']:.2f} | {row['speedup_vs_reference']:.2f}x | "
             f"{row['same_label_as_width_1']}/{records} | {row['accuracy']:.3f} | {row['peak_rss_mb']:.0f} |"
         )
+    if report.get("reasoning"):
+        title = f"Reasoning on demand (`--reasoning`; `model.generation.reasoning`; {records} records, one run):"
+        lines += ["", title, ""]
+        lines += ["| width | reasoning | records given a reasoning before push | s/record (both passes) | "
+                  "x width 1 all | output tokens/record | same label as width 1 all | accuracy |",
+                  "|---|---|---|---|---|---|---|---|"]  # fmt: skip
+        for row in report["reasoning"]:
+            share = f"{row['second_pass_records']} ({row['review_share']:.0%})" if row["reasoning"] != "all" else "-"
+            lines.append(
+                f"| {row['width']} | {row['reasoning']} | {share} | {row['seconds_per_record']:.2f} | "
+                f"{row['speedup_vs_width_1_all']:.2f}x | {row['output_tokens_per_record']:.1f} | "
+                f"{row['same_label_as_width_1_all']}/{records} | {row['accuracy']:.3f} |"
+            )
     if report.get("forward_passes"):
         lines += ["", "One forward pass by batch size (one sequence; `--forward-passes`):", ""]
         lines += ["| tokens | ms | tokens/s |", "|---|---|---|"]

@@ -634,6 +634,18 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
 # ------------------------------------------------------------------------------------------- card
 
 
+def describe_reasoning(cfg: dict[str, Any], final: FinalDataset) -> str:
+    """Which published records carry the LLM's reasoning (``model.generation.reasoning``)."""
+    mode = ((cfg.get("model") or {}).get("generation") or {}).get("reasoning", "all")
+    n = int(final.final["reasoning"].notna().sum()) if "reasoning" in final.final.columns else 0
+    why = {
+        "all": "asked of every record",
+        "review_only": "asked only of the records shown to reviewers with the LLM's suggestion",
+        "none": "never asked for",
+    }.get(mode, mode)
+    return f"{n} of {len(final.final)} published records have the LLM's reasoning ({mode}: {why})"
+
+
 def _fmt(value: Any, digits: int = 3) -> str:
     if value is None:
         return "n/a"
@@ -720,6 +732,7 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
     lines += ["", "## Model", "", f"- model: `{_fmt(model)}`", f"- prompt hash: `{_fmt(prompt_hash)}`"]
     if cfg.get("confidence"):
         lines.append(f"- confidence used for routing: {cfg['confidence'].get('routing', 'n/a')}")
+    lines.append(f"- reasoning: {describe_reasoning(cfg, final)}")
     lines += ["", "## Calibration", ""]
     if run.calibration:
         lines += ["```json", dumps(_short(run.calibration), default=str), "```"]

@@ -809,6 +809,7 @@ def push(
     vectors: bool = True,
     limit: int | None = None,
     on_batch: Callable[[int], None] | None = None,
+    llm: Any = None,
 ) -> PushReport:
     """Push the run's review queue to Argilla: suggestion, score, reasoning, priority metadata.
 
@@ -820,12 +821,15 @@ def push(
     audits (spot_check) first, then by priority (:func:`curation.adapters.argilla_io.first_new`);
     records pushed before are always refreshed; None: the whole queue. ``round_number`` is stored
     as the records' ``round`` metadata (None: the last feedback round in loop.json, else 0).
-    ``on_batch(n)`` is called after each batch. Writes push.json. Raises ReviewServerError, and
-    ValueError for a negative ``limit``.
+    ``on_batch(n)`` is called after each batch. With ``model.generation.reasoning: review_only``
+    the assisted records get their reasoning first (:mod:`labeltriage.reasoning`; ``llm`` injects
+    the model, tests); push.json ``reasoning`` says what that asked. Writes push.json. Raises
+    ReviewServerError, and ValueError for a negative ``limit``.
     """
     from curation.adapters import argilla_io
     from curation.adapters.loop import run_embeddings
     from labeltriage.jsonio import write_json
+    from labeltriage.reasoning import reasoning_for_review
     from labeltriage.trust import enforce_certificate
 
     run = _run_dir(run_dir, config)
@@ -844,6 +848,7 @@ def push(
     held_back = 0
     if limit is not None:
         queue, held_back = argilla_io.first_new(queue, argilla_io.pushed_ids(dataset, checkpoint), limit)
+    queue, reasoning = reasoning_for_review(run, queue, llm=llm)
     # a dataset made by `push --no-vectors` has no vector settings: its records take none (loop pushes too)
     if vectors and argilla_io.has_vectors(dataset):
         embedded = run_embeddings(run.path, queue["text"].astype(str).tolist())
@@ -860,6 +865,7 @@ def push(
     report.held_back = held_back
     report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
+    report.reasoning = reasoning.__dict__ if reasoning.asked else None
     write_json(run / "push.json", {"dataset": task.argilla.dataset, "limit": limit, **report.__dict__})
     return report
 

@@ -118,6 +118,12 @@ class Generation(_Strict):
       openai backends the server's as far as the text budget is concerned.
     * ``top_logprobs``: 0 asks for no token log-probabilities (no ``logprob`` confidence); above 0
       asks for them, 0 to 20, default 5 (only whether it is 0 matters: the value is not sent).
+    * ``reasoning``: which records get the answer's one-sentence ``reasoning``: ``all`` (default),
+      ``review_only`` (pre-labelling asks for label and confidence only; the records that reviewers
+      see with the LLM's suggestion get their reasoning when they are pushed, by a second call with
+      the full answer, kept where its label is the first call's) or ``none``. The reasoning comes
+      last in the answer, so it never changes the label before it; skipping it saves about half of
+      a short answer's tokens.
     """
 
     temperature: float = Field(default=0.0, ge=0, le=2)
@@ -128,6 +134,7 @@ class Generation(_Strict):
     max_text_chars: int = Field(default=2000, ge=16)
     n_ctx: int = Field(default=2048, ge=256)
     top_logprobs: int = Field(default=5, ge=0, le=20)
+    reasoning: Literal["all", "review_only", "none"] = "all"
 
 
 BACKENDS = ("local", "openai", "openai-batch")  # model.backend values (the Literal below says the same)
@@ -523,8 +530,12 @@ class TaskConfig(_Strict):
         """The output key holding the answer: `label` or `labels`."""
         return "labels" if self.task_type == "multi_label" else "label"
 
-    def output_schema(self) -> dict[str, Any]:
-        """JSON schema of one answer. Labels are an enum, so a grammar can constrain them."""
+    def output_schema(self, reasoning: bool = True) -> dict[str, Any]:
+        """JSON schema of one answer. Labels are an enum, so a grammar can constrain them.
+
+        ``reasoning=False``: the answer without its last property, ``reasoning`` (what the
+        pre-labelling call asks for unless ``model.generation.reasoning`` is ``all``; the prompt
+        stays the same)."""
         if self.task_type == "multi_label":
             answer: dict[str, Any] = {
                 "type": "array",
@@ -534,19 +545,21 @@ class TaskConfig(_Strict):
             }
         else:
             answer = {"type": "string", "enum": self.label_names}
-        reasoning: dict[str, Any] = {"type": "string"}
+        reasoning_schema: dict[str, Any] = {"type": "string"}
         if self.model.generation.reasoning_max_chars:
-            reasoning["maxLength"] = self.model.generation.reasoning_max_chars
-        return {
-            "type": "object",
-            "properties": {
-                self.label_key: answer,
-                "confidence": {"type": "number", "minimum": 0, "maximum": 1},
-                "reasoning": reasoning,
-            },
-            "required": [self.label_key, "confidence", "reasoning"],
-            "additionalProperties": False,
+            reasoning_schema["maxLength"] = self.model.generation.reasoning_max_chars
+        properties: dict[str, Any] = {
+            self.label_key: answer,
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
         }
+        if reasoning:
+            properties["reasoning"] = reasoning_schema
+        return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
+
+    def answer_schema(self) -> dict[str, Any]:
+        """The schema the pre-labelling call answers with: :meth:`output_schema`, with the
+        reasoning only when ``model.generation.reasoning`` is ``all``."""
+        return self.output_schema(reasoning=self.model.generation.reasoning == "all")
 
 
 class _KeyError(ValueError):

@@ -85,6 +85,7 @@ def push_label_studio(
     from curation.adapters import argilla_io, labelstudio_io
     from labeltriage.api import last_round
     from labeltriage.jsonio import write_json
+    from labeltriage.reasoning import reasoning_for_review
     from labeltriage.trust import enforce_certificate
 
     run = run_dir if isinstance(run_dir, RunDir) else RunDir(run_dir, config)
@@ -93,6 +94,7 @@ def push_label_studio(
     queue = argilla_io.review_queue(routed, include_auto=include_auto)
     client = client or connect_label_studio()
     task, project_id = _project(client, run, project)
+    queue, _ = reasoning_for_review(run, queue)  # review_only: the assisted tasks' reasoning, asked now
     round_number = last_round(run) if round_number is None else round_number
     tasks = labelstudio_io.build_tasks(queue, task, round_number=round_number)
     blind = argilla_io.is_blind(queue)

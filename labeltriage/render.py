@@ -108,6 +108,13 @@ def render_push(report: Any, task: Any) -> None:
     )
     if report.held_back:
         click.echo(f"{report.held_back} more record(s) of the review queue held back by --limit: push again for them")
+    if report.reasoning:  # model.generation.reasoning: review_only
+        r = report.reasoning
+        click.echo(
+            f"reasoning (review_only): asked for {r['asked']} record(s) shown with the suggestion, {r['added']} "
+            f"added ({r['model_calls']} model call(s)); {r['label_changed']} answered another label, "
+            f"{r['failed']} failed: those show no reasoning (the next push asks the failed ones again)"
+        )
     if report.queue_url:
         click.echo(f"review queue, highest priority first: {report.queue_url}")
 

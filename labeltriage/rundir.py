@@ -27,6 +27,7 @@ class RunDirError(InputError):
 
 ASSISTED_SHOWN_FILE = "assisted_shown.json"  # ids pushed with the LLM's suggestion, ever (push keeps it)
 BLIND_SHOWN_FILE = "blind_shown.json"  # ids pushed blind, ever
+REASONING_FILE = "reasoning.parquet"  # reasoning asked for at push time (labeltriage.reasoning)
 
 # file name -> the command that writes it (the fix named when it is missing)
 FILES: dict[str, str] = {
@@ -55,6 +56,7 @@ FILES: dict[str, str] = {
     "pull.json": "labeltriage pull {run}",
     "agreement.json": "labeltriage agreement {run}",
     "loop.json": "labeltriage loop {run}",
+    "reasoning.parquet": "labeltriage push {run} (with model.generation.reasoning: review_only)",
 }
 
 
@@ -277,14 +279,27 @@ class RunDir:
             if not ids <= before:
                 write_json(self / name, sorted(before | ids), indent=None)
 
+    def with_reasoning(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """``frame`` (with ``id``) whose missing ``reasoning`` is filled from reasoning.parquet
+        (:mod:`labeltriage.reasoning`); unchanged when the run has none."""
+        if not (self / REASONING_FILE).is_file():
+            return frame
+        extra = self.table(REASONING_FILE).drop_duplicates("id", keep="last").set_index("id")["reasoning"]
+        added = frame["id"].astype(str).map(extra)
+        current = frame["reasoning"] if "reasoning" in frame.columns else added.where(False)
+        merged = current.where(current.notna(), added).astype(object)
+        return frame.assign(reasoning=merged.where(merged.notna(), None))
+
     def routed_for_review(
         self, required_columns: tuple[str, ...] = ("id", "text", "route", "priority")
     ) -> pd.DataFrame:
         """routed.parquet as the review tools must show it: a record drawn as gold (gold_draw.json)
         or shown blind before (blind_shown.json, never assisted) is blind (``blind`` True) even
         when `route` ran after, so no push or feedback round ever puts the LLM's suggestion (or its
-        own priority) on a record reviewers answered blind."""
-        routed = self.table("routed.parquet", required_columns=required_columns)
+        own priority) on a record reviewers answered blind. A reasoning asked for at push time
+        (reasoning.parquet) fills the record's ``reasoning``."""
+        # reasoning asked for at push time (model.generation.reasoning: review_only) joins its record
+        routed = self.with_reasoning(self.table("routed.parquet", required_columns=required_columns))
         keep_blind = set((self.json("gold_draw.json", default={}) or {}).get("ids") or []) | self.shown()[1]
         if keep_blind:
             earlier = routed["blind"].fillna(False).astype(bool) if "blind" in routed.columns else False

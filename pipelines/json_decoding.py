@@ -320,7 +320,7 @@ class AnswerTemplate:
     parts: tuple[Part, ...]
 
     @classmethod
-    def from_schema(cls, schema: dict[str, Any]) -> AnswerTemplate:
+    def from_schema(cls, schema: dict[str, Any], stop_before: str | None = None) -> AnswerTemplate:
         """Compile a flat answer schema (a JSON schema dict).
 
         Accepted: ``{"type": "object", "properties": {...}, "required": [every property, in
@@ -329,18 +329,29 @@ class AnswerTemplate:
         ``maxItems``, ``uniqueItems``). The answer is the one ``json.dumps`` writes (``", "`` and
         ``": "`` separators, properties in order).
 
+        ``stop_before``: the name of the schema's last property, whose value is then not generated:
+        the answer ends ``"<name>": null}``, all of it fixed text after the previous value, so it is
+        written without a forward pass. Everything before it is what the full schema's answer
+        writes (the previous value still ends where the model would go on to this property; an
+        answer compiled without the property would instead make the model close the object there).
+
         Raises:
-            UnsupportedSchema: for anything else (nested objects, integers, optional properties).
+            UnsupportedSchema: for anything else (nested objects, integers, optional properties), or
+                a ``stop_before`` that is not the last property.
         """
         properties = schema.get("properties") if schema.get("type") == "object" else None
         if not properties:
             raise UnsupportedSchema("not an object schema with properties")
         if list(schema.get("required", [])) != list(properties):
             raise UnsupportedSchema("every property must be required, in order")
+        if stop_before is not None and list(properties)[-1:] != [stop_before]:
+            raise UnsupportedSchema(f"stop_before {stop_before!r} is not the schema's last property")
         parts: list[Part] = []
         prefix = "{"
         for i, (name, spec) in enumerate(properties.items()):
             prefix += ("" if i == 0 else ", ") + json.dumps(name) + ": "
+            if name == stop_before:
+                return cls((*parts, FixedText((prefix + "null}").encode())))
             kind = spec.get("type")
             if kind == "string" and "enum" in spec:
                 parts += [FixedText((prefix + '"').encode()), EnumString(_escaped(spec["enum"]))]

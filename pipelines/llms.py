@@ -427,6 +427,9 @@ class LocalLlamaLLM(_Accounting, LLM):
     # jump-forward only: records decoded together in a second llama.cpp context (1: one at a time)
     parallel: int = 1
     price: Price = Price()
+    # the schema's last property left out of the answer (model.generation.reasoning): jump-forward
+    # stops there (written as null, same tokens before it); the grammar path drops it from the grammar
+    stop_before: str | None = None
 
     _llama: Any = PrivateAttr(None)
     _template: Any = PrivateAttr(None)
@@ -459,13 +462,21 @@ class LocalLlamaLLM(_Accounting, LLM):
             from pipelines.json_decoding import AnswerTemplate, UnsupportedSchema
 
             try:
-                self._template = AnswerTemplate.from_schema(self.response_schema)
+                self._template = AnswerTemplate.from_schema(self.response_schema, stop_before=self.stop_before)
             except UnsupportedSchema:
                 return
             self._tokens = _LlamaContextTokens(self._llama)
             if self.parallel > 1:
                 self._sequences = _LlamaSequences(self._tokens, self.parallel, self.n_ctx, n_threads)
                 self._width = self.parallel
+
+    def _grammar_schema(self) -> dict[str, Any]:
+        """``response_schema`` without the ``stop_before`` property."""
+        schema = dict(self.response_schema or {})
+        if self.stop_before is not None and self.stop_before in schema.get("properties", {}):
+            schema["properties"] = {k: v for k, v in schema["properties"].items() if k != self.stop_before}
+            schema["required"] = [k for k in schema.get("required", []) if k != self.stop_before]
+        return schema
 
     def _tokenizer(self) -> Any:
         """The loaded model, or (before `load`) the GGUF's vocabulary only: enough to tokenise."""
@@ -645,7 +656,7 @@ class LocalLlamaLLM(_Accounting, LLM):
         # whole rendered prompt, record text included): same sampler settings, stops and grammar.
         kwargs: dict[str, Any] = {"top_p": 0.95, "top_k": 40, "min_p": 0.05, "repeat_penalty": 1.0}
         if self.response_schema is not None:
-            kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(self.response_schema), verbose=False)
+            kwargs["grammar"] = LlamaGrammar.from_json_schema(json.dumps(self._grammar_schema()), verbose=False)
         if recorder is not None:
             kwargs["logits_processor"] = LogitsProcessorList([recorder])
         stop = formatted.stop if isinstance(formatted.stop, list) else [formatted.stop] if formatted.stop else []

@@ -36,7 +36,7 @@ class Answer:
 
     label: str | list[str]
     confidence: float
-    reasoning: str
+    reasoning: str | None
     normalised: tuple[str, ...] = ()  # what was changed to read the answer, e.g. "label 'Positive'"
 
 
@@ -137,8 +137,13 @@ def parse_answer(raw: str | None, config: TaskConfig) -> Answer:
         raise InvalidOutput("confidence_not_number", f"confidence is {confidence!r}")
     if not math.isfinite(confidence) or not 0.0 <= confidence <= 1.0:
         raise InvalidOutput("confidence_out_of_range", f"confidence {confidence} not in [0, 1]")
-    reasoning = data.get("reasoning", "")
-    return Answer(label=label, confidence=float(confidence), reasoning=str(reasoning), normalised=tuple(notes))
+    reasoning = data.get("reasoning")  # None: not asked for (model.generation.reasoning) or not given
+    return Answer(
+        label=label,
+        confidence=float(confidence),
+        reasoning=None if reasoning is None else str(reasoning),
+        normalised=tuple(notes),
+    )
 
 
 Token = tuple[str, float]  # (token text, log-prob of the sampled token)

@@ -126,12 +126,14 @@ def build_llm(config: TaskConfig, stats: CallStats, budget: Budget) -> Any:
     (an openai backend whose key variable is unset).
     """
     m = config.model
-    schema = config.output_schema()
+    schema = config.answer_schema()  # without the reasoning unless model.generation.reasoning is all
     if m.backend == "local":
         llm: Any = LocalLlamaLLM(
             model_path=str(resolve_model_path(m.name, m.path)),
             model_id=m.name,
-            response_schema=schema,
+            # the full schema, stopped before the reasoning: the tokens before it are the full answer's
+            response_schema=config.output_schema(),
+            stop_before=None if m.generation.reasoning == "all" else "reasoning",
             n_ctx=m.generation.n_ctx,
             n_threads=m.n_threads,
             parallel=m.local_parallel(),
@@ -205,8 +207,10 @@ class Prelabeller:
         llm: Any = None,
         console: Console | None = None,
         show_progress: bool = True,
+        cache_file: Path | None = None,
     ) -> None:
-        """Build the steps for ``config``, caching under ``output_dir`` (``cache/prelabel-cache.jsonl``).
+        """Build the steps for ``config``, caching under ``output_dir`` (``cache/prelabel-cache.jsonl``,
+        or ``cache_file``).
 
         ``max_cost``: USD budget for this run (None: no limit). ``batch_size``: records per model
         batch (default :meth:`~labeltriage.config.ModelSettings.records_per_batch`). ``llm``: an
@@ -232,14 +236,16 @@ class Prelabeller:
         self.prompt_hash = prompt_hash(config)
         self.model_id = model_identity(config)
         gen = config.model.generation
-        self.main_settings = {
+        self.main_settings: dict[str, Any] = {
             "temperature": gen.temperature,
             "max_tokens": gen.max_tokens,
             "seed": gen.seed,
             "max_retries": config.model.max_retries,
         }
+        if gen.reasoning != "all":  # an answer without its reasoning is another answer (keys of `all` unchanged)
+            self.main_settings["reasoning"] = gen.reasoning
         self.samples = config.confidence.consistency_samples if config.model.backend != "openai-batch" else 0
-        self.cache = RecordCache(self.output_dir / CACHE_FILE)
+        self.cache = RecordCache(cache_file or self.output_dir / CACHE_FILE)
         self._transient: dict[str, dict[str, Any]] = {}
         self._passthrough: list[str] = []
         # The DAG is a real distilabel Pipeline; this runner executes its steps in process.
@@ -473,6 +479,7 @@ class Prelabeller:
             "backend": config.model.backend,
             "model": config.model.name,
             "model_identity": self.model_id,
+            "model_settings": config.model.model_dump(mode="json"),  # as run (overrides applied)
             # records decoded together in this run (local jump-forward; null when no record was asked):
             # not part of the cache key, so a rerun keeps answers decoded at another width
             "parallel": getattr(self.llm, "decoding_width", None) if self.stats.calls else None,
@@ -541,5 +548,5 @@ def _strict_response_format(config: TaskConfig) -> dict[str, Any]:
     """OpenAI's structured-output form (json_schema), used by the Batch API route."""
     from pipelines.llms import _strict_schema
 
-    schema = _strict_schema(config.output_schema())
+    schema = _strict_schema(config.answer_schema())
     return {"type": "json_schema", "json_schema": {"name": "prelabel", "schema": schema}}

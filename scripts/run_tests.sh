@@ -28,6 +28,7 @@ NOT_PURE=(
   tests/test_prompt_safety.py          # fake OpenAI servers
   tests/test_retrieval_prelabel.py     # fake OpenAI server, the MiniLM embedding model
   tests/test_publish.py                # a local Hugging Face Hub server
+  tests/test_reasoning_on_demand.py    # fake OpenAI server
   tests/test_triage_cli.py             # subprocesses, llama.cpp
 )
 NOT_PURE_TESTS=(

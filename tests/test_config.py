@@ -46,6 +46,17 @@ def test_schema_accepts_valid_and_rejects_invalid_answers() -> None:
         jsonschema.validate({"labels": ["wifi"], "confidence": 0.7, "reasoning": "x"}, multi)
 
 
+def test_the_prelabel_answer_leaves_the_reasoning_out_unless_reasoning_is_all(tmp_path: Path) -> None:
+    config = load_task_config(SENTIMENT)
+    assert config.model.generation.reasoning == "all" and config.answer_schema() == config.output_schema()
+    for mode in ("review_only", "none"):
+        path = _write_variant(tmp_path, lambda d, m=mode: d["model"]["generation"].update(reasoning=m))
+        schema = load_task_config(path).answer_schema()
+        assert list(schema["properties"]) == schema["required"] == ["label", "confidence"]
+        jsonschema.validate({"label": "mixed", "confidence": 0.4}, schema)
+        assert load_task_config(path).output_schema() == config.output_schema()  # the prompt's schema stays
+
+
 def _write_variant(tmp_path: Path, mutate) -> Path:
     data = yaml.safe_load(SENTIMENT.read_text())
     mutate(data)
@@ -76,6 +87,11 @@ def _write_variant(tmp_path: Path, mutate) -> Path:
         (lambda d: d["model"].update(parallel=0), "model.parallel", ["greater than or equal to 1"]),
         (lambda d: d["model"].update(parallel=True), "model.parallel", ["integer"]),
         (lambda d: d["model"].update(backend="openai", parallel=8), "model.parallel", ["only the local", "Fix"]),
+        (
+            lambda d: d["model"]["generation"].update(reasoning="some"),
+            "model.generation.reasoning",
+            ["'all'", "'review_only'", "'none'"],
+        ),  # fmt: skip
     ],
 )
 def test_errors_name_file_key_and_fix(tmp_path: Path, mutate, key: str, words: list[str]) -> None:

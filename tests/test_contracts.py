@@ -54,6 +54,7 @@ def row(file_name: str) -> str:
 def test_contracts_list_every_file_the_code_names(tmp_path: Path) -> None:
     from labeltriage.config import load_task_config
     from labeltriage.demo import demo_config, demo_input
+    from labeltriage.reasoning import REASONING_CACHE
     from labeltriage.rundir import FILES
     from pipelines.batch import JOBS_FILE
     from pipelines.prelabeller import CACHE_FILE
@@ -61,7 +62,7 @@ def test_contracts_list_every_file_the_code_names(tmp_path: Path) -> None:
     demo_input(6, 3, tmp_path)
     demo_config(load_task_config("sentiment_3class"), tmp_path, {"records": 6})
     assert {p.name for p in tmp_path.iterdir()} == DEMO
-    written = set(FILES) | {JOBS_FILE, CACHE_FILE} | PUBLISHED | DEMO
+    written = set(FILES) | {JOBS_FILE, CACHE_FILE, REASONING_CACHE} | PUBLISHED | DEMO
     assert documented_run_files() == written
 
 

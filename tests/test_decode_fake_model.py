@@ -207,3 +207,42 @@ def test_fixed_text_is_not_typing_literal() -> None:
 
     assert json_decoding.Literal is typing.Literal  # the module's own name no longer shadows it
     assert FixedText(b"ab").forced(1) == b"b"
+
+
+def test_stopping_before_the_reasoning_writes_the_same_label_and_confidence_in_fewer_passes(template) -> None:
+    full_model = FakeModel(wants(TARGET))
+    full = decode(full_model, full_model.prompt(), template)
+    model = FakeModel(wants(TARGET))
+    short = decode(model, model.prompt(), AnswerTemplate.from_schema(SCHEMA, stop_before="reasoning"))
+    assert short.text == '{"label": "negative", "confidence": 0.9, "reasoning": null}'
+    assert short.finish_reason == "stop"
+    assert json.loads(short.text) == {"label": "negative", "confidence": 0.9, "reasoning": None}
+    # the same choices up to the ',' that ends the number; the rest is written without a pass
+    assert len(model.feeds) == 5 and len(full_model.feeds) == 11
+    assert short.tokens == full.tokens[: len(short.tokens)]
+    assert short.tokens[-1][0] == b","
+
+
+def test_stopping_before_keeps_the_number_where_the_full_answer_ends_it() -> None:
+    # the model would go on to the reasoning after "0.9": compiled WITHOUT the reasoning, the answer
+    # must close after the number, and the model's next best digit lengthens it; stopping before
+    # the reasoning keeps the full answer's number
+    def scores(answer: bytes) -> dict[bytes, float]:
+        if answer.endswith(b"0.9"):
+            return {b",": 30.0, b"5": 20.0, b"}": 10.0}
+        return wants(TARGET)(answer)
+
+    without = {**SCHEMA, "properties": {k: v for k, v in SCHEMA["properties"].items() if k != "reasoning"},
+               "required": ["label", "confidence"]}  # fmt: skip
+    model = FakeModel(scores)
+    assert json.loads(decode(model, model.prompt(), AnswerTemplate.from_schema(without)).text)["confidence"] != 0.9
+    model = FakeModel(scores)
+    stopped = decode(model, model.prompt(), AnswerTemplate.from_schema(SCHEMA, stop_before="reasoning"))
+    assert json.loads(stopped.text)["confidence"] == 0.9
+
+
+def test_stop_before_must_be_the_last_property() -> None:
+    from pipelines.json_decoding import UnsupportedSchema
+
+    with pytest.raises(UnsupportedSchema, match="'confidence' is not the schema's last property"):
+        AnswerTemplate.from_schema(SCHEMA, stop_before="confidence")

@@ -249,3 +249,41 @@ print("policy at first import:", seen)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=True)
     assert "policy at first import: ['PASSIVE']" in done.stdout, done.stdout + done.stderr
+
+
+def test_review_only_keeps_the_labels_and_asks_the_reasoning_only_of_pushed_records(tmp_path: Path) -> None:
+    """``model.generation.reasoning: review_only`` on the local backend: jump-forward stops before
+    the reasoning, so label, stated confidence and the label's log-prob are the full answer's, in
+    fewer tokens; the reasoning asked for later (labeltriage.reasoning) is for that same label."""
+    import yaml
+
+    from labeltriage import api
+    from labeltriage.reasoning import add_reasoning
+    from labeltriage.rundir import RunDir
+
+    texts = [t for t in PARALLEL_TEXTS if t]
+    data = write_jsonl(tmp_path / "in.jsonl", texts)
+    runs = {}
+    for mode in ("all", "review_only"):
+        config = yaml.safe_load(SENTIMENT.read_text())
+        config["model"]["generation"]["reasoning"] = mode
+        path = tmp_path / f"{mode}.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        api.prelabel(path, data, tmp_path / mode, backend="local", model="smollm2", parallel=3)
+        runs[mode] = pd.read_parquet(tmp_path / mode / "prelabels.parquet")
+    full, short = runs["all"], runs["review_only"]
+    assert short["status"].eq("ok").all() and full["status"].eq("ok").all()
+    assert short["llm_label"].tolist() == full["llm_label"].tolist()
+    assert short["confidence_stated"].tolist() == full["confidence_stated"].tolist()
+    np.testing.assert_allclose(short["confidence_logprob"], full["confidence_logprob"], rtol=1e-4)
+    assert short["reasoning"].isna().all() and full["reasoning"].map(lambda r: isinstance(r, str) and r != "").all()
+    assert (short["output_tokens"] < full["output_tokens"]).all()
+    assert all(json.loads(raw)["reasoning"] is None for raw in short["raw_output"])
+
+    asked = set(short["id"][:2])
+    report = add_reasoning(RunDir(tmp_path / "review_only"), asked)
+    assert report.asked == 2 and report.added + report.label_changed == 2 and report.added >= 1
+    kept = RunDir(tmp_path / "review_only").with_reasoning(short)
+    with_one = set(kept.loc[kept["reasoning"].notna(), "id"])
+    assert with_one <= asked and len(with_one) == report.added  # only the asked records have one
+    assert kept["reasoning"].dropna().map(lambda r: isinstance(r, str) and r != "").all()

@@ -97,6 +97,7 @@ class PushReport:
     queue_url: str | None = None  # set by the caller: the review queue in the UI, sorted by priority
     held_back: int = 0  # set by the caller: queue records never pushed, kept for a later push by a limit
     auto_accept_stopped: str | None = None  # set by the caller: why auto-accepted records joined the queue
+    reasoning: dict[str, int] | None = None  # set by the caller: reasoning asked for (review_only), else None
 
 
 @dataclass

@@ -5,8 +5,10 @@ retries, backoff, timeouts, response parsing. It is NOT a language model: a vali
 the first label of the request's schema that occurs in the text (else the first label).
 
 Faults are consumed in order from `faults` (one per request): "429", "500", "garbage_json"
-(200 with content that is not JSON), "bad_label", "bad_confidence", "no_confidence",
-"http_garbage" (a 200 whose body is not JSON at all), "hang" (sleeps past the client timeout).
+(200 with content that is not JSON), "flip_label" (another valid label), "bad_label",
+"bad_confidence", "no_confidence", "http_garbage" (a 200 whose body is not JSON at all), "hang"
+(sleeps past the client timeout). An answer holds to the request's schema: no ``reasoning`` when
+the schema has none.
 """
 
 from __future__ import annotations
@@ -20,11 +22,15 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 
-def _labels_from(body: dict[str, Any]) -> tuple[str, list[str]]:
+def _properties(body: dict[str, Any]) -> dict[str, Any]:
     schema = (body.get("response_format") or {}).get("schema") or (
         ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
     )
-    props = (schema or {}).get("properties") or {}
+    return (schema or {}).get("properties") or {}
+
+
+def _labels_from(body: dict[str, Any]) -> tuple[str, list[str]]:
+    props = _properties(body)
     if "labels" in props:
         return "labels", list(props["labels"]["items"]["enum"])
     if "label" in props:
@@ -141,6 +147,10 @@ class FakeOpenAIServer:
             answer: dict[str, Any] = {"labels": hits, "confidence": 0.8, "reasoning": "fake"}
         else:
             answer = {"label": hits[0] if hits else labels[0], "confidence": 0.9, "reasoning": "fake"}
+        if _properties(body) and "reasoning" not in _properties(body):  # as a server holding to the schema
+            answer.pop("reasoning")
+        if fault == "flip_label" and key == "label":  # a valid label, not the one it would give
+            answer["label"] = next(label for label in labels if label != answer["label"])
         if fault == "bad_label":
             answer[key] = "not-a-label" if key == "label" else ["not-a-label"]
         elif fault == "bad_confidence":
