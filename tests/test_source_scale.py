@@ -23,6 +23,7 @@ from click.testing import CliRunner
 
 from curation.adapters import embeddings
 from labeltriage.cli import main as cli
+from tests.support.llm_fake_server import FakeOpenAIServer
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent
@@ -65,10 +66,13 @@ def _ids_in_argilla(client, name: str) -> set[str]:
 
 
 def test_a_limited_push_and_a_round_while_most_of_the_queue_waits(argilla_stack, argilla_client, tmp_path):
+    """Also ``model.generation.reasoning: review_only``: each push asks the (fake, HTTP) model for
+    the reasoning of the assisted records it sends, and of those only."""
     run = tmp_path / "run"
     run.mkdir()
     config = yaml.safe_load((ROOT / "datasets_config" / "sentiment_3class.yaml").read_text())
     config["argilla"].update(dataset=f"limit-{uuid.uuid4().hex[:8]}", min_submitted=1)
+    config["model"]["generation"]["reasoning"] = "review_only"
     config_path = tmp_path / "task.yaml"
     config_path.write_text(yaml.safe_dump(config))
     n = N_REVIEW + N_AUTO + N_SPOT
@@ -76,11 +80,12 @@ def test_a_limited_push_and_a_round_while_most_of_the_queue_waits(argilla_stack,
     routed = pd.DataFrame(
         {
             "id": [f"r{i:03d}" for i in range(n)],
-            "text": [f"Review number {i}: {'great' if i % 2 else 'awful'} value." for i in range(n)],
+            # the fake model answers the label its text names
+            "text": [f"Review number {i}: {'positive' if i % 2 else 'negative'} value." for i in range(n)],
             "llm_label": ["positive" if i % 2 else "negative" for i in range(n)],
             "llm_confidence": rng.uniform(0.5, 1.0, n),
             "calibrated_confidence": rng.uniform(0.5, 1.0, n),
-            "reasoning": "Simulated.",
+            "reasoning": None,
             "model": "simulated",
             "prompt_hash": "p0",
             "status": "ok",
@@ -90,7 +95,10 @@ def test_a_limited_push_and_a_round_while_most_of_the_queue_waits(argilla_stack,
         }
     )
     routed.to_parquet(run / "routed.parquet", index=False)
-    (run / "run.json").write_text(json.dumps({"config": str(config_path), "model": "simulated"}))
+    routed.drop(columns=["route", "priority", "calibrated_confidence"]).to_parquet(run / "prelabels.parquet")
+    server = FakeOpenAIServer().__enter__()
+    model = {"backend": "openai", "name": "fake", "base_url": server.base_url}
+    (run / "run.json").write_text(json.dumps({"config": str(config_path), "model": "fake", "model_settings": model}))
     api_url, api_key = argilla_stack.credentials()
     env = {"ARGILLA_API_URL": api_url, "ARGILLA_API_KEY": api_key}
 
@@ -99,6 +107,12 @@ def test_a_limited_push_and_a_round_while_most_of_the_queue_waits(argilla_stack,
     first = {f"r{i:03d}" for i in range(20)} | {f"r{i:03d}" for i in range(N_REVIEW + N_AUTO, n)}
     assert _ids_in_argilla(argilla_client, config["argilla"]["dataset"]) == first  # audits, then by priority
     assert json.loads((run / "push.json").read_text())["held_back"] == 80
+    # the 20 assisted records got a reasoning, the 10 blind audits none (nor were they asked)
+    assert "reasoning (review_only): asked for 20 record(s) shown with the suggestion, 20 added" in output
+    assert server.requests == 20
+    shown = {str(r.id): r.fields.get("llm_reasoning") for r in _records(argilla_client, config["argilla"]["dataset"])}
+    assert {rid for rid, reasoning in shown.items() if reasoning == "fake"} == {f"r{i:03d}" for i in range(20)}
+    assert all(not shown[f"r{i:03d}"] for i in range(N_REVIEW + N_AUTO, n))
     # only the pushed texts were embedded
     assert np.fromfile(run / "embeddings.bin", dtype=embeddings.STORE_ROW).shape == (30,)
 
@@ -118,6 +132,12 @@ def test_a_limited_push_and_a_round_while_most_of_the_queue_waits(argilla_stack,
     expected = set(waiting.sort_values(ascending=False, kind="stable").index[:10])
     assert _ids_in_argilla(argilla_client, config["argilla"]["dataset"]) == first | expected
     assert json.loads((run / "push.json").read_text())["held_back"] == 70
+    assert json.loads((run / "push.json").read_text())["reasoning"]["asked"] == 10 and server.requests == 30
+    server.__exit__(None, None, None)
+
+
+def _records(client, name: str) -> list:
+    return list(client.datasets(name=name, workspace="labeltriage").records(with_suggestions=False))
 
 
 @pytest.mark.slow
