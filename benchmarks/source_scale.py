@@ -23,7 +23,11 @@ be accounted for) and each step's own counts. Prints a table and writes
 benchmarks/results/source_scale.{json,md} (``--tag`` names other sizes' files).
 
     .venv/bin/python benchmarks/source_scale.py --records 20000 --review 600 --tag 20k
-    .venv/bin/python benchmarks/source_scale.py                       # 500,000: about an hour
+    .venv/bin/python benchmarks/source_scale.py                       # 500,000: about 2.5 hours
+    .venv/bin/python benchmarks/source_scale.py --keep --steps loop,publish   # resume in the kept work dir
+
+With ``--keep`` the work dir stays (a 500,000-record one holds several GB) and the results keep
+the figures of the steps not rerun.
 """
 
 from __future__ import annotations
@@ -302,6 +306,8 @@ def main() -> None:
     hub = HubServer(token="hf_scale").start()
     report: dict[str, Any] = {"records": args.records, "gold": n_gold, "review": args.review}
     report |= {"latency_s": args.latency, "concurrency": args.concurrency, "steps": []}
+    # a run resumed with --keep for some steps keeps the figures of the others from the same work dir
+    earlier = _earlier_steps(args.results / name, report, chosen) if args.keep else []
     try:
         wait_ready(base_url, llm)
         engine.start()
@@ -336,6 +342,8 @@ def main() -> None:
             else:
                 step = run_step(step_name, argv, env, logs) | step_outputs(step_name, run, truth, args.records)
             report["steps"].append(step)
+            report["steps"] = sorted(earlier + [s for s in report["steps"] if s not in earlier],
+                                     key=lambda s: STEPS.index(s["step"]))  # fmt: skip
             save(report, args.results / name)
     finally:
         hub.stop()
@@ -346,6 +354,15 @@ def main() -> None:
     report["wall_s"] = round(time.perf_counter() - started, 1)
     save(report, args.results / name)
     print(markdown(report))
+
+
+def _earlier_steps(path: Path, report: dict[str, Any], chosen: list[str]) -> list[dict[str, Any]]:
+    """The steps not rerun now from ``path``.json, when it describes the same scenario."""
+    if not path.with_suffix(".json").is_file():
+        return []
+    before = json.loads(path.with_suffix(".json").read_text())
+    same = all(before.get(k) == report[k] for k in ("records", "gold", "review", "latency_s", "concurrency"))
+    return [step for step in before.get("steps", []) if step["step"] not in chosen] if same else []
 
 
 def _stop_once(*_: Any) -> None:
