@@ -211,6 +211,25 @@ def _json(path: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def fill_embeddings(run: Path, seed: int) -> int:
+    """Append a random unit vector for every routed text the run's store lacks (``--fill-embeddings``);
+    returns how many."""
+    from curation.adapters.embeddings import DIM, STORE_ROW, text_key
+
+    store = run / "embeddings.bin"
+    have = set(np.fromfile(store, dtype=STORE_ROW)["key"].tolist()) if store.is_file() else set()
+    texts = pd.read_parquet(run / "routed.parquet", columns=["text"])["text"].astype(str)
+    keys = {bytes.fromhex(text_key(text)).rstrip(b"\0") for text in texts} - have
+    rows = np.empty(len(keys), dtype=STORE_ROW)
+    rows["key"] = sorted(keys)
+    vectors = np.random.default_rng(seed).standard_normal((len(keys), DIM)).astype(np.float32)
+    rows["vector"] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    with open(store, "ab") as out:
+        out.write(rows.tobytes())
+    say(f"loop: {len(keys)} texts given random vectors (--fill-embeddings)")
+    return len(keys)
+
+
 def step_outputs(name: str, run: Path, truth: dict[str, str], n_records: int) -> dict[str, Any]:
     """Records in and out of step ``name`` and its own counts, read from the run directory."""
     if name == "prelabel":
@@ -279,6 +298,11 @@ def main() -> None:
         "--keep", action="store_true", help="reuse --work (the prelabel cache, the stack) and keep it afterwards"
     )  # without it the work dir goes at the end: a 500,000-record run leaves several GB
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON and markdown go")
+    parser.add_argument(
+        "--fill-embeddings", action="store_true",
+        help="before the loop, complete the run's embedding store with random unit vectors: the round's "
+        "memory and the rest of its time without its hour of embedding (its priorities are then meaningless)",
+    )  # fmt: skip
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _stop_once)  # a kill still stops the stack and servers
     n_gold = args.gold if args.gold is not None else max(400, args.records // 250)
@@ -339,6 +363,10 @@ def main() -> None:
                 continue
             if step_name == "review":
                 step = {"step": "review", **simulate_review(engine, dataset, truth, args.seed)}
+            elif step_name == "loop" and args.fill_embeddings:
+                filled = fill_embeddings(run, args.seed)
+                step = run_step(step_name, argv, env, logs) | step_outputs(step_name, run, truth, args.records)
+                step["random_vectors"] = filled  # texts the round found embedded with random vectors
             else:
                 step = run_step(step_name, argv, env, logs) | step_outputs(step_name, run, truth, args.records)
             report["steps"].append(step)

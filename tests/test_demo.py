@@ -83,6 +83,16 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     assert made - {"input.csv", "gold.csv"} <= documented_run_files(), made - documented_run_files()
     assert {p.name for p in (run / "published").iterdir()} <= PUBLISHED
 
+    # review_only: the reasoning was asked at push time of the assisted records, and of those only
+    assisted = routed[routed["route"].eq("human_review") & ~routed["blind"].astype(bool) & routed["status"].eq("ok")]
+    asked = json.loads((run / "push.json").read_text())["reasoning"]
+    assert asked["asked"] == len(assisted) >= 1 and asked["added"] + asked["label_changed"] + asked["failed"] == len(
+        assisted
+    )
+    with_reasoning = set(published.loc[published["reasoning"].notna(), "id"])
+    assert with_reasoning <= set(assisted["id"]) and len(with_reasoning) <= asked["added"]
+    assert "have the LLM's reasoning (review_only" in (run / "published" / "README.md").read_text()
+
     report = json.loads((run / "agreement.json").read_text())
     assert report["n_reviewers"] == 3 and report["n_records"] == queued
     assert -1.0 <= report["fleiss_kappa"] <= 1.0
