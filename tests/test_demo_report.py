@@ -46,7 +46,11 @@ def test_demo_config_gives_each_demo_its_own_dataset_and_refuses_mixing(tmp_path
     name = task.argilla.dataset
     assert re.fullmatch(rf"{re.escape(shipped.argilla.dataset)}-demo-[0-9a-f]{{6}}", name)
     assert task.source_path == str(run / "demo_config.yaml")
-    assert task.model_dump(exclude={"argilla"}) == shipped.model_dump(exclude={"argilla"})
+    # the shipped config but for its dataset and the reasoning asked only of records pushed with the suggestion
+    assert task.model.generation.reasoning == "review_only" and shipped.model.generation.reasoning == "all"
+    generation = shipped.model.generation.model_copy(update={"reasoning": "review_only"})
+    expected = shipped.model_copy(update={"model": shipped.model.model_copy(update={"generation": generation})})
+    assert task.model_dump(exclude={"argilla"}) == expected.model_dump(exclude={"argilla"})
     assert demo_config(shipped, run, settings).argilla.dataset == name  # a rerun keeps its dataset
     # a start that failed before pushing (a typo in --model) may be retried with other settings
     assert demo_config(shipped, run, {**settings, "model": "smolm2"}).argilla.dataset == name
