@@ -63,13 +63,14 @@ def demo_input(n_records: int, n_gold: int, directory: Path, seed: int = 0) -> t
 
 def demo_config(task: Any, run_dir: Path, settings: dict[str, Any]) -> Any:
     """The demo's task config for ``run_dir``: ``task`` (a :class:`~labeltriage.config.TaskConfig`)
-    with ``model.generation.reasoning: review_only`` and an Argilla dataset of its own, ``<dataset>-<run dir name>-<6 random hex digits>`` chosen
-    when the directory is first used (a deleted and re-made directory, or one of the same name
-    elsewhere, gets a new one), written to ``<run>/demo_config.yaml`` and loaded from there, so
-    that every step reads it from run.json. ``settings`` (config, records, gold, seed, model) go to
-    ``<run>/demo.json``. Raises InputError when ``run_dir`` already pushed a demo made with other
-    settings, or a run without demo.json (an earlier version): its records and answers would mix
-    with this one's. A start that failed before pushing may be retried with other settings."""
+    with ``model.generation.reasoning: review_only`` and an Argilla dataset of its own,
+    ``<dataset>-<run dir name>-<6 random hex digits>``, chosen when the directory is first used (a
+    deleted and re-made directory, or one of the same name elsewhere, gets a new one), written to
+    ``<run>/demo_config.yaml`` and loaded from there, so that every step reads it from run.json.
+    ``settings`` (config, records, gold, seed, model) go to ``<run>/demo.json``. Raises InputError
+    when ``run_dir`` already pushed a demo made with other settings, or a run without demo.json (an
+    earlier version): its records and answers would mix with this one's. A start that failed
+    before pushing may be retried with other settings."""
     import secrets
 
     import yaml
