@@ -59,7 +59,7 @@ LABELS = ["positive", "negative", "neutral"]
 SUFFIX = re.compile(r" \(#\d+\)$")
 REVIEWER_ACCURACY = 0.95
 SPOT_CHECK_RATE = 0.002
-STEPS = ("prelabel", "calibrate", "route", "push", "review", "pull", "loop", "publish")
+STEPS = ("prelabel", "calibrate", "route", "push", "review", "pull", "loop", "student", "publish")
 _TRUTH: dict[str, str] = {}
 
 
@@ -274,6 +274,21 @@ def step_outputs(name: str, run: Path, truth: dict[str, str], n_records: int) ->
     if name == "loop":
         report = _json(run / "loop.json")
         return {k: report.get(k) for k in ("metadata_updated", "held_back", "student")}
+    if name == "student":
+        report = _json(run / "student.json")
+        labels = pd.read_parquet(run / "student_labels.parquet")
+        texts = pd.read_parquet(run / "routed.parquet", columns=["id", "text"]).set_index("id")["text"]
+        kept = labels[labels["accepted"]]
+        right = (kept["student_label"].astype(str).to_numpy() == kept["id"].map(texts).map(truth).to_numpy()).mean()
+        return {
+            "records_in": report.get("n_pool"),
+            "records_out": len(labels),
+            "accepted": int(labels["accepted"].sum()),
+            "accepted_precision_vs_truth": round(float(right), 4) if len(kept) else None,
+            "threshold": (report.get("certificate") or {}).get("threshold"),
+            **{k: report.get(k) for k in ("n_train", "n_gold_stratum", "student_accuracy_gold_stratum",
+                                          "llm_accuracy_gold_stratum", "target_precision")},
+        }  # fmt: skip
     if name == "publish":
         final = pd.read_parquet(run / "final.parquet", columns=["id", "text", "label", "label_source"])
         adjudication = pd.read_parquet(run / "adjudication.parquet", columns=["id"])
@@ -370,6 +385,7 @@ def main() -> None:
             ("review", []),
             ("pull", [cli, "pull", str(run)]),
             ("loop", [cli, "loop", str(run), "--rounds", "1"]),
+            ("student", [cli, "student-label", str(run)]),
             ("publish", [cli, "publish", str(run), "--repo-id", f"scale/{dataset}"]),
         ]
         for step_name, argv in steps:

@@ -12,10 +12,12 @@ label_source   ``human``: every reviewer who answered gave this label (one or mo
                ``consensus``: reviewers disagreed and the consensus method chose it;
                ``llm_auto``: auto-accepted LLM label (routed ``auto_accept`` or an unreviewed
                ``spot_check``), never seen by a reviewer;
-               ``gold``: the record's gold label (routed ``gold``: the gold calibrate/route used)
+               ``gold``: the record's gold label (routed ``gold``: the gold calibrate/route used);
+               ``student``: a review-queue record nobody answered, labelled by the student where
+               its certified threshold accepts it (``labeltriage student-label``)
 confidence     ``human``/``consensus``: P(label) under the consensus method (vote share for
                majority vote, posterior for Dawid-Skene); ``llm_auto``: the calibrated confidence;
-               null for ``gold``
+               ``student``: the student's probability of its label; null for ``gold``
 agreement      share of this record's reviewers who gave the final label (null for llm_auto)
 n_reviewers    submitted responses on the record (0 for llm_auto)
 llm_label      the LLM's label (kept beside human labels, so disagreements can be studied)
@@ -64,6 +66,7 @@ FINAL_COLUMNS = [
     "reasoning",
 ]
 ROUTED_REQUIRED = ("id", "text", "llm_label", "route")
+LABEL_SOURCES = ("human", "consensus", "llm_auto", "student", "gold")
 RESPONSES_REQUIRED = ("record_id", "user", "label")
 
 
@@ -75,7 +78,8 @@ class RunFiles:
     (record, reviewer) (``responses.parquet``, empty before the first pull); ``review_audits``: the
     submitted answers to the blind copies of reviewed records (``<id>::audit``), keyed by the
     original id; the JSON side files as dicts (empty when absent); ``config``: the validated task
-    config as a dict (empty without one).
+    config as a dict (empty without one); ``student_labels`` / ``student``: student_labels.parquet
+    and student.json (``labeltriage student-label``), None / empty when absent.
     """
 
     run_dir: Path
@@ -88,6 +92,8 @@ class RunFiles:
     pull: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     config_path: Path | None = None
+    student_labels: pd.DataFrame | None = None
+    student: dict[str, Any] = field(default_factory=dict)
 
     @property
     def categories(self) -> list[str] | None:
@@ -273,6 +279,8 @@ def build_final_dataset(
             }
         )
     pending = routed.loc[routed["route"].eq("human_review") & status_ok & ~routed["id"].isin(reviewed), "id"].tolist()
+    if run.student_labels is not None:
+        rows, pending = _student_rows(run.student_labels, by_id, llm_labels, rows, pending)
     if is_dup is not None and is_dup.any():
         rows, adjudication, pending = _fan_out_duplicates(all_routed[is_dup], rows, adjudication, pending)
     user_columns = [c for c in _input_columns(run) if c in all_routed.columns and c not in FINAL_COLUMNS]
@@ -293,9 +301,7 @@ def build_final_dataset(
     summary = {
         "n_routed": int(len(routed)),
         "n_published": int(len(final)),
-        "per_label_source": {
-            s: int((final["label_source"] == s).sum()) for s in ("human", "consensus", "llm_auto", "gold")
-        },
+        "per_label_source": {s: int((final["label_source"] == s).sum()) for s in LABEL_SOURCES},
         "per_label": {str(k): int(v) for k, v in final["label"].value_counts().sort_index().items()},
         "n_adjudication": int(len(adjudication)),
         "adjudication_reasons": {str(k): int(v) for k, v in adjudication["reason"].value_counts().items()},
@@ -315,6 +321,27 @@ def build_final_dataset(
         "categories": [str(c) for c in categories],
     }
     return FinalDataset(final=final, adjudication=adjudication, pending=pending, ratings=ratings, summary=summary)
+
+
+def _student_rows(
+    student: pd.DataFrame, by_id: pd.DataFrame, llm_labels: pd.Series, rows: list[dict[str, Any]], pending: list[Any]
+) -> tuple[list[dict[str, Any]], list[Any]]:
+    """Pending review records the student's certified threshold accepted, as ``student`` rows; the
+    rest stay pending. A record answered since student-label ran is not pending, so never here."""
+    accepted = student[student["accepted"].astype(bool)]
+    chosen = dict(zip(accepted["id"].astype(str), zip(accepted["student_label"], accepted["student_confidence"],
+                                                          strict=True), strict=True))  # fmt: skip
+    still: list[Any] = []
+    for rid in pending:
+        if str(rid) not in chosen:
+            still.append(rid)
+            continue
+        label, confidence = chosen[str(rid)]
+        rec = by_id.loc[rid]
+        rows.append({"id": rid, "text": rec["text"], "label": str(label), "label_source": "student",
+                     "confidence": float(confidence), "agreement": float("nan"), "n_reviewers": 0,
+                     "llm_label": llm_labels.get(rid), "reasoning": rec.get("reasoning")})  # fmt: skip
+    return rows, still
 
 
 def _input_columns(run: RunFiles) -> list[str]:
@@ -456,6 +483,15 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
             f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, Clopper-Pearson), from {reviewed['n_audited']} "
             f"blind review audits of {reviewed['n_population']}"
         )
+    student = measured.get("student")
+    if student and student.get("estimate") is not None:
+        text += (
+            f"; student labels (student): accuracy {_fmt(student['estimate'])} ({level} interval "
+            f"{_fmt(student['low'])}-{_fmt(student['high'])}, Clopper-Pearson) on the {student['n_audited']} gold "
+            f"records of the review stratum at or above its certified threshold {_fmt(student['threshold'])} "
+            f"(precision >= {_fmt(student['target_precision'])} certified there; the {student['n_population']} "
+            "published ones are that stratum's unreviewed part)"
+        )
     by_own = measured.get("n_review_audit_answers_by_own_reviewer") or 0
     if by_own:
         text += (
@@ -500,8 +536,11 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
       it checks; Argilla cannot route the copy to someone else), counted in
       ``n_review_audit_answers_by_own_reviewer``.
     * ``gold``: the gold label is the reference itself (accuracy 1 by definition, not measured).
+    * ``student``: the gold records of the review stratum at or above the student's certified
+      threshold (student.json; :mod:`curation.student_labels`), exact Clopper-Pearson; they sample
+      the whole stratum above the threshold, of which the published records are the unreviewed part.
     * ``overall``: the measured published rows (llm_auto, the assisted review queue's human and
-      consensus rows, gold counted at 1) weighted by their counts, the MOVER combination of the
+      consensus rows, student, gold counted at 1) weighted by their counts, the MOVER combination of the
       per-source intervals (:func:`curation.estimation.mover_combine`); reviewed rows outside the
       assisted queue have no audit and are left out (``n_not_covered``). None unless every
       measured source with rows has an estimate.
@@ -599,9 +638,12 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         "gold": int(published["label_source"].eq("gold").sum()),
         "llm_auto": int(published["label_source"].eq("llm_auto").sum()),
         "reviewed": covered_reviewed,
+        "student": int(published["label_source"].eq("student").sum()),
     }
+    out["student"] = _student_accuracy(run.student, counts["student"], confidence_level) if counts["student"] else None
     n_total = float(sum(counts.values()))
-    entries = {"llm_auto": out.get("llm_auto"), "reviewed": (out.get("reviewed") or {}).get("overall")}
+    entries = {"llm_auto": out.get("llm_auto"), "reviewed": (out.get("reviewed") or {}).get("overall"),
+               "student": out["student"]}  # fmt: skip
     parts: list[tuple[float, float, float, float]] = []
     missing = []
     for source, n in counts.items():
@@ -629,6 +671,22 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         out["overall"] = None
         out["overall_reason"] = f"not measured: no audit of the {', '.join(sorted(set(missing)))} labels"
     return out
+
+
+def _student_accuracy(student: dict[str, Any], n_published: int, confidence_level: float) -> dict[str, Any] | None:
+    """The student's labels' accuracy: the gold records of the review stratum at or above its certified
+    threshold (the sample its certificate tested), right / all, with an exact Clopper-Pearson interval.
+    A random sample of the stratum above the threshold, not of the published (unreviewed) part."""
+    from curation.estimation import binomial_interval
+
+    certificate = (student or {}).get("certificate") or {}
+    n, right = certificate.get("n_accepted_gold") or 0, certificate.get("n_correct_gold") or 0
+    if not n:
+        return None
+    low, high = binomial_interval(int(right), int(n), confidence_level=confidence_level, method="clopper-pearson")
+    return {"estimate": right / n, "low": low, "high": high, "n_audited": int(n), "n_population": n_published,
+            "n_correct": int(right), "method": "clopper-pearson", "threshold": certificate.get("threshold"),
+            "target_precision": certificate.get("target_precision"), "stratum": student.get("stratum")}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- card
@@ -818,8 +876,9 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
     )
     lines += ["", "## Columns", ""]
     lines += [
-        "`id`, `text`, `label`, `label_source` (human | consensus | llm_auto), `confidence` (P(label): "
-        "consensus share or posterior for reviewed records, calibrated LLM confidence for llm_auto), "
+        "`id`, `text`, `label`, `label_source` (human | consensus | llm_auto | student | gold), `confidence` "
+        "(P(label): consensus share or posterior for reviewed records, calibrated LLM confidence for llm_auto, "
+        "the student's probability for student), "
         "`agreement` (share of reviewers who chose the label; null for llm_auto), `n_reviewers`, "
         "`llm_label`, `reasoning` (the LLM's).",
         "",

@@ -1342,6 +1342,31 @@ def agreement(
     return AgreementResult(report, path)
 
 
+def student_label(
+    run_dir: PathLike | RunDir,
+    *,
+    config: PathLike | None = None,
+    target_precision: float | None = None,
+    confidence_level: float | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Label the review queue's unreviewed records with the student, where a threshold is certified.
+
+    The student (logistic regression on the shipped MiniLM embeddings) is trained on the reviewed
+    records' majority labels; its threshold is certified on the gold records of the review stratum
+    (:mod:`curation.student_labels`: fixed-sequence exact binomial tests, Learn-then-Test) at
+    ``target_precision`` with ``confidence_level`` (default: the run's routing settings). Writes
+    student_labels.parquet and student.json; ``publish`` then publishes the accepted records with
+    label_source ``student`` and their accuracy on that gold. Returns student.json's content.
+    Raises InputError (multi-label task, no reviewed labels of two classes, no gold in the
+    stratum) or RunDirError (a missing run file, naming the step to run).
+    """
+    from labeltriage.student_labels import label_rest
+
+    return label_rest(_run_dir(run_dir, config), target_precision=target_precision,
+                      confidence_level=confidence_level, seed=seed)  # fmt: skip
+
+
 def publish(
     run_dir: PathLike | RunDir,
     *,
@@ -1357,8 +1382,8 @@ def publish(
 ) -> PublishResult:
     """Build the final dataset, write it with its dataset card, optionally push it to the Hub.
 
-    Each row says how its label was made (label_source = human | consensus | llm_auto); records
-    with a tie or low agreement go to adjudication.parquet and are left out. ``method``:
+    Each row says how its label was made (label_source = human | consensus | llm_auto | student |
+    gold); records with a tie or low agreement go to adjudication.parquet and are left out. ``method``:
     ``majority`` or ``dawid-skene`` (Dawid & Skene 1979). The Hub token is read from HF_TOKEN;
     HF_ENDPOINT selects another Hub-compatible server. Writes final.parquet, README.md (card),
     agreement.json, adjudication.parquet into ``output`` (default: the run directory).

@@ -32,6 +32,7 @@ COMMANDS: dict[str, str] = {
     "pull": "labeltriage.commands.review:pull",
     "loop": "labeltriage.commands.review:loop",
     "agreement": "labeltriage.commands.publish:agreement",
+    "student-label": "labeltriage.commands.publish:student_label",
     "publish": "labeltriage.commands.publish:publish",
     "demo": "labeltriage.commands.demo:demo",
 }
@@ -47,6 +48,7 @@ SHORT_HELP: dict[str, str] = {
     "pull": "Pull reviewers' submitted responses from Argilla.",
     "loop": "Run feedback rounds: pull, agree, retrain, re-prioritise, push.",
     "agreement": "Inter-annotator agreement report on pulled responses.",
+    "student-label": "Let the student label unreviewed records where it is certified.",
     "publish": "Publish the final dataset with a dataset card (local and Hub).",
     "demo": "Run the whole loop on real reviews with the local model.",
 }

@@ -48,12 +48,12 @@ class ReasoningReport:
     model_calls: int = 0
 
 
-def reasoning_config(run: RunDir) -> TaskConfig:
-    """The run's task config with the model its pre-labels used (run.json ``model_settings``, when
-    recorded) and ``model.generation.reasoning`` set to ``all``."""
+def reasoning_config(run: RunDir, task: TaskConfig | None = None) -> TaskConfig:
+    """The run's task config (``task``, or read from the run) with the model its pre-labels used
+    (run.json ``model_settings``, when recorded) and ``model.generation.reasoning`` set to ``all``."""
     from labeltriage.config import ModelSettings
 
-    task = run.task_config()
+    task = task if task is not None else run.task_config()
     recorded = run.json("run.json", default={}).get("model_settings")
     model = ModelSettings.model_validate(recorded) if recorded else task.model
     generation = model.generation.model_copy(update={"reasoning": "all"})
@@ -70,24 +70,29 @@ def add_reasoning(run: RunDir, ids: set[str], *, llm: Any = None, console: Conso
     for a model it cannot build (``BackendError``, ``ModelNotAvailable``)."""
     import pandas as pd
 
+    from curation.publish import normalise_label
     from pipelines.prelabeller import Prelabeller
 
-    if run.task_config().model.generation.reasoning != "review_only" or not ids:
+    task = run.task_config()
+    if task.model.generation.reasoning != "review_only" or not ids:
         return ReasoningReport()
     path = run / REASONING_FILE
     kept = run.table(REASONING_FILE) if path.is_file() else pd.DataFrame({"id": [], "reasoning": []})
-    prelabels = run.table("prelabels.parquet", required_columns=("id", "text", "status", "llm_label"))
-    has_reasoning = prelabels["reasoning"].notna() if "reasoning" in prelabels.columns else False
-    wanted = (
-        prelabels["id"].astype(str).isin(ids - set(kept["id"].astype(str)))
-        & prelabels["status"].eq("ok")
-        & ~has_reasoning
+    # which records to ask from three small columns; the texts only when some are to be asked
+    # (every push calls this, and prelabels.parquet can hold 500,000 records)
+    status = run.table(
+        "prelabels.parquet", ("id", "status", "llm_label"), columns=("id", "status", "llm_label", "reasoning")
     )
-    rows = prelabels[wanted].drop_duplicates("id")
-    if rows.empty:
+    has_reasoning = status["reasoning"].notna() if "reasoning" in status.columns else False
+    wanted = (
+        status["id"].astype(str).isin(ids - set(kept["id"].astype(str))) & status["status"].eq("ok") & ~has_reasoning
+    )
+    if not wanted.any():
         return ReasoningReport()
+    texts = run.table("prelabels.parquet", ("id", "text"), columns=("id", "text", "source", "example_ids"))
+    rows = texts[wanted.to_numpy()].assign(llm_label=status.loc[wanted, "llm_label"].to_numpy()).drop_duplicates("id")
     columns = [c for c in ("id", "text", "source", "example_ids") if c in rows.columns]
-    labeller = Prelabeller(reasoning_config(run), run.path, llm=llm, console=console, show_progress=False,
+    labeller = Prelabeller(reasoning_config(run, task), run.path, llm=llm, console=console, show_progress=False,
                            cache_file=run.path / REASONING_CACHE)  # fmt: skip
     answers = labeller.run(_with_examples(run, rows[columns])).frame
     report = ReasoningReport(asked=len(rows), model_calls=labeller.stats.calls)
@@ -96,7 +101,7 @@ def add_reasoning(run: RunDir, ids: set[str], *, llm: Any = None, console: Conso
     for answer in answers.to_dict("records"):
         if answer["status"] != "ok" or not isinstance(answer.get("reasoning"), str):
             report.failed += 1
-        elif _same_label(answer["llm_label"], first[str(answer["id"])]):
+        elif normalise_label(answer["llm_label"]) == normalise_label(first[str(answer["id"])]):
             new.append({"id": str(answer["id"]), "reasoning": answer["reasoning"]})
         else:
             report.label_changed += 1
@@ -105,11 +110,6 @@ def add_reasoning(run: RunDir, ids: set[str], *, llm: Any = None, console: Conso
         merged = pd.concat([kept[["id", "reasoning"]], pd.DataFrame(new)], ignore_index=True)
         merged.drop_duplicates("id", keep="last").to_parquet(path, index=False)
     return report
-
-
-def _same_label(a: Any, b: Any) -> bool:
-    as_list = [list(map(str, x)) if not isinstance(x, str) else [x] for x in (a, b)]
-    return sorted(as_list[0]) == sorted(as_list[1])
 
 
 def _with_examples(run: RunDir, rows: pd.DataFrame) -> pd.DataFrame:

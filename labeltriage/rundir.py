@@ -28,6 +28,8 @@ class RunDirError(InputError):
 ASSISTED_SHOWN_FILE = "assisted_shown.json"  # ids pushed with the LLM's suggestion, ever (push keeps it)
 BLIND_SHOWN_FILE = "blind_shown.json"  # ids pushed blind, ever
 REASONING_FILE = "reasoning.parquet"  # reasoning asked for at push time (labeltriage.reasoning)
+STUDENT_LABELS_FILE = "student_labels.parquet"  # the student's certified labels (labeltriage.student_labels)
+STUDENT_REPORT_FILE = "student.json"
 
 # file name -> the command that writes it (the fix named when it is missing)
 FILES: dict[str, str] = {
@@ -57,6 +59,8 @@ FILES: dict[str, str] = {
     "agreement.json": "labeltriage agreement {run}",
     "loop.json": "labeltriage loop {run}",
     "reasoning.parquet": "labeltriage push {run} (with model.generation.reasoning: review_only)",
+    "student_labels.parquet": "labeltriage student-label {run}",
+    "student.json": "labeltriage student-label {run}",
 }
 
 
@@ -98,8 +102,11 @@ class RunDir:
             raise RunDirError(f"{path} not found: run `{step}` first")
         return path
 
-    def table(self, name: str, required_columns: tuple[str, ...] = ()) -> pd.DataFrame:
-        """Read a table of the run (Parquet); checks ``required_columns``.
+    def table(
+        self, name: str, required_columns: tuple[str, ...] = (), columns: tuple[str, ...] | None = None
+    ) -> pd.DataFrame:
+        """Read a table of the run (Parquet); checks ``required_columns``. ``columns``: read only
+        these (the required ones among them; names the file lacks are skipped).
 
         Run files are the product's own output: numeric and boolean types are kept (user inputs are
         normalised by :func:`pipelines.io.read_table` instead); text columns are Python objects with
@@ -109,7 +116,7 @@ class RunDir:
         from pipelines.io import read_parquet
 
         path = self.require(name)
-        frame = read_parquet(path)
+        frame = read_parquet(path, columns)
         # text columns as Python objects, missing = None: pandas' string dtype keeps NaN through
         # `.where(notna, None)`, and a NaN gold label read as the label "nan"
         for column in frame.columns:
@@ -363,4 +370,6 @@ class RunDir:
             pull=self.json("pull.json", default={}),
             config=task.model_dump(mode="json") if task is not None else {},
             config_path=Path(task.source_path) if task is not None and task.source_path else None,
+            student_labels=self.table(STUDENT_LABELS_FILE) if (self / STUDENT_LABELS_FILE).is_file() else None,
+            student=self.json(STUDENT_REPORT_FILE, default={}),
         )

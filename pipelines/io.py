@@ -36,6 +36,7 @@ import hashlib
 import io
 import json
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -202,12 +203,19 @@ def _read_saved_dataset(path: Path) -> pd.DataFrame:
     return loaded.to_pandas()
 
 
-def read_parquet(path: str | Path) -> pd.DataFrame:
+def read_parquet(path: str | Path, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """A Parquet file as written, column types kept (run directories' own files); :class:`InputError`
-    naming the file and the fix when it is not readable. :func:`read_table` adds the input rules."""
+    naming the file and the fix when it is not readable. :func:`read_table` adds the input rules.
+
+    ``columns``: read only these of the file's columns (names the file lacks are skipped, not an
+    error), so a step that needs three columns of a 500,000-row table does not load the rest."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     try:
+        if columns is not None:
+            present = set(pq.read_schema(path).names)
+            return pd.read_parquet(path, columns=[c for c in columns if c in present])
         return pd.read_parquet(path)
     except (pa.ArrowException, OSError, ValueError) as exc:
         message = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__

@@ -33,6 +33,8 @@ NOT_PURE=(
 )
 NOT_PURE_TESTS=(
   tests/test_triage_student.py::test_embed_texts_normalised_and_cached  # the MiniLM embedding model
+  tests/test_student_labels.py::test_student_label_then_publish        # the MiniLM embedding model
+  tests/test_student_labels.py::test_student_label_errors_name_the_fix # the MiniLM embedding model
 )
 status=0
 run() {

@@ -265,7 +265,7 @@ def test_publish_round_trip_through_hub(run_dir: Path, tmp_path: Path):
         assert "configs" in front and "dataset_info" in front  # kept from datasets' own card
         counts = local["label_source"].value_counts().to_dict()
         assert front["labeltriage"]["label_sources"] == {
-            k: counts.get(k, 0) for k in ("human", "consensus", "llm_auto", "gold")
+            k: counts.get(k, 0) for k in ("human", "consensus", "llm_auto", "student", "gold")
         }
         for needle in (
             "Guidelines",

@@ -145,7 +145,7 @@ def test_the_source_scenario_at_20000_records(tmp_path):
     """Every step but the feedback round (which embeds all 20,000 texts: 3.5 minutes on 2 cores; the
     round with records held back is the test above, its time and memory at scale the benchmark's)."""
     results = tmp_path / "source_scale_test.json"
-    steps_run = ["prelabel", "calibrate", "route", "push", "review", "pull", "publish"]
+    steps_run = ["prelabel", "calibrate", "route", "push", "review", "pull", "student", "publish"]
     command = [sys.executable, str(ROOT / "benchmarks" / "source_scale.py"), "--records", "20000", "--review", "100"]
     command += ["--latency", "0", "--tag", "test", "--work", str(tmp_path / "scale"), "--port", "0"]
     command += ["--results", str(tmp_path)]
@@ -167,9 +167,20 @@ def test_the_source_scenario_at_20000_records(tmp_path):
         and steps["push"]["held_back"] == routes["human_review"] + routes["spot_check"] - 100
     )
     assert steps["review"]["answers"] == 100 and steps["pull"]["submitted"] == 100
+    # the student, trained on the 100 answers, labels the unreviewed queue where its certificate accepts
+    student = steps["student"]
+    waiting = routes["human_review"] + routes["spot_check"] - 100
+    assert student["records_in"] == student["records_out"] == waiting and student["n_train"] == 100
+    accepted = student["accepted"]
+    assert (accepted > 0) == (student["threshold"] is not None)
+    if accepted:  # the certificate's statement, against the truth (the unreviewed part of the stratum)
+        assert student["accepted_precision_vs_truth"] >= student["target_precision"]
     publish = steps["publish"]
     assert publish["published"] + publish["adjudication"] + sum(publish["awaiting_review"].values()) == 20000
-    assert publish["awaiting_review"] == {"human_review/ok": routes["human_review"] + routes["spot_check"] - 100}
+    assert publish["awaiting_review"] == ({"human_review/ok": waiting - accepted} if waiting > accepted else {})
     # the pushed blind audits were answered: their label is the reviewer's
-    assert publish["label_source"] == {"gold": 400, "human": 100, "llm_auto": routes["auto_accept"]}
+    expected = {"gold": 400, "human": 100, "llm_auto": routes["auto_accept"]} | (
+        {"student": accepted} if accepted else {}
+    )
+    assert publish["label_source"] == expected
     assert publish["accuracy_vs_truth"]["llm_auto"] >= target

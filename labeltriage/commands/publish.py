@@ -1,4 +1,4 @@
-"""`labeltriage agreement` and `labeltriage publish`: wiring only (logic in curation/)."""
+"""`labeltriage agreement`, `student-label` and `publish`: wiring only (logic in curation/)."""
 
 from __future__ import annotations
 
@@ -90,7 +90,7 @@ def agreement(run_dir: Path, output: Path | None, as_json: bool, **options: Any)
 def publish(run_dir: Path, **options: Any) -> None:
     """Build the final dataset of RUN_DIR, write it locally and optionally push it to the Hub.
 
-    Each row says how its label was made (label_source = human | consensus | llm_auto). Records
+    Each row says how its label was made (label_source = human | consensus | llm_auto | student | gold). Records
     with a tie or low agreement are written to adjudication.parquet (push them back to Argilla)
     and left out. The dataset card (README.md) records the task, guidelines, model, prompt hash,
     calibration, thresholds, agreement figures, cost and counts per label source.
@@ -107,3 +107,33 @@ def publish(run_dir: Path, **options: Any) -> None:
     from labeltriage import api
 
     render_publish(api.publish(run_dir, **options))
+
+
+@click.command(name="student-label")
+@run_dir_argument
+@config_option
+@click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
+              help="Precision the student's labels must reach [default: the run's routing target].")  # fmt: skip
+@click.option("--confidence-level", type=click.FloatRange(0.5, 1, max_open=True), default=None,
+              help="Confidence of that guarantee [default: the run's routing level].")  # fmt: skip
+@click.option("--seed", type=int, default=0, show_default=True)
+def student_label(run_dir: Path, **options: Any) -> None:
+    """Let the student label the review queue's records nobody has answered, where it is certified.
+
+    Trains the student on the reviewed labels (pull first), certifies its threshold on the gold
+    records the LLM's certificate did not cover, writes RUN_DIR/student_labels.parquet and
+    student.json; `publish` then publishes the accepted records (label_source student).
+
+    \b
+    Examples:
+      labeltriage student-label runs/r1
+      labeltriage student-label runs/r1 --target-precision 0.9
+    """
+    from labeltriage import api
+
+    report = api.student_label(run_dir, **options)
+    click.echo(report["statement"])
+    click.echo(f"student accuracy on the stratum's {report['n_gold_stratum']} gold records: "
+               f"{report['student_accuracy_gold_stratum']:.3f} (the LLM's: {report['llm_accuracy_gold_stratum']:.3f}); "
+               f"trained on {report['n_train']} reviewed labels; {report['n_accepted']} of {report['n_pool']} "
+               f"unreviewed records accepted; wrote {Path(run_dir) / 'student.json'}")  # fmt: skip

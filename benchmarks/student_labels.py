@@ -1,0 +1,158 @@
+"""Does the student's certificate hold as stated? A simulation against a known truth.
+
+`labeltriage student-label` (curation/student_labels.py) certifies the student's threshold on the
+gold records of the LLM's review stratum, the records below the LLM's own certified threshold,
+which was chosen on the same gold. Here the whole procedure runs on a synthetic population whose
+every label is known, many times over independent gold draws:
+
+1. a population of ``--population`` records, each with a latent ease ``e ~ U(0, 1)``; the LLM's
+   raw score is ``e`` plus noise, the LLM is right with probability ``0.5 + 0.5 e``; the student's
+   probability ``q`` of its label is ``1/3 + 2/3 (0.7 sqrt(u) + 0.3 e)`` (``u ~ U(0, 1)``, its own
+   signal) and it is right with probability ``q ** 1.2`` (over-confident, as small models are);
+2. per draw: ``--gold`` gold records at random; the LLM's threshold certified on them
+   (`curation.certify.certify_threshold`, target ``--llm-target``); the stratum = records below it;
+   the review queue's priority (the student's doubt, ``1 - q``) sends the first ``--reviewed``
+   share of the stratum to reviewers; the student's threshold certified on the stratum's gold
+   (target ``--target``), its grid from the unreviewed records' ``q``;
+3. the truth: the precision of the stratum's records at or above the student's threshold (the
+   certificate's statement) and of the unreviewed ones there (what is published).
+
+A certificate is wrong when its precision is below the target. The statement allows a share of
+wrong certificates of at most 1 - confidence level (5%); the Wilson interval of the measured share
+is printed beside it. Writes benchmarks/results/student_labels.{json,md}.
+
+    .venv/bin/python benchmarks/student_labels.py          # about 1 minute
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from curation.certify import certify_threshold  # noqa: E402
+from curation.estimation import binomial_interval  # noqa: E402
+from labeltriage.jsonio import write_json  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def population(n: int, seed: int) -> dict[str, np.ndarray]:
+    """Scores and correctness of the LLM and the student for ``n`` records (see the module)."""
+    rng = np.random.default_rng(seed)
+    ease = rng.uniform(size=n)
+    q = 1 / 3 + 2 / 3 * (0.7 * rng.uniform(size=n) ** 0.5 + 0.3 * ease)
+    return {
+        "llm_score": ease + 0.15 * rng.standard_normal(n),
+        "llm_right": rng.uniform(size=n) < 0.5 + 0.5 * ease,
+        "q": q,
+        "student_right": rng.uniform(size=n) < q**1.2,
+    }
+
+
+def one_draw(pop: dict[str, np.ndarray], n_gold: int, llm_target: float, target: float, reviewed: float,
+             rng: np.random.Generator) -> dict[str, Any]:  # fmt: skip
+    """One gold draw through the whole procedure; the certified threshold and the true precisions."""
+    n = pop["q"].shape[0]
+    gold = np.zeros(n, dtype=bool)
+    gold[rng.choice(n, n_gold, replace=False)] = True
+    llm = certify_threshold(pop["llm_score"][gold], pop["llm_right"][gold], llm_target, 0.95,
+                            pool_scores=pop["llm_score"])  # fmt: skip
+    stratum = pop["llm_score"] < llm.threshold if llm.threshold is not None else np.ones(n, dtype=bool)
+    queue = np.flatnonzero(stratum & ~gold)
+    first = queue[np.argsort(pop["q"][queue], kind="stable")][: int(reviewed * queue.size)]  # most doubt first
+    unreviewed = stratum & ~gold
+    unreviewed[first] = False
+    student = certify_threshold(pop["q"][gold & stratum], pop["student_right"][gold & stratum], target, 0.95,
+                                pool_scores=pop["q"][unreviewed])  # fmt: skip
+    out: dict[str, Any] = {"llm_threshold": llm.threshold, "student_threshold": student.threshold,
+                           "n_gold_stratum": int((gold & stratum).sum())}  # fmt: skip
+    if student.threshold is not None:
+        above = pop["q"] >= student.threshold
+        out["precision_stratum"] = float(pop["student_right"][stratum & above].mean())
+        out["precision_published"] = float(pop["student_right"][unreviewed & above].mean())
+        out["published"] = int((unreviewed & above).sum())
+    return out
+
+
+def cell(pop: dict[str, np.ndarray], n_gold: int, llm_target: float, target: float, reviewed: float, draws: int,
+         seed: int) -> dict[str, Any]:  # fmt: skip
+    rng = np.random.default_rng(seed)
+    runs = [one_draw(pop, n_gold, llm_target, target, reviewed, rng) for _ in range(draws)]
+    certified = [r for r in runs if r["student_threshold"] is not None]
+    wrong_stratum = sum(r["precision_stratum"] < target for r in certified)
+    wrong_published = sum(r["precision_published"] < target for r in certified)
+    low, high = binomial_interval(wrong_stratum, draws, method="wilson") if draws else (None, None)
+    return {
+        "n_gold": n_gold, "llm_target": llm_target, "target": target, "reviewed_share": reviewed, "draws": draws,
+        "certified": len(certified),
+        "wrong_stratum": wrong_stratum, "wrong_stratum_rate": wrong_stratum / draws,
+        "wrong_stratum_rate_interval": [low, high],
+        "wrong_published": wrong_published, "wrong_published_rate": wrong_published / draws,
+        "mean_published": float(np.mean([r["published"] for r in certified])) if certified else 0.0,
+        "mean_gold_stratum": float(np.mean([r["n_gold_stratum"] for r in runs])),
+        "min_precision_published": min((r["precision_published"] for r in certified), default=None),
+    }  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--population", type=int, default=20_000)
+    parser.add_argument("--draws", type=int, default=400)
+    parser.add_argument("--reviewed", type=float, default=0.3, help="share of the stratum reviewed first")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    pop = population(args.population, args.seed)
+    cells = []
+    for n_gold in (120, 400):
+        for llm_target, target in ((0.9, 0.8), (0.9, 0.85), (0.85, 0.9)):
+            row = cell(pop, n_gold, llm_target, target, args.reviewed, args.draws, args.seed + n_gold)
+            cells.append(row)
+            print(f"gold {n_gold}, LLM target {llm_target}, student target {target}: certified {row['certified']}"
+                  f"/{row['draws']}, wrong (stratum) {row['wrong_stratum_rate']:.3f}, wrong (published) "
+                  f"{row['wrong_published_rate']:.3f}, published {row['mean_published']:.0f}", flush=True)  # fmt: skip
+    report = {
+        "benchmark": "student_labels",
+        "date": time.strftime("%Y-%m-%d"),
+        "population": args.population,
+        "draws": args.draws,
+        "reviewed_share": args.reviewed,
+        "confidence_level": 0.95,
+        "allowed_wrong_rate": 0.05,
+        "holds": all(c["wrong_stratum_rate_interval"][0] <= 0.05 for c in cells),
+        "cells": cells,
+        "seconds": time.perf_counter() - started,
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    write_json(RESULTS / "student_labels.json", report)
+    lines = [
+        "# The student's certificate by simulation",
+        "",
+        f"{args.population} synthetic records, {args.draws} gold draws per row; the first {args.reviewed:.0%} of the "
+        "stratum (by the student's doubt) reviewed; level 95% (at most 5% wrong certificates allowed).",
+        "",
+        "| gold | LLM target | student target | certified | wrong (stratum, the statement) | 95% interval | "
+        "wrong (published part) | published records (mean) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {c['n_gold']} | {c['llm_target']} | {c['target']} | {c['certified']}/{c['draws']} | "
+        f"{c['wrong_stratum_rate']:.3f} | {c['wrong_stratum_rate_interval'][0]:.3f}-"
+        f"{c['wrong_stratum_rate_interval'][1]:.3f} | {c['wrong_published_rate']:.3f} | {c['mean_published']:.0f} |"
+        for c in cells
+    ]
+    lines += ["", "Regenerate: `.venv/bin/python benchmarks/student_labels.py`."]
+    (RESULTS / "student_labels.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,147 @@
+"""The student labels the unreviewed review queue where a threshold is certified on the stratum's gold:
+the pure function (fast) and `labeltriage student-label` then `publish` on a run directory (real
+MiniLM embeddings of real Rotten Tomatoes texts)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from curation.certify import certify_threshold
+from curation.student_labels import certify_student_labels
+from labeltriage.cli import main as cli
+from labeltriage.errors import InputError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def clusters(n: int, centres: np.ndarray, noise: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` points around the rows of ``centres`` (labels "a", "b", ...)."""
+    k = rng.integers(0, len(centres), n)
+    return centres[k] + noise * rng.standard_normal((n, centres.shape[1])), np.array(list("abc"))[k]
+
+
+def test_the_student_labels_only_what_its_certificate_accepts() -> None:
+    rng = np.random.default_rng(0)
+    centres = 2.0 * np.eye(3, 8)
+    train_x, train_y = clusters(300, centres, 0.9, rng)
+    gold_x, gold_y = clusters(400, centres, 0.9, rng)
+    pool_x, pool_y = clusters(2000, centres, 0.9, rng)
+    result = certify_student_labels(train_x, train_y, gold_x, gold_y, pool_x, target_precision=0.9, seed=0)
+    cert = result.certificate
+    assert cert.threshold is not None and cert.target_precision == 0.9 and cert.n_gold == 400
+    # the certificate is certify_threshold's on the student's gold probabilities and correctness
+    again = certify_threshold(result.gold_confidence, result.gold_correct, 0.9, 0.95, pool_scores=result.confidence)
+    assert again.threshold == cert.threshold and again.n_correct_gold == cert.n_correct_gold
+    assert np.array_equal(result.accepted, result.confidence >= cert.threshold)
+    assert 0 < result.accepted.sum() < 2000 and result.n_train == 300
+    # what it accepts is right at least as often as certified (a known truth here)
+    assert np.mean(result.labels[result.accepted] == pool_y[result.accepted]) >= 0.9
+    assert result.labels.shape == (2000,) and set(result.labels) <= {"a", "b", "c"}
+
+
+def test_no_certificate_labels_nothing_and_bad_inputs_are_named() -> None:
+    rng = np.random.default_rng(1)
+    centres = 0.05 * np.eye(3, 8)  # inseparable: the student is right about a third of the time
+    train_x, train_y = clusters(200, centres, 1.0, rng)
+    gold_x, gold_y = clusters(100, centres, 1.0, rng)
+    pool_x, _ = clusters(50, centres, 1.0, rng)
+    result = certify_student_labels(train_x, train_y, gold_x, gold_y, pool_x, target_precision=0.95)
+    assert result.certificate.threshold is None and not result.accepted.any()
+    with pytest.raises(ValueError, match="single class"):
+        certify_student_labels(train_x, np.array(["a"] * 200), gold_x, gold_y, pool_x, target_precision=0.9)
+    with pytest.raises(ValueError, match="must match"):
+        certify_student_labels(train_x, train_y, gold_x, gold_y[:-1], pool_x, target_precision=0.9)
+    with pytest.raises(ValueError, match="share their width"):
+        certify_student_labels(train_x, train_y, gold_x, gold_y, pool_x[:, :4], target_precision=0.9)
+    empty = certify_student_labels(train_x, train_y, gold_x, gold_y, np.zeros((0, 8)), target_precision=0.9)
+    assert empty.labels.shape == (0,) and empty.accepted.shape == (0,)
+
+
+def make_run(root: Path, n: int = 600) -> tuple[Path, dict[str, str]]:
+    """A routed run of real Rotten Tomatoes snippets (LLM labels right 70% of the time): 150 gold,
+    the rest routed to review; the first 300 of the queue answered (right), the rest unreviewed."""
+    from labeltriage import corpora
+
+    rng = np.random.default_rng(3)
+    frame = corpora.rotten_tomatoes().sample(n=n, random_state=3).reset_index(drop=True)
+    truth = frame["label"].map({"fresh": "positive", "rotten": "negative"}).to_numpy()
+    run = root / "run"
+    run.mkdir()
+    config = yaml.safe_load((ROOT / "datasets_config" / "sentiment_3class.yaml").read_text())
+    (root / "task.yaml").write_text(yaml.safe_dump(config))
+    llm = np.where(rng.random(n) < 0.7, truth, np.where(truth == "positive", "negative", "positive"))
+    route = np.array(["gold"] * 150 + ["human_review"] * (n - 150))
+    routed = pd.DataFrame({
+        "id": [f"r{i}" for i in range(n)], "text": frame["text"], "llm_label": llm,
+        "llm_confidence": rng.uniform(0.3, 0.6, n), "status": "ok", "route": route,
+        "gold_label": np.where(route == "gold", truth, None), "priority": rng.random(n),
+    })  # fmt: skip
+    routed.to_parquet(run / "routed.parquet", index=False)
+    answered = range(150, 450)
+    pd.DataFrame({
+        "record_id": [f"r{i}" for i in answered], "user": "ann", "label": [truth[i] for i in answered],
+        "status": "submitted", "updated_at": pd.Timestamp("2026-12-01"),
+    }).to_parquet(run / "responses.parquet", index=False)  # fmt: skip
+    (run / "run.json").write_text(json.dumps({"config": str(root / "task.yaml")}))
+    # the LLM certified 0.7 on raw confidence: the gold all fall below it, so all are in the stratum
+    routing = {"threshold": 0.7, "confidence_column": "llm_confidence",
+               "settings_used": {"target_precision": 0.75, "confidence_level": 0.95}}  # fmt: skip
+    (run / "routing.json").write_text(json.dumps(routing))
+    return run, {f"r{i}": truth[i] for i in range(n)}
+
+
+def test_student_label_then_publish(tmp_path: Path) -> None:
+    run, truth = make_run(tmp_path)
+    out = CliRunner().invoke(cli, ["student-label", str(run)])
+    assert out.exit_code == 0, out.output
+    report = json.loads((run / "student.json").read_text())
+    assert report["n_train"] == 300 and report["n_gold_stratum"] == 150 and report["n_pool"] == 150
+    assert report["target_precision"] == 0.75 and report["confidence_level"] == 0.95
+    assert "below the LLM's certified threshold" in report["stratum"]
+    cert = report["certificate"]
+    assert cert["threshold"] is not None, report["statement"]
+    labels = pd.read_parquet(run / "student_labels.parquet")
+    assert len(labels) == 150 and set(labels["id"]) == {f"r{i}" for i in range(450, 600)}
+    assert labels["accepted"].sum() == report["n_accepted"] > 0
+    assert (labels["accepted"] == (labels["student_confidence"] >= cert["threshold"])).all()
+    assert f"{report['n_accepted']} unreviewed records labelled by the student" in out.output
+    # the student is honest here: what it accepted is right about as often as certified
+    kept = labels[labels["accepted"]]
+    assert np.mean([truth[i] == lab for i, lab in zip(kept["id"], kept["student_label"], strict=True)]) >= 0.75
+    # rerun: the same files (seeded, the embeddings from the run's store)
+    assert CliRunner().invoke(cli, ["student-label", str(run)]).exit_code == 0
+    assert pd.read_parquet(run / "student_labels.parquet").equals(labels)
+
+    out = CliRunner().invoke(cli, ["publish", str(run)])
+    assert out.exit_code == 0, out.output
+    final = pd.read_parquet(run / "final.parquet")
+    counts = final["label_source"].value_counts().to_dict()
+    assert counts == {"human": 300, "gold": 150, "student": report["n_accepted"]}
+    student_rows = final[final["label_source"] == "student"].set_index("id")
+    assert (student_rows["label"] == kept.set_index("id").loc[student_rows.index, "student_label"]).all()
+    card = (run / "README.md").read_text()
+    right, n = cert["n_correct_gold"], cert["n_accepted_gold"]
+    assert f"student labels (student): accuracy {right / n:.3f}" in card
+    assert f"on the {n} gold records of the review stratum" in card
+    front = yaml.safe_load(card.split("---")[1])
+    assert front["labeltriage"]["label_sources"]["student"] == report["n_accepted"]
+
+
+def test_student_label_errors_name_the_fix(tmp_path: Path) -> None:
+    from labeltriage import api
+
+    run, _ = make_run(tmp_path)
+    responses = pd.read_parquet(run / "responses.parquet")
+    responses.assign(label="positive").to_parquet(run / "responses.parquet", index=False)
+    with pytest.raises(InputError, match="at least two classes .* review more records"):
+        api.student_label(run)
+    (run / "responses.parquet").unlink()
+    out = CliRunner().invoke(cli, ["student-label", str(run)])
+    assert out.exit_code != 0 and "labeltriage pull" in out.output
