@@ -5,7 +5,7 @@ parallelism decides, not the client's. `python -m llama_cpp.server` (llama-cpp-p
 holds one model and answers one request at a time, which is why the earlier comparison
 (benchmarks/prelabel_throughput.py (b)) found 0.93x. llama.cpp's own `llama-server` has parallel
 slots (`-np N`: N sequences decoded together in one batch, continuous batching), so here it runs
-with 1, 4, 8 and 16 slots on the same model and records, and the product's pipeline
+with 1, 4 and 16 slots on the same model and records, and the product's pipeline
 (`pipelines.prelabeller.Prelabeller`, backend `openai`, `model.concurrency` 16 so the server's
 queue never runs dry) pre-labels the same records against each, one after another, in one run.
 
@@ -45,7 +45,7 @@ from labeltriage.jsonio import write_json  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 MODEL = "qwen2.5-coder-1.5b-instruct-q4_k_m"
-SLOTS = (1, 4, 8, 16)
+SLOTS = (1, 4, 16)
 CONCURRENCY = 16
 
 
@@ -106,10 +106,11 @@ def run_setting(binary: Path, slots: int, records: list[tuple[str, str, str]], w
     from tests.support.llm_servers import free_port
 
     config = load_task_config(ROOT / "datasets_config" / "sentiment_3class.yaml")
+    os.environ.setdefault("LT_LOCAL_SERVER_KEY", "sk-no-key")  # llama-server runs here without --api-key
     port = free_port()
     model = config.model.model_copy(update={
-        "backend": "openai", "name": MODEL, "base_url": f"http://127.0.0.1:{port}/v1", "api_key_env": None,
-        "concurrency": CONCURRENCY, "timeout_s": 600.0, "max_retries": 1,
+        "backend": "openai", "name": MODEL, "base_url": f"http://127.0.0.1:{port}/v1",
+        "api_key_env": "LT_LOCAL_SERVER_KEY", "concurrency": CONCURRENCY, "timeout_s": 600.0, "max_retries": 1,
     })  # fmt: skip
     config = config.model_copy(update={"model": model})
     server = start_server(binary, str(resolve_model_path(MODEL)), slots, config.model.generation.n_ctx, port,
@@ -194,7 +195,7 @@ def write_markdown(report: dict[str, Any]) -> None:
     lines = [
         "# llama-server: 1 vs N parallel slots through the openai backend",
         "",
-        f"{report['model']}, {report['task']}, {n} records (30 Rotten Tomatoes + 30 CrowdFlower tweets); "
+        f"{report['model']}, {report['task']}, {n} records ({n // 2} Rotten Tomatoes + {n // 2} CrowdFlower tweets); "
         f"server: {report['server']}; client: {report['client']}; {report['cpus']} CPUs; {report['date']}.",
         "",
         "| slots | records/s | vs 1 slot | failed | same label as 1 slot | accuracy on gold | server peak RSS (MB) |",
