@@ -43,7 +43,9 @@ def label_rest(
     if task.task_type == "multi_label":
         raise InputError(f"{run.path}: student labels are single-label only (task {task.name} is multi_label)")
     routing = run.json("routing.json")
-    used = routing.get("settings_used") or {}
+    used = routing.get("settings_used") or (
+        routing.get("threshold") if isinstance(routing.get("threshold"), dict) else {}
+    )
     target = float(target_precision if target_precision is not None else used.get("target_precision", 0.95))
     level = float(confidence_level if confidence_level is not None else used.get("confidence_level", 0.95))
     routed = run.table("routed.parquet", ("id", "text", "route", "llm_label"))
@@ -104,8 +106,11 @@ def _review_stratum(routed: Any, routing: dict[str, Any]) -> tuple[str, Any]:
     """Which records the LLM's certificate left to review: (a description, a mask over routed)."""
     import pandas as pd
 
-    threshold = routing.get("threshold")
-    column = routing.get("confidence_column") or "llm_confidence"
+    chosen = routing.get("threshold")
+    threshold = chosen.get("threshold") if isinstance(chosen, dict) else chosen  # route writes the certificate
+    # the fixed-sequence certificate is on the raw confidence; the older scan on the calibrated one
+    column = (routing.get("confidence_column") or "llm_confidence") if routing.get("method", "fixed-sequence") == (
+        "fixed-sequence") else "calibrated_confidence"  # fmt: skip
     if threshold is None or routing.get("auto_accept_stopped") or column not in routed.columns:
         # nothing certified, or auto-accept stopped (its records went to review): every record
         return "every record (the LLM has no auto-accept certificate in force)", pd.Series(True, index=routed.index)

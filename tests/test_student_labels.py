@@ -83,6 +83,7 @@ def make_run(root: Path, n: int = 600) -> tuple[Path, dict[str, str]]:
         "llm_confidence": rng.uniform(0.3, 0.6, n), "status": "ok", "route": route,
         "gold_label": np.where(route == "gold", truth, None), "priority": rng.random(n),
     })  # fmt: skip
+    routed.loc[:19, "llm_confidence"] = 0.9  # 20 gold records the LLM's certificate covers: not the stratum's
     routed.to_parquet(run / "routed.parquet", index=False)
     answered = range(150, 450)
     pd.DataFrame({
@@ -90,8 +91,9 @@ def make_run(root: Path, n: int = 600) -> tuple[Path, dict[str, str]]:
         "status": "submitted", "updated_at": pd.Timestamp("2026-12-01"),
     }).to_parquet(run / "responses.parquet", index=False)  # fmt: skip
     (run / "run.json").write_text(json.dumps({"config": str(root / "task.yaml")}))
-    # the LLM certified 0.7 on raw confidence: the gold all fall below it, so all are in the stratum
-    routing = {"threshold": 0.7, "confidence_column": "llm_confidence",
+    # the LLM certified 0.7 on raw confidence: 130 of the gold fall below it, the stratum's gold
+    routing = {"method": "fixed-sequence", "confidence_column": "llm_confidence",
+               "threshold": {"threshold": 0.7, "target_precision": 0.9, "confidence_level": 0.95},
                "settings_used": {"target_precision": 0.75, "confidence_level": 0.95}}  # fmt: skip
     (run / "routing.json").write_text(json.dumps(routing))
     return run, {f"r{i}": truth[i] for i in range(n)}
@@ -102,9 +104,9 @@ def test_student_label_then_publish(tmp_path: Path) -> None:
     out = CliRunner().invoke(cli, ["student-label", str(run)])
     assert out.exit_code == 0, out.output
     report = json.loads((run / "student.json").read_text())
-    assert report["n_train"] == 300 and report["n_gold_stratum"] == 150 and report["n_pool"] == 150
+    assert report["n_train"] == 300 and report["n_gold_stratum"] == 130 and report["n_pool"] == 150
     assert report["target_precision"] == 0.75 and report["confidence_level"] == 0.95
-    assert "below the LLM's certified threshold" in report["stratum"]
+    assert report["stratum"] == "records with llm_confidence < 0.7 (below the LLM's certified threshold)"
     cert = report["certificate"]
     assert cert["threshold"] is not None, report["statement"]
     labels = pd.read_parquet(run / "student_labels.parquet")
