@@ -484,13 +484,16 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
             f"blind review audits of {reviewed['n_population']}"
         )
     student = measured.get("student")
-    if student and student.get("estimate") is not None:
+    if student:
         text += (
-            f"; student labels (student): accuracy {_fmt(student['estimate'])} ({level} interval "
-            f"{_fmt(student['low'])}-{_fmt(student['high'])}, Clopper-Pearson) on the {student['n_audited']} gold "
-            f"records of the review stratum at or above its certified threshold {_fmt(student['threshold'])} "
-            f"(precision >= {_fmt(student['target_precision'])} certified there; the {student['n_population']} "
-            "published ones are that stratum's unreviewed part)"
+            f"; student labels (student): {student['n_population']} unreviewed review-queue records, labelled where "
+            f"the student's probability is >= {_fmt(student['threshold'])}; certified with "
+            f"{_fmt(student['confidence_level'])} confidence: precision >= {_fmt(student['target_precision'])} over "
+            f"the stratum's records above that probability (stratum: {student['stratum']}; fixed-sequence exact tests "
+            f"on its {student['n_gold']} gold records, which the student never "
+            f"saw; {student['n_correct_gold']} of the {student['n_accepted_gold']} above the threshold right, the "
+            "gold that chose it: not a held-out figure); the published ones are not audited (expected at or above "
+            "the stratum's when reviewers answered by priority) and are left out of the overall figure"
         )
     by_own = measured.get("n_review_audit_answers_by_own_reviewer") or 0
     if by_own:
@@ -504,6 +507,8 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
         uncovered = overall.get("n_not_covered") or 0
         left_out = f"; {uncovered} labels from blind reviews or answered audits have no audit and are left out" if (
             uncovered) else ""  # fmt: skip
+        if overall.get("n_student_not_covered"):
+            left_out += f"; the {overall['n_student_not_covered']} student labels are left out (not audited)"
         text += (
             f"; the {overall['n_population']} measured published labels together (gold counted as right): "
             f"{_fmt(overall['estimate'])} ({level} interval {_fmt(overall['low'])}-{_fmt(overall['high'])}){left_out}"
@@ -536,11 +541,13 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
       it checks; Argilla cannot route the copy to someone else), counted in
       ``n_review_audit_answers_by_own_reviewer``.
     * ``gold``: the gold label is the reference itself (accuracy 1 by definition, not measured).
-    * ``student``: the gold records of the review stratum at or above the student's certified
-      threshold (student.json; :mod:`curation.student_labels`), exact Clopper-Pearson; they sample
-      the whole stratum above the threshold, of which the published records are the unreviewed part.
+    * ``student``: not measured: the certificate student.json states (precision >= target over
+      the review stratum above the student's threshold, :mod:`curation.student_labels`); the
+      gold above the threshold chose it, so its share right is no held-out figure, and the
+      published records (the stratum's unreviewed part) have no audit. Left out of ``overall``
+      (``n_student_not_covered``).
     * ``overall``: the measured published rows (llm_auto, the assisted review queue's human and
-      consensus rows, student, gold counted at 1) weighted by their counts, the MOVER combination of the
+      consensus rows, gold counted at 1) weighted by their counts, the MOVER combination of the
       per-source intervals (:func:`curation.estimation.mover_combine`); reviewed rows outside the
       assisted queue have no audit and are left out (``n_not_covered``). None unless every
       measured source with rows has an estimate.
@@ -638,12 +645,13 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         "gold": int(published["label_source"].eq("gold").sum()),
         "llm_auto": int(published["label_source"].eq("llm_auto").sum()),
         "reviewed": covered_reviewed,
-        "student": int(published["label_source"].eq("student").sum()),
     }
-    out["student"] = _student_accuracy(run.student, counts["student"], confidence_level) if counts["student"] else None
+    # the student's labels: what its certificate states, never a measured accuracy (its gold chose
+    # its threshold; the published records have no audit), so they stay out of the overall figure
+    n_student = int(published["label_source"].eq("student").sum())
+    out["student"] = _student_certificate(run.student, n_student) if n_student else None
     n_total = float(sum(counts.values()))
-    entries = {"llm_auto": out.get("llm_auto"), "reviewed": (out.get("reviewed") or {}).get("overall"),
-               "student": out["student"]}  # fmt: skip
+    entries = {"llm_auto": out.get("llm_auto"), "reviewed": (out.get("reviewed") or {}).get("overall")}
     parts: list[tuple[float, float, float, float]] = []
     missing = []
     for source, n in counts.items():
@@ -666,6 +674,7 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
             "high": min(high, 1.0),
             "n_population": int(n_total),
             "n_not_covered": out["n_not_covered"],
+            "n_student_not_covered": n_student,
         }
     else:
         out["overall"] = None
@@ -673,20 +682,12 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     return out
 
 
-def _student_accuracy(student: dict[str, Any], n_published: int, confidence_level: float) -> dict[str, Any] | None:
-    """The student's labels' accuracy: the gold records of the review stratum at or above its certified
-    threshold (the sample its certificate tested), right / all, with an exact Clopper-Pearson interval.
-    A random sample of the stratum above the threshold, not of the published (unreviewed) part."""
-    from curation.estimation import binomial_interval
-
+def _student_certificate(student: dict[str, Any], n_published: int) -> dict[str, Any]:
+    """What student.json's certificate states about the ``n_published`` student labels (for the card)."""
     certificate = (student or {}).get("certificate") or {}
-    n, right = certificate.get("n_accepted_gold") or 0, certificate.get("n_correct_gold") or 0
-    if not n:
-        return None
-    low, high = binomial_interval(int(right), int(n), confidence_level=confidence_level, method="clopper-pearson")
-    return {"estimate": right / n, "low": low, "high": high, "n_audited": int(n), "n_population": n_published,
-            "n_correct": int(right), "method": "clopper-pearson", "threshold": certificate.get("threshold"),
-            "target_precision": certificate.get("target_precision"), "stratum": student.get("stratum")}  # fmt: skip
+    keep = ("threshold", "target_precision", "confidence_level", "n_accepted_gold", "n_correct_gold", "n_gold")
+    return {"n_population": n_published, "stratum": (student or {}).get("stratum"),
+            **{k: certificate.get(k) for k in keep}}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- card

@@ -1361,9 +1361,9 @@ def student_label(
     Raises InputError (multi-label task, no reviewed labels of two classes, no gold in the
     stratum) or RunDirError (a missing run file, naming the step to run).
     """
-    from labeltriage.student_labels import label_rest
+    from labeltriage.student_labels import student_label as label_with_student
 
-    return label_rest(_run_dir(run_dir, config), target_precision=target_precision,
+    return label_with_student(_run_dir(run_dir, config), target_precision=target_precision,
                       confidence_level=confidence_level, seed=seed)  # fmt: skip
 
 

@@ -242,8 +242,10 @@ def render_publish(result: Any) -> None:
     s, paths = result.summary, result.paths
     if result.auto_accept_stopped:
         click.secho(f"auto-accept stopped: {result.auto_accept_stopped}", fg="yellow", err=True)
+    # `student` only once `student-label` ran: a count of 0 there would only puzzle a new user
+    sources = {k: v for k, v in s["per_label_source"].items() if k != "student" or v}
     click.echo(
-        f"published {s['n_published']} records ({', '.join(f'{k} {v}' for k, v in s['per_label_source'].items())}); "
+        f"published {s['n_published']} records ({', '.join(f'{k} {v}' for k, v in sources.items())}); "
         f"adjudication {s['n_adjudication']}, pending review {s['n_pending_review']}, failed {s['n_failed_prelabels']}"
     )
     if s["n_responses_unknown_record"]:

@@ -30,6 +30,17 @@ BLIND_SHOWN_FILE = "blind_shown.json"  # ids pushed blind, ever
 REASONING_FILE = "reasoning.parquet"  # reasoning asked for at push time (labeltriage.reasoning)
 STUDENT_LABELS_FILE = "student_labels.parquet"  # the student's certified labels (labeltriage.student_labels)
 STUDENT_REPORT_FILE = "student.json"
+STUDENT_LABELS_REQUIRED = ("id", "student_label", "student_confidence", "accepted")
+
+
+def routing_identity(routing: dict[str, Any]) -> str:
+    """A digest of what a route decided (its threshold, whether it applies, a stop, the route
+    counts): student.json records it, and publish refuses student labels made for another routing."""
+    import hashlib
+
+    decided = {k: routing.get(k) for k in ("method", "threshold", "applied", "auto_accept_stopped", "routes")}
+    return hashlib.sha256(json.dumps(decided, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
 
 # file name -> the command that writes it (the fix named when it is missing)
 FILES: dict[str, str] = {
@@ -370,6 +381,19 @@ class RunDir:
             pull=self.json("pull.json", default={}),
             config=task.model_dump(mode="json") if task is not None else {},
             config_path=Path(task.source_path) if task is not None and task.source_path else None,
-            student_labels=self.table(STUDENT_LABELS_FILE) if (self / STUDENT_LABELS_FILE).is_file() else None,
-            student=self.json(STUDENT_REPORT_FILE, default={}),
+            **self._student_files(),
         )
+
+    def _student_files(self) -> dict[str, Any]:
+        """student_labels.parquet and student.json for publish, when `student-label` ran, checked
+        against the present routing (labels made for another routing are refused, naming the fix)."""
+        if not (self / STUDENT_LABELS_FILE).is_file():
+            return {}
+        fix = f"rerun `labeltriage student-label {self.path}`, or delete {self / STUDENT_LABELS_FILE}"
+        report = self.json(STUDENT_REPORT_FILE, default={})
+        if not report:
+            raise RunDirError(f"{self / STUDENT_REPORT_FILE} is missing beside {STUDENT_LABELS_FILE}: {fix}")
+        if report.get("routing_identity") != routing_identity(self.json("routing.json", default={})):
+            raise RunDirError(f"{self / STUDENT_LABELS_FILE} was made for another routing (routing.json changed "
+                              f"since `student-label` ran): {fix}")  # fmt: skip
+        return {"student_labels": self.table(STUDENT_LABELS_FILE, STUDENT_LABELS_REQUIRED), "student": report}

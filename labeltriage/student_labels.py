@@ -14,63 +14,72 @@ from typing import TYPE_CHECKING, Any
 
 from labeltriage.errors import InputError
 from labeltriage.jsonio import write_json
-from labeltriage.rundir import STUDENT_LABELS_FILE, STUDENT_REPORT_FILE
+from labeltriage.rundir import STUDENT_LABELS_FILE, STUDENT_REPORT_FILE, routing_identity
 
 if TYPE_CHECKING:
     from labeltriage.rundir import RunDir
 
-MODEL_DESCRIPTION = "logistic regression on all-MiniLM-L6-v2 sentence embeddings (curation.student.fit_student)"
 
-
-def label_rest(
+def student_label(
     run: RunDir, *, target_precision: float | None = None, confidence_level: float | None = None, seed: int = 0
 ) -> dict[str, Any]:
     """Label the review queue's unreviewed records with the student where its threshold is certified.
 
-    ``target_precision`` / ``confidence_level``: default the run's routing (routing.json's settings,
-    i.e. the LLM's own target). Returns student.json's content (also written). Raises
-    :class:`InputError` for a multi-label task, no pulled answers, reviewed labels of a single class,
-    or no gold record in the stratum; :class:`~labeltriage.rundir.RunDirError` for a missing run file.
+    The pool: review-queue records (``human_review``, ok pre-label) in the stratum, not answered,
+    and none that route sends to people whatever their score (instruction-like texts, records drawn
+    as gold, repeated texts: a repeat gets its first row's label at publish). ``target_precision``
+    / ``confidence_level``: default the run's routing settings (the LLM's own target). Each run
+    with other settings tests the same gold again: the level holds for one run, not for the best
+    of several. Returns student.json's content (also written). Raises :class:`InputError` for a
+    multi-label task, no pulled answers, reviewed labels of fewer than two task labels, no gold in
+    the stratum, or a routing without its confidence column; :class:`~labeltriage.rundir.RunDirError`
+    for a missing run file.
     """
     import numpy as np
     import pandas as pd
 
+    from curation.adapters.embeddings import MODEL_NAME
     from curation.adapters.loop import run_embeddings
     from curation.feedback import human_majority
     from curation.student_labels import certify_student_labels
 
     task = run.task_config()
     if task.task_type == "multi_label":
-        raise InputError(f"{run.path}: student labels are single-label only (task {task.name} is multi_label)")
+        raise InputError(f"{task.source_path or run.path}: task_type multi_label: student labels are single-label "
+                         "only; use a single_label task for student-label")  # fmt: skip
     routing = run.json("routing.json")
-    used = routing.get("settings_used") or (
-        routing.get("threshold") if isinstance(routing.get("threshold"), dict) else {}
-    )
+    certificate = routing.get("threshold") if isinstance(routing.get("threshold"), dict) else {}
+    used = routing.get("settings_used") or certificate
     target = float(target_precision if target_precision is not None else used.get("target_precision", 0.95))
     level = float(confidence_level if confidence_level is not None else used.get("confidence_level", 0.95))
     routed = run.table("routed.parquet", ("id", "text", "route", "llm_label"))
+    ids = routed["id"].astype(str)
     answers = run.table("responses.parquet", ("record_id", "user", "label"))
-    answers = answers[answers["record_id"].astype(str).isin(set(routed["id"].astype(str)))]  # not ::audit copies
+    answers = answers[answers["record_id"].astype(str).isin(set(ids))]  # not the ::audit copies
     majority = human_majority(answers, task.label_names)
-    reviewed_ids = set(majority["record_id"].astype(str))
-    gold_route = routed["route"].eq("gold") & routed.get("gold_label", pd.Series(None, index=routed.index)).notna()
-    labelled = majority[
-        majority["majority"].notna()
-        & ~majority["record_id"].astype(str).isin(set(routed.loc[gold_route, "id"].astype(str)))
-    ]
-    train = routed.set_index(routed["id"].astype(str)).loc[labelled["record_id"].astype(str)]
-    ok = routed["status"].fillna("ok").eq("ok") if "status" in routed.columns else pd.Series(True, index=routed.index)
-    pool = routed[routed["route"].eq("human_review") & ok & ~routed["id"].astype(str).isin(reviewed_ids)]
-    stratum, in_stratum = _review_stratum(routed, routing)
-    gold = routed[gold_route & ok & in_stratum]
+    gold_route = routed["route"].eq("gold") & _column(routed, "gold_label", None).notna()
+    labelled = majority[majority["majority"].notna() & ~majority["record_id"].astype(str).isin(set(ids[gold_route]))]
     if (n_classes := labelled["majority"].nunique()) < 2:
-        raise InputError(f"{run / 'responses.parquet'}: the student needs reviewed labels of at least two classes "
-                         f"(has {n_classes}): review more records, `labeltriage pull`, then rerun")  # fmt: skip
+        raise InputError(f"{run / 'responses.parquet'}: the student needs reviewed majority labels of at least two of "
+                         f"the task's labels {task.label_names} (has {n_classes}): review more records, "
+                         "`labeltriage pull`, then rerun")  # fmt: skip
+    ok = _column(routed, "status", "ok").fillna("ok").eq("ok")
+    stratum, in_stratum = _review_stratum(run, routed, routing)
+    drawn = ids.isin(set((run.json("gold_draw.json", default={}) or {}).get("ids") or []))
+    left_for_people = (
+        _column(routed, "instruction_like", False).fillna(False).astype(bool) | drawn
+        | _column(routed, "duplicate_of", None).notna()
+    )  # fmt: skip
+    queue = routed["route"].eq("human_review") & ok & ~ids.isin(set(majority["record_id"].astype(str)))
+    pool = routed[queue & in_stratum & ~left_for_people]
+    gold = routed[gold_route & ok & in_stratum]
     if gold.empty:
         raise InputError(f"{run.path}: no gold record in the review stratum ({stratum}) to certify the student on: "
                          "add gold (`labeltriage gold draw`), recalibrate and route, then rerun")  # fmt: skip
-    texts = [*train["text"].astype(str), *gold["text"].astype(str), *pool["text"].astype(str)]
-    vectors = run_embeddings(run.path, texts)
+    train = routed.set_index(ids).loc[labelled["record_id"].astype(str)]
+    vectors = run_embeddings(
+        run.path, [*train["text"].astype(str), *gold["text"].astype(str), *pool["text"].astype(str)]
+    )
     k, n = len(train), len(gold)
     result = certify_student_labels(
         vectors[:k], labelled["majority"].astype(str).to_numpy(), vectors[k : k + n],
@@ -81,10 +90,10 @@ def label_rest(
         "id": pool["id"].astype(str).to_numpy(), "student_label": result.labels.astype(object),
         "student_confidence": result.confidence, "accepted": result.accepted,
     }).to_parquet(run / STUDENT_LABELS_FILE, index=False)  # fmt: skip
-    certificate = result.certificate.to_dict()
+    made = result.certificate.to_dict()
     llm_right = gold["llm_label"].astype(str).to_numpy() == gold["gold_label"].astype(str).to_numpy()
     report = {
-        "model": MODEL_DESCRIPTION,
+        "model": f"logistic regression on {MODEL_NAME} sentence embeddings (curation.student.fit_student)",
         "seed": seed,
         "n_train": result.n_train,
         "stratum": stratum,
@@ -92,32 +101,46 @@ def label_rest(
         "student_accuracy_gold_stratum": float(np.mean(result.gold_correct)),
         "llm_accuracy_gold_stratum": float(np.mean(llm_right)),
         "n_pool": int(len(pool)),
+        "n_left_for_people": {
+            "above_the_llm_threshold": int((queue & ~in_stratum).sum()),
+            "instruction_like_drawn_gold_or_repeat": int((queue & in_stratum & left_for_people).sum()),
+        },
         "n_accepted": int(result.accepted.sum()),
         "target_precision": target,
         "confidence_level": level,
-        "certificate": certificate,
-        "statement": _statement(certificate, stratum, int(result.accepted.sum())),
+        "certificate": made,
+        "routing_identity": routing_identity(routing),
+        "statement": _statement(made, stratum, int(result.accepted.sum())),
     }
     write_json(run / STUDENT_REPORT_FILE, report)
     return report
 
 
-def _review_stratum(routed: Any, routing: dict[str, Any]) -> tuple[str, Any]:
-    """Which records the LLM's certificate left to review: (a description, a mask over routed)."""
+def _column(frame: Any, name: str, default: Any) -> Any:
+    """``frame[name]``, or a column of ``default`` when the run's table has none."""
+    import pandas as pd
+
+    return frame[name] if name in frame.columns else pd.Series(default, index=frame.index, dtype=object)
+
+
+def _review_stratum(run: RunDir, routed: Any, routing: dict[str, Any]) -> tuple[str, Any]:
+    """Which records the LLM's auto-accept left to review: (a description, a mask over routed)."""
     import pandas as pd
 
     chosen = routing.get("threshold")
     threshold = chosen.get("threshold") if isinstance(chosen, dict) else chosen  # route writes the certificate
+    if threshold is None or routing.get("auto_accept_stopped") or routing.get("applied") is False:
+        # nothing auto-accepted, or auto-accept stopped or refuted (its records went to review)
+        return "every record (no LLM auto-accept in force)", pd.Series(True, index=routed.index)
     # the fixed-sequence certificate is on the raw confidence; the older scan on the calibrated one
-    column = (routing.get("confidence_column") or "llm_confidence") if routing.get("method", "fixed-sequence") == (
-        "fixed-sequence") else "calibrated_confidence"  # fmt: skip
-    if threshold is None or routing.get("auto_accept_stopped") or column not in routed.columns:
-        # nothing certified, or auto-accept stopped (its records went to review): every record
-        return "every record (the LLM has no auto-accept certificate in force)", pd.Series(True, index=routed.index)
+    scan = routing.get("method", "fixed-sequence") != "fixed-sequence"
+    column = "calibrated_confidence" if scan else (routing.get("confidence_column") or "llm_confidence")
+    if column not in routed.columns:
+        raise InputError(f"{run / 'routed.parquet'}: lacks {column!r}, the column routing.json's threshold is on: "
+                         f"rerun `labeltriage route {run.path}`")  # fmt: skip
     scores = pd.to_numeric(routed[column], errors="coerce")
-    return f"records with {column} < {float(threshold):.6g} (below the LLM's certified threshold)", ~(
-        scores >= float(threshold)
-    )
+    kind = "auto-accept threshold (scan, not family-wise)" if scan else "certified auto-accept threshold"
+    return f"records with {column} < {float(threshold):.6g} (below the LLM's {kind})", ~(scores >= float(threshold))
 
 
 def _statement(certificate: dict[str, Any], stratum: str, accepted: int) -> str:
@@ -128,6 +151,7 @@ def _statement(certificate: dict[str, Any], stratum: str, accepted: int) -> str:
         f"{accepted} unreviewed records labelled by the student. With probability >= "
         f"{certificate['confidence_level']:g} over the gold draw, the {stratum} whose student probability is "
         f">= {certificate['threshold']:.6g} have precision >= {certificate['target_precision']:g} (fixed-sequence "
-        "exact binomial tests on the stratum's gold, which the student never saw); the labelled records are the "
-        "stratum's unreviewed part, left for last by the review queue's priority."
+        "exact binomial tests on the stratum's gold, which the student never saw). The labelled records are the "
+        "stratum's unreviewed part: their own precision is not measured; it is expected at or above the stratum's "
+        "when reviewers answered the queue by its priority (the most doubtful first), and can be lower otherwise."
     )

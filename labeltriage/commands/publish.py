@@ -113,16 +113,20 @@ def publish(run_dir: Path, **options: Any) -> None:
 @run_dir_argument
 @config_option
 @click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=None,
-              help="Precision the student's labels must reach [default: the run's routing target].")  # fmt: skip
+              help="Precision certified for the stratum's records above the student's threshold "
+                   "[default: the run's routing target].")  # fmt: skip
 @click.option("--confidence-level", type=click.FloatRange(0.5, 1, max_open=True), default=None,
               help="Confidence of that guarantee [default: the run's routing level].")  # fmt: skip
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's fit.")
 def student_label(run_dir: Path, **options: Any) -> None:
     """Let the student label the review queue's records nobody has answered, where it is certified.
 
     Trains the student on the reviewed labels (pull first), certifies its threshold on the gold
-    records the LLM's certificate did not cover, writes RUN_DIR/student_labels.parquet and
-    student.json; `publish` then publishes the accepted records (label_source student).
+    records below the LLM's auto-accept threshold (the review stratum), labels the stratum's
+    unanswered queue records above it, writes RUN_DIR/student_labels.parquet and student.json;
+    `publish` then publishes them (label_source student). The certificate is for the stratum; the
+    labelled part is expected at or above it when reviewers answered the queue by its priority.
+    Records route sends to people whatever their score (instruction-like, drawn gold) stay theirs.
 
     \b
     Examples:
