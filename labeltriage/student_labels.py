@@ -3,9 +3,10 @@
 Reads the run (routed.parquet, routing.json, responses.parquet), trains the student on the reviewed
 records' majority labels, certifies its threshold on the gold records of the review stratum and
 writes ``student_labels.parquet`` (``id, student_label, student_confidence, accepted``, one row per
-unreviewed review-queue record) and ``student.json`` (the certificate and the counts). ``publish``
-then publishes the accepted ones with ``label_source`` ``student`` and states their accuracy on that
-gold. The method and its conditions: :mod:`curation.student_labels`.
+unreviewed review-queue record the student may label) and ``student.json`` (the certificate and the
+counts). ``publish`` then publishes the accepted ones with ``label_source`` ``student`` and states
+the certificate (not a measured accuracy: they are not audited). The method and its conditions:
+:mod:`curation.student_labels`.
 """
 
 from __future__ import annotations
@@ -59,9 +60,13 @@ def student_label(
     majority = human_majority(answers, task.label_names)
     gold_route = routed["route"].eq("gold") & _column(routed, "gold_label", None).notna()
     labelled = majority[majority["majority"].notna() & ~majority["record_id"].astype(str).isin(set(ids[gold_route]))]
+    submitted = answers[_column(answers, "status", "submitted").fillna("submitted").eq("submitted")]
+    outside = sorted(set(submitted["label"].astype(str)) - set(task.label_names))
     if (n_classes := labelled["majority"].nunique()) < 2:
+        why = (f"; {len(outside)} answered label(s) are not the task's, e.g. {outside[:3]}: correct the task's labels "
+               "or the answers, then `labeltriage pull` again" if outside else "")  # fmt: skip
         raise InputError(f"{run / 'responses.parquet'}: the student needs reviewed majority labels of at least two of "
-                         f"the task's labels {task.label_names} (has {n_classes}): review more records, "
+                         f"the task's labels {task.label_names} (has {n_classes}){why}; else review more records, "
                          "`labeltriage pull`, then rerun")  # fmt: skip
     ok = _column(routed, "status", "ok").fillna("ok").eq("ok")
     stratum, in_stratum = _review_stratum(run, routed, routing)
@@ -105,6 +110,7 @@ def student_label(
             "above_the_llm_threshold": int((queue & ~in_stratum).sum()),
             "instruction_like_drawn_gold_or_repeat": int((queue & in_stratum & left_for_people).sum()),
         },
+        "n_answers_outside_labels": int(submitted["label"].astype(str).isin(outside).sum()),
         "n_accepted": int(result.accepted.sum()),
         "target_precision": target,
         "confidence_level": level,
@@ -131,7 +137,7 @@ def _review_stratum(run: RunDir, routed: Any, routing: dict[str, Any]) -> tuple[
     threshold = chosen.get("threshold") if isinstance(chosen, dict) else chosen  # route writes the certificate
     if threshold is None or routing.get("auto_accept_stopped") or routing.get("applied") is False:
         # nothing auto-accepted, or auto-accept stopped or refuted (its records went to review)
-        return "every record (no LLM auto-accept in force)", pd.Series(True, index=routed.index)
+        return "all records (no LLM auto-accept in force)", pd.Series(True, index=routed.index)
     # the fixed-sequence certificate is on the raw confidence; the older scan on the calibrated one
     scan = routing.get("method", "fixed-sequence") != "fixed-sequence"
     column = "calibrated_confidence" if scan else (routing.get("confidence_column") or "llm_confidence")
@@ -149,7 +155,8 @@ def _statement(certificate: dict[str, Any], stratum: str, accepted: int) -> str:
                 f"{certificate['target_precision']:g} ({certificate.get('reason')}).")  # fmt: skip
     return (
         f"{accepted} unreviewed records labelled by the student. With probability >= "
-        f"{certificate['confidence_level']:g} over the gold draw, the {stratum} whose student probability is "
+        f"{certificate['confidence_level']:g} over the gold draw, the stratum's records ({stratum}) whose student "
+        "probability is "
         f">= {certificate['threshold']:.6g} have precision >= {certificate['target_precision']:g} (fixed-sequence "
         "exact binomial tests on the stratum's gold, which the student never saw). The labelled records are the "
         "stratum's unreviewed part: their own precision is not measured; it is expected at or above the stratum's "

@@ -166,7 +166,13 @@ def test_student_label_errors_name_the_fix(tmp_path: Path) -> None:
     run, _ = make_run(tmp_path)
     responses = pd.read_parquet(run / "responses.parquet")
     responses.assign(label="positive").to_parquet(run / "responses.parquet", index=False)
-    with pytest.raises(InputError, match=r"at least two of the task's labels .* \(has 1\): review more records"):
+    with pytest.raises(InputError, match=r"at least two of the task's labels .* \(has 1\); else review more records"):
+        api.student_label(run)
+    responses.assign(label=np.where(responses.index % 2, "Positive", "NEG")).to_parquet(
+        run / "responses.parquet", index=False)  # fmt: skip
+    with pytest.raises(
+        InputError, match=r"\(has 0\); 2 answered label\(s\) are not the task's, e.g. \['NEG', 'Positive'\]"
+    ):
         api.student_label(run)
     responses.to_parquet(run / "responses.parquet", index=False)
     # every gold record above the LLM's threshold: none to certify the student on

@@ -126,7 +126,8 @@ def student_label(run_dir: Path, **options: Any) -> None:
     unanswered queue records above it, writes RUN_DIR/student_labels.parquet and student.json;
     `publish` then publishes them (label_source student). The certificate is for the stratum; the
     labelled part is expected at or above it when reviewers answered the queue by its priority.
-    Records route sends to people whatever their score (instruction-like, drawn gold) stay theirs.
+    Records route sends to people whatever their score (instruction-like, drawn gold) and repeated
+    texts (labelled as their first row at publish) are never the student's.
 
     \b
     Examples:
