@@ -41,6 +41,7 @@ import pandas as pd
 
 from curation.agreement import Ratings, agreement_report, ratings_from_long
 from curation.consensus import adjudication_queue, dawid_skene, majority_vote
+from curation.estimation import LABEL_SOURCES as AUDITED_LABEL_SOURCES
 from labeltriage.jsonio import dumps, write_json
 
 __all__ = [
@@ -66,7 +67,8 @@ FINAL_COLUMNS = [
     "reasoning",
 ]
 ROUTED_REQUIRED = ("id", "text", "llm_label", "route")
-LABEL_SOURCES = ("human", "consensus", "llm_auto", "student", "gold")
+# every label_source a published row can have: the audited ones, then those no blind audit measures
+LABEL_SOURCES = (*AUDITED_LABEL_SOURCES, "student", "gold")
 RESPONSES_REQUIRED = ("record_id", "user", "label")
 
 
@@ -243,9 +245,7 @@ def build_final_dataset(
         if adj_rows:
             adjudication = pd.DataFrame(adj_rows)
 
-    status_ok = (
-        routed["status"].fillna("ok").eq("ok") if "status" in routed.columns else pd.Series(True, index=routed.index)
-    )
+    status_ok = prelabel_ok(routed)
     auto = routed["route"].isin(["auto_accept", "spot_check"]) & status_ok & ~routed["id"].isin(reviewed)
     for rec in routed[auto].itertuples(index=False):
         rec_d = rec._asdict()
@@ -289,9 +289,7 @@ def build_final_dataset(
         extra = all_routed.set_index("id")[user_columns]
         final = final.join(extra, on="id")
     routed = all_routed
-    status_ok = (
-        routed["status"].fillna("ok").eq("ok") if "status" in routed.columns else pd.Series(True, index=routed.index)
-    )
+    status_ok = prelabel_ok(routed)
     # published order follows routed.parquet, so reruns give byte-identical files
     order = {rid: i for i, rid in enumerate(routed["id"])}
     final = final.sort_values("id", key=lambda s: s.map(order), kind="stable").reset_index(drop=True)
@@ -321,6 +319,14 @@ def build_final_dataset(
         "categories": [str(c) for c in categories],
     }
     return FinalDataset(final=final, adjudication=adjudication, pending=pending, ratings=ratings, summary=summary)
+
+
+def prelabel_ok(routed: pd.DataFrame) -> pd.Series:
+    """``(n,)`` bool per routed row: its pre-label is ok (a table without ``status`` has no failures)."""
+    if "status" not in routed.columns:
+        return pd.Series(True, index=routed.index)
+    ok: pd.Series = routed["status"].fillna("ok").eq("ok")
+    return ok
 
 
 def _student_rows(
@@ -406,7 +412,7 @@ def class_shares(run: RunFiles, confidence_level: float = 0.95) -> dict[str, Any
     routed = run.routed
     if "gold_label" not in routed.columns or run.categories is None or run.config.get("task_type") == "multi_label":
         return None
-    rows = routed["status"].fillna("ok").eq("ok") if "status" in routed.columns else pd.Series(True, index=routed.index)
+    rows = prelabel_ok(routed)
     if "duplicate_of" in routed.columns:
         rows &= routed["duplicate_of"].isna()
     frame = routed[rows]

@@ -1357,7 +1357,8 @@ def student_label(
     (:mod:`curation.student_labels`: fixed-sequence exact binomial tests, Learn-then-Test) at
     ``target_precision`` with ``confidence_level`` (default: the run's routing settings). Writes
     student_labels.parquet and student.json; ``publish`` then publishes the accepted records with
-    label_source ``student`` and their accuracy on that gold. Returns student.json's content.
+    label_source ``student`` and the certificate (not audited, not a measured accuracy). Returns
+    student.json's content.
     Raises InputError (multi-label task, no reviewed labels of two classes, no gold in the
     stratum) or RunDirError (a missing run file, naming the step to run).
     """

@@ -42,6 +42,7 @@ def student_label(
     from curation.adapters.embeddings import MODEL_NAME
     from curation.adapters.loop import run_embeddings
     from curation.feedback import human_majority
+    from curation.publish import prelabel_ok
     from curation.student_labels import certify_student_labels
 
     task = run.task_config()
@@ -68,7 +69,7 @@ def student_label(
         raise InputError(f"{run / 'responses.parquet'}: the student needs reviewed majority labels of at least two of "
                          f"the task's labels {task.label_names} (has {n_classes}){why}; else review more records, "
                          "`labeltriage pull`, then rerun")  # fmt: skip
-    ok = _column(routed, "status", "ok").fillna("ok").eq("ok")
+    ok = prelabel_ok(routed)
     stratum, in_stratum = _review_stratum(run, routed, routing)
     drawn = ids.isin(set((run.json("gold_draw.json", default={}) or {}).get("ids") or []))
     left_for_people = (
