@@ -377,7 +377,6 @@ class Stack:
         try:
             state.pids["redis"] = self._start_redis(redis_server, state, data)
             self._write_state(state)
-            self._run([sys.executable, "-m", "argilla_server", "database", "migrate"], env, "migrate")
             owner_env = {
                 **env,
                 "LABELTRIAGE_OWNER_USERNAME": data["owner_username"],
@@ -385,7 +384,8 @@ class Stack:
                 "LABELTRIAGE_OWNER_API_KEY": data["api_key"],
                 "LABELTRIAGE_WORKSPACE": WORKSPACE,
             }
-            self._run([sys.executable, "-m", "argilla_stack.launch", "create-owner"], owner_env, "create-owner")
+            # Argilla's `database migrate`, then the owner: one process, one import of argilla_server
+            self._run([sys.executable, "-m", "argilla_stack.launch", "prepare"], owner_env, "prepare")
             server_log = self.logs / "server.log"
             server_log_from = server_log.stat().st_size if server_log.exists() else 0  # this start's lines only
             state.pids["server"] = self._spawn(

@@ -279,14 +279,14 @@ def step_outputs(name: str, run: Path, truth: dict[str, str], n_records: int) ->
         labels = pd.read_parquet(run / "student_labels.parquet")
         texts = pd.read_parquet(run / "routed.parquet", columns=["id", "text"]).set_index("id")["text"]
         kept = labels[labels["accepted"]]
-        right = (kept["student_label"].astype(str).to_numpy() == kept["id"].map(texts).map(truth).to_numpy()).mean()
+        right = kept["student_label"].astype(str).to_numpy() == kept["id"].map(texts).map(truth).to_numpy()
         left = sum((report.get("n_left_for_people") or {}).values())  # queue records the student may not label
         return {
             "records_in": report.get("n_pool", 0) + left,
             "records_out": len(labels) + left,
             "left_for_people": left,
             "accepted": int(labels["accepted"].sum()),
-            "accepted_precision_vs_truth": round(float(right), 4) if len(kept) else None,
+            "accepted_precision_vs_truth": round(float(right.mean()), 4) if len(kept) else None,
             "threshold": (report.get("certificate") or {}).get("threshold"),
             **{k: report.get(k) for k in ("n_train", "n_gold_stratum", "student_accuracy_gold_stratum",
                                           "llm_accuracy_gold_stratum", "target_precision")},

@@ -13,6 +13,40 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
+# Tests that start a fake LLM or Hub server, PostgreSQL, a notebook kernel, a benchmark, a
+# subprocess or the embedding model without a `stack`, `llm` or `slow` marker: marked `external`
+# here, so the fast tier (`make test-fast`, pure tests only, under a minute) leaves them out. A
+# new test file is in the fast tier unless it is listed here or marked.
+EXTERNAL_FILES = {
+    "test_active_learning_bench.py": "runs the benchmark script end to end",
+    "test_backends_batch.py": "fake OpenAI batch server",
+    "test_backends_faults.py": "fake OpenAI server",
+    "test_inputs.py": "fake OpenAI server, the CLI end to end",
+    "test_notebooks.py": "a Jupyter kernel per notebook",
+    "test_pipeline_distilabel.py": "fake OpenAI server, a distilabel pipeline",
+    "test_postgres.py": "a PostgreSQL cluster",
+    "test_prelabel_cli.py": "fake OpenAI server, the CLI end to end",
+    "test_prompt_safety.py": "fake OpenAI servers",
+    "test_retrieval_prelabel.py": "fake OpenAI server, the MiniLM embedding model",
+    "test_publish.py": "a local Hugging Face Hub server",
+    "test_reasoning_on_demand.py": "fake OpenAI server",
+    "test_triage_cli.py": "subprocesses, llama.cpp",
+}
+EXTERNAL_TESTS = {
+    "test_triage_student.py::test_embed_texts_normalised_and_cached": "the MiniLM embedding model",
+    "test_student_labels.py::test_student_label_then_publish": "the MiniLM embedding model",
+    "test_student_labels.py::test_student_label_errors_name_the_fix": "the MiniLM embedding model",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        file_name = item.path.name
+        test_name = f"{file_name}::{item.name.split('[')[0]}"
+        if file_name in EXTERNAL_FILES or test_name in EXTERNAL_TESTS:
+            item.add_marker(pytest.mark.external)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -149,9 +149,9 @@ def test_a_failed_migration_does_not_write_the_password(tmp_path: Path) -> None:
         url = f"postgresql+asyncpg://argilla:SeCrEt-{'y' * 10}@127.0.0.1:{closed.getsockname()[1]}/argilla"
         state = StackState(port=1, redis_port=2, search_engine="embedded", search_url=None, database_url="")
         env = stack.environment(state, {"database_url": url, "redis_password": "r", "auth_secret_key": "k"})
-        with pytest.raises(StackError, match="`migrate` failed"):
-            stack._run([sys.executable, "-m", "argilla_server", "database", "migrate"], env, "migrate")
-    log = (stack.logs / "migrate.log").read_text()
+        with pytest.raises(StackError, match="`prepare` failed"):
+            stack._run([sys.executable, "-m", "argilla_stack.launch", "prepare"], env, "prepare")  # as `up` runs it
+    log = (stack.logs / "prepare.log").read_text()
     assert "Connection refused" in log  # it did fail at connecting, with a traceback
     assert "y" * 10 not in log
 

@@ -114,7 +114,7 @@ def test_server_restarted_during_push(private_stack):
     client = rg.Argilla(api_url=api_url, api_key=api_key, timeout=60, retries=1)
     config = _config("restart")
     dataset = argilla_io.ensure_dataset(client, config, vector_dimensions=None)
-    routed = _routed(3000)
+    routed = _routed(1000)
     records = argilla_io.build_records(routed, config)
     outcome = {}
 
@@ -139,8 +139,8 @@ def test_server_restarted_during_push(private_stack):
     assert "error" not in outcome, outcome.get("error")
     report = outcome["report"]
     assert report.retries >= 1
-    assert report.pushed == 3000
+    assert report.pushed == 1000
     listed = httpx.get(f"{api_url}/api/v1/datasets/{dataset.id}/records", params={"limit": 1}, headers=headers)
-    assert listed.json()["total"] == 3000  # none lost, none duplicated
+    assert listed.json()["total"] == 1000  # none lost, none duplicated
     state = json.loads(stack.state_file.read_text())
     assert state["port"] == port
