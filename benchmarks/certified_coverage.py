@@ -20,7 +20,11 @@ Confidences compared (same draws for all):
   (kNN label agreement and LLM-student agreement on the bundled MiniLM embeddings), cross-fitted
   on the drawn gold in every draw;
 * the same with retrieved examples in the prompt (``benchmarks/retrieved_examples.py``'s answers,
-  when present: the k most similar human-labelled texts of a separate pool as few-shot turns).
+  when present: the k most similar human-labelled texts of a separate pool as few-shot turns);
+* ``cascade`` (issue 18 point 5, ``labeltriage second-opinion --below 1.0``): the other prompt's
+  answer of the same record as the second opinion, :func:`curation.cascade.cascade_confidence`;
+  the published label is the first answer's. Its formula was picked among five on these same
+  records (AUROC within 0.01 of each other), so its rows are slightly optimistic.
 
 Per cell: ``accepting`` (share of draws certifying a threshold), ``coverage`` (certified coverage:
 share of the pool auto-accepted, mean over all draws), ``violation`` (share of draws whose
@@ -46,6 +50,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
+from curation.cascade import asked_mask, cascade_confidence
 from curation.certify import certify_threshold
 from curation.signals import cross_fit_confidence, signal_features
 from labeltriage.jsonio import write_json
@@ -140,6 +145,17 @@ def simulate(
     return out
 
 
+def cascade_scores(first: pd.DataFrame, second: pd.DataFrame) -> np.ndarray:
+    """The product's cascade score (:func:`curation.cascade.cascade_confidence`) with every ok
+    record asked (``--below 1.0``): ``first``'s label and log-prob confidence, ``second``'s answer
+    of the same records (same order) as the second opinion."""
+    ok1, ok2 = first["status"].eq("ok").to_numpy(), second["status"].eq("ok").to_numpy()
+    s1 = np.where(ok1, first["confidence_logprob"].to_numpy(dtype=float), np.nan)
+    s2 = np.where(ok2, second["confidence_logprob"].to_numpy(dtype=float), np.nan)
+    labels2 = np.where(ok2, second["llm_label"].to_numpy(dtype=object), None)
+    return cascade_confidence(first["llm_label"].to_numpy(dtype=object), s1, labels2, s2, asked_mask(s1, 1.0))
+
+
 def correct3_of(frame: pd.DataFrame) -> np.ndarray:
     ok = frame["status"].eq("ok").to_numpy()
     right: np.ndarray = (frame["llm_label"] == frame["gold_label"]).to_numpy() & ok
@@ -190,6 +206,13 @@ def main() -> None:
                 if name.startswith(("logprob", "combined + embeddings")):
                     label = name.replace("(3-label)", "(3-label, retrieved examples)")
                     cases.append((label, correct_r, ok_r, kind, payload))
+            # the cascade (labeltriage second-opinion --below 1.0): the other prompt's answer as the second opinion
+            for label, first, second, correct_first, ok_first in (
+                ("cascade: plain, second opinion with retrieved examples (3-label)", frame3, retrieved, correct3, ok3),
+                ("cascade: retrieved examples, second opinion plain (3-label)", retrieved, frame3, correct_r, ok_r),
+            ):
+                cases.append((label, correct_first, ok_first, "raw", cascade_scores(first, second)))
+            entry["cascade_agreement"] = float((frame3["llm_label"] == retrieved["llm_label"])[ok3 & ok_r].mean())
         for n_gold in args.gold:
             for target in args.targets:
                 for name, correct, ok, kind, payload in cases:

@@ -40,6 +40,8 @@ if TYPE_CHECKING:  # type checkers see the real signatures; at run time they loa
         pull,
         push,
         route,
+        second_opinion,
+        student_label,
         watch,
     )
     from labeltriage.config import load_task_config
@@ -59,7 +61,8 @@ except metadata.PackageNotFoundError:  # a checkout that was never installed
     __version__ = "0+unknown"
 
 _API = ("prelabel", "calibrate", "route", "push", "pull", "loop", "watch", "agreement", "publish", "connect_argilla",
-        "gold_labels", "draw_gold", "collect_gold", "RunDir", "AgreementResult", "PrelabelResult", "CalibrationResult",
+        "gold_labels", "draw_gold", "collect_gold", "second_opinion", "student_label",
+        "RunDir", "AgreementResult", "PrelabelResult", "CalibrationResult",
         "RoutingResult", "PublishResult", "GoldDrawResult", "GoldCollectResult")  # fmt: skip
 _ERRORS = ("LabeltriageError", "InputError", "ConfigError", "BackendError", "ReviewServerError")
 # what push, pull and loop return, and the error a missing or malformed run file raises: name -> module
@@ -81,7 +84,8 @@ __all__ = [
     "InputError", "LabeltriageError", "PrelabelResult", "PublishResult", "PullReport", "PushReport",
     "ReviewServerError", "RoundResult", "RoutingResult", "RunDir", "RunDirError", "__version__", "agreement",
     "calibrate", "collect_gold", "connect_argilla", "draw_gold", "gold_labels", "load_task_config", "loop",
-    "prelabel", "publish", "pull", "push", "route", "watch", "connect_label_studio", "push_label_studio",
+    "prelabel", "publish", "pull", "push", "route", "second_opinion", "student_label", "watch",
+    "connect_label_studio", "push_label_studio",
     "pull_label_studio", "round_label_studio", "serve_backend", "LabelStudioPushReport",
 ]  # fmt: skip
 

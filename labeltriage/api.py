@@ -222,12 +222,16 @@ COMBINED_COLUMN = "confidence_combined"
 
 
 def _prelabels(run: RunDir) -> pd.DataFrame:
-    """prelabels.parquet, with the combined confidence ``calibrate`` fitted (if any) as a column."""
+    """prelabels.parquet, with the combined confidence ``calibrate`` fitted and the cascade's score
+    ``second-opinion`` wrote (if any) as columns."""
+    from labeltriage.cascade import CASCADE_COLUMN, CASCADE_FILE
+
     frame = run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
-    if (run / COMBINED_FILE).is_file():
-        combined = run.table(COMBINED_FILE, required_columns=("id", COMBINED_COLUMN))
-        scores = dict(zip(combined["id"].astype(str), combined[COMBINED_COLUMN], strict=True))
-        frame[COMBINED_COLUMN] = frame["id"].astype(str).map(scores).astype(float)
+    for file_name, column in ((COMBINED_FILE, COMBINED_COLUMN), (CASCADE_FILE, CASCADE_COLUMN)):
+        if (run / file_name).is_file():
+            extra = run.table(file_name, required_columns=("id", column))
+            scores = dict(zip(extra["id"].astype(str), extra[column], strict=True))
+            frame[column] = frame["id"].astype(str).map(scores).astype(float)
     return frame
 
 
@@ -284,6 +288,12 @@ def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
                 "returns log-probs"
             )
     missing = int((ok & ~np.isfinite(values)).sum())
+    if missing and column == "confidence_cascade":
+        raise InputError(
+            f"{path}: confidence_cascade is missing on {missing} ok record(s): the run was pre-labelled again after "
+            f"`second-opinion`. Fix: rerun `labeltriage second-opinion {path.parent} --second SECOND` (answers "
+            "already given come from its cache)"
+        )
     if missing and column != "llm_confidence":
         raise InputError(
             f"{path}: {column} is missing on {missing} ok record(s) (the backend did not give that kind). Fix: "
@@ -342,6 +352,39 @@ class CalibrationResult:
         if held:
             return held, f"held-out {held['n_held_out']}, fitted on the other {held['n_fit']}"
         return self.report["in_sample"], "IN-SAMPLE: fitted on these records"
+
+
+def second_opinion(
+    run_dir: PathLike | RunDir,
+    second_config: PathLike | TaskConfig,
+    *,
+    config: PathLike | None = None,
+    below: float = 1.0,
+    base_url: str | None = None,
+    parallel: int | None = None,
+    show_progress: bool = False,
+    llm: Any = None,
+) -> dict[str, Any]:
+    """A cascade before humans: a second labeller on the records the first answer was unsure of.
+
+    ``second_config`` (another model, or the same model with another prompt; the run's label set)
+    answers the ok records whose ``llm_confidence`` is below ``below`` (1.0: all), pre-labelled
+    into RUN/second_opinion/ (cached: a rerun makes no call). Writes cascade_confidence.parquet
+    (``confidence_cascade``: the two answers' mean confidence where they agree, the first's times
+    the second's doubt where they differ; :mod:`curation.cascade`, after FrugalGPT, Chen et al.
+    2023) and second_opinion.json (counts). Then ``calibrate(run, confidence_column=
+    "confidence_cascade")`` and ``route``: the certificate covers whatever the cascade accepts;
+    the published label stays the first answer's. Raises ConfigError (another label set,
+    multi-label, ``below`` outside (0, 1]), InputError (no ok pre-label) or the prelabel step's
+    BackendError. ``llm`` injects a distilabel LLM (tests).
+    """
+    from labeltriage.cascade import second_opinion as ask_second
+
+    def prelabel_subset(task: TaskConfig, input_file: Path, out_dir: Path) -> pd.DataFrame:
+        return prelabel(task, input_file, out_dir, text_column="text", id_column="id", base_url=base_url,
+                        parallel=parallel, show_progress=show_progress, llm=llm).frame  # fmt: skip
+
+    return ask_second(_run_dir(run_dir, config), second_config, prelabel_subset, below=below)
 
 
 def calibrate(

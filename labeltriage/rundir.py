@@ -55,6 +55,8 @@ FILES: dict[str, str] = {
     "calibration.json": "labeltriage calibrate {run} --gold FILE",
     "reliability.png": "labeltriage calibrate {run} --gold FILE",
     "combined_confidence.parquet": "labeltriage calibrate {run} --confidence-column confidence_combined",
+    "cascade_confidence.parquet": "labeltriage second-opinion {run} --second SECOND",
+    "second_opinion.json": "labeltriage second-opinion {run} --second SECOND",
     "routed.parquet": "labeltriage route {run}",
     "routing.json": "labeltriage route {run}",
     "embeddings.bin": "labeltriage push {run} (or loop, or calibrate --confidence-column confidence_combined)",

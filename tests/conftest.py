@@ -33,6 +33,8 @@ EXTERNAL_FILES = {
     "test_triage_cli.py": "subprocesses, llama.cpp",
 }
 EXTERNAL_TESTS = {
+    "test_cascade.py::test_second_opinion_asks_the_unsure_once_and_route_certifies_on_it": "fake OpenAI server",
+    "test_cascade.py::test_second_opinion_errors_name_the_fix": "fake OpenAI server",
     "test_triage_student.py::test_embed_texts_normalised_and_cached": "the MiniLM embedding model",
     "test_student_labels.py::test_student_label_then_publish": "the MiniLM embedding model",
     "test_student_labels.py::test_student_label_errors_name_the_fix": "the MiniLM embedding model",

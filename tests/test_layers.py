@@ -27,6 +27,8 @@ PURE = (
     "curation.feedback",
     "curation.sequential",
     "curation.signals",
+    "curation.cascade",
+    "curation.student_labels",
     "pipelines.json_decoding",
     "pipelines.parsing",
     "pipelines.injection",

@@ -1,4 +1,4 @@
-"""`labeltriage prelabel`: wiring only (the work is in `pipelines/`)."""
+"""`labeltriage prelabel` and `second-opinion`: wiring only (the work is in `pipelines/`, `labeltriage.cascade`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from labeltriage.commands.params import ExistingPath
+from labeltriage.commands.params import ExistingPath, config_option, run_dir_argument
 from labeltriage.config import BACKENDS
 
 INPUT_PATH = ExistingPath(
@@ -108,3 +108,37 @@ def prelabel(config: str, input_path: Path, output_dir: Path, quiet: bool, **opt
     render_prelabel(result.run, console, result.paths)
     if result.exit_code:
         raise SystemExit(result.exit_code)
+
+
+@click.command("second-opinion")
+@run_dir_argument
+@config_option
+@click.option("--second", "second_config", required=True,
+              help="The second labeller's task config (path or shipped name), with the run's label set.")  # fmt: skip
+@click.option("--below", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Ask records whose llm_confidence is below this (1.0: all); set it before seeing gold.")  # fmt: skip
+@click.option("--base-url", default=None, help="Override the second config's model.base_url (openai backends).")
+@click.option("--parallel", type=int, default=None, help="Local backend: records decoded together.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def second_opinion(run_dir: Path, second_config: str, quiet: bool, **options: Any) -> None:
+    """A cascade before humans: a second labeller answers the records the first was unsure of.
+
+    Writes RUN_DIR/cascade_confidence.parquet (confidence_cascade: the two answers' mean confidence
+    where they agree, the first's times the second's doubt where they differ) and
+    second_opinion.json; the answers live in RUN_DIR/second_opinion/ (a rerun makes no call).
+    Then calibrate and route on it; the certificate covers what the cascade accepts and the
+    published label stays the first answer's.
+
+    \b
+    Examples:
+      labeltriage second-opinion runs/r1 --second second.yaml --below 0.99
+      labeltriage calibrate runs/r1 --confidence-column confidence_cascade
+      labeltriage route runs/r1
+    """
+    from labeltriage import api
+
+    report = api.second_opinion(run_dir, second_config, show_progress=not quiet, **options)
+    click.echo(f"second opinion ({report['second_model']}): asked {report['n_asked']} of {report['n_records']} "
+               f"records, {report['n_agree']} agree, {report['n_disagree']} differ, {report['n_failed']} unanswered, "
+               f"{report['model_calls']} model call(s); wrote {Path(run_dir) / report['file']}")  # fmt: skip
+    click.echo(f"next: {report['next']}")

@@ -1,0 +1,152 @@
+"""The cascade before humans (issue 18, point 5): `curation.cascade` (pure) and `labeltriage
+second-opinion` against the fake OpenAI-compatible server (real HTTP, the real openai client and
+pipeline; it answers the first label named in the text), then calibrate and route on its score."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from curation.cascade import asked_mask, cascade_confidence
+from labeltriage import api
+from labeltriage.cli import main as cli
+from labeltriage.errors import ConfigError, InputError
+from tests.support.llm_fake_server import FakeOpenAIServer
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = ["positive", "negative", "neutral"]
+
+
+def test_the_score_per_case() -> None:
+    first = np.array(["positive", "negative", "neutral", "positive", "negative", None], dtype=object)
+    s1 = np.array([0.95, 0.6, 0.7, 0.5, 0.4, np.nan])
+    second = np.array([None, "negative", "positive", None, "negative", None], dtype=object)
+    s2 = np.array([np.nan, 0.9, 0.8, np.nan, 0.6, np.nan])
+    asked = asked_mask(s1, 0.9)
+    assert asked.tolist() == [False, True, True, True, True, False]  # NaN (a failed pre-label): never asked
+    scores = cascade_confidence(first, s1, second, s2, asked)
+    # not asked: s1; agree: mean; differ: s1 * (1 - s2); asked, unanswered: s1; failed: NaN
+    np.testing.assert_allclose(scores[:5], [0.95, 0.75, 0.7 * 0.2, 0.5, 0.5])
+    assert np.isnan(scores[5])
+    assert asked_mask(s1, 1.0).tolist() == [True] * 5 + [False]
+
+
+def test_the_score_refuses_bad_input() -> None:
+    with pytest.raises(ValueError, match="below must be in"):
+        asked_mask([0.5], 0.0)
+    with pytest.raises(ValueError, match="one length"):
+        cascade_confidence(["a"], [0.5], ["a", "b"], [0.5, 0.5], [True, True])
+    with pytest.raises(ValueError, match=r"second_scores must be in \[0, 1\]"):
+        cascade_confidence(["a"], [0.5], ["a"], [1.5], [True])
+
+
+def _run(tmp_path: Path, n: int = 400, seed: int = 0) -> tuple[Path, Path, pd.DataFrame]:
+    """A pre-labelled run: the truth is the label word in each text (what the fake server answers);
+    the first labeller is wrong on a quarter of the records, less confident there; gold for a
+    random 150 (half of a small run)."""
+    rng = np.random.default_rng(seed)
+    truth = rng.choice(LABELS, n)
+    wrong = rng.random(n) < 0.25
+    first = np.where(wrong, np.roll(truth, 1), truth)
+    first = np.where(wrong & (first == truth), [LABELS[(LABELS.index(t) + 1) % 3] for t in truth], first)
+    conf = np.where(wrong, rng.uniform(0.4, 0.9, n), rng.uniform(0.7, 1.0, n))
+    status = np.where(np.arange(n) % 40 == 7, "failed", "ok")
+    frame = pd.DataFrame({
+        "id": [f"r{i:03d}" for i in range(n)], "text": [f"record {i} says {t}" for i, t in enumerate(truth)],
+        "llm_label": np.where(status == "ok", first, None), "llm_confidence": np.where(status == "ok", conf, np.nan),
+        "confidence_stated": np.where(status == "ok", conf, np.nan), "status": status,
+    })  # fmt: skip
+    run = tmp_path / "run"
+    run.mkdir()
+    frame.to_parquet(run / "prelabels.parquet", index=False)
+    gold = tmp_path / "gold.csv"
+    drawn = np.sort(rng.choice(n, min(150, n // 2), replace=False))
+    pd.DataFrame({"id": frame["id"].iloc[drawn], "gold_label": truth[drawn]}).to_csv(gold, index=False)
+    return run, gold, frame
+
+
+def _second_config(tmp_path: Path, server: FakeOpenAIServer, **changes: object) -> Path:
+    data = yaml.safe_load((ROOT / "datasets_config" / "sentiment_3class.yaml").read_text())
+    data["model"].update(backend="openai", name="fake", base_url=server.base_url, api_key_env="FAKE_KEY")
+    data.update(changes)
+    path = tmp_path / "second.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def test_second_opinion_asks_the_unsure_once_and_route_certifies_on_it(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "k")
+    first_config = ROOT / "datasets_config" / "sentiment_3class.yaml"
+    run, gold, frame = _run(tmp_path)
+    ok = frame["status"].eq("ok")
+    below = 0.9
+    with FakeOpenAIServer() as server:
+        second = _second_config(tmp_path, server)
+        report = api.second_opinion(run, second, config=first_config, below=below)
+        unsure = ok & (frame["llm_confidence"] < below)
+        assert report["n_asked"] == int(unsure.sum()) == server.requests == report["model_calls"] > 0
+        asked_texts = {_text(body) for body in server.bodies}
+        assert asked_texts == set(frame.loc[unsure, "text"])  # only the unsure ok records, each once
+        out = pd.read_parquet(run / "cascade_confidence.parquet")
+        assert out["id"].tolist() == frame["id"].tolist()  # records in = records out
+        assert out["asked"].tolist() == unsure.tolist()
+        second_run = pd.read_parquet(run / "second_opinion" / "prelabels.parquet").set_index("id")
+        truth = frame["text"].str.rsplit(" ", n=1).str[1]
+        assert (second_run["llm_label"] == truth[unsure].set_axis(frame.loc[unsure, "id"])).all()
+        s1, s2 = frame["llm_confidence"].to_numpy(), out["second_confidence"].to_numpy()
+        agree = unsure & (frame["llm_label"] == truth)
+        differ = unsure & ~agree
+        np.testing.assert_allclose(out.loc[agree, "confidence_cascade"], (s1[agree] + s2[agree]) / 2)
+        np.testing.assert_allclose(out.loc[differ, "confidence_cascade"], s1[differ] * (1 - s2[differ]))
+        np.testing.assert_allclose(out.loc[ok & ~unsure, "confidence_cascade"], s1[ok & ~unsure])
+        assert out.loc[~ok, "confidence_cascade"].isna().all()
+        assert (report["n_agree"], report["n_disagree"]) == (int(agree.sum()), int(differ.sum()))
+        # a rerun: no call (the second run's cache), the same scores
+        requests = server.requests
+        again = CliRunner().invoke(cli, ["second-opinion", str(run), "--second", str(second), "--below", str(below),
+                                         "--quiet", "--config", str(first_config)])  # fmt: skip
+        assert again.exit_code == 0, again.output
+        assert "0 model call(s)" in again.output and server.requests == requests
+        pd.testing.assert_frame_equal(pd.read_parquet(run / "cascade_confidence.parquet"), out)
+    calibrated = CliRunner().invoke(cli, ["calibrate", str(run), "--gold", str(gold),
+                                          "--confidence-column", "confidence_cascade"])  # fmt: skip
+    assert calibrated.exit_code == 0, calibrated.output
+    routed = CliRunner().invoke(cli, ["route", str(run), "--target-precision", "0.9"])
+    assert routed.exit_code == 0, routed.output
+    routing = json.loads((run / "routing.json").read_text())
+    assert routing["confidence_column"] == "confidence_cascade"
+    table = pd.read_parquet(run / "routed.parquet")
+    auto = table[table["route"].isin(["auto_accept", "spot_check"])]
+    assert len(auto) > 0  # the wrong first labels the second answer contradicts sink below the threshold
+    right = (auto["llm_label"] == auto["text"].str.rsplit(" ", n=1).str[1]).mean()
+    assert right >= 0.9  # the certificate's statement against the known truth
+    assert (auto["llm_label"] == auto["id"].map(frame.set_index("id")["llm_label"])).all()  # the first label
+
+
+def _text(body: dict) -> str:
+    content = body["messages"][-1]["content"]
+    return content.split("<text>", 1)[1].split("</text>", 1)[0].strip() if "<text>" in content else content
+
+
+def test_second_opinion_errors_name_the_fix(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "k")
+    first_config = ROOT / "datasets_config" / "sentiment_3class.yaml"
+    run, gold, frame = _run(tmp_path, n=40)
+    with FakeOpenAIServer() as server:
+        other_labels = _second_config(tmp_path, server, labels=[{"name": "good"}, {"name": "bad"}], few_shot=[])
+        with pytest.raises(ConfigError, match="differ from the run's .* same label set"):
+            api.second_opinion(run, other_labels, config=first_config)
+        with pytest.raises(ConfigError, match=r"below must be in \(0, 1\]"):
+            api.second_opinion(run, _second_config(tmp_path, server), config=first_config, below=1.5)
+        api.second_opinion(run, _second_config(tmp_path, server), config=first_config)
+    # pre-labelled again with one more record: the cascade's file no longer covers the run
+    grown = pd.concat([frame, frame.iloc[[0]].assign(id="new", text="record new says positive")])
+    grown.to_parquet(run / "prelabels.parquet", index=False)
+    with pytest.raises(InputError, match="confidence_cascade is missing on 1 ok record.*rerun `labeltriage second-op"):
+        api.calibrate(run, gold=gold, confidence_column="confidence_cascade")
