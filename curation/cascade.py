@@ -42,12 +42,26 @@ def asked_mask(first_scores: Any, below: float) -> np.ndarray:
     """Which records get a second opinion: ``(n,)`` bool, first confidence < ``below``.
 
     ``first_scores``: ``(n,)`` in [0, 1], NaN for records without an answer (never asked).
-    ``below``: in (0, 1]; 1.0 asks every answered record. Raises ValueError outside that range.
+    ``below``: in (0, 1]; 1.0 asks every answered record, those at exactly 1.0 too (a stated
+    confidence is often 1.0). Raises ValueError outside that range.
     """
     if not 0 < below <= 1:
         raise ValueError(f"below must be in (0, 1] (1.0 asks every record), got {below}")
     scores = np.asarray(first_scores, dtype=np.float64)
-    return np.isfinite(scores) & (scores < below)
+    return np.isfinite(scores) & ((scores < below) | (below >= 1.0))
+
+
+def opinion_masks(
+    first_labels: Any, second_labels: Any, second_scores: Any, asked: Any
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(same, other)``: ``(n,)`` bool masks of the asked records whose second answer (a label and
+    a finite confidence) names the first answer's label, and of those naming another label."""
+    s2 = np.asarray(second_scores, dtype=np.float64)
+    second = np.asarray(second_labels, dtype=object)
+    answered = np.asarray(asked, dtype=bool) & np.isfinite(s2)
+    answered &= np.array([label is not None and label == label for label in second], dtype=bool)  # NaN != NaN
+    same = answered & (np.asarray(first_labels, dtype=object).astype(str) == second.astype(str))
+    return same, answered & ~same
 
 
 def cascade_confidence(
@@ -82,9 +96,7 @@ def cascade_confidence(
         finite = values[np.isfinite(values)]
         if finite.size and (finite.min() < 0 or finite.max() > 1):
             raise ValueError(f"{name} must be in [0, 1], got values in [{finite.min():g}, {finite.max():g}]")
-    answered = asked & np.isfinite(s2) & np.array([label is not None and label == label for label in second])
-    same = answered & (first.astype(str) == second.astype(str))
-    other = answered & ~same
+    same, other = opinion_masks(first, second, s2, asked)
     out = s1.copy()
     out[same] = (s1[same] + s2[same]) / 2
     out[other] = s1[other] * (1 - s2[other])

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
+from labeltriage.cascade import CASCADE_COLUMN, CASCADE_FILE, cascade_digest, check_cascade
 from labeltriage.errors import (
     EXIT_BATCH_PENDING,
     EXIT_BUDGET_STOP,
@@ -224,8 +225,6 @@ COMBINED_COLUMN = "confidence_combined"
 def _prelabels(run: RunDir) -> pd.DataFrame:
     """prelabels.parquet, with the combined confidence ``calibrate`` fitted and the cascade's score
     ``second-opinion`` wrote (if any) as columns."""
-    from labeltriage.cascade import CASCADE_COLUMN, CASCADE_FILE
-
     frame = run.table("prelabels.parquet", required_columns=("id", "llm_label", "status"))
     for file_name, column in ((COMBINED_FILE, COMBINED_COLUMN), (CASCADE_FILE, CASCADE_COLUMN)):
         if (run / file_name).is_file():
@@ -287,13 +286,9 @@ def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
                 "--confidence-column confidence_stated (every record has it), or rerun prelabel on a backend that "
                 "returns log-probs"
             )
+    if column == CASCADE_COLUMN:  # made for these first answers (pre-labelled again since?)
+        check_cascade(RunDir(path.parent), frame)
     missing = int((ok & ~np.isfinite(values)).sum())
-    if missing and column == "confidence_cascade":
-        raise InputError(
-            f"{path}: confidence_cascade is missing on {missing} ok record(s): the run was pre-labelled again after "
-            f"`second-opinion`. Fix: rerun `labeltriage second-opinion {path.parent} --second SECOND` (answers "
-            "already given come from its cache)"
-        )
     if missing and column != "llm_confidence":
         raise InputError(
             f"{path}: {column} is missing on {missing} ok record(s) (the backend did not give that kind). Fix: "
@@ -361,6 +356,7 @@ def second_opinion(
     config: PathLike | None = None,
     below: float = 1.0,
     base_url: str | None = None,
+    max_cost: float | None = None,
     parallel: int | None = None,
     show_progress: bool = False,
     llm: Any = None,
@@ -372,17 +368,22 @@ def second_opinion(
     into RUN/second_opinion/ (cached: a rerun makes no call). Writes cascade_confidence.parquet
     (``confidence_cascade``: the two answers' mean confidence where they agree, the first's times
     the second's doubt where they differ; :mod:`curation.cascade`, after FrugalGPT, Chen et al.
-    2023) and second_opinion.json (counts). Then ``calibrate(run, confidence_column=
-    "confidence_cascade")`` and ``route``: the certificate covers whatever the cascade accepts;
-    the published label stays the first answer's. Raises ConfigError (another label set,
-    multi-label, ``below`` outside (0, 1]), InputError (no ok pre-label) or the prelabel step's
+    2023) and second_opinion.json (counts, the second run's ``exit_code``, every setting tried).
+    Then ``calibrate(run, confidence_column="confidence_cascade")`` and ``route``: the certificate
+    covers whatever the cascade accepts (route refuses a score changed since calibrate); the
+    published label stays the first answer's. ``max_cost`` (USD) bounds the second run. For k
+    samples of the same model, ``second_config`` is a copy of the run's config with
+    ``confidence: {routing: consistency, consistency_samples: k}`` (1 + k calls per record).
+    Raises ConfigError (another label set, multi-label, the run's own config unchanged, ``below``
+    outside (0, 1]), InputError (no ok pre-label), RunDirError or the prelabel step's
     BackendError. ``llm`` injects a distilabel LLM (tests).
     """
     from labeltriage.cascade import second_opinion as ask_second
 
-    def prelabel_subset(task: TaskConfig, input_file: Path, out_dir: Path) -> pd.DataFrame:
-        return prelabel(task, input_file, out_dir, text_column="text", id_column="id", base_url=base_url,
-                        parallel=parallel, show_progress=show_progress, llm=llm).frame  # fmt: skip
+    def prelabel_subset(task: TaskConfig, input_file: Path, out_dir: Path) -> tuple[pd.DataFrame, int, list[str]]:
+        result = prelabel(task, input_file, out_dir, text_column="text", id_column="id", base_url=base_url,
+                          max_cost=max_cost, parallel=parallel, show_progress=show_progress, llm=llm)  # fmt: skip
+        return result.frame, result.exit_code, result.notes
 
     return ask_second(_run_dir(run_dir, config), second_config, prelabel_subset, below=below)
 
@@ -476,6 +477,8 @@ def calibrate(
             "gold_column": gold_column,
         }
     )
+    if confidence_column == CASCADE_COLUMN:  # route refuses a score changed after this
+        calibrator.meta["cascade_digest"] = report["cascade_digest"] = cascade_digest(run)
     calibrator.save(run / "calibrator.json")
     write_json(run / "calibration.json", report)
     panels = []
@@ -615,6 +618,8 @@ def route(
     )
     guided = guided_start if guided_start is not None else (task.thresholds.guided_start if task else False)
     conf_col = calibrator.meta.get("confidence_column", "llm_confidence")
+    if conf_col == CASCADE_COLUMN:  # the score calibrate saw, not one changed since
+        check_cascade(run, prelabels, calibrator.meta.get("cascade_digest"))
     raw = _confidence(prelabels, conf_col, run / "prelabels.parquet")
     if gold is None and calibrator.meta.get("gold") not in (None, "prelabels.parquet:gold_label"):
         gold = Path(calibrator.meta["gold"])

@@ -18,6 +18,7 @@ from labeltriage import api
 from labeltriage.cli import main as cli
 from labeltriage.errors import ConfigError, InputError
 from tests.support.llm_fake_server import FakeOpenAIServer
+from tests.test_contracts import _named, row
 
 ROOT = Path(__file__).resolve().parents[1]
 LABELS = ["positive", "negative", "neutral"]
@@ -35,6 +36,9 @@ def test_the_score_per_case() -> None:
     np.testing.assert_allclose(scores[:5], [0.95, 0.75, 0.7 * 0.2, 0.5, 0.5])
     assert np.isnan(scores[5])
     assert asked_mask(s1, 1.0).tolist() == [True] * 5 + [False]
+    # 1.0 asks every answered record, those at exactly 1.0 too (a stated confidence often is 1.0)
+    assert asked_mask([1.0, 0.999, np.nan], 1.0).tolist() == [True, True, False]
+    assert asked_mask([1.0, 0.999], 0.999).tolist() == [False, False]
 
 
 def test_the_score_refuses_bad_input() -> None:
@@ -71,11 +75,11 @@ def _run(tmp_path: Path, n: int = 400, seed: int = 0) -> tuple[Path, Path, pd.Da
     return run, gold, frame
 
 
-def _second_config(tmp_path: Path, server: FakeOpenAIServer, **changes: object) -> Path:
+def _second_config(tmp_path: Path, server: FakeOpenAIServer, name: str = "second", **changes: object) -> Path:
     data = yaml.safe_load((ROOT / "datasets_config" / "sentiment_3class.yaml").read_text())
     data["model"].update(backend="openai", name="fake", base_url=server.base_url, api_key_env="FAKE_KEY")
     data.update(changes)
-    path = tmp_path / "second.yaml"
+    path = tmp_path / f"{name}.yaml"
     path.write_text(yaml.safe_dump(data, sort_keys=False))
     return path
 
@@ -95,7 +99,9 @@ def test_second_opinion_asks_the_unsure_once_and_route_certifies_on_it(tmp_path:
         assert asked_texts == set(frame.loc[unsure, "text"])  # only the unsure ok records, each once
         out = pd.read_parquet(run / "cascade_confidence.parquet")
         assert out["id"].tolist() == frame["id"].tolist()  # records in = records out
-        assert out["asked"].tolist() == unsure.tolist()
+        expected_status = np.where(~ok, "first_failed", np.where(unsure, "ok", "not_asked"))
+        assert out["second_status"].tolist() == expected_status.tolist()
+        assert set(out.columns) <= _named(row("cascade_confidence.parquet"))  # documented in CONTRACTS.md
         second_run = pd.read_parquet(run / "second_opinion" / "prelabels.parquet").set_index("id")
         truth = frame["text"].str.rsplit(" ", n=1).str[1]
         assert (second_run["llm_label"] == truth[unsure].set_axis(frame.loc[unsure, "id"])).all()
@@ -126,7 +132,6 @@ def test_second_opinion_asks_the_unsure_once_and_route_certifies_on_it(tmp_path:
     assert len(auto) > 0  # the wrong first labels the second answer contradicts sink below the threshold
     right = (auto["llm_label"] == auto["text"].str.rsplit(" ", n=1).str[1]).mean()
     assert right >= 0.9  # the certificate's statement against the known truth
-    assert (auto["llm_label"] == auto["id"].map(frame.set_index("id")["llm_label"])).all()  # the first label
 
 
 def _text(body: dict) -> str:
@@ -139,14 +144,64 @@ def test_second_opinion_errors_name_the_fix(tmp_path: Path, monkeypatch) -> None
     first_config = ROOT / "datasets_config" / "sentiment_3class.yaml"
     run, gold, frame = _run(tmp_path, n=40)
     with FakeOpenAIServer() as server:
-        other_labels = _second_config(tmp_path, server, labels=[{"name": "good"}, {"name": "bad"}], few_shot=[])
+        other_labels = _second_config(
+            tmp_path, server, "other", labels=[{"name": "good"}, {"name": "bad"}], few_shot=[]
+        )
         with pytest.raises(ConfigError, match="differ from the run's .* same label set"):
             api.second_opinion(run, other_labels, config=first_config)
         with pytest.raises(ConfigError, match=r"below must be in \(0, 1\]"):
             api.second_opinion(run, _second_config(tmp_path, server), config=first_config, below=1.5)
-        api.second_opinion(run, _second_config(tmp_path, server), config=first_config)
-    # pre-labelled again with one more record: the cascade's file no longer covers the run
+        with pytest.raises(ConfigError, match=r"aspects.yaml \(the run's config\): task_type multi_label"):
+            api.second_opinion(run, _second_config(tmp_path, server), config=ROOT / "datasets_config" / "aspects.yaml")
+        with pytest.raises(ConfigError, match="own config again would repeat its answers.*consistency"):
+            api.second_opinion(run, first_config, config=first_config)
+        refused = CliRunner().invoke(cli, ["second-opinion", str(run), "--second", str(other_labels), "--config",
+                                           str(first_config)])  # fmt: skip
+        assert refused.exit_code == ConfigError.exit_code and "same label set" in refused.output, refused.output
+        # the labels in another order are the same label set
+        reordered = _second_config(tmp_path, server, "reordered", labels=[{"name": n} for n in reversed(LABELS)])
+        assert api.second_opinion(run, reordered, config=first_config)["n_asked"] == 39
+    # pre-labelled again, same ids, other answers: the cascade's file describes the old ones
+    changed = frame.assign(llm_label=np.where(frame["status"].eq("ok"), "neutral", None))
+    changed.to_parquet(run / "prelabels.parquet", index=False)
+    with pytest.raises(InputError, match="made for other first answers .*rerun `labeltriage second-opinion"):
+        api.calibrate(run, gold=gold, confidence_column="confidence_cascade")
+    # one more record: no score for it
     grown = pd.concat([frame, frame.iloc[[0]].assign(id="new", text="record new says positive")])
     grown.to_parquet(run / "prelabels.parquet", index=False)
     with pytest.raises(InputError, match="confidence_cascade is missing on 1 ok record.*rerun `labeltriage second-op"):
         api.calibrate(run, gold=gold, confidence_column="confidence_cascade")
+
+
+def test_the_score_is_fixed_before_gold_and_route_refuses_one_changed_after(tmp_path: Path, monkeypatch) -> None:
+    """The certificate holds for a score fixed before the gold is seen: the score never reads a
+    gold label, and route refuses a score changed since calibrate (every setting tried is kept)."""
+    monkeypatch.setenv("FAKE_KEY", "k")
+    first_config = ROOT / "datasets_config" / "sentiment_3class.yaml"
+    run, gold, frame = _run(tmp_path)
+    twin = tmp_path / "twin"
+    twin.mkdir()
+    truth = frame["text"].str.rsplit(" ", n=1).str[1]
+    frame.assign(gold_label=truth).to_parquet(twin / "prelabels.parquet", index=False)  # the same run, with gold
+    with FakeOpenAIServer(faults=["bad_label"] * 3) as server:
+        second = _second_config(tmp_path, server)
+        data = yaml.safe_load(second.read_text())
+        data["model"]["max_retries"] = 0
+        second.write_text(yaml.safe_dump(data, sort_keys=False))
+        report = api.second_opinion(run, second, config=first_config, below=0.9)
+        assert report["n_failed"] == 3 and report["n_answered"] == report["n_asked"] - 3 and report["exit_code"] == 4
+        out = pd.read_parquet(run / "cascade_confidence.parquet")
+        failed = out["second_status"].eq("failed")
+        assert failed.sum() == 3 and out["second_label"][failed].isna().all()
+        np.testing.assert_allclose(out["confidence_cascade"][failed], frame["llm_confidence"][failed])
+        api.second_opinion(twin, second, config=first_config, below=0.9)
+        with_gold = pd.read_parquet(twin / "cascade_confidence.parquet")
+        same = out["second_status"].eq("ok") & with_gold["second_status"].eq("ok")
+        np.testing.assert_allclose(out["confidence_cascade"][same], with_gold["confidence_cascade"][same])
+        api.calibrate(run, gold=gold, confidence_column="confidence_cascade")
+        api.route(run, target_precision=0.9)  # the score calibrate saw: fine
+        api.second_opinion(run, second, config=first_config, below=0.5)  # another cut, after seeing gold
+    tried = json.loads((run / "second_opinion.json").read_text())["settings_tried"]
+    assert [entry["below"] for entry in tried] == [0.9, 0.5]
+    with pytest.raises(InputError, match="changed since `calibrate`.*rerun `labeltriage calibrate"):
+        api.route(run, target_precision=0.9)

@@ -287,3 +287,38 @@ def test_review_only_keeps_the_labels_and_asks_the_reasoning_only_of_pushed_reco
     with_one = set(kept.loc[kept["reasoning"].notna(), "id"])
     assert with_one <= asked and len(with_one) == report.added  # only the asked records have one
     assert kept["reasoning"].dropna().map(lambda r: isinstance(r, str) and r != "").all()
+
+
+def test_second_opinion_through_the_local_model(tmp_path: Path) -> None:
+    """The cascade's second labeller on the local backend (labeltriage.cascade): the same SmolLM2
+    without the config's few-shot examples answers the records below the cut, once; the score is
+    the formula of curation.cascade on the two answers; a rerun makes no call."""
+    import yaml
+
+    from labeltriage import api
+
+    texts = [t for t in PARALLEL_TEXTS if t]
+    data = write_jsonl(tmp_path / "in.jsonl", texts)
+    api.prelabel(SENTIMENT_3CLASS, data, tmp_path / "run", backend="local", model="smollm2", parallel=3)
+    first = pd.read_parquet(tmp_path / "run" / "prelabels.parquet")
+    config = yaml.safe_load(SENTIMENT_3CLASS.read_text())
+    config["few_shot"] = []
+    config["model"].update(backend="local", name="smollm2", parallel=3)
+    second_path = tmp_path / "second.yaml"
+    second_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    below = float(np.median(first["llm_confidence"]))
+    report = api.second_opinion(tmp_path / "run", second_path, config=SENTIMENT_3CLASS, below=below)
+    unsure = first["status"].eq("ok") & (first["llm_confidence"] < below)
+    assert report["n_asked"] == int(unsure.sum()) == report["model_calls"] > 0
+    out = pd.read_parquet(tmp_path / "run" / "cascade_confidence.parquet")
+    second = pd.read_parquet(tmp_path / "run" / "second_opinion" / "prelabels.parquet")
+    assert set(second["text"]) == set(first.loc[unsure, "text"]) and second["status"].eq("ok").all()
+    assert set(second["llm_label"]) <= {"positive", "negative", "neutral"}
+    s1, s2 = first["llm_confidence"].to_numpy(), out["second_confidence"].to_numpy()
+    same = unsure.to_numpy() & (out["second_label"] == first["llm_label"]).to_numpy()
+    differ = unsure.to_numpy() & ~same
+    np.testing.assert_allclose(out["confidence_cascade"][same], (s1[same] + s2[same]) / 2)
+    np.testing.assert_allclose(out["confidence_cascade"][differ], s1[differ] * (1 - s2[differ]))
+    np.testing.assert_allclose(out["confidence_cascade"][~unsure.to_numpy()], s1[~unsure.to_numpy()])
+    again = api.second_opinion(tmp_path / "run", second_path, config=SENTIMENT_3CLASS, below=below)
+    assert again["model_calls"] == 0 and again["n_agree"] == report["n_agree"]
