@@ -24,7 +24,9 @@ Confidences compared (same draws for all):
 * ``cascade`` (issue 18 point 5, ``labeltriage second-opinion --below 1.0``): the other prompt's
   answer of the same record as the second opinion, :func:`curation.cascade.cascade_confidence`;
   the published label is the first answer's. Its formula was picked among five on these same
-  records (AUROC within 0.01 of each other), so its rows are slightly optimistic.
+  records (AUROC within 0.01 of each other), so its rows are slightly optimistic. Both orders (plain
+  first or retrieved first) certify the same records: near the top only agreeing pairs remain,
+  whose score (the mean of both) is symmetric; they differ in AUROC (the ranking of the rest).
 
 Per cell: ``accepting`` (share of draws certifying a threshold), ``coverage`` (certified coverage:
 share of the pool auto-accepted, mean over all draws), ``violation`` (share of draws whose
@@ -212,6 +214,7 @@ def main() -> None:
                 ("cascade: retrieved examples, second opinion plain (3-label)", retrieved, frame3, correct_r, ok_r),
             ):
                 cases.append((label, correct_first, ok_first, "raw", cascade_scores(first, second)))
+            cases.append((cases[-2][0] + ", guided start", *cases[-2][1:]))  # route --guided-start
             entry["cascade_agreement"] = float((frame3["llm_label"] == retrieved["llm_label"])[ok3 & ok_r].mean())
         for n_gold in args.gold:
             for target in args.targets:

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
 
-from labeltriage.cascade import CASCADE_COLUMN, CASCADE_FILE, cascade_digest, check_cascade
+from labeltriage.cascade import CASCADE_COLUMN, CASCADE_FILE, cascade_digest, check_cascade, settings_after_gold
 from labeltriage.errors import (
     EXIT_BATCH_PENDING,
     EXIT_BUDGET_STOP,
@@ -271,6 +271,9 @@ def _fit_combined(run: RunDir, prelabels: pd.DataFrame, labels: pd.Series, seed:
 def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
     """One kind of confidence per ok record, or InputError: a calibrator fitted on a mixture of
     kinds (log-prob for some records, stated for others) certifies neither."""
+    if column == CASCADE_COLUMN and column not in frame.columns:
+        raise InputError(f"{path.parent / CASCADE_FILE}: not there, so no {CASCADE_COLUMN}: run `labeltriage "
+                         f"second-opinion {path.parent} --second SECOND` first")  # fmt: skip
     if column not in frame.columns:
         choices = [c for c in frame.columns if "confidence" in c and frame[c].dtype.kind in "fiu"]
         raise InputError(f"{path}: no column {column!r}; pass a confidence column, one of {choices}")
@@ -357,6 +360,7 @@ def second_opinion(
     below: float = 1.0,
     base_url: str | None = None,
     max_cost: float | None = None,
+    examples: PathLike | None = None,
     parallel: int | None = None,
     show_progress: bool = False,
     llm: Any = None,
@@ -371,7 +375,9 @@ def second_opinion(
     2023) and second_opinion.json (counts, the second run's ``exit_code``, every setting tried).
     Then ``calibrate(run, confidence_column="confidence_cascade")`` and ``route``: the certificate
     covers whatever the cascade accepts (route refuses a score changed since calibrate); the
-    published label stays the first answer's. ``max_cost`` (USD) bounds the second run. For k
+    published label stays the first answer's. ``max_cost`` (USD) bounds the second run;
+    ``examples`` is a second config's retrieved-example pool (``retrieval.k`` > 0; not the gold
+    calibrate will use, or the gold would have taught the score it tests). For k
     samples of the same model, ``second_config`` is a copy of the run's config with
     ``confidence: {routing: consistency, consistency_samples: k}`` (1 + k calls per record).
     Raises ConfigError (another label set, multi-label, the run's own config unchanged, ``below``
@@ -379,13 +385,19 @@ def second_opinion(
     BackendError. ``llm`` injects a distilabel LLM (tests).
     """
     from labeltriage.cascade import second_opinion as ask_second
+    from labeltriage.config import TaskConfig, load_task_config
+
+    task = second_config if isinstance(second_config, TaskConfig) else load_task_config(second_config)
+    if base_url:  # before the checks: the same config on another endpoint is another labeller
+        task = task.model_copy(update={"model": task.model.model_copy(update={"base_url": base_url})})
 
     def prelabel_subset(task: TaskConfig, input_file: Path, out_dir: Path) -> tuple[pd.DataFrame, int, list[str]]:
         result = prelabel(task, input_file, out_dir, text_column="text", id_column="id", base_url=base_url,
-                          max_cost=max_cost, parallel=parallel, show_progress=show_progress, llm=llm)  # fmt: skip
+                          max_cost=max_cost, parallel=parallel, examples=examples, show_progress=show_progress,
+                          llm=llm)  # fmt: skip
         return result.frame, result.exit_code, result.notes
 
-    return ask_second(_run_dir(run_dir, config), second_config, prelabel_subset, below=below)
+    return ask_second(_run_dir(run_dir, config), task, prelabel_subset, below=below)
 
 
 def calibrate(
@@ -618,14 +630,20 @@ def route(
     )
     guided = guided_start if guided_start is not None else (task.thresholds.guided_start if task else False)
     conf_col = calibrator.meta.get("confidence_column", "llm_confidence")
+    notes: list[str] = []
+    tried_after_gold = settings_after_gold(run) if conf_col == CASCADE_COLUMN else 0
     if conf_col == CASCADE_COLUMN:  # the score calibrate saw, not one changed since
         check_cascade(run, prelabels, calibrator.meta.get("cascade_digest"))
+    if tried_after_gold:
+        notes.append(f"the cascade's setting was changed {tried_after_gold} time(s) after calibrate had seen the "
+                     "gold (second_opinion.json settings_tried): the stated confidence holds for one score fixed in "
+                     "advance, not the best of several tried on the same gold; draw fresh gold for an honest "
+                     "certificate")  # fmt: skip
     raw = _confidence(prelabels, conf_col, run / "prelabels.parquet")
     if gold is None and calibrator.meta.get("gold") not in (None, "prelabels.parquet:gold_label"):
         gold = Path(calibrator.meta["gold"])
         if not gold.is_file():
             raise InputError(f"{gold} (the gold `calibrate` used) is gone: pass --gold FILE")
-    notes: list[str] = []
     labels = gold_labels(run, gold, gold_column or calibrator.meta.get("gold_column"), notes)
     ok = (prelabels["status"].astype(str) == "ok").to_numpy() & np.isfinite(raw)
     calibrated = np.full(raw.shape[0], np.nan)
@@ -793,6 +811,7 @@ def route(
         "applied": not stopped_before,
         "refuted_thresholds": refutations,
         "certificate_identity": identity,
+        "cascade_settings_after_gold": tried_after_gold if conf_col == CASCADE_COLUMN else None,
         "gold_source": gold_source,
         **carried,
         # which records to label next: ids, not positions (the planner's indices are into the pool)

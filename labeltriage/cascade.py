@@ -62,7 +62,6 @@ def second_opinion(
     import pandas as pd
 
     from curation.cascade import METHOD, asked_mask, cascade_confidence, opinion_masks
-    from curation.publish import prelabel_ok
     from labeltriage.config import TaskConfig, load_task_config
 
     first_task = run.task_config()
@@ -77,14 +76,15 @@ def second_opinion(
         raise ConfigError(f"{name}: labels {second_task.label_names} differ from the run's "
                           f"{first_task.label_names}; a second opinion must answer with the same label set: fix the "
                           "second config's labels")  # fmt: skip
-    if second_task.model_dump(exclude={"source_path"}) == first_task.model_dump(exclude={"source_path"}):
+    if _answers_decided_by(second_task) == _answers_decided_by(first_task):
         raise ConfigError(f"{name}: the run's own config again would repeat its answers; use another model or "
                           "prompt, or for k samples of the same model set `confidence: {routing: consistency, "
-                          "consistency_samples: 5}` in a copy")  # fmt: skip
+                          "consistency_samples: 5}` in a copy (retries or budget change no answer)")  # fmt: skip
     if not 0 < below <= 1:
         raise ConfigError(f"below must be in (0, 1] (1.0 asks every record), got {below}")
     prelabels = run.table("prelabels.parquet", ("id", "text", "llm_label", "llm_confidence", "status"))
-    ok = prelabel_ok(prelabels).to_numpy()
+    ok = prelabels["status"].astype(str).eq("ok").to_numpy()  # as calibrate and route count them
+    _one_kind(prelabels, run / "prelabels.parquet")
     if not ok.any():
         raise InputError(f"{run / 'prelabels.parquet'}: no ok pre-label to give a second opinion on; "
                          f"rerun `labeltriage prelabel` into {run.path}")  # fmt: skip
@@ -99,11 +99,16 @@ def second_opinion(
     exit_code, notes = 0, list[str]()
     if len(subset):
         second, exit_code, notes = prelabel(second_task, out_dir / "input.parquet", out_dir)
+        _one_kind(second, out_dir / "prelabels.parquet")
     else:  # nothing asked: no answers of an earlier, wider cut left lying next to an empty input
         for stale in ("prelabels.parquet", "run.json"):
             (out_dir / stale).unlink(missing_ok=True)
     second_run = run.json(f"{SECOND_OPINION_DIR}/run.json", default={}) or {}
     calls = int((second_run.get("totals") or {}).get("model_calls") or 0) if len(subset) else 0
+    if stopped := second_run.get("stopped") if len(subset) else None:
+        notes.append(f"the second run stopped ({stopped}): the records it did not answer keep the first "
+                     "confidence; rerun with a higher --max-cost (or when the batch is done): answers given come "
+                     "from its cache")  # fmt: skip
     answered = second[second["status"].astype(str).eq("ok")]
     labels = ids.map(dict(zip(answered["id"].astype(str), answered["llm_label"], strict=True)))
     scores2 = ids.map(dict(zip(answered["id"].astype(str), answered["llm_confidence"], strict=True)))
@@ -117,6 +122,8 @@ def second_opinion(
                   "first_confidence": first_scores}).to_parquet(run / CASCADE_FILE, index=False)  # fmt: skip
     settings = {"below": below, "second_config": str(name), "second_model": second_task.model.name,
                 "second_prompt_hash": second_run.get("prompt_hash"),
+                # calibrate had seen the gold: a setting chosen after that is a second test of it
+                "gold_seen": (run / "calibrator.json").is_file(),
                 "at": datetime.now(UTC).isoformat(timespec="seconds")}  # fmt: skip
     earlier = (run.json(CASCADE_REPORT, default={}) or {}).get("settings_tried") or []
     report = {
@@ -130,6 +137,7 @@ def second_opinion(
         "n_disagree": int(other.sum()),
         "model_calls": calls,
         "exit_code": exit_code,
+        "stopped": stopped,
         "notes": notes,
         "file": CASCADE_FILE,
         "column": CASCADE_COLUMN,
@@ -164,7 +172,10 @@ def check_cascade(run: RunDir, prelabels: pd.DataFrame, calibrated_digest: str |
     known = cascade.set_index(cascade["id"].astype(str))
     ok = prelabels["status"].astype(str).eq("ok")
     current = prelabels[ok].set_index(prelabels.loc[ok, "id"].astype(str))
-    fix = f"rerun `labeltriage second-opinion {run.path} --second SECOND` (answers already given come from its cache)"
+    made = run.json(CASCADE_REPORT, default={}) or {}
+    command = (f"labeltriage second-opinion {run.path} --second {made.get('second_config', 'SECOND')} --below "
+               f"{made.get('below', 1.0)}")  # fmt: skip
+    fix = f"rerun `{command}` (answers already given come from its cache)"
     missing = current.index.difference(known.index)
     if len(missing):
         raise InputError(f"{run / CASCADE_FILE}: confidence_cascade is missing on {len(missing)} ok record(s), "
@@ -184,3 +195,31 @@ def check_cascade(run: RunDir, prelabels: pd.DataFrame, calibrated_digest: str |
             f"rerun `labeltriage calibrate {run.path} --confidence-column {CASCADE_COLUMN}`, then route; "
             "each setting tried tests the same gold again (second_opinion.json: settings_tried)"
         )
+
+
+def settings_after_gold(run: RunDir) -> int:
+    """How many times second_opinion.json records the cascade's setting changed (a later entry)
+    after calibrate had seen the gold."""
+    tried = (run.json(CASCADE_REPORT, default={}) or {}).get("settings_tried") or []
+    return sum(1 for entry in tried[1:] if entry.get("gold_seen"))
+
+
+def _answers_decided_by(task: TaskConfig) -> dict[str, Any]:
+    """What decides a config's answers (the prompt, the labels, the model and its generation, the
+    confidence): two configs equal here give the same answers, whatever their retries or budget."""
+    data = task.model_dump(exclude={"source_path"})
+    model = data.pop("model")
+    return {**data, "model": {k: model.get(k) for k in ("backend", "name", "path", "base_url", "generation")}}
+
+
+def _one_kind(frame: pd.DataFrame, path: Path) -> None:
+    """InputError when the ok rows carry confidences of several kinds (log-prob for some, stated
+    for others): a score mixing them certifies neither, as calibrate says for llm_confidence."""
+    if "confidence_kind" not in frame.columns:
+        return
+    kinds = frame.loc[frame["status"].astype(str).eq("ok"), "confidence_kind"].dropna().value_counts()
+    if len(kinds) > 1:
+        counts = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+        raise InputError(f"{path}: llm_confidence mixes kinds ({counts}): the backend gave no log-probs for some "
+                         "records. Fix: set `confidence: {routing: stated}` in the config and pre-label again, or use "
+                         "a backend that returns log-probs")  # fmt: skip

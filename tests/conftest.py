@@ -36,6 +36,7 @@ EXTERNAL_TESTS = {
     "test_cascade.py::test_second_opinion_asks_the_unsure_once_and_route_certifies_on_it": "fake OpenAI server",
     "test_cascade.py::test_second_opinion_errors_name_the_fix": "fake OpenAI server",
     "test_cascade.py::test_the_score_is_fixed_before_gold_and_route_refuses_one_changed_after": "fake OpenAI server",
+    "test_cascade.py::test_the_cli_exit_code_stale_answers_and_mixed_kinds": "fake OpenAI server",
     "test_triage_student.py::test_embed_texts_normalised_and_cached": "the MiniLM embedding model",
     "test_student_labels.py::test_student_label_then_publish": "the MiniLM embedding model",
     "test_student_labels.py::test_student_label_errors_name_the_fix": "the MiniLM embedding model",

@@ -202,6 +202,44 @@ def test_the_score_is_fixed_before_gold_and_route_refuses_one_changed_after(tmp_
         api.route(run, target_precision=0.9)  # the score calibrate saw: fine
         api.second_opinion(run, second, config=first_config, below=0.5)  # another cut, after seeing gold
     tried = json.loads((run / "second_opinion.json").read_text())["settings_tried"]
-    assert [entry["below"] for entry in tried] == [0.9, 0.5]
+    assert [(entry["below"], entry["gold_seen"]) for entry in tried] == [(0.9, False), (0.5, True)]
     with pytest.raises(InputError, match="changed since `calibrate`.*rerun `labeltriage calibrate"):
         api.route(run, target_precision=0.9)
+    # calibrated again on the new score: route runs, and says the setting was chosen after the gold
+    api.calibrate(run, gold=gold, confidence_column="confidence_cascade")
+    result = api.route(run, target_precision=0.9)
+    assert any("changed 1 time(s) after calibrate had seen the gold" in note for note in result.notes)
+    assert json.loads((run / "routing.json").read_text())["cascade_settings_after_gold"] == 1
+
+
+def test_the_cli_exit_code_stale_answers_and_mixed_kinds(tmp_path: Path, monkeypatch) -> None:
+    """The second run's failures reach the exit code (4, as `prelabel`'s) and no `next:` is
+    printed; an ask of no record leaves no earlier answers behind; a first run mixing confidence
+    kinds is refused as calibrate refuses it."""
+    monkeypatch.setenv("FAKE_KEY", "k")
+    first_config = ROOT / "datasets_config" / "sentiment_3class.yaml"
+    run, _, frame = _run(tmp_path, n=40)
+    with FakeOpenAIServer(faults=["bad_label"] * 2) as server:
+        second = _second_config(tmp_path, server, "second", model={**yaml.safe_load(first_config.read_text())["model"],
+                                "backend": "openai", "name": "fake", "base_url": server.base_url,
+                                "api_key_env": "FAKE_KEY", "max_retries": 0})  # fmt: skip
+        args = ["second-opinion", str(run), "--second", str(second), "--config", str(first_config), "--quiet"]
+        failed = CliRunner().invoke(cli, args)
+        assert failed.exit_code == 4, failed.output
+        assert "2 unanswered (they keep the first confidence)" in failed.output and "next:" not in failed.output
+        assert (run / "second_opinion" / "prelabels.parquet").is_file()
+        nothing = CliRunner().invoke(cli, [*args, "--below", "0.01"])
+        assert nothing.exit_code == 0 and "asked 0 of 40" in nothing.output, nothing.output
+        assert not (run / "second_opinion" / "prelabels.parquet").exists()
+        mixed = frame.assign(confidence_kind=np.where(np.arange(len(frame)) % 2, "logprob", "stated"))
+        mixed.to_parquet(run / "prelabels.parquet", index=False)
+        refused = CliRunner().invoke(cli, args)
+        assert refused.exit_code == InputError.exit_code and "mixes kinds" in refused.output, refused.output
+    tried = json.loads((run / "second_opinion.json").read_text())["settings_tried"]
+    assert [entry["below"] for entry in tried] == [1.0, 0.01] and not any(entry["gold_seen"] for entry in tried)
+
+
+def test_calibrate_on_the_cascade_before_second_opinion_names_it(tmp_path: Path) -> None:
+    run, gold, _ = _run(tmp_path, n=40)
+    with pytest.raises(InputError, match="cascade_confidence.parquet: not there.*run `labeltriage second-opinion"):
+        api.calibrate(run, gold=gold, confidence_column="confidence_cascade")

@@ -119,16 +119,16 @@ def prelabel(config: str, input_path: Path, output_dir: Path, quiet: bool, **opt
               help="Ask records whose llm_confidence is below this (1.0: all); set it before seeing gold.")  # fmt: skip
 @click.option("--base-url", default=None, help="Override the second config's model.base_url (openai backends).")
 @click.option("--max-cost", type=click.FloatRange(min=0), default=None, help="Budget in USD for the second run.")
+@click.option("--examples", type=INPUT_PATH, default=None, help="Retrieved examples for a --second with retrieval.k.")
 @click.option("--parallel", type=int, default=None, help="Local backend: records decoded together.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def second_opinion(run_dir: Path, second_config: str, quiet: bool, **options: Any) -> None:
     """A cascade before humans: a second labeller answers the records the first was unsure of.
 
-    Writes RUN_DIR/cascade_confidence.parquet (the score confidence_cascade; curation/cascade.py) and
-    second_opinion.json; answers in RUN_DIR/second_opinion/ (a rerun makes no call). Calibrate and
-    route on it: the certificate covers what the cascade accepts; the label stays the first answer's.
-    Set --below before looking at the gold (each setting tried tests the same gold again). k samples
-    of the same model: a copy of the run's config with `confidence: {routing: consistency}`.
+    Writes RUN_DIR/cascade_confidence.parquet (score confidence_cascade, curation/cascade.py), second_opinion.json;
+    answers in RUN_DIR/second_opinion/ (a rerun makes no call). Calibrate and route on it: the certificate
+    covers what the cascade accepts; the label stays the first answer's. Set --below before seeing gold.
+    k samples of the same model: a copy with `confidence: {routing: consistency, consistency_samples: 5}`.
 
     \b
     Examples:
@@ -145,6 +145,6 @@ def second_opinion(run_dir: Path, second_config: str, quiet: bool, **options: An
     click.echo(f"second opinion ({report['second_model']}): asked {report['n_asked']} of {report['n_records']} "
                f"records, {report['n_agree']} agree, {report['n_disagree']} differ{failed}, {report['model_calls']} "
                f"model call(s); wrote {Path(run_dir) / report['file']}")  # fmt: skip
-    click.echo(f"next: {report['next']}")
     if report["exit_code"]:  # the second run's own code: failed records, a budget stop, a pending batch
         raise SystemExit(report["exit_code"])
+    click.echo(f"next: {report['next']}")
