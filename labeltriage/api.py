@@ -268,12 +268,13 @@ def _fit_combined(run: RunDir, prelabels: pd.DataFrame, labels: pd.Series, seed:
     }
 
 
-def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
+def _confidence(frame: pd.DataFrame, column: str, path: Path, cascade_digest: str | None = None) -> np.ndarray:
     """One kind of confidence per ok record, or InputError: a calibrator fitted on a mixture of
-    kinds (log-prob for some records, stated for others) certifies neither."""
-    if column == CASCADE_COLUMN and column not in frame.columns:
-        raise InputError(f"{path.parent / CASCADE_FILE}: not there, so no {CASCADE_COLUMN}: run `labeltriage "
-                         f"second-opinion {path.parent} --second SECOND` first")  # fmt: skip
+    kinds (log-prob for some records, stated for others) certifies neither. The cascade's score
+    must be there and made for these first answers (and, given calibrator.json's
+    ``cascade_digest``, be the score calibrate saw): :func:`labeltriage.cascade.check_cascade`."""
+    if column == CASCADE_COLUMN:
+        check_cascade(RunDir(path.parent), frame, cascade_digest)
     if column not in frame.columns:
         choices = [c for c in frame.columns if "confidence" in c and frame[c].dtype.kind in "fiu"]
         raise InputError(f"{path}: no column {column!r}; pass a confidence column, one of {choices}")
@@ -289,8 +290,6 @@ def _confidence(frame: pd.DataFrame, column: str, path: Path) -> np.ndarray:
                 "--confidence-column confidence_stated (every record has it), or rerun prelabel on a backend that "
                 "returns log-probs"
             )
-    if column == CASCADE_COLUMN:  # made for these first answers (pre-labelled again since?)
-        check_cascade(RunDir(path.parent), frame)
     missing = int((ok & ~np.isfinite(values)).sum())
     if missing and column != "llm_confidence":
         raise InputError(
@@ -632,14 +631,13 @@ def route(
     conf_col = calibrator.meta.get("confidence_column", "llm_confidence")
     notes: list[str] = []
     tried_after_gold = settings_after_gold(run) if conf_col == CASCADE_COLUMN else 0
-    if conf_col == CASCADE_COLUMN:  # the score calibrate saw, not one changed since
-        check_cascade(run, prelabels, calibrator.meta.get("cascade_digest"))
     if tried_after_gold:
         notes.append(f"the cascade's setting was changed {tried_after_gold} time(s) after calibrate had seen the "
                      "gold (second_opinion.json settings_tried): the stated confidence holds for one score fixed in "
                      "advance, not the best of several tried on the same gold; draw fresh gold for an honest "
                      "certificate")  # fmt: skip
-    raw = _confidence(prelabels, conf_col, run / "prelabels.parquet")
+    # the cascade's score: the one calibrate saw, not one changed since
+    raw = _confidence(prelabels, conf_col, run / "prelabels.parquet", calibrator.meta.get("cascade_digest"))
     if gold is None and calibrator.meta.get("gold") not in (None, "prelabels.parquet:gold_label"):
         gold = Path(calibrator.meta["gold"])
         if not gold.is_file():

@@ -103,9 +103,9 @@ def second_opinion(
     else:  # nothing asked: no answers of an earlier, wider cut left lying next to an empty input
         for stale in ("prelabels.parquet", "run.json"):
             (out_dir / stale).unlink(missing_ok=True)
-    second_run = run.json(f"{SECOND_OPINION_DIR}/run.json", default={}) or {}
-    calls = int((second_run.get("totals") or {}).get("model_calls") or 0) if len(subset) else 0
-    if stopped := second_run.get("stopped") if len(subset) else None:
+    second_run = run.json(f"{SECOND_OPINION_DIR}/run.json", default={}) or {}  # {} when nothing was asked
+    calls = int((second_run.get("totals") or {}).get("model_calls") or 0)
+    if stopped := second_run.get("stopped"):
         notes.append(f"the second run stopped ({stopped}): the records it did not answer keep the first "
                      "confidence; rerun with a higher --max-cost (or when the batch is done): answers given come "
                      "from its cache")  # fmt: skip
@@ -113,12 +113,12 @@ def second_opinion(
     labels = ids.map(dict(zip(answered["id"].astype(str), answered["llm_label"], strict=True)))
     scores2 = ids.map(dict(zip(answered["id"].astype(str), answered["llm_confidence"], strict=True)))
     second_scores = pd.to_numeric(scores2, errors="coerce").to_numpy(dtype=np.float64)
-    first_labels = prelabels["llm_label"].to_numpy(dtype=object)
-    scores = cascade_confidence(first_labels, first_scores, labels.to_numpy(dtype=object), second_scores, asked)
-    same, other = opinion_masks(first_labels, labels.to_numpy(dtype=object), second_scores, asked)
+    first_labels, second_labels = prelabels["llm_label"].to_numpy(dtype=object), labels.to_numpy(dtype=object)
+    scores = cascade_confidence(first_labels, first_scores, second_labels, second_scores, asked)
+    same, other = opinion_masks(first_labels, second_labels, second_scores, asked)
     status = np.select([~ok, same | other, asked], ["first_failed", "ok", "failed"], default="not_asked")
-    pd.DataFrame({"id": ids, CASCADE_COLUMN: scores, "second_status": status, "second_label": labels.astype(object),
-                  "second_confidence": second_scores, "first_label": prelabels["llm_label"].astype(object),
+    pd.DataFrame({"id": ids, CASCADE_COLUMN: scores, "second_status": status, "second_label": second_labels,
+                  "second_confidence": second_scores, "first_label": first_labels,
                   "first_confidence": first_scores}).to_parquet(run / CASCADE_FILE, index=False)  # fmt: skip
     settings = {"below": below, "second_config": str(name), "second_model": second_task.model.name,
                 "second_prompt_hash": second_run.get("prompt_hash"),
@@ -141,7 +141,7 @@ def second_opinion(
         "notes": notes,
         "file": CASCADE_FILE,
         "column": CASCADE_COLUMN,
-        "digest": cascade_digest(run),
+        "digest": _digest(ids, scores),
         # every setting tried on this run: the gold tests one score, not the best of several
         "settings_tried": [*earlier, settings],
         "next": f"labeltriage calibrate {run.path} --confidence-column {CASCADE_COLUMN}, then labeltriage route",
@@ -153,11 +153,17 @@ def second_opinion(
 def cascade_digest(run: RunDir) -> str:
     """SHA-256 (16 hex digits) of cascade_confidence.parquet's ids and scores: calibrate records it,
     route compares (:func:`check_cascade`)."""
+    frame = run.table(CASCADE_FILE, ("id", CASCADE_COLUMN))
+    return _digest(frame["id"], frame[CASCADE_COLUMN].to_numpy())
+
+
+def _digest(ids: Any, scores: Any) -> str:
     import hashlib
 
-    frame = run.table(CASCADE_FILE, ("id", CASCADE_COLUMN))
-    digest = hashlib.sha256("\n".join(frame["id"].astype(str)).encode())
-    digest.update(frame[CASCADE_COLUMN].to_numpy(dtype="<f8").tobytes())
+    import numpy as np
+
+    digest = hashlib.sha256("\n".join(map(str, ids)).encode())
+    digest.update(np.asarray(scores, dtype="<f8").tobytes())
     return digest.hexdigest()[:16]
 
 

@@ -241,5 +241,5 @@ def test_the_cli_exit_code_stale_answers_and_mixed_kinds(tmp_path: Path, monkeyp
 
 def test_calibrate_on_the_cascade_before_second_opinion_names_it(tmp_path: Path) -> None:
     run, gold, _ = _run(tmp_path, n=40)
-    with pytest.raises(InputError, match="cascade_confidence.parquet: not there.*run `labeltriage second-opinion"):
+    with pytest.raises(InputError, match="cascade_confidence.parquet not found: run `labeltriage second-opinion"):
         api.calibrate(run, gold=gold, confidence_column="confidence_cascade")
