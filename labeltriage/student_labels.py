@@ -21,10 +21,24 @@ if TYPE_CHECKING:
     from labeltriage.rundir import RunDir
 
 
+STUDENTS = ("frozen", "finetuned")
+
+
 def student_label(
-    run: RunDir, *, target_precision: float | None = None, confidence_level: float | None = None, seed: int = 0
+    run: RunDir,
+    *,
+    target_precision: float | None = None,
+    confidence_level: float | None = None,
+    seed: int = 0,
+    student: str = "frozen",
+    max_pairs: int = 4000,
 ) -> dict[str, Any]:
     """Label the review queue's unreviewed records with the student where its threshold is certified.
+
+    ``student``: ``frozen`` (logistic regression on the bundled MiniLM's embeddings, seconds) or
+    ``finetuned`` (SetFit, Tunstall et al. 2022: :func:`curation.student.fit_finetuned_student`
+    fine-tunes MiniLM contrastively on at most ``max_pairs`` pairs of the reviewed labels, then the
+    same head on its embeddings; minutes on a CPU). Either way the gold never enters the fit.
 
     The pool: review-queue records (``human_review``, ok pre-label) in the stratum, not answered,
     and none that route sends to people whatever their score (instruction-like texts, records drawn
@@ -40,11 +54,14 @@ def student_label(
     import pandas as pd
 
     from curation.adapters.embeddings import MODEL_NAME
-    from curation.adapters.loop import run_embeddings
     from curation.feedback import human_majority
     from curation.publish import prelabel_ok
     from curation.student_labels import certify_student_labels
 
+    if student not in STUDENTS:
+        raise InputError(f"student {student!r}: use one of {list(STUDENTS)}")
+    if int(max_pairs) < 1:
+        raise InputError(f"max_pairs {max_pairs}: use at least 1 (pairs of the fine-tuning; 4000 by default)")
     task = run.task_config()
     if task.task_type == "multi_label":
         raise InputError(f"{task.source_path or run.path}: task_type multi_label: student labels are single-label "
@@ -83,10 +100,10 @@ def student_label(
         raise InputError(f"{run.path}: no gold record in the review stratum ({stratum}) to certify the student on: "
                          "add gold (`labeltriage gold draw`), recalibrate and route, then rerun")  # fmt: skip
     train = routed.set_index(ids).loc[labelled["record_id"].astype(str)]
-    vectors = run_embeddings(
-        run.path, [*train["text"].astype(str), *gold["text"].astype(str), *pool["text"].astype(str)]
-    )
+    texts = [*train["text"].astype(str), *gold["text"].astype(str), *pool["text"].astype(str)]
     k, n = len(train), len(gold)
+    vectors, fit = _features(run, student, texts, k, labelled["majority"].astype(str).to_numpy(),
+                             task.label_names, seed, max_pairs)  # fmt: skip
     result = certify_student_labels(
         vectors[:k], labelled["majority"].astype(str).to_numpy(), vectors[k : k + n],
         gold["gold_label"].astype(str).to_numpy(), vectors[k + n :], target_precision=target,
@@ -98,8 +115,13 @@ def student_label(
     }).to_parquet(run / STUDENT_LABELS_FILE, index=False)  # fmt: skip
     made = result.certificate.to_dict()
     llm_right = gold["llm_label"].astype(str).to_numpy() == gold["gold_label"].astype(str).to_numpy()
+    model = (f"SetFit: {MODEL_NAME} fine-tuned on the reviewed labels + logistic regression "
+             "(curation.student.fit_finetuned_student)" if fit else
+             f"logistic regression on {MODEL_NAME} sentence embeddings (curation.student.fit_student)")  # fmt: skip
     report = {
-        "model": f"logistic regression on {MODEL_NAME} sentence embeddings (curation.student.fit_student)",
+        "student": student,
+        "model": model,
+        **({"fine_tuning": fit} if fit else {}),
         "seed": seed,
         "n_train": result.n_train,
         "stratum": stratum,
@@ -121,6 +143,26 @@ def student_label(
     }
     write_json(run / STUDENT_REPORT_FILE, report)
     return report
+
+
+def _features(  # noqa: PLR0913
+    run: RunDir, student: str, texts: list[str], k: int, labels: Any, classes: list[str], seed: int, max_pairs: int
+) -> tuple[Any, dict[str, Any] | None]:
+    """Embeddings of ``texts`` (the first ``k`` the training records) and what the fine-tuning did.
+
+    Frozen: the run's cached MiniLM embeddings. Fine-tuned: the body fitted on the first ``k``
+    only (never the gold or the pool), then every text embedded by it.
+    """
+    if student == "frozen":
+        from curation.adapters.loop import run_embeddings
+
+        return run_embeddings(run.path, texts), None
+    from curation.student import fit_finetuned_student
+
+    fitted = fit_finetuned_student(texts[:k], labels, classes=classes, seed=seed, max_pairs=max_pairs)
+    fit = {"n_pairs": fitted.n_pairs, "steps": fitted.steps, "loss_first": fitted.loss_first,
+           "loss_last": fitted.loss_last, "seconds": round(fitted.seconds, 1), "settings": fitted.settings}  # fmt: skip
+    return fitted.embed(texts), fit
 
 
 def _column(frame: Any, name: str, default: Any) -> Any:

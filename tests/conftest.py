@@ -40,6 +40,7 @@ EXTERNAL_TESTS = {
     "test_triage_student.py::test_embed_texts_normalised_and_cached": "the MiniLM embedding model",
     "test_student_labels.py::test_student_label_then_publish": "the MiniLM embedding model",
     "test_student_labels.py::test_student_label_errors_name_the_fix": "the MiniLM embedding model",
+    "test_student_labels.py::test_the_finetuned_student_labels_a_run": "fine-tunes the MiniLM embedding model",
 }
 
 

@@ -160,6 +160,38 @@ def test_student_label_then_publish(tmp_path: Path) -> None:
     assert out.exit_code != 0 and "student.json is missing beside student_labels.parquet" in out.output
 
 
+def test_the_finetuned_student_labels_a_run(tmp_path: Path) -> None:
+    """`--student finetuned`: SetFit on the reviewed labels only (a tiny fine-tuning here), then the
+    same certificate; seeded (a rerun writes the same labels)."""
+    from labeltriage import api
+
+    run, _ = make_run(tmp_path)
+    frozen = api.student_label(run)
+    frozen_labels = pd.read_parquet(run / "student_labels.parquet")
+    out = CliRunner().invoke(cli, ["student-label", str(run), "--student", "finetuned", "--max-pairs", "64"])
+    assert out.exit_code == 0, out.output
+    report = json.loads((run / "student.json").read_text())
+    assert report["student"] == "finetuned" and report["model"].startswith("SetFit: all-MiniLM-L6-v2 fine-tuned")
+    fit = report["fine_tuning"]
+    assert fit["n_pairs"] == 64 and fit["steps"] == 4 and fit["settings"]["max_pairs"] == 64  # batch 16
+    assert fit["loss_first"] > 0 and fit["loss_last"] > 0
+    # the same records and gold as the frozen student; other features, so other probabilities
+    for key in ("n_train", "n_gold_stratum", "n_pool", "stratum", "target_precision"):
+        assert report[key] == frozen[key]
+    labels = pd.read_parquet(run / "student_labels.parquet")
+    assert labels["id"].tolist() == frozen_labels["id"].tolist()
+    assert not np.allclose(labels["student_confidence"], frozen_labels["student_confidence"])
+    threshold = report["certificate"]["threshold"]
+    expected = labels["student_confidence"] >= threshold if threshold is not None else False
+    assert (labels["accepted"] == expected).all() and labels["accepted"].sum() == report["n_accepted"]
+    assert api.student_label(run, student="finetuned", max_pairs=64)["n_accepted"] == report["n_accepted"]
+    assert pd.read_parquet(run / "student_labels.parquet").equals(labels)
+    with pytest.raises(InputError, match=r"student 'setfit': use one of \['frozen', 'finetuned'\]"):
+        api.student_label(run, student="setfit")
+    with pytest.raises(InputError, match="max_pairs 0: use at least 1"):
+        api.student_label(run, student="finetuned", max_pairs=0)
+
+
 def test_student_label_errors_name_the_fix(tmp_path: Path) -> None:
     from labeltriage import api
 

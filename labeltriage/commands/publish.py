@@ -118,6 +118,11 @@ def publish(run_dir: Path, **options: Any) -> None:
 @click.option("--confidence-level", type=click.FloatRange(0.5, 1, max_open=True), default=None,
               help="Confidence of that guarantee [default: the run's routing level].")  # fmt: skip
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's fit.")
+@click.option("--student", type=click.Choice(["frozen", "finetuned"]), default="frozen", show_default=True,
+              help="frozen: logistic regression on MiniLM embeddings (seconds); finetuned: SetFit, MiniLM "
+                   "fine-tuned on the reviewed labels (minutes on a CPU).")  # fmt: skip
+@click.option("--max-pairs", type=click.IntRange(min=1), default=4000, show_default=True,
+              help="With --student finetuned: sentence pairs to fine-tune on (bounds the time).")  # fmt: skip
 def student_label(run_dir: Path, **options: Any) -> None:
     """Let the student label the review queue's records nobody has answered, where it is certified.
 
@@ -133,6 +138,7 @@ def student_label(run_dir: Path, **options: Any) -> None:
     Examples:
       labeltriage student-label runs/r1
       labeltriage student-label runs/r1 --target-precision 0.9
+      labeltriage student-label runs/r1 --student finetuned
     """
     from labeltriage import api
 
