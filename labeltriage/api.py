@@ -38,7 +38,7 @@ from labeltriage.errors import (
     InputError,
     ReviewServerError,
 )
-from labeltriage.rundir import ASSISTED_SHOWN_FILE, RunDir, RunDirError
+from labeltriage.rundir import ASSISTED_SHOWN_FILE, RunDir, RunDirError, mixed_confidence_kinds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -280,16 +280,13 @@ def _confidence(frame: pd.DataFrame, column: str, path: Path, cascade_digest: st
         raise InputError(f"{path}: no column {column!r}; pass a confidence column, one of {choices}")
     ok = (frame["status"].astype(str) == "ok").to_numpy()
     values = frame[column].to_numpy(dtype=np.float64)
-    if column == "llm_confidence" and "confidence_kind" in frame.columns:
-        kinds = frame.loc[ok, "confidence_kind"].dropna().value_counts()
-        if len(kinds) > 1:
-            counts = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
-            raise InputError(
-                f"{path}: llm_confidence mixes kinds ({counts}): the backend gave no "
-                f"{kinds.index[0] if kinds.index[0] != 'stated' else kinds.index[1]} confidence for some records. Fix: "
-                "--confidence-column confidence_stated (every record has it), or rerun prelabel on a backend that "
-                "returns log-probs"
-            )
+    if column == "llm_confidence" and (kinds := mixed_confidence_kinds(frame)):
+        counts, kind = ", ".join(f"{k} {n}" for k, n in kinds.items()), next(k for k in kinds if k != "stated")
+        raise InputError(
+            f"{path}: llm_confidence mixes kinds ({counts}): the backend gave no {kind} confidence for some records. "
+            "Fix: --confidence-column confidence_stated (every record has it), or rerun prelabel on a backend that "
+            "returns log-probs"
+        )
     missing = int((ok & ~np.isfinite(values)).sum())
     if missing and column != "llm_confidence":
         raise InputError(

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from labeltriage.errors import ConfigError, InputError
 from labeltriage.jsonio import write_json
+from labeltriage.rundir import mixed_confidence_kinds
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -221,11 +222,8 @@ def _answers_decided_by(task: TaskConfig) -> dict[str, Any]:
 def _one_kind(frame: pd.DataFrame, path: Path) -> None:
     """InputError when the ok rows carry confidences of several kinds (log-prob for some, stated
     for others): a score mixing them certifies neither, as calibrate says for llm_confidence."""
-    if "confidence_kind" not in frame.columns:
-        return
-    kinds = frame.loc[frame["status"].astype(str).eq("ok"), "confidence_kind"].dropna().value_counts()
-    if len(kinds) > 1:
-        counts = ", ".join(f"{kind} {n}" for kind, n in kinds.items())
+    if kinds := mixed_confidence_kinds(frame):
+        counts = ", ".join(f"{k} {n}" for k, n in kinds.items())
         raise InputError(f"{path}: llm_confidence mixes kinds ({counts}): the backend gave no log-probs for some "
                          "records. Fix: set `confidence: {routing: stated}` in the config and pre-label again, or use "
                          "a backend that returns log-probs")  # fmt: skip

@@ -42,6 +42,17 @@ def routing_identity(routing: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(decided, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def mixed_confidence_kinds(prelabels: Any) -> dict[str, int]:
+    """``{kind: ok records}`` when the ok pre-labels' ``llm_confidence`` mixes kinds (the backend
+    gave no log-probs for some records), else ``{}``. A score mixing kinds certifies neither:
+    calibrate, route and second-opinion refuse it, each naming its own fix."""
+    if "confidence_kind" not in prelabels.columns:
+        return {}
+    ok = prelabels["status"].astype(str).eq("ok")
+    kinds = prelabels.loc[ok, "confidence_kind"].dropna().value_counts()
+    return {str(kind): int(n) for kind, n in kinds.items()} if len(kinds) > 1 else {}
+
+
 # file name -> the command that writes it (the fix named when it is missing)
 FILES: dict[str, str] = {
     "prelabels.parquet": "labeltriage prelabel CONFIG INPUT --output {run}",

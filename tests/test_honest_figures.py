@@ -43,7 +43,10 @@ def test_a_server_without_log_probs_is_said_and_a_mixture_is_not_calibrated(tmp_
     frame = pd.read_parquet(tmp_path / "run" / "prelabels.parquet")
     frame.loc[:5, "confidence_kind"] = "logprob"
     frame.to_parquet(tmp_path / "run" / "prelabels.parquet", index=False)
-    with pytest.raises(lt.InputError, match=r"llm_confidence mixes kinds \(logprob 6, stated 6\)"):
+    with pytest.raises(
+        lt.InputError,
+        match=r"llm_confidence mixes kinds \(logprob 6, stated 6\): the backend gave no logprob confidence for some",
+    ):
         lt.calibrate(tmp_path / "run")
 
 
