@@ -492,9 +492,11 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
     student = measured.get("student")
     if student:
         text += (
-            f"; student labels (student): {student['n_population']} unreviewed review-queue records, labelled where "
-            f"the student's probability is >= {_fmt(student['threshold'])}; certified with "
-            f"{_fmt(student['confidence_level'])} confidence: precision >= {_fmt(student['target_precision'])} over "
+            f"; student labels (student): {student['n_population']} unreviewed review-queue records, labelled by the "
+            f"{student.get('student') or 'frozen'} student, {student.get('model') or 'see student.json'}, where "
+            f"its probability is >= {_fmt(student['threshold'])}; certified with "
+            f"{_fmt(student.get('confidence_level_after_selection', student['confidence_level']))} confidence"
+            f"{_settings_tried(student)}: precision >= {_fmt(student['target_precision'])} over "
             f"the stratum's records above that probability (stratum: {student['stratum']}; fixed-sequence exact tests "
             f"on its {student['n_gold']} gold records, which the student never "
             f"saw; {student['n_correct_gold']} of the {student['n_accepted_gold']} above the threshold right, the "
@@ -688,12 +690,25 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     return out
 
 
+def _settings_tried(student: dict[str, Any]) -> str:
+    n = int(student.get("n_settings_tried") or 1)
+    if n == 1:
+        return ""
+    level = _fmt(student["confidence_level"])
+    return f" ({n} student settings tried on this gold: Bonferroni, 1 - {n} x (1 - {level}))"
+
+
 def _student_certificate(student: dict[str, Any], n_published: int) -> dict[str, Any]:
     """What student.json's certificate states about the ``n_published`` student labels (for the card)."""
     certificate = (student or {}).get("certificate") or {}
     keep = ("threshold", "target_precision", "confidence_level", "n_accepted_gold", "n_correct_gold", "n_gold")
+    tried = (student or {}).get("settings_tried") or []
+    # several settings tried on the same gold: the level that holds for the one kept (Bonferroni)
+    level = (student or {}).get("confidence_level_after_selection", certificate.get("confidence_level"))
     return {"n_population": n_published, "stratum": (student or {}).get("stratum"),
-            **{k: certificate.get(k) for k in keep}}  # fmt: skip
+            "student": (student or {}).get("student"), "model": (student or {}).get("model"),
+            **{k: certificate.get(k) for k in keep}, "n_settings_tried": max(1, len(tried)),
+            "confidence_level_after_selection": level}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------- card

@@ -65,11 +65,15 @@ def test_course_text_example_identical():
 @pytest.mark.parametrize("weight", [0.0, 0.6, 1.0])
 def test_hybrid_identical_with_small_blocks(dtype, weight):
     pred, emb, lab = pool(dtype=dtype, seed=int(weight * 10))
-    # block of 256 rows -> the pool is processed in 12 blocks; scores must still be bit-identical
+    # block of 256 rows -> the pool is processed in 12 blocks; the same indices as the reference
     ours = al.hybrid_acquisition(pred, emb, lab, 200, weight, block_bytes=1)
     np.testing.assert_array_equal(ours, src_hybrid_acquisition(pred, emb, lab, 200, weight))
     d = al.min_cosine_distance(emb, lab, block_bytes=1)
-    np.testing.assert_array_equal(d, cosine_distances(emb, lab).min(axis=1))
+    # and distances within 4 ulp of sklearn's full product: some BLAS kernels round a block's
+    # product differently from the whole one's (2 ulp seen in float32 on an AMD EPYC's OpenBLAS)
+    reference = cosine_distances(emb, lab).min(axis=1)
+    assert reference.dtype == dtype
+    np.testing.assert_array_max_ulp(d, reference, maxulp=4)
     assert d.dtype == dtype
 
 

@@ -139,8 +139,14 @@ def test_student_label_then_publish(tmp_path: Path) -> None:
     student_rows = final[final["label_source"] == "student"].set_index("id")
     assert (student_rows["label"] == kept.set_index("id").loc[student_rows.index, "student_label"]).all()
     card = (run / "README.md").read_text()
-    assert (f"student labels (student): {report['n_accepted']} unreviewed review-queue records, labelled where the "
-            f"student's probability is >= {cert['threshold']:.3f}; certified with 0.950 confidence: precision >= "
+    assert report["settings_tried"] == [
+        {"student": "frozen", "max_pairs": None, "seed": 0, "target_precision": 0.75, "confidence_level": 0.95}
+    ]  # the rerun is the same test, not a second
+    assert report["confidence_level_after_selection"] == 0.95
+    assert (f"student labels (student): {report['n_accepted']} unreviewed review-queue records, labelled by the "
+            "frozen student, logistic regression on all-MiniLM-L6-v2 sentence embeddings "
+            "(curation.student.fit_student), "
+            f"where its probability is >= {cert['threshold']:.3f}; certified with 0.950 confidence: precision >= "
             "0.750 over the stratum's records above that probability (stratum: records with llm_confidence < 0.7") in (
         card)  # fmt: skip
     assert (f"{cert['n_correct_gold']} of the {cert['n_accepted_gold']} above the threshold right, the gold that "
@@ -186,10 +192,26 @@ def test_the_finetuned_student_labels_a_run(tmp_path: Path) -> None:
     assert (labels["accepted"] == expected).all() and labels["accepted"].sum() == report["n_accepted"]
     assert api.student_label(run, student="finetuned", max_pairs=64)["n_accepted"] == report["n_accepted"]
     assert pd.read_parquet(run / "student_labels.parquet").equals(labels)
+    # two settings tried on this gold (frozen, then finetuned): the statement holds at 1 - 2 x 0.05
+    assert [s["student"] for s in report["settings_tried"]] == ["frozen", "finetuned"]
+    assert report["settings_tried"][1]["max_pairs"] == 64
+    assert report["confidence_level_after_selection"] == 0.9
+    # back to the frozen student: a setting already tried, so still two, and its statement says so
+    again = api.student_label(run)
+    assert len(again["settings_tried"]) == 2 and again["certificate"]["threshold"] is not None
+    assert (
+        "With probability >= 0.9 (2 student settings were tried on this run's gold, settings_tried in "
+        "student.json: Bonferroni, 1 - 2 x (1 - 0.95))"
+    ) in again["statement"]
     with pytest.raises(InputError, match=r"student 'setfit': use one of \['frozen', 'finetuned'\]"):
         api.student_label(run, student="setfit")
-    with pytest.raises(InputError, match="max_pairs 0: use at least 1"):
-        api.student_label(run, student="finetuned", max_pairs=0)
+    for bad in (0, 2.5, True):
+        with pytest.raises(InputError, match=r"max_pairs .*: use a whole number >= 1 \(pairs of the fine-tuning"):
+            api.student_label(run, student="finetuned", max_pairs=bad)  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="max_pairs 64: only the fine-tuned student has pairs; add "):
+        api.student_label(run, max_pairs=64)
+    out = CliRunner().invoke(cli, ["student-label", str(run), "--max-pairs", "64"])
+    assert out.exit_code != 0 and "only the fine-tuned student has pairs" in out.output
 
 
 def test_student_label_errors_name_the_fix(tmp_path: Path) -> None:
