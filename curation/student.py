@@ -240,8 +240,8 @@ def fit_finetuned_student(
     ``warmup_ratio`` of the steps then linear decay (the sentence-transformers default schedule);
     then :func:`fit_student` (multinomial logistic regression, ``C = c``) on the fine-tuned,
     L2-normalised embeddings of the training texts. The defaults are SetFit's (``R = 20``, batch 16,
-    lr 2e-5, one epoch); ``max_pairs`` bounds the cost: 4,000 pairs are 250 steps, ~2-3 minutes on
-    2 CPU cores for any training size.
+    lr 2e-5, one epoch); ``max_pairs`` bounds the cost: 4,000 pairs are 250 steps, 4-10 minutes on
+    2 CPU cores for any training size (measured: 250-500 s in the benchmark, 608 s on another CPU).
 
     Args:
         texts: ``(n,)`` training texts.

@@ -21,6 +21,7 @@ Where a record's label comes from, one hop per step: ``prelabel`` (pipelines.run
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1419,7 +1420,7 @@ def student_label(
     The student is trained on the reviewed records' majority labels: ``frozen``, logistic
     regression on the shipped MiniLM embeddings; or ``finetuned``, SetFit (Tunstall et al. 2022:
     MiniLM fine-tuned contrastively on at most ``max_pairs`` (default 4,000) label pairs, then the
-    same head; 4-8 minutes on 2 CPU cores, then every text embedded again). In
+    same head; 4-10 minutes on 2 CPU cores, then every text embedded again). In
     ``benchmarks/student_vs_llm.py`` the fine-tuned student was ahead of the frozen one on Rotten
     Tomatoes (one seed) and on par on tweets at 1,000 labels (+0.014, 95% interval -0.009 to
     +0.038, 3 seeds), but its probabilities certified no threshold where the frozen one's did: it
@@ -1477,4 +1478,12 @@ def publish(
             url = push_to_hub(final.final, card, repo_id, private=not public)
         except (RuntimeError, ValueError) as exc:
             raise ReviewServerError(str(exc)) from None
+        except OSError as exc:  # requests' and huggingface_hub's network errors (offline mode too)
+            endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+            first = str(exc).splitlines()[0][:200] if str(exc) else ""
+            raise ReviewServerError(
+                f"the Hub at {endpoint} could not be reached to publish {repo_id} ({type(exc).__name__}: {first}); "
+                f"the local files are written in {paths['final'].parent}. Fix: check the network (HF_HUB_OFFLINE=1 "
+                "forbids it; HF_ENDPOINT selects another server), then rerun, or omit --repo-id"
+            ) from None
     return PublishResult(final, report, card, paths, url, not public)

@@ -39,7 +39,7 @@ def student_label(
     ``finetuned`` (SetFit, Tunstall et al. 2022: :func:`curation.student.fit_finetuned_student`
     fine-tunes MiniLM contrastively on at most ``max_pairs`` (default 4,000) pairs of the reviewed
     labels, then the same head on its embeddings, then embeds every training, gold and queued
-    text with the fine-tuned model: 4-8 minutes on 2 cores plus ~150 texts/s, uncached). Either way
+    text with the fine-tuned model: 4-10 minutes on 2 cores plus ~150 texts/s, uncached). Either way
     the gold never enters the fit. Each setting tried (student, pairs, seed, target, level) tests
     the run's gold again: student.json ``settings_tried`` keeps them all, and with N of them the
     statement gives the Bonferroni level ``1 - N (1 - level)`` for the one kept.
@@ -64,8 +64,8 @@ def student_label(
     if student not in STUDENTS:
         raise InputError(f"student {student!r}: use one of {list(STUDENTS)}")
     if max_pairs is not None and student != "finetuned":
-        raise InputError(f"max_pairs {max_pairs}: only the fine-tuned student has pairs; add student='finetuned' "
-                         "(--student finetuned) or drop max_pairs")  # fmt: skip
+        raise InputError(f"max_pairs {max_pairs}: only the fine-tuned student has pairs; choose it (--student "
+                         "finetuned, student='finetuned') or drop --max-pairs")  # fmt: skip
     if max_pairs is not None and (not isinstance(max_pairs, int) or isinstance(max_pairs, bool) or max_pairs < 1):
         raise InputError(f"max_pairs {max_pairs!r}: use a whole number >= 1 (pairs of the fine-tuning; 4000 by "
                          "default)")  # fmt: skip
@@ -154,7 +154,7 @@ def student_label(
         "settings_tried": tried,
         "confidence_level_after_selection": level_kept,
         "routing_identity": routing_identity(routing),
-        "statement": _statement(made, stratum, int(result.accepted.sum()), len(tried), level_kept),
+        "statement": _statement(made, stratum, int(result.accepted.sum()), len(tried), level_kept, student),
     }
     write_json(run / STUDENT_REPORT_FILE, report)
     return report
@@ -207,16 +207,18 @@ def _review_stratum(run: RunDir, routed: Any, routing: dict[str, Any]) -> tuple[
     return f"records with {column} < {float(threshold):.6g} (below the LLM's {kind})", ~(scores >= float(threshold))
 
 
-def _statement(certificate: dict[str, Any], stratum: str, accepted: int, n_tried: int, level_kept: float) -> str:
+def _statement(  # noqa: PLR0913
+    certificate: dict[str, Any], stratum: str, accepted: int, n_tried: int, level_kept: float, student: str
+) -> str:
     if certificate.get("threshold") is None:
-        return (f"The student labels nothing: no threshold is certified at precision >= "
+        return (f"The {student} student labels nothing: no threshold is certified at precision >= "
                 f"{certificate['target_precision']:g} ({certificate.get('reason')}).")  # fmt: skip
     level = f"{certificate['confidence_level']:g}"
     if n_tried > 1:
         level = (f"{level_kept:g} ({n_tried} student settings were tried on this run's gold, settings_tried in "
                  f"student.json: Bonferroni, 1 - {n_tried} x (1 - {certificate['confidence_level']:g}))")  # fmt: skip
     return (
-        f"{accepted} unreviewed records labelled by the student. With probability >= "
+        f"{accepted} unreviewed records labelled by the {student} student. With probability >= "
         f"{level} over the gold draw, the stratum's records ({stratum}) whose student "
         "probability is "
         f">= {certificate['threshold']:.6g} have precision >= {certificate['target_precision']:g} (fixed-sequence "

@@ -206,6 +206,29 @@ def test_publish_without_token_is_a_clear_error(run_dir: Path, monkeypatch):
     assert (run_dir / "final.parquet").exists()  # the local copy is written first
 
 
+@pytest.mark.parametrize("offline", ["0", "1"])
+def test_an_unreachable_hub_is_one_clear_error_and_the_local_files_stay(run_dir: Path, tmp_path: Path, offline: str):
+    """The reported failure: no network gave a 98-line traceback; now one line naming the fix."""
+    import socket
+
+    with socket.socket() as sock:  # a port nobody listens on: connection refused
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
+    env |= {"HF_ENDPOINT": f"http://127.0.0.1:{port}", "HF_TOKEN": "hf_secret_unused", "HF_HUB_OFFLINE": offline,
+            "HF_HOME": str(tmp_path / "hf_home"), "NO_PROXY": "127.0.0.1"}  # fmt: skip
+    out = tmp_path / "out"
+    cli = [sys.executable, "-c", "from labeltriage.cli import main; main()"]
+    p = subprocess.run([*cli, "publish", str(run_dir), "--repo-id", "org/reviews", "--output", str(out)],
+                       env=env, capture_output=True, text=True, timeout=180)  # fmt: skip
+    assert p.returncode == 69, p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    assert f"the Hub at http://127.0.0.1:{port} could not be reached to publish org/reviews (" in p.stderr
+    assert f"the local files are written in {out}. Fix: check the network (HF_HUB_OFFLINE=1 forbids it" in p.stderr
+    assert "hf_secret_unused" not in p.stdout + p.stderr
+    assert (out / "final.parquet").exists() and (out / "README.md").exists()
+
+
 def _hub_env(hub: HubServer, tmp: Path, token: str | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_"))}
     env |= {

@@ -120,7 +120,7 @@ def test_student_label_then_publish(tmp_path: Path) -> None:
     assert len(labels) == 128 and set(labels["id"]) == {f"r{i}" for i in range(472, 600)}
     assert labels["accepted"].sum() == report["n_accepted"] > 0
     assert (labels["accepted"] == (labels["student_confidence"] >= cert["threshold"])).all()
-    assert f"{report['n_accepted']} unreviewed records labelled by the student" in out.output
+    assert f"{report['n_accepted']} unreviewed records labelled by the frozen student" in out.output
     # the student is honest here: what it accepted is right about as often as certified
     kept = labels[labels["accepted"]]
     assert np.mean([truth[i] == lab for i, lab in zip(kept["id"], kept["student_label"], strict=True)]) >= 0.75
@@ -208,7 +208,7 @@ def test_the_finetuned_student_labels_a_run(tmp_path: Path) -> None:
     for bad in (0, 2.5, True):
         with pytest.raises(InputError, match=r"max_pairs .*: use a whole number >= 1 \(pairs of the fine-tuning"):
             api.student_label(run, student="finetuned", max_pairs=bad)  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="max_pairs 64: only the fine-tuned student has pairs; add "):
+    with pytest.raises(InputError, match="max_pairs 64: only the fine-tuned student has pairs; choose it "):
         api.student_label(run, max_pairs=64)
     out = CliRunner().invoke(cli, ["student-label", str(run), "--max-pairs", "64"])
     assert out.exit_code != 0 and "only the fine-tuned student has pairs" in out.output

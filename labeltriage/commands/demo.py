@@ -25,7 +25,7 @@ def _step(number: int, title: str) -> None:
 )
 @click.option("--records", "n_records", default=500, show_default=True, help="Reviews to pre-label.")
 @click.option("--gold", "n_gold", default=120, show_default=True, help="Of which with a gold label (calibration).")
-@click.option("--model", default=None, help="Local model (default: the config's, Qwen2.5-1.5B; `smollm2` is fast).")
+@click.option("--model", default=None, help="Local model (default: the config's, Qwen2.5-Coder 1.5B; smollm2 is fast).")
 @click.option(
     "--target-precision",
     type=click.FloatRange(0, 1, min_open=True, max_open=True),

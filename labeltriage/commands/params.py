@@ -38,8 +38,8 @@ run_dir_argument = click.argument("run_dir", type=RUN_DIR)
 config_option = click.option(
     "--config",
     default=None,
-    help="Task config: a YAML path or a shipped name (sentiment, aspects). Default: the one recorded in "
-    "RUN_DIR/run.json.",
+    help="Task config: a YAML path or a shipped name (sentiment, sentiment_3class, aspects). Default: the one "
+    "recorded in RUN_DIR/run.json.",
 )
 
 gold_option = click.option(

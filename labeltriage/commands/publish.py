@@ -120,7 +120,7 @@ def publish(run_dir: Path, **options: Any) -> None:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the student's fit.")
 @click.option("--student", type=click.Choice(["frozen", "finetuned"]), default="frozen", show_default=True,
               help="frozen: logistic regression on MiniLM embeddings (seconds); finetuned: SetFit, MiniLM "
-                   "fine-tuned on the reviewed labels first (4-8 min on 2 cores; may certify nothing).")  # fmt: skip
+                   "fine-tuned on the reviewed labels first (4-10 min on 2 cores; may certify nothing).")  # fmt: skip
 @click.option("--max-pairs", type=click.IntRange(min=1), default=None,
               help="With --student finetuned: sentence pairs to fine-tune on [default: 4000].")  # fmt: skip
 def student_label(run_dir: Path, **options: Any) -> None:
