@@ -491,12 +491,15 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
         )
     student = measured.get("student")
     if student:
+        from curation.student_labels import describe_selection
+
         text += (
             f"; student labels (student): {student['n_population']} unreviewed review-queue records, labelled by the "
             f"{student.get('student') or 'frozen'} student, {student.get('model') or 'see student.json'}, where "
             f"its probability is >= {_fmt(student['threshold'])}; certified with "
-            f"{_fmt(student.get('confidence_level_after_selection', student['confidence_level']))} confidence"
-            f"{_settings_tried(student)}: precision >= {_fmt(student['target_precision'])} over "
+            f"{_fmt(student['confidence_level_after_selection'])} confidence"
+            f"{describe_selection(student['confidence_level'], student['n_settings_tried'])}: precision >= "
+            f"{_fmt(student['target_precision'])} over "
             f"the stratum's records above that probability (stratum: {student['stratum']}; fixed-sequence exact tests "
             f"on its {student['n_gold']} gold records, which the student never "
             f"saw; {student['n_correct_gold']} of the {student['n_accepted_gold']} above the threshold right, the "
@@ -688,14 +691,6 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         out["overall"] = None
         out["overall_reason"] = f"not measured: no audit of the {', '.join(sorted(set(missing)))} labels"
     return out
-
-
-def _settings_tried(student: dict[str, Any]) -> str:
-    n = int(student.get("n_settings_tried") or 1)
-    if n == 1:
-        return ""
-    level = _fmt(student["confidence_level"])
-    return f" ({n} student settings tried on this gold: Bonferroni, 1 - {n} x (1 - {level}))"
 
 
 def _student_certificate(student: dict[str, Any], n_published: int) -> dict[str, Any]:

@@ -99,6 +99,10 @@ def student_vs_llm(student: Student, embeddings: Any, gold: Any, llm_labels: Any
 # --- the fine-tuned student (SetFit) -------------------------------------------------------------
 
 
+# SetFit-style pairs fine-tuned on by default: bounds the fine-tuning to 250 steps of batch 16
+DEFAULT_MAX_PAIRS = 4000
+
+
 def sample_pairs(labels: Any, num_iterations: int = 20, max_pairs: int | None = None, seed: int = 0) -> np.ndarray:
     """SetFit's pair sampling: per iteration, each record is paired once with a random record of its
     own label (target 1) and once with a random record of another label (target 0).
@@ -223,7 +227,7 @@ def fit_finetuned_student(
     *,
     seed: int = 0,
     num_iterations: int = 20,
-    max_pairs: int | None = 4000,
+    max_pairs: int | None = DEFAULT_MAX_PAIRS,
     epochs: int = 1,
     batch_size: int = 16,
     learning_rate: float = 2e-5,

@@ -60,6 +60,24 @@ class StudentLabels:
     n_train: int
 
 
+def level_after_selection(confidence_level: float, n_settings: int) -> float:
+    """The level that holds for the setting kept after ``n_settings`` were tried on the same gold.
+
+    Bonferroni: each setting's certificate fails with probability at most ``1 - confidence_level``,
+    so the one kept holds with probability at least ``1 - n_settings (1 - confidence_level)``
+    (floored at 0, rounded to 6 digits).
+    """
+    return round(max(0.0, 1 - n_settings * (1 - confidence_level)), 6)
+
+
+def describe_selection(confidence_level: float, n_settings: int) -> str:
+    """Why the level is lower, for the statement and the card ("" for a single setting)."""
+    if n_settings <= 1:
+        return ""
+    return (f" ({n_settings} student settings were tried on this run's gold, settings_tried in student.json: "
+            f"Bonferroni, 1 - {n_settings} x (1 - {confidence_level:g}))")  # fmt: skip
+
+
 def certify_student_labels(
     train_embeddings: Any,
     train_labels: Any,

@@ -21,7 +21,6 @@ Where a record's label comes from, one hop per step: ``prelabel`` (pipelines.run
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1424,9 +1423,9 @@ def student_label(
     ``benchmarks/student_vs_llm.py`` the fine-tuned student was ahead of the frozen one on Rotten
     Tomatoes (one seed) and on par on tweets at 1,000 labels (+0.014, 95% interval -0.009 to
     +0.038, 3 seeds), but its probabilities certified no threshold where the frozen one's did: it
-    may label nothing. Each setting tried is recorded
-    (student.json ``settings_tried``) and the statement's level is Bonferroni-corrected for them.
-    The threshold is certified on the gold records of the review stratum
+    may label nothing. Each setting tried is recorded (student.json ``settings_tried``) and the
+    statement's level is Bonferroni-corrected for them. The threshold is certified on the gold
+    records of the review stratum
     (:mod:`curation.student_labels`: fixed-sequence exact binomial tests, Learn-then-Test) at
     ``target_precision`` with ``confidence_level`` (default: the run's routing settings). Writes
     student_labels.parquet and student.json; ``publish`` then publishes the accepted records with
@@ -1479,7 +1478,9 @@ def publish(
         except (RuntimeError, ValueError) as exc:
             raise ReviewServerError(str(exc)) from None
         except OSError as exc:  # requests' and huggingface_hub's network errors (offline mode too)
-            endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+            from huggingface_hub import constants
+
+            endpoint = constants.ENDPOINT  # HF_ENDPOINT or the Hub's own address, as the push used
             first = str(exc).splitlines()[0][:200] if str(exc) else ""
             raise ReviewServerError(
                 f"the Hub at {endpoint} could not be reached to publish {repo_id} ({type(exc).__name__}: {first}); "

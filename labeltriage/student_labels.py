@@ -59,7 +59,8 @@ def student_label(
     from curation.adapters.embeddings import MODEL_NAME
     from curation.feedback import human_majority
     from curation.publish import prelabel_ok
-    from curation.student_labels import certify_student_labels
+    from curation.student import DEFAULT_MAX_PAIRS
+    from curation.student_labels import certify_student_labels, level_after_selection
 
     if student not in STUDENTS:
         raise InputError(f"student {student!r}: use one of {list(STUDENTS)}")
@@ -69,7 +70,7 @@ def student_label(
     if max_pairs is not None and (not isinstance(max_pairs, int) or isinstance(max_pairs, bool) or max_pairs < 1):
         raise InputError(f"max_pairs {max_pairs!r}: use a whole number >= 1 (pairs of the fine-tuning; 4000 by "
                          "default)")  # fmt: skip
-    pairs = (max_pairs or 4000) if student == "finetuned" else None
+    pairs = (max_pairs or DEFAULT_MAX_PAIRS) if student == "finetuned" else None
     task = run.task_config()
     if task.task_type == "multi_label":
         raise InputError(f"{task.source_path or run.path}: task_type multi_label: student labels are single-label "
@@ -130,7 +131,7 @@ def student_label(
                "confidence_level": level}  # fmt: skip
     tried = list((run.json(STUDENT_REPORT_FILE, default={}) or {}).get("settings_tried") or [])
     tried += [] if setting in tried else [setting]  # a rerun of a setting is the same test (seeded)
-    level_kept = round(max(0.0, 1 - len(tried) * (1 - level)), 6)  # Bonferroni over the settings tried on this gold
+    level_kept = level_after_selection(level, len(tried))  # the settings tried on this gold
     report = {
         "student": student,
         "model": model,
@@ -213,10 +214,9 @@ def _statement(  # noqa: PLR0913
     if certificate.get("threshold") is None:
         return (f"The {student} student labels nothing: no threshold is certified at precision >= "
                 f"{certificate['target_precision']:g} ({certificate.get('reason')}).")  # fmt: skip
-    level = f"{certificate['confidence_level']:g}"
-    if n_tried > 1:
-        level = (f"{level_kept:g} ({n_tried} student settings were tried on this run's gold, settings_tried in "
-                 f"student.json: Bonferroni, 1 - {n_tried} x (1 - {certificate['confidence_level']:g}))")  # fmt: skip
+    from curation.student_labels import describe_selection
+
+    level = f"{level_kept:g}{describe_selection(certificate['confidence_level'], n_tried)}"
     return (
         f"{accepted} unreviewed records labelled by the {student} student. With probability >= "
         f"{level} over the gold draw, the stratum's records ({stratum}) whose student "
