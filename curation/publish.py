@@ -530,12 +530,20 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
 AUTO_ROUTES = ("auto_accept", "spot_check")  # the auto-accepted set; spot_check is its blind audit sample
 
 
-def _majority(answers: pd.DataFrame) -> dict[str, str]:
-    """record id -> the answers' majority label (ties left out): :func:`curation.feedback.human_majority`."""
+UNRESOLVED_AUDIT = "(unresolved audit)"  # never a label: the audited label counts as wrong
+
+
+def _audit_verdicts(answers: pd.DataFrame) -> dict[str, str]:
+    """record id -> the audit answers' majority label (:func:`curation.feedback.human_majority`),
+    or :data:`UNRESOLVED_AUDIT` for a tie: an audit answered but unresolved counts against the
+    label it checks, so that hard records are not dropped from the sample (conservative)."""
     from curation.feedback import human_majority
 
     majority = human_majority(answers)
-    return {str(r): str(m) for r, m in zip(majority["record_id"], majority["majority"], strict=True) if m is not None}
+    return {
+        str(r): UNRESOLVED_AUDIT if m is None else str(m)
+        for r, m in zip(majority["record_id"], majority["majority"], strict=True)
+    }
 
 
 def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_level: float = 0.95) -> dict[str, Any]:
@@ -596,12 +604,9 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
 
         # the auditors' own majority (a tie: unresolved), not the published label, which the
         # consensus options (tie policy llm, min agreement) could turn into the LLM's
-        auditors = _majority(run.responses[run.responses["record_id"].astype(str).isin({str(r) for r in audited})])
-
-        def audit_label(rid: Any) -> str:
-            return auditors.get(str(rid), "(unresolved audit)")
-
-        truth = [audit_label(rid) if rid in audited else None for rid in auto_ids]
+        audit_answers = run.responses[run.responses["record_id"].astype(str).isin({str(r) for r in audited})]
+        auditors = _audit_verdicts(audit_answers)
+        truth = [auditors.get(str(rid), UNRESOLVED_AUDIT) if rid in audited else None for rid in auto_ids]
         report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), [rid in audited for rid in auto_ids], truth,
                                     confidence_level=confidence_level)  # fmt: skip
         entry = report["by_source"]["llm_auto"]
@@ -630,7 +635,8 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
             for rid, user in zip(audit_answers["record_id"], audit_answers["user"], strict=True)
         ]
     out["n_review_audit_answers_by_own_reviewer"] = int(sum(by_own_reviewer))
-    audit_truth = _majority(audit_answers[[not flag for flag in by_own_reviewer]])
+    # a tied audit stays in the sample as unresolved (the published label counted wrong), as above
+    audit_truth = _audit_verdicts(audit_answers[[not flag for flag in by_own_reviewer]])
     out["n_review_audits"] = int(sum(rid in audit_truth for rid in reviewed.index))
     out["n_not_covered"] = int(published["label_source"].isin(["human", "consensus"]).sum() - len(reviewed))
     out["reviewed"] = None
@@ -785,6 +791,10 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         "|---|---|",
     ]
     lines += [f"| {k} | {v} |" for k, v in summary["per_label_source"].items()]
+    if not summary["per_label_source"].get("student"):  # say why, rather than a bare 0
+        said = (run.student or {}).get("statement")
+        why = f"student.json says: {said}" if said else "`labeltriage student-label` was not run."
+        lines += ["", f"No published record is labelled by the student: {why}"]
     lines += [
         "",
         f"Not published: {summary['n_adjudication']} in adjudication "

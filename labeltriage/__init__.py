@@ -64,7 +64,7 @@ _API = ("prelabel", "calibrate", "route", "push", "pull", "loop", "watch", "agre
         "gold_labels", "draw_gold", "collect_gold", "second_opinion", "student_label",
         "RunDir", "AgreementResult", "PrelabelResult", "CalibrationResult",
         "RoutingResult", "PublishResult", "GoldDrawResult", "GoldCollectResult")  # fmt: skip
-_ERRORS = ("LabeltriageError", "InputError", "ConfigError", "BackendError", "ReviewServerError")
+_ERRORS = ("LabeltriageError", "InputError", "UsageError", "ConfigError", "BackendError", "ReviewServerError")
 # what push, pull and loop return, and the error a missing or malformed run file raises: name -> module
 _ELSEWHERE = {
     "PushReport": "curation.adapters.argilla_io",
@@ -82,8 +82,8 @@ _ELSEWHERE = {
 __all__ = [
     "AgreementResult", "BackendError", "CalibrationResult", "ConfigError", "GoldCollectResult", "GoldDrawResult",
     "InputError", "LabeltriageError", "PrelabelResult", "PublishResult", "PullReport", "PushReport",
-    "ReviewServerError", "RoundResult", "RoutingResult", "RunDir", "RunDirError", "__version__", "agreement",
-    "calibrate", "collect_gold", "connect_argilla", "draw_gold", "gold_labels", "load_task_config", "loop",
+    "ReviewServerError", "RoundResult", "RoutingResult", "RunDir", "RunDirError", "UsageError", "__version__",
+    "agreement", "calibrate", "collect_gold", "connect_argilla", "draw_gold", "gold_labels", "load_task_config", "loop",
     "prelabel", "publish", "pull", "push", "route", "second_opinion", "student_label", "watch",
     "connect_label_studio", "push_label_studio",
     "pull_label_studio", "round_label_studio", "serve_backend", "LabelStudioPushReport",

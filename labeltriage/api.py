@@ -37,6 +37,7 @@ from labeltriage.errors import (
     ConfigError,
     InputError,
     ReviewServerError,
+    UsageError,
 )
 from labeltriage.rundir import ASSISTED_SHOWN_FILE, RunDir, RunDirError, mixed_confidence_kinds
 
@@ -597,12 +598,12 @@ def route(
     from labeltriage.trust import certificate_identity
 
     if method not in THRESHOLD_METHODS:
-        raise InputError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
+        raise UsageError(f"unknown threshold method {method!r}; choose one of {', '.join(THRESHOLD_METHODS)}")
     if bound not in ("wilson", "clopper-pearson"):
-        raise InputError(f"unknown bound {bound!r}; choose wilson or clopper-pearson")
+        raise UsageError(f"unknown bound {bound!r}; choose wilson or clopper-pearson")
     for name, value in (("target_precision", target_precision), ("confidence_level", confidence_level)):
         if value is not None and not 0 < value < 1:
-            raise InputError(f"{name} must be in (0, 1), got {value}")
+            raise UsageError(f"{name} must be in (0, 1), got {value}")
     shares = (
         ("spot_check_rate", spot_check_rate),
         ("blind_share", blind_share),
@@ -610,7 +611,7 @@ def route(
     )
     for name, share in shares:
         if share is not None and not 0 <= share <= 1:
-            raise InputError(f"{name} must be in [0, 1], got {share}")
+            raise UsageError(f"{name} must be in [0, 1], got {share}")
     run = _run_dir(run_dir, config)
     prelabels = _prelabels(run)
     try:
@@ -619,6 +620,8 @@ def route(
         raise RunDirError(str(exc)) from None
     task = run.task_config_or_none()
     target = target_precision if target_precision is not None else (task.thresholds.target_precision if task else 0.95)
+    if task is not None:
+        task.check_target_precision(target)
     spot_rate = spot_check_rate if spot_check_rate is not None else (task.thresholds.spot_check_rate if task else 0.05)
     blind_rate = blind_share if blind_share is not None else (task.thresholds.blind_share if task else 0.0)
     audit_rate = (
@@ -925,6 +928,7 @@ def push(
     report.suggestions_removed = argilla_io.remove_suggestions(client, dataset, kept) if kept else 0
     report.not_routed_to_review = int((~routed["id"].astype(str).isin(in_queue)).sum())
     report.held_back = held_back
+    report.audit_copies = int(len(queue) - queue["id"].astype(str).isin(in_queue).sum())
     report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
     report.reasoning = reasoning.__dict__ if reasoning.asked else None

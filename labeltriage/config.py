@@ -267,6 +267,16 @@ class Retrieval(_Strict):
     max_example_chars: int = Field(default=300, ge=16, le=4000)
 
 
+def chance_precision(n_labels: int) -> float:
+    """Precision of a labeller picking one of ``n_labels`` labels uniformly at random: ``1 / n_labels``."""
+    return 1.0 / max(1, n_labels)
+
+
+def _below_chance(what: str, target: float, n_labels: int, chance: float) -> str:
+    return (f"{what} {target:g} is at or below chance for {n_labels} labels (1/{n_labels} = {chance:.3g}: a labeller "
+            f"guessing at random meets it). Fix: use a precision target above {chance:.3g}, e.g. 0.9")  # fmt: skip
+
+
 class Thresholds(_Strict):
     """What ``route`` aims for (``thresholds:``); ``route``'s own options override both.
 
@@ -486,6 +496,9 @@ class TaskConfig(_Strict):
                     f"few_shot.{i}.label",
                     f"{outside} not in labels {sorted(names)}. Fix: use a label defined under labels",
                 )
+        n_labels, target = len(self.labels), self.thresholds.target_precision
+        if self.task_type == "single_label" and target <= (chance := chance_precision(n_labels)):
+            raise _KeyError("thresholds.target_precision", _below_chance("the target", target, n_labels, chance))
         conf = self.confidence
         if conf.routing == "consistency" and conf.consistency_samples < 2:
             raise _KeyError(
@@ -517,6 +530,17 @@ class TaskConfig(_Strict):
                 "Fix: set api_key_env: OPENAI_API_KEY (or any variable name)",
             )
         return self
+
+    def check_target_precision(self, target: float, option: str = "target_precision") -> None:
+        """Refuse a precision target a labeller guessing at random meets (single-label tasks).
+
+        A uniform guess among K labels has precision 1/K, so a certificate at or below it says
+        nothing (found: 0.1 on 3 labels certified a student right 29.6% of the time). Raises
+        :class:`~labeltriage.errors.UsageError` naming ``option``."""
+        from labeltriage.errors import UsageError
+
+        if self.task_type == "single_label" and target <= (chance := chance_precision(len(self.labels))):
+            raise UsageError(_below_chance(option, target, len(self.labels), chance))
 
     # -- derived ------------------------------------------------------------------------------
 

@@ -11,7 +11,7 @@ Exit codes of the ``labeltriage`` command:
 ====  ===========================================================================
 0     done
 1     :class:`LabeltriageError` not covered below
-2     usage error (click: an unknown option, a missing argument)
+2     usage error (click: an unknown option, a missing argument; :class:`UsageError`)
 3     ``prelabel``: an OpenAI batch job is still running; rerun later to collect it
 4     ``prelabel``: finished, but some records failed (they are in the output, status failed)
 5     ``prelabel``: stopped at ``--max-cost``; finished work is kept, a rerun resumes
@@ -40,6 +40,15 @@ class InputError(LabeltriageError, ValueError):
     """An input table or a run directory's file cannot be read, or lacks what is needed."""
 
     exit_code = 65
+
+
+class UsageError(InputError):
+    """An argument the call cannot take: out of its range, meaningless, or not with the others given.
+
+    A subclass of :class:`InputError` (callers catching that keep working); the CLI exits 2, as
+    for click's own usage errors, since no file is at fault."""
+
+    exit_code = 2
 
 
 class ConfigError(LabeltriageError, ValueError):

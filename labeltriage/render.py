@@ -105,7 +105,9 @@ def render_push(report: Any, task: Any) -> None:
         f"pushed {report.pushed} record(s) to {task.argilla.workspace}/{task.argilla.dataset} "
         f"({report.skipped_already_pushed} already there; {report.not_routed_to_review} not for review: "
         "auto-accepted or gold)"
-    )
+        + (f"; {report.audit_copies} of the rows in the queue are second, blind copies of reviewed records "
+           "(<id>::audit), not records of their own" if report.audit_copies else "")
+    )  # fmt: skip
     if report.held_back:
         click.echo(f"{report.held_back} more record(s) of the review queue held back by --limit: push again for them")
     if report.reasoning:  # model.generation.reasoning: review_only
@@ -276,11 +278,13 @@ def render_effort(effort: dict[str, Any]) -> None:
         f"{1 - humans / total:.0%} of the labelling effort saved"
     )
     if effort["gold_accuracy"] is not None:
-        click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']})")
+        click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']}: the gold records, "
+                   "every confidence, the records the threshold was certified on)")  # fmt: skip
     if effort.get("auto_accepted_accuracy") is not None:
         click.echo(
             f"  auto-accepted accuracy on gold: {effort['auto_accepted_accuracy']:.1%} (n={effort['n_auto_accepted']}; "
-            "the crowd's mean rating of each auto-accepted text, a truth the product never saw)"
+            "the auto-accepted records, scored against the same crowd truth as the gold: the label of the crowd's "
+            "mean rating, which the product never saw for them)"
         )
     chosen = effort["threshold"]
     if chosen.get("threshold") is not None and effort.get("method") == "scan":
@@ -361,4 +365,16 @@ def render_label_studio_push(report: Any) -> None:
             "every member every annotation, so they are blind to the model, not to the other reviewers' answers",
             fg="yellow",
             err=True,
+        )
+
+
+def render_student_label(report: dict[str, Any], written: Path) -> None:
+    """`student-label`'s statement, then its figures (none when there was nothing to label)."""
+    click.echo(report["statement"])
+    if report["n_pool"]:
+        click.echo(
+            f"{report['student']} student accuracy on the stratum's {report['n_gold_stratum']} gold records: "
+            f"{report['student_accuracy_gold_stratum']:.3f} (the LLM's: {report['llm_accuracy_gold_stratum']:.3f}); "
+            f"trained on {report['n_train']} reviewed labels; {report['n_accepted']} of {report['n_pool']} "
+            f"unreviewed records accepted; wrote {written}"
         )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from labeltriage.errors import InputError
+from labeltriage.errors import InputError, UsageError
 from labeltriage.jsonio import write_json
 from labeltriage.rundir import STUDENT_LABELS_FILE, STUDENT_REPORT_FILE, routing_identity
 
@@ -63,12 +63,12 @@ def student_label(
     from curation.student_labels import certify_student_labels, level_after_selection
 
     if student not in STUDENTS:
-        raise InputError(f"student {student!r}: use one of {list(STUDENTS)}")
+        raise UsageError(f"student {student!r}: use one of {list(STUDENTS)}")
     if max_pairs is not None and student != "finetuned":
-        raise InputError(f"max_pairs {max_pairs}: only the fine-tuned student has pairs; choose it (--student "
+        raise UsageError(f"max_pairs {max_pairs}: only the fine-tuned student has pairs; choose it (--student "
                          "finetuned, student='finetuned') or drop --max-pairs")  # fmt: skip
     if max_pairs is not None and (not isinstance(max_pairs, int) or isinstance(max_pairs, bool) or max_pairs < 1):
-        raise InputError(f"max_pairs {max_pairs!r}: use a whole number >= 1 (pairs of the fine-tuning; 4000 by "
+        raise UsageError(f"max_pairs {max_pairs!r}: use a whole number >= 1 (pairs of the fine-tuning; 4000 by "
                          "default)")  # fmt: skip
     pairs = (max_pairs or DEFAULT_MAX_PAIRS) if student == "finetuned" else None
     task = run.task_config()
@@ -80,6 +80,7 @@ def student_label(
     used = routing.get("settings_used") or certificate
     target = float(target_precision if target_precision is not None else used.get("target_precision", 0.95))
     level = float(confidence_level if confidence_level is not None else used.get("confidence_level", 0.95))
+    task.check_target_precision(target)
     routed = run.table("routed.parquet", ("id", "text", "route", "llm_label"))
     ids = routed["id"].astype(str)
     answers = run.table("responses.parquet", ("record_id", "user", "label"))
@@ -105,6 +106,11 @@ def student_label(
     queue = routed["route"].eq("human_review") & ok & ~ids.isin(set(majority["record_id"].astype(str)))
     pool = routed[queue & in_stratum & ~left_for_people]
     gold = routed[gold_route & ok & in_stratum]
+    tried = list((run.json(STUDENT_REPORT_FILE, default={}) or {}).get("settings_tried") or [])
+    left = {"above_the_llm_threshold": int((queue & ~in_stratum).sum()),
+            "instruction_like_drawn_gold_or_repeat": int((queue & in_stratum & left_for_people).sum())}  # fmt: skip
+    if pool.empty:  # nothing to label: no fit, no test of the gold, no setting tried
+        return _nothing_to_label(run, student, stratum, left, tried, routing)
     if gold.empty:
         raise InputError(f"{run.path}: no gold record in the review stratum ({stratum}) to certify the student on: "
                          "add gold (`labeltriage gold draw`), recalibrate and route, then rerun")  # fmt: skip
@@ -122,14 +128,14 @@ def student_label(
         "id": pool["id"].astype(str).to_numpy(), "student_label": result.labels.astype(object),
         "student_confidence": result.confidence, "accepted": result.accepted,
     }).to_parquet(run / STUDENT_LABELS_FILE, index=False)  # fmt: skip
-    made = result.certificate.to_dict()
+    # the certificate's own sentence speaks of auto-accepting LLM labels: the report's statement is the student's
+    made = {key: value for key, value in result.certificate.to_dict().items() if key != "statement"}
     llm_right = gold["llm_label"].astype(str).to_numpy() == gold["gold_label"].astype(str).to_numpy()
     model = (f"SetFit: {MODEL_NAME} fine-tuned on the reviewed labels + logistic regression "
              "(curation.student.fit_finetuned_student)" if fit else
              f"logistic regression on {MODEL_NAME} sentence embeddings (curation.student.fit_student)")  # fmt: skip
     setting = {"student": student, "max_pairs": pairs, "seed": seed, "target_precision": target,
                "confidence_level": level}  # fmt: skip
-    tried = list((run.json(STUDENT_REPORT_FILE, default={}) or {}).get("settings_tried") or [])
     tried += [] if setting in tried else [setting]  # a rerun of a setting is the same test (seeded)
     level_kept = level_after_selection(level, len(tried))  # the settings tried on this gold
     report = {
@@ -143,10 +149,7 @@ def student_label(
         "student_accuracy_gold_stratum": float(np.mean(result.gold_correct)),
         "llm_accuracy_gold_stratum": float(np.mean(llm_right)),
         "n_pool": int(len(pool)),
-        "n_left_for_people": {
-            "above_the_llm_threshold": int((queue & ~in_stratum).sum()),
-            "instruction_like_drawn_gold_or_repeat": int((queue & in_stratum & left_for_people).sum()),
-        },
+        "n_left_for_people": left,
         "n_answers_outside_labels": int(submitted["label"].astype(str).isin(outside).sum()),
         "n_accepted": int(result.accepted.sum()),
         "target_precision": target,
@@ -157,6 +160,25 @@ def student_label(
         "routing_identity": routing_identity(routing),
         "statement": _statement(made, stratum, int(result.accepted.sum()), len(tried), level_kept, student),
     }
+    write_json(run / STUDENT_REPORT_FILE, report)
+    return report
+
+
+def _nothing_to_label(  # noqa: PLR0913
+    run: RunDir, student: str, stratum: str, left: dict[str, int], tried: list[Any], routing: dict[str, Any]
+) -> dict[str, Any]:
+    """student.json and an empty student_labels.parquet when the stratum has no unreviewed record."""
+    import pandas as pd
+
+    pd.DataFrame({"id": pd.Series(dtype=str), "student_label": pd.Series(dtype=object),
+                  "student_confidence": pd.Series(dtype=float), "accepted": pd.Series(dtype=bool)}).to_parquet(
+        run / STUDENT_LABELS_FILE, index=False)  # fmt: skip
+    report = {
+        "student": student, "stratum": stratum, "n_pool": 0, "n_left_for_people": left, "n_accepted": 0,
+        "certificate": None, "settings_tried": tried, "routing_identity": routing_identity(routing),
+        "statement": (f"Nothing to label: every review-queue record in the stratum ({stratum}) was answered or is "
+                      "left for people; the student was not trained and the gold not tested (no setting tried)."),
+    }  # fmt: skip
     write_json(run / STUDENT_REPORT_FILE, report)
     return report
 

@@ -69,6 +69,11 @@ def _write_variant(tmp_path: Path, mutate) -> Path:
     ("mutate", "key", "words"),
     [
         (lambda d: d["model"].update(backend="olama"), "model.backend", ["local", "openai"]),
+        (
+            lambda d: d["thresholds"].update(target_precision=0.2),
+            "thresholds.target_precision",
+            ["0.2 is at or below chance for 4 labels (1/4 = 0.25", "Fix: use a precision target above 0.25"],
+        ),  # fmt: skip
         (lambda d: d["model"].update(temprature=0.2), "model.temprature", ["unknown key", "Fix"]),
         (lambda d: d["model"]["generation"].update(temprature=0.2), "model.generation.temprature", ["temperature"]),
         (lambda d: d["few_shot"][0].update(label="great"), "few_shot.0.label", ["not in labels", "Fix"]),

@@ -53,12 +53,14 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     assert len(routed) == RECORDS
     # the calibration step and the effort report count the same gold records the same way
     calibrated = re.search(rf"gold: {GOLD} records, LLM accuracy ([0-9.]+)", first.output)
-    reported = re.search(rf"LLM accuracy on gold: ([0-9.]+)% \(n={GOLD}\)", first.output)
+    reported = re.search(rf"LLM accuracy on gold: ([0-9.]+)% \(n={GOLD}: the gold records", first.output)
     assert calibrated and reported, first.output
     assert float(calibrated.group(1)) * 100 == pytest.approx(float(reported.group(1)), abs=0.1)
     queued = int(routed["route"].isin(["human_review", "spot_check"]).sum())
     copies = int(routed["review_audit"].sum())  # the review audits' blind copies: two auditors each
     assert copies >= 1 and f"{3 * queued + 2 * copies} answers sent" in first.output
+    # the push's counts add up: the audit copies are rows of the queue, not records
+    assert f"{copies} of the rows in the queue are second, blind copies of reviewed records" in first.output
 
     # records in = records out: each one published or waiting for adjudication, with its source
     published = pd.read_parquet(run / "published" / "final.parquet")

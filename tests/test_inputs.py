@@ -137,6 +137,9 @@ def test_missing_gold_is_not_gold(tmp_path: Path, server: FakeOpenAIServer) -> N
     assert result.exit_code == 0, result.stderr
     assert "gold: 12 records, LLM accuracy 0.750" in result.stdout
     assert json.loads((run / "calibration.json").read_text())["n_gold"] == 12
+    result = _invoke(["route", str(run), "--target-precision", "0.25"])  # a guess among 4 labels meets it
+    assert "target_precision 0.25 is at or below chance for 4 labels" in _one_line_error(result, exit_code=2)
+    assert not (run / "routing.json").exists()
     result = _invoke(["route", str(run), "--target-precision", "0.5"])
     assert result.exit_code == 0, result.stderr
     assert json.loads((run / "routing.json").read_text())["threshold"]["n_gold"] == 12

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from curation.certify import certify_threshold
 from curation.student_labels import certify_student_labels
 from labeltriage.cli import main as cli
-from labeltriage.errors import InputError
+from labeltriage.errors import InputError, UsageError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -211,13 +211,48 @@ def test_the_finetuned_student_labels_a_run(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="max_pairs 64: only the fine-tuned student has pairs; choose it "):
         api.student_label(run, max_pairs=64)
     out = CliRunner().invoke(cli, ["student-label", str(run), "--max-pairs", "64"])
-    assert out.exit_code != 0 and "only the fine-tuned student has pairs" in out.output
+    assert out.exit_code == 2 and "only the fine-tuned student has pairs" in out.output  # usage, not a bad file
+
+
+def test_nothing_to_label_tests_no_gold_and_the_card_says_why(tmp_path: Path) -> None:
+    """Found in review: an empty pool still trained the student, tested the gold and counted a
+    setting; and a card with no student rows showed a bare `student | 0`."""
+    from labeltriage import api
+
+    run, truth = make_run(tmp_path)
+    assert CliRunner().invoke(cli, ["publish", str(run)]).exit_code == 0
+    assert "No published record is labelled by the student: `labeltriage student-label` was not run." in (
+        run / "README.md").read_text()  # fmt: skip
+    answers = pd.read_parquet(run / "responses.parquet")
+    rest = [f"r{i}" for i in range(472, 600)]  # the whole pool answered
+    more = pd.DataFrame({"record_id": rest, "user": "ann", "label": [truth[r] for r in rest], "status": "submitted",
+                         "updated_at": pd.Timestamp("2026-12-02")})  # fmt: skip
+    pd.concat([answers, more]).to_parquet(run / "responses.parquet", index=False)
+    out = CliRunner().invoke(cli, ["student-label", str(run)])
+    assert out.exit_code == 0, out.output
+    assert out.output.startswith("Nothing to label: every review-queue record in the stratum (records with "
+                                 "llm_confidence < 0.7") and "accuracy on the stratum" not in out.output  # fmt: skip
+    report = json.loads((run / "student.json").read_text())
+    assert report["n_pool"] == 0 and report["n_accepted"] == 0 and report["certificate"] is None
+    assert report["settings_tried"] == []  # the gold was not tested
+    assert report["n_left_for_people"] == {"above_the_llm_threshold": 10, "instruction_like_drawn_gold_or_repeat": 12}
+    assert pd.read_parquet(run / "student_labels.parquet").empty
+    assert api.student_label(run, student="finetuned")["settings_tried"] == []  # no fine-tuning either
+    assert CliRunner().invoke(cli, ["publish", str(run)]).exit_code == 0
+    card = (run / "README.md").read_text()
+    assert "No published record is labelled by the student: student.json says: Nothing to label: every" in card
 
 
 def test_student_label_errors_name_the_fix(tmp_path: Path) -> None:
     from labeltriage import api
 
     run, _ = make_run(tmp_path)
+    # found in review: a target below chance (1/3 on 3 labels) certified a student right 29.6% of the time
+    with pytest.raises(UsageError, match=r"target_precision 0.1 is at or below chance for 3 labels \(1/3 = 0.333"):
+        api.student_label(run, target_precision=0.1)
+    out = CliRunner().invoke(cli, ["student-label", str(run), "--target-precision", "0.3"])
+    assert out.exit_code == 2 and "Fix: use a precision target above 0.333, e.g. 0.9" in out.output
+    assert not (run / "student.json").exists()
     responses = pd.read_parquet(run / "responses.parquet")
     responses.assign(label="positive").to_parquet(run / "responses.parquet", index=False)
     with pytest.raises(InputError, match=r"at least two of the task's labels .* \(has 1\); else review more records"):

@@ -300,6 +300,24 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     again = published_label_accuracy(files, build_final_dataset(files))
     assert again["n_review_audit_answers_by_own_reviewer"] == len(copies)
     assert again["reviewed"]["overall"] == entry  # the auditors' answers alone, as before
+
+    # found in the demo: a second auditor who disagrees ties the audit; a tied audit stays in the
+    # sample with the published label counted wrong (dropping it biased the card's figure up)
+    published = final.final.set_index("id")["label"]
+    first = files.review_audits[files.review_audits["user"].eq("auditor")]
+    agreeing = first[first["label"].to_numpy() == published.reindex(first["record_id"]).to_numpy()].head(3)
+    assert len(agreeing) == 3
+    second = agreeing.assign(record_id=agreeing["record_id"] + "::audit", user="auditor2",
+                             label=agreeing["label"].map(flip))  # fmt: skip
+    pd.concat([answers, second]).to_parquet(run / "responses.parquet", index=False)
+    files = lt.RunDir(run).publish_files()
+    tied = published_label_accuracy(files, build_final_dataset(files))
+    cells = [tied["reviewed"][s] for s in ("human", "consensus") if tied["reviewed"][s]]
+    before = [measured["reviewed"][s] for s in ("human", "consensus") if measured["reviewed"][s]]
+    assert tied["n_review_audits"] == measured["n_review_audits"] == len(copies)
+    assert sum(c["n_audited"] for c in cells) == len(copies)
+    assert sum(c["n_correct"] for c in cells) == sum(c["n_correct"] for c in before) - 3
+    assert tied["reviewed"]["overall"]["estimate"] < entry["estimate"]
     # only the original reviewer answered: nothing independent is left to measure with
     answers[~answers["record_id"].str.endswith("::audit")].pipe(lambda a: pd.concat([a, own])).to_parquet(
         run / "responses.parquet", index=False

@@ -98,6 +98,7 @@ class PushReport:
     held_back: int = 0  # set by the caller: queue records never pushed, kept for a later push by a limit
     auto_accept_stopped: str | None = None  # set by the caller: why auto-accepted records joined the queue
     reasoning: dict[str, int] | None = None  # set by the caller: reasoning asked for (review_only), else None
+    audit_copies: int = 0  # set by the caller: the queue's `<id>::audit` rows, second blind copies of records
 
 
 @dataclass

@@ -9,7 +9,7 @@ import click
 
 from labeltriage.commands.params import config_option, run_dir_argument
 from labeltriage.jsonio import dumps
-from labeltriage.render import render_agreement, render_publish
+from labeltriage.render import render_agreement, render_publish, render_student_label
 
 _COMMON = [
     config_option,
@@ -19,7 +19,7 @@ _COMMON = [
         default="majority",
         show_default=True,
         help="Consensus method for records with several reviewers.",
-    ),
+    ),  # fmt: skip
     click.option(
         "--tie-policy",
         type=click.Choice(["abstain", "llm", "random"]),
@@ -142,9 +142,4 @@ def student_label(run_dir: Path, **options: Any) -> None:
     """
     from labeltriage import api
 
-    report = api.student_label(run_dir, **options)
-    click.echo(report["statement"])
-    click.echo(f"{report['student']} student accuracy on the stratum's {report['n_gold_stratum']} gold records: "
-               f"{report['student_accuracy_gold_stratum']:.3f} (the LLM's: {report['llm_accuracy_gold_stratum']:.3f}); "
-               f"trained on {report['n_train']} reviewed labels; {report['n_accepted']} of {report['n_pool']} "
-               f"unreviewed records accepted; wrote {Path(run_dir) / 'student.json'}")  # fmt: skip
+    render_student_label(api.student_label(run_dir, **options), Path(run_dir) / "student.json")
