@@ -468,6 +468,11 @@ def describe_review_modes(modes: dict[str, Any]) -> str:
     return text
 
 
+def _unresolved(n: int | None, how: str) -> str:
+    """The card's note on audits without a majority (counted against the label they check)."""
+    return f", {n} {how} (no majority: counted as the label being wrong)" if n else ""
+
+
 def describe_published_accuracy(measured: dict[str, Any]) -> str:
     """One sentence for :func:`published_label_accuracy`'s result (the card and the CLI say the same)."""
     level = f"{measured.get('confidence_level', 0.95):.0%}"
@@ -479,7 +484,8 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
             f"LLM labels published without review (llm_auto): accuracy {_fmt(entry['estimate'])} "
             f"({level} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
             f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
-            f"(a random sample reviewed with no suggestion, the auditors' label taken as the truth; "
+            f"(a random sample reviewed with no suggestion, the auditors' majority label taken as the truth"
+            f"{_unresolved(measured.get('n_audits_unresolved'), 'unresolved')}; "
             f"{measured.get('method', 'mover-jeffreys')} interval)"
         )
     reviewed = (measured.get("reviewed") or {}).get("overall")
@@ -488,6 +494,7 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
             f"; reviewed labels (human, consensus): accuracy {_fmt(reviewed['estimate'])} ({level} interval "
             f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, Clopper-Pearson), from {reviewed['n_audited']} "
             f"blind review audits of {reviewed['n_population']}"
+            + _unresolved(measured.get("n_review_audits_tied"), "tied")
         )
     student = measured.get("student")
     if student:
@@ -607,6 +614,7 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         audit_answers = run.responses[run.responses["record_id"].astype(str).isin({str(r) for r in audited})]
         auditors = _audit_verdicts(audit_answers)
         truth = [auditors.get(str(rid), UNRESOLVED_AUDIT) if rid in audited else None for rid in auto_ids]
+        out["n_audits_unresolved"] = int(sum(t == UNRESOLVED_AUDIT for t in truth))
         report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), [rid in audited for rid in auto_ids], truth,
                                     confidence_level=confidence_level)  # fmt: skip
         entry = report["by_source"]["llm_auto"]
@@ -638,6 +646,7 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     # a tied audit stays in the sample as unresolved (the published label counted wrong), as above
     audit_truth = _audit_verdicts(audit_answers[[not flag for flag in by_own_reviewer]])
     out["n_review_audits"] = int(sum(rid in audit_truth for rid in reviewed.index))
+    out["n_review_audits_tied"] = int(sum(audit_truth.get(rid) == UNRESOLVED_AUDIT for rid in reviewed.index))
     out["n_not_covered"] = int(published["label_source"].isin(["human", "consensus"]).sum() - len(reviewed))
     out["reviewed"] = None
     if len(reviewed) and out["n_review_audits"]:

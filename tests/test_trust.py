@@ -317,7 +317,9 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     assert tied["n_review_audits"] == measured["n_review_audits"] == len(copies)
     assert sum(c["n_audited"] for c in cells) == len(copies)
     assert sum(c["n_correct"] for c in cells) == sum(c["n_correct"] for c in before) - 3
-    assert tied["reviewed"]["overall"]["estimate"] < entry["estimate"]
+    assert tied["reviewed"]["overall"]["estimate"] < entry["estimate"] and tied["n_review_audits_tied"] == 3
+    assert f"blind review audits of {len(reviewed)}, 3 tied (no majority: counted as the label being wrong)" in (
+        describe_published_accuracy(tied))  # fmt: skip
     # only the original reviewer answered: nothing independent is left to measure with
     answers[~answers["record_id"].str.endswith("::audit")].pipe(lambda a: pd.concat([a, own])).to_parquet(
         run / "responses.parquet", index=False
