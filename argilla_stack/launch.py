@@ -166,6 +166,13 @@ def load_vector_settings_with_vectors() -> None:
     prop.strategy_key = (("lazy", "selectin"),)
 
 
+# How long a statement waits for SQLite's write lock before "database is locked" (argilla-server's
+# default is 5 s). A submit's transaction holds the lock while the search index is updated; 20
+# simultaneous submits, or a long write by the worker, kept it past 5 s and reviewers got 500
+# (9 of 60 on a 2-core AMD EPYC): their answer lost. PostgreSQL is not concerned.
+SQLITE_LOCK_WAIT_S = 60
+
+
 def configure_database_engines() -> None:
     """Replace argilla-server's two SQLAlchemy engines with ones that pre-ping and hide parameters.
 
@@ -173,9 +180,9 @@ def configure_database_engines() -> None:
     PostgreSQL restart every pooled connection is dead and the next request fails with 500. And
     without ``hide_parameters`` a failed statement's message carries its parameters, the
     owner's API key among them (the user lookup of every authenticated request), into the 500
-    body and server.log. The new engines keep the server's own arguments (pool size, SQLite
-    timeout); the session factories every server module imported are rebound to them
-    (``sessionmaker.configure``). Must run before the first connection.
+    body and server.log. The new engines keep the server's own arguments (pool size) but wait
+    up to :data:`SQLITE_LOCK_WAIT_S` for SQLite's write lock; the session factories every server
+    module imported are rebound to them (``sessionmaker.configure``). Must run before the first connection.
     """
     from argilla_server import database
     from argilla_server.settings import settings
@@ -183,6 +190,8 @@ def configure_database_engines() -> None:
     from sqlalchemy.ext.asyncio import create_async_engine
 
     args = {**settings.database_engine_args, "pool_pre_ping": True, "hide_parameters": True}
+    if settings.database_is_sqlite:  # wait for the write lock rather than answer 500 (SQLITE_LOCK_WAIT_S)
+        args["connect_args"] = {**args.get("connect_args", {}), "timeout": SQLITE_LOCK_WAIT_S}
     database.async_engine = create_async_engine(settings.database_url, **args)
     database.sync_engine = create_engine(database.database_url_sync(), **args)
     database.AsyncSessionLocal.configure(bind=database.async_engine)
