@@ -11,10 +11,7 @@ train a small model on curated labels and compare it with the LLM on gold. Two s
   "Efficient Few-Shot Learning Without Prompts"): contrastive fine-tuning of the same MiniLM on
   label pairs, then the same logistic-regression head on the fine-tuned embeddings. SetFit's
   defaults (R = 20, batch 16, lr 2e-5, one epoch), pairs capped at ``--max-pairs``; nothing tuned on
-  the evaluation records;
-* ``finetuned_holdout``: the same with ``head_holdout`` (a quarter of the labels kept out of the
-  fine-tuning; the head fitted on their fine-tuned embeddings only), so that the head's
-  probabilities are those of texts the body was not tuned on (``--students`` picks which run).
+  the evaluation records.
 
 Per corpus (Rotten Tomatoes snippets, CrowdFlower tweets):
 
@@ -74,8 +71,7 @@ from labeltriage.jsonio import write_json  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 CORPORA = ("rotten_tomatoes", "crowdflower_tweets")
 LABELS = {"rotten_tomatoes": ["negative", "positive"], "crowdflower_tweets": ["negative", "neutral", "positive"]}
-STUDENTS = ("frozen", "frozen_cv", "finetuned", "finetuned_holdout")
-HEAD_HOLDOUT = 0.25  # finetuned_holdout: the head's share of the training labels, kept out of the fine-tuning
+STUDENTS = ("frozen", "frozen_cv", "finetuned")
 C_GRID = (0.25, 1.0, 4.0, 16.0, 64.0)
 TASKS = {"4label": "", "3label": "_sentiment_3class"}
 
@@ -221,7 +217,6 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads (1 is steadier when another job runs)")
     parser.add_argument("--eval-limit", type=int, default=None, help="first N evaluation records only (plumbing)")
     parser.add_argument("--corpora", nargs="+", default=list(CORPORA))
-    parser.add_argument("--students", nargs="+", choices=STUDENTS, default=list(STUDENTS))
     parser.add_argument("--bootstrap", type=int, default=4000)
     parser.add_argument(
         "--prelabels", type=Path, default=RESULTS, help="directory of the LLM's prelabels_qwen_*.parquet"
@@ -250,8 +245,6 @@ def main() -> None:
             "finetuned": "curation.student.fit_finetuned_student: SetFit (Tunstall et al. 2022), contrastive "
             "fine-tuning of all-MiniLM-L6-v2 (CosineSimilarityLoss, AdamW lr 2e-5, batch 16, 1 epoch, "
             f"R={args.num_iterations}, at most {args.max_pairs} pairs) + logistic regression (C=1)",
-            "finetuned_holdout": f"the same, with head_holdout={HEAD_HOLDOUT}: the body tuned on the other "
-            f"{1 - HEAD_HOLDOUT:.0%} of the labels, the head fitted on this share's fine-tuned embeddings only",
         },
         "settings": {
             **settings,
@@ -297,7 +290,7 @@ def main() -> None:
                 if len(train) < size:
                     raise SystemExit(f"{corpus}: the pool has {len(pool)} records, too few for {size} + calibration")
                 texts, y = train["text"].tolist(), train["label"].to_numpy(dtype=str)
-                for student in args.students:
+                for student in STUDENTS:
                     key = run_key(corpus, size, seed, student, settings)
                     if key in done:
                         entry["runs"].append(done[key])
@@ -317,7 +310,6 @@ def main() -> None:
                         ft = fit_finetuned_student(
                             texts, y, classes=labels, seed=seed, model=base,
                             num_iterations=args.num_iterations, max_pairs=args.max_pairs,
-                            head_holdout=HEAD_HOLDOUT if student == "finetuned_holdout" else 0.0,
                         )  # fmt: skip
                         train_s = ft.seconds
                         t1 = time.perf_counter()
@@ -485,8 +477,7 @@ def markdown(report: dict[str, Any]) -> str:
         "curated labels (the corpus's gold label) of records drawn at random from the rest of the corpus, nested "
         f"training sets per seed; {s['seeds_small']} seeds at <= 100 labels, {s['seeds']} above. Students: "
         f"`frozen` = {report['method']['frozen']}; `frozen_cv` = {report['method']['frozen_cv']}; "
-        f"`finetuned` = {report['method']['finetuned']}; `finetuned_holdout` = "
-        f"{report['method']['finetuned_holdout']}. "
+        f"`finetuned` = {report['method']['finetuned']}. "
         f"torch threads {s['threads']}; load average {report['machine']['load_average_start']} at the start"
         + (f", run time {report['run_time_s']} s." if "run_time_s" in report else "."),
         "",

@@ -220,28 +220,6 @@ class FinetunedStudent:
         return self.head.predict(self._features(texts_or_embeddings))
 
 
-def _split_for_head(y: np.ndarray, head_holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row indices (body, head): every row for both without a holdout, else a stratified split."""
-    rows = np.arange(y.shape[0])
-    if not 0 <= head_holdout < 1:
-        raise ValueError(f"head_holdout must be in [0, 1), got {head_holdout}")
-    if head_holdout == 0:
-        return rows, rows
-    from sklearn.model_selection import train_test_split
-
-    try:
-        body, head = train_test_split(rows, test_size=head_holdout, stratify=y, random_state=seed)
-    except ValueError as exc:  # a class too rare to stratify, or a part left empty
-        raise ValueError(f"head_holdout {head_holdout}: cannot split {y.shape[0]} labels in two stratified parts "
-                         f"({exc}); label more records or use head_holdout 0") from None  # fmt: skip
-    body, head = np.sort(body), np.sort(head)
-    for name, part in (("fine-tuning", body), ("head", head)):
-        if np.unique(y[part]).size < 2:
-            raise ValueError(f"head_holdout {head_holdout}: the {name} part has a single class; label more records "
-                             "or use head_holdout 0")  # fmt: skip
-    return body, head
-
-
 def fit_finetuned_student(
     texts: Sequence[str],
     labels: Any,
@@ -256,7 +234,6 @@ def fit_finetuned_student(
     warmup_ratio: float = 0.1,
     max_seq_length: int = 128,
     c: float = 1.0,
-    head_holdout: float = 0.0,
     model: Any | None = None,
 ) -> FinetunedStudent:
     """Fine-tune the MiniLM body contrastively on ``(text, label)`` pairs, then fit the head (SetFit).
@@ -280,12 +257,6 @@ def fit_finetuned_student(
         epochs: passes over the pairs; batch_size: pairs per step; learning_rate: AdamW's peak rate.
         max_seq_length: tokens kept per text (MiniLM allows 256; snippets and tweets fit in 128).
         c: the head's inverse regularisation.
-        head_holdout: share of the training records kept out of the fine-tuning, in [0, 1): the
-            head is then fitted on the fine-tuned embeddings of those records only (a stratified
-            random split, seeded). SetFit fits its head on the texts the body was tuned to pull
-            together, which it separates better than any unseen text: its probabilities are too
-            confident for a certificate to find a precise top (``benchmarks/student_vs_llm.py``).
-            0: SetFit's own head, on every training record.
         model: a ``SentenceTransformer`` to start from; it is deep-copied, never modified (default:
             the bundled all-MiniLM-L6-v2, loaded with :func:`load_minilm`).
 
@@ -295,9 +266,8 @@ def fit_finetuned_student(
     Raises:
         ValueError: ``texts`` not a sequence of strings, lengths that differ, a single class, labels
             outside ``classes``, or a non-positive ``epochs``, ``batch_size``, ``learning_rate``,
-            ``max_seq_length``, ``num_iterations`` or ``max_pairs``; ``warmup_ratio`` or
-            ``head_holdout`` outside [0, 1); a holdout leaving either part with fewer than two
-            classes. All checked before any model is loaded.
+            ``max_seq_length``, ``num_iterations`` or ``max_pairs``; ``warmup_ratio`` outside [0, 1).
+            All checked before any model is loaded.
     """
     started = time.perf_counter()
     items = _as_texts(texts)
@@ -316,9 +286,7 @@ def fit_finetuned_student(
         raise ValueError(f"learning_rate must be > 0, got {learning_rate}")
     if not 0 <= warmup_ratio < 1:
         raise ValueError(f"warmup_ratio must be in [0, 1), got {warmup_ratio}")
-    body_rows, head_rows = _split_for_head(y, head_holdout, seed)
-    pairs = sample_pairs(y[body_rows], num_iterations=num_iterations, max_pairs=max_pairs, seed=seed)
-    pairs[:, :2] = body_rows[pairs[:, :2].astype(np.int64)]  # indices into items
+    pairs = sample_pairs(y, num_iterations=num_iterations, max_pairs=max_pairs, seed=seed)
 
     import torch
 
@@ -357,8 +325,8 @@ def fit_finetuned_student(
         body.eval()
     encode_batch = 64
     with torch.no_grad():
-        x = _encode(body, [items[i] for i in head_rows], encode_batch)
-    head = fit_student(x, y[head_rows], classes=cls, c=c, seed=seed)
+        x = _encode(body, items, encode_batch)
+    head = fit_student(x, y, classes=cls, c=c, seed=seed)
     tenth = max(1, len(losses) // 10)
     return FinetunedStudent(
         classes=cls,
@@ -374,7 +342,6 @@ def fit_finetuned_student(
             "method": "SetFit (Tunstall et al. 2022): contrastive fine-tuning + logistic-regression head",
             "num_iterations": num_iterations, "max_pairs": max_pairs, "epochs": epochs, "batch_size": batch_size,
             "learning_rate": learning_rate, "warmup_ratio": warmup_ratio, "max_seq_length": max_seq_length,
-            "c": c, "seed": seed, "torch_threads": torch.get_num_threads(), "head_holdout": head_holdout,
-            "n_body": int(body_rows.size), "n_head": int(head_rows.size),
+            "c": c, "seed": seed, "torch_threads": torch.get_num_threads(),
         },
     )  # fmt: skip

@@ -98,8 +98,6 @@ def test_pairs_errors(labels: list[str], kwargs: dict, match: str) -> None:
         (["a", "b"], ["x", "y"], {"learning_rate": 0.0}, "learning_rate"),
         (["a", "b"], ["x", "y"], {"warmup_ratio": 1.0}, "warmup_ratio"),
         (["a", "b"], ["x", "y"], {"max_pairs": 0}, "max_pairs"),
-        (["a", "b"], ["x", "y"], {"head_holdout": 1.0}, r"head_holdout must be in \[0, 1\)"),
-        (["a", "b", "c"], ["x", "y", "y"], {"head_holdout": 0.5}, "cannot split 3 labels in two stratified parts"),
     ],
 )
 def test_fit_rejects_bad_input_before_loading_a_model(
@@ -180,19 +178,3 @@ def test_finetuned_student_class_order_and_bad_embeddings(base_model: object) ->
         st.predict_proba(np.zeros((2, 5)))
     with pytest.raises(ValueError, match="sequence of strings"):
         st.predict_proba("a single string")
-
-
-@pytest.mark.llm
-def test_a_head_holdout_keeps_the_heads_records_out_of_the_fine_tuning(base_model: object) -> None:
-    """head_holdout: the body is tuned on some records, the head fitted on the others' embeddings."""
-    st = fit_finetuned_student(TEXTS, LABELS, seed=0, model=base_model, head_holdout=0.5, **TINY)
-    settings = st.settings
-    assert (settings["n_body"], settings["n_head"], settings["head_holdout"]) == (6, 6, 0.5)
-    body, head = student_module._split_for_head(np.array(LABELS), 0.5, 0)
-    assert set(body).isdisjoint(head) and sorted([*body, *head]) == list(range(12))
-    assert sorted(np.array(LABELS)[head]) == ["negative"] * 3 + ["positive"] * 3  # stratified
-    # the head saw only its records: fitted on their fine-tuned embeddings, it gives the same probabilities
-    again = student_module.fit_student(st.embed([TEXTS[i] for i in head]), np.array(LABELS)[head], seed=0)
-    np.testing.assert_allclose(st.predict_proba(list(HELD_OUT)), again.predict_proba(st.embed(list(HELD_OUT))),
-                               atol=1e-6)  # fmt: skip
-    assert np.mean(st.predict(list(HELD_OUT)) == np.array(list(HELD_OUT.values()))) >= 5 / 6
