@@ -6,6 +6,7 @@ Everything but the program lives under one home directory, ``<stack home>/label-
     secrets.json    0600: the owner's and reviewers' e-mail, password and personal access token
     data/           LABEL_STUDIO_BASE_DATA_DIR: SQLite database, Django secret key, uploads
     logs/           label-studio.log
+    settings/       Label Studio's Django settings plus a 60 s SQLite lock wait (rewritten by `up`)
 
 The program is Label Studio |version| from PyPI in a virtualenv of its own (about 1 GB, shared by
 every home: ``LABELTRIAGE_LABEL_STUDIO_VENV`` or the user cache directory), since its pins clash
@@ -108,6 +109,23 @@ def _csrf_session(base_url: str, path: str, form: dict[str, str]) -> tuple[httpx
     return client, reply
 
 
+SQLITE_LOCK_WAIT_S = 60  # Django's SQLite default is 5 s: a longer write made an annotation fail with 500
+SETTINGS_MODULE = "labeltriage_label_studio_settings"
+# Label Studio's own settings, plus the SQLite lock wait; written into the server's home at each start
+_SETTINGS_SOURCE = f"""# Written by labeltriage (label_studio_stack.server) at each start; edits are overwritten.
+import os
+
+# Label Studio's settings module reads django.conf.settings while it is imported: point Django at it
+# (it is complete enough by then), not at this module, which is not yet
+os.environ["DJANGO_SETTINGS_MODULE"] = "label_studio.core.settings.label_studio"
+from label_studio.core.settings.label_studio import *  # noqa: E402,F401,F403
+from label_studio.core.settings.label_studio import DATABASES  # noqa: E402
+
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # the same dict Django's settings hold
+    DATABASES["default"].setdefault("OPTIONS", {{}})["timeout"] = {SQLITE_LOCK_WAIT_S}
+"""
+
+
 class LabelStudioServer:
     """One local Label Studio, identified by its home directory."""
 
@@ -176,6 +194,9 @@ class LabelStudioServer:
             SSRF_PROTECTION_ENABLED="false",
             LATEST_VERSION_CHECK="false",  # no call to pypi.org at each start
             COLLECT_ANALYTICS="false",
+            # Label Studio's settings with a longer SQLite lock wait (_SETTINGS_SOURCE, written by `up`)
+            DJANGO_SETTINGS_MODULE=SETTINGS_MODULE,
+            PYTHONPATH=str(self.home / "settings"),
         )
         return env
 
@@ -204,6 +225,9 @@ class LabelStudioServer:
             return url
         program = install(log)
         data = self._ensure_home()
+        settings = self.home / "settings"
+        settings.mkdir(mode=0o700, exist_ok=True)
+        (settings / f"{SETTINGS_MODULE}.py").write_text(_SETTINGS_SOURCE)
         port = port or int(data.get("port") or DEFAULT_PORT)  # the port it ran on last
         url = f"http://{HOST}:{port}"
         if self._healthy(url):

@@ -105,6 +105,45 @@ def _annotate(label_studio, username: str, answers: dict[int, str | None]) -> No
         client.post(f"/api/tasks/{task_id}/annotations/", json=body)
 
 
+def test_an_annotation_waits_for_a_long_write_instead_of_failing(label_studio, owner):
+    """A writer holds Label Studio's SQLite database for 8 s; an annotation submitted meanwhile is
+    saved once it is done. Was: 500 "database is locked" after Django's 5 s: the answer lost."""
+    import sqlite3
+    import threading
+    import time
+
+    from curation.adapters.labelstudio_io import project_tasks
+
+    config = (
+        '<View><Text name="text" value="$text"/><Choices name="sentiment" toName="text">'
+        '<Choice value="positive"/><Choice value="negative"/></Choices></View>'
+    )
+    project = owner.post("/api/projects/", json={"title": "lock wait", "label_config": config})
+    owner.post(f"/api/projects/{project['id']}/import", json=[{"text": "a fine film"}])
+    task = project_tasks(owner, project["id"])[0]
+    holder = sqlite3.connect(label_studio.data_dir / "label_studio.sqlite3", timeout=30, isolation_level=None,
+                             check_same_thread=False)  # fmt: skip
+    holder.execute("BEGIN IMMEDIATE")  # the write lock, as a long write holds it
+    release = threading.Timer(8, holder.execute, args=("COMMIT",))
+    release.start()
+    started = time.monotonic()
+    try:
+        owner.post(
+            f"/api/tasks/{task['id']}/annotations/",
+            json={
+                "result": [
+                    {"from_name": "sentiment", "to_name": "text", "type": "choices", "value": {"choices": ["positive"]}}
+                ]
+            },
+        )
+    finally:
+        release.join()
+        holder.close()
+    assert time.monotonic() - started >= 7  # it waited for the lock
+    saved = owner.get(f"/api/tasks/{task['id']}/annotations/")
+    assert [a["result"][0]["value"]["choices"] for a in saved] == [["positive"]]
+
+
 def test_push_pull_agreement_publish(label_studio, owner, tmp_path):
     import labeltriage as lt
     from curation.adapters.labelstudio_io import find_project
