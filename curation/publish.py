@@ -585,8 +585,9 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     sample of their set and the auditor's label is right (auditor error biases it). Reviewed
     records not in the assisted review queue (answered spot checks, blind-reviewed records) are
     not covered by the review audit and are left out of the reviewed figures (``n_not_covered``).
-    An answered audit that stays unresolved (a tie or low agreement) counts as the LLM label being
-    wrong. Returns a strict-JSON dict; an entry is None (with ``reason``) when it cannot be measured.
+    An answered audit whose auditors tie (no majority) counts as the label it checks being wrong,
+    for the LLM's and the reviewed labels alike (``n_audits_unresolved``, ``n_review_audits_tied``).
+    Returns a strict-JSON dict; an entry is None (with ``reason``) when it cannot be measured.
     """
     from curation.estimation import mover_combine, published_accuracy
 
@@ -594,8 +595,8 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
     published = final.final.set_index("id")
     out: dict[str, Any] = {"confidence_level": confidence_level}
     # the LLM labels published without review, from the spot-check audits; an audit answered but
-    # unresolved (a tie, low agreement: in adjudication) counts as the LLM being wrong, so that the
-    # hard records are not dropped from the sample (conservative)
+    # tied counts as the LLM being wrong, so that the hard records are not dropped from the sample
+    # (conservative)
     auto_ids = routed.index[routed["route"].isin(AUTO_ROUTES)]
     answered = set(run.responses["record_id"].astype(str)) if len(run.responses) else set()
     audited = {rid for rid in auto_ids if routed.at[rid, "route"] == "spot_check" and str(rid) in answered}
@@ -794,7 +795,13 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         f"when they disagreed and the consensus method ({summary['consensus']['method']}, ties: "
         f"{summary['consensus']['tie_policy']}) decided. Records with low agreement "
         f"(winning share < {summary['consensus']['min_agreement']}) or a tie went to an adjudication "
-        "queue and are not in this dataset.",
+        "queue and are not in this dataset."
+        + (
+            " Review-queue records nobody answered carry the student's label (`student`: a model trained on the "
+            "reviewed labels) where its probability clears a threshold certified on gold (below)."
+            if summary["per_label_source"].get("student")
+            else ""
+        ),
         "",
         "| label_source | records |",
         "|---|---|",

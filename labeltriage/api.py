@@ -594,6 +594,7 @@ def route(
         priority_scores,
         route_records,
     )
+    from labeltriage.config import check_target_precision
     from labeltriage.jsonio import write_json
     from labeltriage.trust import certificate_identity
 
@@ -620,8 +621,6 @@ def route(
         raise RunDirError(str(exc)) from None
     task = run.task_config_or_none()
     target = target_precision if target_precision is not None else (task.thresholds.target_precision if task else 0.95)
-    if task is not None:
-        task.check_target_precision(target)
     spot_rate = spot_check_rate if spot_check_rate is not None else (task.thresholds.spot_check_rate if task else 0.05)
     blind_rate = blind_share if blind_share is not None else (task.thresholds.blind_share if task else 0.0)
     audit_rate = (
@@ -650,6 +649,11 @@ def route(
     has_gold, correct = _gold_mask(prelabels, labels, raw)
     if has_gold.sum() == 0:
         raise InputError("no ok pre-label has a gold label: cannot choose a threshold; pass --gold FILE")
+    if task is not None:
+        task.check_target_precision(target)
+    elif (answered := prelabels["llm_label"].dropna()).map(lambda label: isinstance(label, str)).all():
+        # no task recorded: the single-label run's own labels, answered or gold
+        check_target_precision(target, len(set(answered) | set(labels.dropna().astype(str))))
     flagged = (
         prelabels["instruction_like"].fillna(False).astype(bool).to_numpy()
         if "instruction_like" in prelabels.columns

@@ -272,6 +272,23 @@ def chance_precision(n_labels: int) -> float:
     return 1.0 / max(1, n_labels)
 
 
+TARGET_OPTION = "target_precision (--target-precision)"
+
+
+def check_target_precision(target: float, n_labels: int, option: str = TARGET_OPTION) -> None:
+    """Refuse a precision target that a labeller guessing at random meets.
+
+    A uniform guess among ``n_labels`` labels has precision ``1 / n_labels``
+    (:func:`chance_precision`), so a certificate at or below it says nothing (found: 0.1 on 3
+    labels certified a student right 29.6% of the time). It is a floor, not a bar: on imbalanced
+    data always answering the most frequent label does better. Raises
+    :class:`~labeltriage.errors.UsageError` naming ``option``."""
+    from labeltriage.errors import UsageError
+
+    if target <= (chance := chance_precision(n_labels)):
+        raise UsageError(_below_chance(option, target, n_labels, chance))
+
+
 def _below_chance(what: str, target: float, n_labels: int, chance: float) -> str:
     return (f"{what} {target:g} is at or below chance for {n_labels} labels (1/{n_labels} = {chance:.3g}: a labeller "
             f"guessing at random meets it). Fix: use a precision target above {chance:.3g}, e.g. 0.9")  # fmt: skip
@@ -531,16 +548,10 @@ class TaskConfig(_Strict):
             )
         return self
 
-    def check_target_precision(self, target: float, option: str = "target_precision") -> None:
-        """Refuse a precision target a labeller guessing at random meets (single-label tasks).
-
-        A uniform guess among K labels has precision 1/K, so a certificate at or below it says
-        nothing (found: 0.1 on 3 labels certified a student right 29.6% of the time). Raises
-        :class:`~labeltriage.errors.UsageError` naming ``option``."""
-        from labeltriage.errors import UsageError
-
-        if self.task_type == "single_label" and target <= (chance := chance_precision(len(self.labels))):
-            raise UsageError(_below_chance(option, target, len(self.labels), chance))
+    def check_target_precision(self, target: float, option: str = TARGET_OPTION) -> None:
+        """:func:`check_target_precision` with this task's labels (single-label tasks only)."""
+        if self.task_type == "single_label":
+            check_target_precision(target, len(self.labels), option)
 
     # -- derived ------------------------------------------------------------------------------
 

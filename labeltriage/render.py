@@ -124,7 +124,13 @@ def render_push(report: Any, task: Any) -> None:
 def render_pull(report: Any, run: Any, command: str = "pull") -> None:
     task = run.task_config()
     click.echo(
-        f"pulled {report.submitted} submitted response(s) from {len(report.reviewers)} reviewer(s) on "
+        f"pulled {report.submitted} submitted response(s)"
+        + (
+            f" ({report.kept_from_earlier_pulls} of them saved by earlier pulls, no longer on the server)"
+            if report.kept_from_earlier_pulls
+            else ""
+        )
+        + f" from {len(report.reviewers)} reviewer(s) on "
         f"{report.records_with_submitted}/{report.records} record(s); not used: {report.draft} draft, "
         f"{report.discarded} discarded, {report.invalid_label} with a label outside the task config's labels"
     )
@@ -278,13 +284,13 @@ def render_effort(effort: dict[str, Any]) -> None:
         f"{1 - humans / total:.0%} of the labelling effort saved"
     )
     if effort["gold_accuracy"] is not None:
-        click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']}: the gold records, "
-                   "every confidence, the records the threshold was certified on)")  # fmt: skip
+        click.echo(f"  LLM accuracy on gold: {effort['gold_accuracy']:.1%} (n={effort['n_gold']}: every gold record, "
+                   "whatever its confidence; the threshold was certified on them)")  # fmt: skip
     if effort.get("auto_accepted_accuracy") is not None:
         click.echo(
             f"  auto-accepted accuracy on gold: {effort['auto_accepted_accuracy']:.1%} (n={effort['n_auto_accepted']}; "
-            "the auto-accepted records, scored against the same crowd truth as the gold: the label of the crowd's "
-            "mean rating, which the product never saw for them)"
+            "each auto-accepted record against its gold-standard label, the crowd's mean rating, which the product "
+            "never saw for these records)"
         )
     chosen = effort["threshold"]
     if chosen.get("threshold") is not None and effort.get("method") == "scan":

@@ -65,11 +65,11 @@ def student_label(
     if student not in STUDENTS:
         raise UsageError(f"student {student!r}: use one of {list(STUDENTS)}")
     if max_pairs is not None and student != "finetuned":
-        raise UsageError(f"max_pairs {max_pairs}: only the fine-tuned student has pairs; choose it (--student "
-                         "finetuned, student='finetuned') or drop --max-pairs")  # fmt: skip
+        raise UsageError(f"max_pairs (--max-pairs) {max_pairs}: only the fine-tuned student has pairs; choose it "
+                         "(student='finetuned', --student finetuned) or drop max_pairs")  # fmt: skip
     if max_pairs is not None and (not isinstance(max_pairs, int) or isinstance(max_pairs, bool) or max_pairs < 1):
-        raise UsageError(f"max_pairs {max_pairs!r}: use a whole number >= 1 (pairs of the fine-tuning; 4000 by "
-                         "default)")  # fmt: skip
+        raise UsageError(f"max_pairs (--max-pairs) {max_pairs!r}: use a whole number >= 1 (pairs of the "
+                         "fine-tuning; 4000 by default)")  # fmt: skip
     pairs = (max_pairs or DEFAULT_MAX_PAIRS) if student == "finetuned" else None
     task = run.task_config()
     if task.task_type == "multi_label":
@@ -177,7 +177,8 @@ def _nothing_to_label(  # noqa: PLR0913
         "student": student, "stratum": stratum, "n_pool": 0, "n_left_for_people": left, "n_accepted": 0,
         "certificate": None, "settings_tried": tried, "routing_identity": routing_identity(routing),
         "statement": (f"Nothing to label: every review-queue record in the stratum ({stratum}) was answered or is "
-                      "left for people; the student was not trained and the gold not tested (no setting tried)."),
+                      "left for people; the student was not trained and the gold not tested (no setting added to "
+                      "settings_tried)."),
     }  # fmt: skip
     write_json(run / STUDENT_REPORT_FILE, report)
     return report

@@ -53,7 +53,7 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     assert len(routed) == RECORDS
     # the calibration step and the effort report count the same gold records the same way
     calibrated = re.search(rf"gold: {GOLD} records, LLM accuracy ([0-9.]+)", first.output)
-    reported = re.search(rf"LLM accuracy on gold: ([0-9.]+)% \(n={GOLD}: the gold records", first.output)
+    reported = re.search(rf"LLM accuracy on gold: ([0-9.]+)% \(n={GOLD}: every gold record", first.output)
     assert calibrated and reported, first.output
     assert float(calibrated.group(1)) * 100 == pytest.approx(float(reported.group(1)), abs=0.1)
     queued = int(routed["route"].isin(["human_review", "spot_check"]).sum())

@@ -138,7 +138,15 @@ def test_missing_gold_is_not_gold(tmp_path: Path, server: FakeOpenAIServer) -> N
     assert "gold: 12 records, LLM accuracy 0.750" in result.stdout
     assert json.loads((run / "calibration.json").read_text())["n_gold"] == 12
     result = _invoke(["route", str(run), "--target-precision", "0.25"])  # a guess among 4 labels meets it
-    assert "target_precision 0.25 is at or below chance for 4 labels" in _one_line_error(result, exit_code=2)
+    assert "target_precision (--target-precision) 0.25 is at or below chance for 4 labels" in _one_line_error(
+        result, exit_code=2)  # fmt: skip
+    # a run that records no task: the labels its LLM answered and its gold count instead (found in review)
+    meta = json.loads((run / "run.json").read_text())
+    (run / "run.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "config"}))
+    seen = set(pd.read_parquet(run / "prelabels.parquet")["llm_label"].dropna()) | set(frame["gold_label"].dropna())
+    result = _invoke(["route", str(run), "--target-precision", "0.2"])
+    assert f"0.2 is at or below chance for {len(seen)} labels" in _one_line_error(result, exit_code=2)
+    (run / "run.json").write_text(json.dumps(meta))
     assert not (run / "routing.json").exists()
     result = _invoke(["route", str(run), "--target-precision", "0.5"])
     assert result.exit_code == 0, result.stderr

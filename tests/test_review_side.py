@@ -383,6 +383,8 @@ def test_a_deleted_reviewer_keeps_their_labels(argilla_stack, argilla_client, tm
     result = _cli(["pull", str(run)], env)
     assert "6 submitted response(s) saved by an earlier pull are no longer on the server" in result.stderr
     assert "--drop-missing" in result.stderr
+    assert "pulled 6 submitted response(s) (6 of them saved by earlier pulls, no longer on the server)" in (
+        result.stdout)  # fmt: skip
     responses = pd.read_parquet(run / "responses.parquet")
     assert len(responses) == 6 and not responses["on_server"].any() and set(responses["user"]) == {reviewer}
     _cli(["publish", str(run)], env)

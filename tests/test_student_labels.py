@@ -139,6 +139,7 @@ def test_student_label_then_publish(tmp_path: Path) -> None:
     student_rows = final[final["label_source"] == "student"].set_index("id")
     assert (student_rows["label"] == kept.set_index("id").loc[student_rows.index, "student_label"]).all()
     card = (run / "README.md").read_text()
+    assert "Review-queue records nobody answered carry the student's label (`student`: a model trained" in card
     assert report["settings_tried"] == [
         {"student": "frozen", "max_pairs": None, "seed": 0, "target_precision": 0.75, "confidence_level": 0.95}
     ]  # the rerun is the same test, not a second
@@ -208,7 +209,7 @@ def test_the_finetuned_student_labels_a_run(tmp_path: Path) -> None:
     for bad in (0, 2.5, True):
         with pytest.raises(InputError, match=r"max_pairs .*: use a whole number >= 1 \(pairs of the fine-tuning"):
             api.student_label(run, student="finetuned", max_pairs=bad)  # type: ignore[arg-type]
-    with pytest.raises(InputError, match="max_pairs 64: only the fine-tuned student has pairs; choose it "):
+    with pytest.raises(InputError, match=r"max_pairs \(--max-pairs\) 64: only the fine-tuned student has pairs"):
         api.student_label(run, max_pairs=64)
     out = CliRunner().invoke(cli, ["student-label", str(run), "--max-pairs", "64"])
     assert out.exit_code == 2 and "only the fine-tuned student has pairs" in out.output  # usage, not a bad file
@@ -248,7 +249,8 @@ def test_student_label_errors_name_the_fix(tmp_path: Path) -> None:
 
     run, _ = make_run(tmp_path)
     # found in review: a target below chance (1/3 on 3 labels) certified a student right 29.6% of the time
-    with pytest.raises(UsageError, match=r"target_precision 0.1 is at or below chance for 3 labels \(1/3 = 0.333"):
+    below = r"target_precision \(--target-precision\) 0.1 is at or below chance for 3 labels \(1/3 = 0.333"
+    with pytest.raises(UsageError, match=below):
         api.student_label(run, target_precision=0.1)
     out = CliRunner().invoke(cli, ["student-label", str(run), "--target-precision", "0.3"])
     assert out.exit_code == 2 and "Fix: use a precision target above 0.333, e.g. 0.9" in out.output
