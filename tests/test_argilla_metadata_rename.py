@@ -14,6 +14,7 @@ import pytest
 
 from curation.adapters import argilla_io
 from labeltriage.config import load_task_config
+from tests.support.reviewers import reviewer_headers
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,13 +54,12 @@ def _submit(stack, dataset, rid: str, label: str) -> str:
     ]
     server_id = next(item["id"] for item in items if item["external_id"] == rid)
     name = f"rename_{uuid.uuid4().hex[:6]}"
-    password = stack.add_user(name)
-    token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
+    headers = reviewer_headers(stack, name)
     body = {"values": {"sentiment": {"value": label}}, "status": "submitted"}
     answer = httpx.post(
         f"{api_url}/api/v1/records/{server_id}/responses",
         json=body,
-        headers={"Authorization": f"Bearer {token['access_token']}"},
+        headers=headers,
     )
     assert answer.is_success, answer.text
     return name

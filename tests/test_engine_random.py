@@ -14,6 +14,8 @@ import httpx
 import numpy as np
 import pytest
 
+from tests.support.reviewers import reviewer_headers
+
 pytestmark = pytest.mark.stack
 
 WORDS = ["apple", "battery", "camera", "screen", "price", "durable", "broken", "great", "awful", "fine"]
@@ -34,10 +36,9 @@ def world(argilla_stack, argilla_client):
     users = []
     for index in range(3):
         name = f"rand_reviewer_{index}_{uuid.uuid4().hex[:6]}"
-        password = argilla_stack.add_user(name, role="annotator")
-        token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
-        me = httpx.get(f"{api_url}/api/v1/me", headers={"Authorization": f"Bearer {token['access_token']}"}).json()
-        users.append({"id": me["id"], "name": name, "headers": {"Authorization": f"Bearer {token['access_token']}"}})
+        headers = reviewer_headers(argilla_stack, name)
+        me = httpx.get(f"{api_url}/api/v1/me", headers=headers).json()
+        users.append({"id": me["id"], "name": name, "headers": headers})
     settings = rg.Settings(
         fields=[rg.TextField(name="text"), rg.TextField(name="title", required=False)],
         questions=[

@@ -17,6 +17,7 @@ import labeltriage as lt
 from curation.gold import draw_gold_sample
 from labeltriage.config import load_task_config
 from labeltriage.errors import InputError
+from tests.support.reviewers import reviewer_headers
 
 
 def test_a_draw_is_a_simple_random_sample_that_extends():
@@ -71,13 +72,12 @@ def _answer(stack, dataset, answers: dict[str, str]) -> None:
     ).json()["items"]  # fmt: skip
     server_ids = {item["external_id"]: item["id"] for item in items}
     name = f"gold_{uuid.uuid4().hex[:6]}"
-    password = stack.add_user(name)
-    token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
+    headers = reviewer_headers(stack, name)
     for rid, label in answers.items():
         reply = httpx.post(
             f"{api_url}/api/v1/records/{server_ids[rid]}/responses",
             json={"values": {"sentiment": {"value": label}}, "status": "submitted"},
-            headers={"Authorization": f"Bearer {token['access_token']}"},
+            headers=headers,
         )
         assert reply.is_success, reply.text
 

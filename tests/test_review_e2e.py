@@ -24,6 +24,7 @@ from statsmodels.stats.inter_rater import aggregate_raters, fleiss_kappa
 from labeltriage.cli import main as cli
 from labeltriage.corpora import vader_ratings
 from tests.support.hub_server import HubServer
+from tests.support.reviewers import reviewer_headers
 from tests.test_publish import LOAD, _hub_env
 
 pytestmark = pytest.mark.stack
@@ -130,9 +131,7 @@ def test_push_review_pull_agree_loop_publish(review_run, argilla_client, tmp_pat
     names = []
     for index in range(REVIEWERS):
         name = f"e2e_reviewer_{index}_{uuid.uuid4().hex[:4]}"
-        password = stack.add_user(name)
-        token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
-        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        headers = reviewer_headers(stack, name)
         names.append(name)
         # what an annotator's UI can list and filter on: no LLM field
         listed = httpx.get(f"{api_url}/api/v1/me/datasets/{dataset.id}/metadata-properties", headers=headers).json()

@@ -20,6 +20,7 @@ import pytest
 from curation.adapters import argilla_io
 from labeltriage.config import load_task_config
 from tests.conftest import free_port
+from tests.support.reviewers import reviewer_headers
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,9 +80,7 @@ def test_invalid_label_and_deleted_reviewer_are_accounted_for(argilla_stack, arg
     }
     names = [f"fault_{i}_{uuid.uuid4().hex[:4]}" for i in range(2)]
     for name in names:
-        password = argilla_stack.add_user(name)
-        token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
-        headers = {"Authorization": f"Bearer {token['access_token']}"}
+        headers = reviewer_headers(argilla_stack, name)
         for rid in ("f-0", "f-1"):
             body = {"values": {"sentiment": {"value": "negative"}}, "status": "submitted"}
             assert httpx.post(

@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from tests.support.reviewers import reviewer_headers
 from tests.test_review_faults import _config
 
 pytestmark = pytest.mark.stack
@@ -56,18 +57,13 @@ def test_concurrent_submits_are_all_kept_and_duplicates_are_conflicts(argilla_st
     ).create()
     dataset.records.log([rg.Record(id=f"r{i}", fields={"text": f"text {i}"}) for i in range(4)])
     api_url, _ = argilla_stack.credentials()
-    tokens = []
-    for k in range(6):
-        name = f"rush-{uuid.uuid4().hex[:6]}-{k}"
-        password = argilla_stack.add_user(name, role="annotator")
-        token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
-        tokens.append(token["access_token"])
+    reviewers = [reviewer_headers(argilla_stack, f"rush-{uuid.uuid4().hex[:6]}-{k}") for k in range(6)]
     codes: collections.Counter[int] = collections.Counter()
     for record in dataset.records:
-        barrier = threading.Barrier(len(tokens) * 5)
+        barrier = threading.Barrier(len(reviewers) * 5)
 
-        def submit(token: str, server_id=record._server_id, barrier=barrier) -> None:
-            with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=60) as client:
+        def submit(headers: dict[str, str], server_id=record._server_id, barrier=barrier) -> None:
+            with httpx.Client(headers=headers, timeout=60) as client:
                 barrier.wait()
                 response = client.post(
                     f"{api_url}/api/v1/records/{server_id}/responses",
@@ -75,7 +71,7 @@ def test_concurrent_submits_are_all_kept_and_duplicates_are_conflicts(argilla_st
                 )
                 codes[response.status_code] += 1
 
-        threads = [threading.Thread(target=submit, args=(token,)) for token in tokens for _ in range(5)]
+        threads = [threading.Thread(target=submit, args=(headers,)) for headers in reviewers for _ in range(5)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -356,9 +352,7 @@ def _answer(argilla_stack, dataset_name: str, username: str, record_ids: list[st
     dataset_id = next(d["id"] for d in datasets if d["name"] == dataset_name)
     items = httpx.get(f"{api_url}/api/v1/datasets/{dataset_id}/records", headers=owner, params={"limit": 100}).json()
     server_ids = {r["external_id"]: r["id"] for r in items["items"]}
-    password = argilla_stack.add_user(username)
-    token = httpx.post(f"{api_url}/api/v1/token", data={"username": username, "password": password}).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    headers = reviewer_headers(argilla_stack, username)
     for rid in record_ids:
         body = {"values": {"sentiment": {"value": label}}, "status": "submitted"}
         assert httpx.post(

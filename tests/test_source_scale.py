@@ -24,6 +24,7 @@ from click.testing import CliRunner
 from curation.adapters import embeddings
 from labeltriage.cli import main as cli
 from tests.support.llm_fake_server import FakeOpenAIServer
+from tests.support.reviewers import reviewer_headers
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parent.parent
@@ -40,8 +41,6 @@ def _invoke(args: list[str], env: dict[str, str]) -> str:
 def _answer_all(stack, dataset_id: str, reviewer: str) -> int:
     """``reviewer`` submits `positive` on every record of the dataset (the bulk endpoint)."""
     api_url, api_key = stack.credentials()
-    password = stack.add_user(reviewer, role="annotator")
-    token = httpx.post(f"{api_url}/api/v1/token", data={"username": reviewer, "password": password}).json()
     records = httpx.get(
         f"{api_url}/api/v1/datasets/{dataset_id}/records",
         params={"limit": 1000},
@@ -53,7 +52,7 @@ def _answer_all(stack, dataset_id: str, reviewer: str) -> int:
     answer = httpx.post(
         f"{api_url}/api/v1/me/responses/bulk",
         json={"items": items},
-        headers={"Authorization": f"Bearer {token['access_token']}"},
+        headers=reviewer_headers(stack, reviewer),
         timeout=120,
     )
     answer.raise_for_status()

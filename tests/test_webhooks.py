@@ -15,6 +15,7 @@ import yaml
 from click.testing import CliRunner
 
 from labeltriage.cli import main as cli
+from tests.support.reviewers import reviewer_headers
 from tests.test_review_e2e import ROOT
 
 pytestmark = pytest.mark.stack
@@ -78,9 +79,7 @@ def test_watch_runs_a_round_every_n_responses(argilla_stack, tmp_path):
     dataset_id = next(d["id"] for d in datasets if d["name"] == config["argilla"]["dataset"])
     items = httpx.get(f"{api_url}/api/v1/datasets/{dataset_id}/records", headers=owner).json()["items"]
     name = f"watcher_{uuid.uuid4().hex[:4]}"
-    password = argilla_stack.add_user(name)
-    token = httpx.post(f"{api_url}/api/v1/token", data={"username": name, "password": password}).json()
-    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    headers = reviewer_headers(argilla_stack, name)
     for item in items[:3]:
         _answer(api_url, headers, item["id"], "positive")
     thread.join(timeout=240)
