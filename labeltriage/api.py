@@ -932,7 +932,7 @@ def push(
     report.suggestions_removed = argilla_io.remove_suggestions(client, dataset, kept) if kept else 0
     report.not_routed_to_review = int((~routed["id"].astype(str).isin(in_queue)).sum())
     report.held_back = held_back
-    report.audit_copies = int(len(queue) - queue["id"].astype(str).isin(in_queue).sum())
+    report.audit_copies = int(queue["id"].astype(str).str.endswith(argilla_io.REVIEW_AUDIT_SUFFIX).sum())
     report.queue_url = argilla_io.review_link(getattr(client, "api_url", ""), str(dataset.id))
     report.auto_accept_stopped = revocation.reason if revocation is not None and revocation.ids else None
     report.reasoning = reasoning.__dict__ if reasoning.asked else None

@@ -285,11 +285,14 @@ def check_target_precision(target: float, n_labels: int, option: str = TARGET_OP
     :class:`~labeltriage.errors.UsageError` naming ``option``."""
     from labeltriage.errors import UsageError
 
-    if target <= (chance := chance_precision(n_labels)):
-        raise UsageError(_below_chance(option, target, n_labels, chance))
+    if message := _below_chance(option, target, n_labels):
+        raise UsageError(message)
 
 
-def _below_chance(what: str, target: float, n_labels: int, chance: float) -> str:
+def _below_chance(what: str, target: float, n_labels: int) -> str | None:
+    """Why ``target`` is refused (naming ``what``), or None when it is above chance."""
+    if target > (chance := chance_precision(n_labels)):
+        return None
     return (f"{what} {target:g} is at or below chance for {n_labels} labels (1/{n_labels} = {chance:.3g}: a labeller "
             f"guessing at random meets it). Fix: use a precision target above {chance:.3g}, e.g. 0.9")  # fmt: skip
 
@@ -513,9 +516,9 @@ class TaskConfig(_Strict):
                     f"few_shot.{i}.label",
                     f"{outside} not in labels {sorted(names)}. Fix: use a label defined under labels",
                 )
-        n_labels, target = len(self.labels), self.thresholds.target_precision
-        if self.task_type == "single_label" and target <= (chance := chance_precision(n_labels)):
-            raise _KeyError("thresholds.target_precision", _below_chance("the target", target, n_labels, chance))
+        below = _below_chance("the target", self.thresholds.target_precision, len(self.labels))
+        if self.task_type == "single_label" and below:
+            raise _KeyError("thresholds.target_precision", below)
         conf = self.confidence
         if conf.routing == "consistency" and conf.consistency_samples < 2:
             raise _KeyError(
