@@ -39,23 +39,28 @@ def test_get_record_with_a_vector_answers(argilla_stack, argilla_client) -> None
         assert response.json()["vectors"] == expected
 
 
-def test_concurrent_submits_are_all_kept_and_duplicates_are_conflicts(argilla_stack, argilla_client) -> None:
-    """Six reviewers submit each record at the same moment, each five times over: every reviewer's
-    first submit is kept (201), the repeats are 409, never 500. Was: some 500 ("database is locked":
-    SQLite cannot upgrade a reading transaction to a writing one under a concurrent writer; 9 of 60
-    on a 2-core AMD EPYC), for distinct reviewers too: a submit lost."""
-    import collections
-    import threading
-
+def _sentiment_dataset(client, prefix: str, n: int):
+    """A new Argilla dataset with records r0..r{n-1} and one positive/negative question."""
     import argilla as rg
 
     settings = rg.Settings(
         fields=[rg.TextField("text")], questions=[rg.LabelQuestion("sentiment", labels=["positive", "negative"])]
     )
-    dataset = rg.Dataset(
-        f"dup-{uuid.uuid4().hex[:6]}", settings=settings, workspace="labeltriage", client=argilla_client
-    ).create()
-    dataset.records.log([rg.Record(id=f"r{i}", fields={"text": f"text {i}"}) for i in range(4)])
+    dataset = rg.Dataset(f"{prefix}-{uuid.uuid4().hex[:6]}", settings=settings, workspace="labeltriage",
+                         client=client).create()  # fmt: skip
+    dataset.records.log([rg.Record(id=f"r{i}", fields={"text": f"text {i}"}) for i in range(n)])
+    return dataset
+
+
+def test_concurrent_submits_are_all_kept_and_duplicates_are_conflicts(argilla_stack, argilla_client) -> None:
+    """Six reviewers submit each record at the same moment, each five times over: every reviewer's
+    first submit is kept (201), the repeats are 409, never 500. Was: some 500 ("database is locked"
+    once a submit waited over argilla-server's 5 s for SQLite's write lock; 9 of 60 in a CI run on
+    a 2-core AMD EPYC, not reproducible alone: the test below holds the lock on purpose)."""
+    import collections
+    import threading
+
+    dataset = _sentiment_dataset(argilla_client, "dup", 4)
     api_url, _ = argilla_stack.credentials()
     reviewers = [reviewer_headers(argilla_stack, f"rush-{uuid.uuid4().hex[:6]}-{k}") for k in range(6)]
     codes: collections.Counter[int] = collections.Counter()
@@ -88,18 +93,10 @@ def test_a_submit_waits_for_a_long_write_instead_of_failing(argilla_stack, argil
     import threading
     import time
 
-    import argilla as rg
-
     database = argilla_stack.home / "argilla" / "argilla.db"
     if not database.is_file():
         pytest.skip("the session's stack is not on SQLite")
-    settings = rg.Settings(
-        fields=[rg.TextField("text")], questions=[rg.LabelQuestion("sentiment", labels=["positive", "negative"])]
-    )
-    dataset = rg.Dataset(
-        f"wait-{uuid.uuid4().hex[:6]}", settings=settings, workspace="labeltriage", client=argilla_client
-    ).create()
-    dataset.records.log([rg.Record(id="r0", fields={"text": "text 0"})])
+    dataset = _sentiment_dataset(argilla_client, "wait", 1)
     server_id = next(iter(dataset.records))._server_id
     api_url, api_key = argilla_stack.credentials()
     holder = sqlite3.connect(database, timeout=30, isolation_level=None, check_same_thread=False)
