@@ -473,14 +473,18 @@ def _unresolved(n: int | None, how: str) -> str:
     return f", {n} {how} (no majority: counted as the label being wrong)" if n else ""
 
 
-def describe_published_accuracy(measured: dict[str, Any]) -> str:
-    """One sentence for :func:`published_label_accuracy`'s result (the card and the CLI say the same)."""
+def published_accuracy_parts(measured: dict[str, Any]) -> list[str]:
+    """:func:`published_label_accuracy`'s result as one clause per kind of label (LLM, reviewed, student,
+    excluded audit answers, all together): the card's bullets and the CLI's lines."""
     level = f"{measured.get('confidence_level', 0.95):.0%}"
+    parts: list[str] = []
     entry = measured.get("llm_auto")
     if not entry or entry.get("estimate") is None:
-        text = f"LLM labels published without review: accuracy not measured ({measured.get('reason', 'no audit')})"
+        parts.append(
+            f"LLM labels published without review: accuracy not measured ({measured.get('reason', 'no audit')})"
+        )
     else:
-        text = (
+        parts.append(
             f"LLM labels published without review (llm_auto): accuracy {_fmt(entry['estimate'])} "
             f"({level} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
             f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
@@ -490,8 +494,8 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
         )
     reviewed = (measured.get("reviewed") or {}).get("overall")
     if reviewed and reviewed.get("estimate") is not None:
-        text += (
-            f"; reviewed labels (human, consensus): accuracy {_fmt(reviewed['estimate'])} ({level} interval "
+        parts.append(
+            f"reviewed labels (human, consensus): accuracy {_fmt(reviewed['estimate'])} ({level} interval "
             f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, Clopper-Pearson), from {reviewed['n_audited']} "
             f"blind review audits of {reviewed['n_population']}"
             + _unresolved(measured.get("n_review_audits_tied"), "tied")
@@ -500,8 +504,8 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
     if student:
         from curation.student_labels import describe_selection
 
-        text += (
-            f"; student labels (student): {student['n_population']} unreviewed review-queue records, labelled by the "
+        parts.append(
+            f"student labels (student): {student['n_population']} unreviewed review-queue records, labelled by the "
             f"{student.get('student') or 'frozen'} student, {student.get('model') or 'see student.json'}, where "
             f"its probability is >= {_fmt(student['threshold'])}; certified with "
             f"{_fmt(student['confidence_level_after_selection'])} confidence"
@@ -515,8 +519,8 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
         )
     by_own = measured.get("n_review_audit_answers_by_own_reviewer") or 0
     if by_own:
-        text += (
-            f"; {by_own} review-audit answers came from a reviewer of the original record and are not counted "
+        parts.append(
+            f"{by_own} review-audit answers came from a reviewer of the original record and are not counted "
             "(not independent; the rest is no longer a simple random sample of the queue): set "
             "argilla.min_submitted >= 2 so that each ::audit copy stays open for a second reviewer"
         )
@@ -527,11 +531,11 @@ def describe_published_accuracy(measured: dict[str, Any]) -> str:
             uncovered) else ""  # fmt: skip
         if overall.get("n_student_not_covered"):
             left_out += f"; the {overall['n_student_not_covered']} student labels are left out (not audited)"
-        text += (
-            f"; the {overall['n_population']} measured published labels together (gold counted as right): "
+        parts.append(
+            f"the {overall['n_population']} measured published labels together (gold counted as right): "
             f"{_fmt(overall['estimate'])} ({level} interval {_fmt(overall['low'])}-{_fmt(overall['high'])}){left_out}"
         )
-    return text
+    return parts
 
 
 AUTO_ROUTES = ("auto_accept", "spot_check")  # the auto-accepted set; spot_check is its blind audit sample
@@ -892,7 +896,7 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         lines.append("No reviewer responses yet.")
     lines += ["", "## Accuracy of the published labels", ""]
     measured = (agreement or {}).get("published_accuracy") or published_label_accuracy(run, final)
-    lines.append(f"- {describe_published_accuracy(measured)}")
+    lines += [f"- {part}" for part in published_accuracy_parts(measured)]
     if not measured.get("reviewed"):
         lines.append(
             "- reviewed labels (`human`, `consensus`): not audited blind (thresholds.review_audit_rate is 0 or no "

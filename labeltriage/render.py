@@ -264,9 +264,10 @@ def render_publish(result: Any) -> None:
         )
     measured = result.agreement.get("published_accuracy")
     if measured:
-        from curation.publish import describe_published_accuracy
+        from curation.publish import published_accuracy_parts
 
-        click.echo(describe_published_accuracy(measured))
+        for part in published_accuracy_parts(measured):
+            click.echo(part)
     click.echo(f"wrote {paths['final']}, {paths['card']}, {paths['agreement']}, {paths['adjudication']}")
     if result.hub_url:
         click.echo(f"pushed to {result.hub_url} ({'private' if result.hub_private else 'public'})")

@@ -221,7 +221,7 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     """review_audit_rate: a random share of the review queue goes out a second time, blind, as
     `<id>::audit`; the card then states the accuracy of the reviewed labels and of the whole set."""
     from curation.adapters import argilla_io
-    from curation.publish import describe_published_accuracy, published_label_accuracy
+    from curation.publish import published_accuracy_parts, published_label_accuracy
 
     run, gold = make_run(tmp_path)
     (run / "run.json").write_text(json.dumps(RUN_JSON))
@@ -279,11 +279,10 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
         and overall["n_population"] == len(final.final) - measured["n_not_covered"]
         and overall["low"] <= overall["estimate"] <= overall["high"]
     )
-    sentence = describe_published_accuracy(measured)
-    assert (
-        "reviewed labels (human, consensus): accuracy" in sentence
-        and "measured published labels together (gold counted as right)" in sentence
-    )
+    parts = published_accuracy_parts(measured)  # the card's bullets: LLM, reviewed, all together
+    assert len(parts) == 3 and parts[0].startswith("LLM labels published without review (llm_auto): accuracy")
+    assert parts[1].startswith("reviewed labels (human, consensus): accuracy")
+    assert parts[2].startswith(f"the {overall['n_population']} measured published labels together (gold counted")
     assert measured["n_review_audit_answers_by_own_reviewer"] == 0
 
     # the original reviewer answers the audit copies too (Argilla cannot stop them): those answers
@@ -318,8 +317,8 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     assert sum(c["n_audited"] for c in cells) == len(copies)
     assert sum(c["n_correct"] for c in cells) == sum(c["n_correct"] for c in before) - 3
     assert tied["reviewed"]["overall"]["estimate"] < entry["estimate"] and tied["n_review_audits_tied"] == 3
-    assert f"blind review audits of {len(reviewed)}, 3 tied (no majority: counted as the label being wrong)" in (
-        describe_published_accuracy(tied))  # fmt: skip
+    assert published_accuracy_parts(tied)[1].endswith(
+        f"blind review audits of {len(reviewed)}, 3 tied (no majority: counted as the label being wrong)")  # fmt: skip
     # only the original reviewer answered: nothing independent is left to measure with
     answers[~answers["record_id"].str.endswith("::audit")].pipe(lambda a: pd.concat([a, own])).to_parquet(
         run / "responses.parquet", index=False
@@ -327,7 +326,8 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     files = lt.RunDir(run).publish_files()
     alone = published_label_accuracy(files, build_final_dataset(files))
     assert alone["reviewed"] is None and alone["n_review_audits"] == 0
-    assert "are not counted (not independent" in describe_published_accuracy(alone)
+    assert any(p.startswith(f"{len(copies)} review-audit answers came from a reviewer of the original record and "
+                            "are not counted (not independent") for p in published_accuracy_parts(alone))  # fmt: skip
 
 
 def test_records_reviewers_saw_with_a_suggestion_are_never_auto_accepted_or_audited_blind(routed_run: Path):
