@@ -184,7 +184,9 @@ def monitor_audits(
         state = "confirmed"
     else:
         state = "undecided"
-    share = f"{s}/{n} blind audits agree with the LLM label"
+    # the tests take each audit label as the truth: said in every statement, since auditors err too
+    # (benchmarks/source_scale.py: 95%-accurate auditors can show drift below a precision that holds)
+    share = f"{s}/{n} blind audits agree with the LLM label (each audit label taken as the truth)"
     level, target = f"{confidence_level:.0%}", f"{target_precision:.3g}"
     statement = {
         "drift": f"{share}: precision is below the target {target} (anytime-valid test at {level}); "

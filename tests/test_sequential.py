@@ -44,7 +44,9 @@ def test_zero_errors_needed_to_confirm_matches_the_closed_form():
     assert monitor_audits([True] * 39, 0.9).state == "undecided"
     verdict = monitor_audits([True] * 40, 0.9)
     assert verdict.state == "confirmed" and verdict.p_confirm < 0.05 and verdict.p_drift == 1.0
-    assert verdict.statement.startswith("40/40 blind audits agree")
+    assert verdict.statement.startswith(
+        "40/40 blind audits agree with the LLM label (each audit label taken as the truth)"
+    )
 
 
 def test_drift_is_found_and_a_verdict_stands():
