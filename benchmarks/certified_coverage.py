@@ -37,7 +37,14 @@ construction), ``auroc`` (ranking of right vs wrong labels over the whole run; f
 confidences the mean over draws of the pooled scores). Writes benchmarks/results/
 certified_coverage.{json,md}.
 
-    .venv/bin/python benchmarks/certified_coverage.py            # ~3-5 min on 2 cores
+Gold sizes the measured runs cannot hold (issue 18 asks for 400 gold; the runs have 300 records, and
+700 more LLM answers per corpus and prompt are hours of CPU) are *estimated*, separately
+(``resampled_cells``): each draw is a run of ``--resample-run`` records drawn with replacement from
+the measured ones (the plug-in bootstrap), the fixed scores only. The figures are conditional on
+the measured run (a top slice that was 30 of 30 right is taken as always right), and the plug-in's
+120 and 200 rows, set beside the real draws', show how optimistic it is.
+
+    .venv/bin/python benchmarks/certified_coverage.py            # ~20 min on 2 cores
     .venv/bin/python benchmarks/certified_coverage.py --draws 100
 """
 
@@ -93,42 +100,61 @@ def variants(frame3: pd.DataFrame, with_embeddings: bool, seed: int) -> dict[str
 
 def simulate(
     correct: np.ndarray, ok: np.ndarray, kind: str, payload: Any, n_gold: int, target: float, level: float,
-    draws: int, seed: int, guided: bool = True,
+    draws: int, seed: int, guided: bool = True, resample_run: int | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Draw gold, certify, route; return the cell's figures."""
+    """Draw gold, certify, route; return the cell's figures.
+
+    ``resample_run``: instead of drawing the gold from the measured run, each draw is a new run of
+    that many records drawn with replacement from the measured ones (the plug-in bootstrap: Efron &
+    Tibshirani 1993, ch. 6), its first ``n_gold`` the gold; the truth a certificate is checked against
+    is the measured run's precision above the threshold. For gold sizes the measured run cannot hold
+    (``raw`` scores only)."""
     rng = np.random.default_rng(seed)
     n = correct.shape[0]
     ok_idx = np.flatnonzero(ok)
+    measured_scores = np.where(np.isfinite(payload), payload, -np.inf) if kind == "raw" else None
+    if resample_run is not None and measured_scores is None:
+        raise ValueError("resampled runs take raw scores only (a cross-fitted score is a new model per draw)")
     accepted, coverage, violation, final, aurocs = [], [], [], [], []
     for _ in range(draws):
-        gold = np.zeros(n, dtype=bool)
-        gold[rng.choice(ok_idx, n_gold, replace=False)] = True
-        if kind == "raw":
-            scores = np.where(np.isfinite(payload), payload, -np.inf)
+        if resample_run is not None:
+            run = rng.choice(ok_idx, resample_run, replace=True)
+            scores, right = measured_scores[run], correct[run]
+            gold = np.arange(resample_run) < n_gold
+            usable = np.isfinite(scores)
+            pool = ~gold
         else:
-            x, names = payload
-            y = correct[gold]
-            if min(y.sum(), (~y).sum()) < 2:
-                scores = np.full(n, -np.inf)  # cannot fit: nothing is accepted
+            gold = np.zeros(n, dtype=bool)
+            gold[rng.choice(ok_idx, n_gold, replace=False)] = True
+            right, pool = correct, ok & ~gold
+            if measured_scores is not None:
+                scores = measured_scores
             else:
-                scores = cross_fit_confidence(x, gold, y, seed=int(rng.integers(1 << 31)), names=names).scores
-            aurocs.append(float(roc_auc_score(correct[ok], scores[ok])))
-        finite = ok & np.isfinite(scores)
-        cert = certify_threshold(np.where(np.isfinite(scores[gold]), scores[gold], -1e9), correct[gold], target,
-                                 level, pool_scores=scores[finite], guided_start=guided)  # fmt: skip
-        pool = ok & ~gold
+                x, names = payload
+                y = correct[gold]
+                if min(y.sum(), (~y).sum()) < 2:
+                    scores = np.full(n, -np.inf)  # cannot fit: nothing is accepted
+                else:
+                    scores = cross_fit_confidence(x, gold, y, seed=int(rng.integers(1 << 31)), names=names).scores
+                aurocs.append(float(roc_auc_score(correct[ok], scores[ok])))
+            usable = ok & np.isfinite(scores)
+        cert = certify_threshold(np.where(np.isfinite(scores[gold]), scores[gold], -1e9), right[gold], target,
+                                 level, pool_scores=scores[usable], guided_start=guided)  # fmt: skip
         if cert.threshold is None:
             accepted.append(False)
             coverage.append(0.0)
             violation.append(False)
             final.append(1.0)
             continue
-        above = finite & (scores >= cert.threshold)
-        auto = above & pool
+        auto = usable & (scores >= cert.threshold) & pool
         accepted.append(True)
         coverage.append(float(auto.sum() / pool.sum()))
-        violation.append(bool(correct[above].mean() < target))
-        final.append(float(1.0 - (auto & ~correct).sum() / pool.sum()))
+        if resample_run is not None:  # the truth: the measured records the threshold accepts
+            truth = correct[ok & (measured_scores >= cert.threshold)]
+        else:
+            truth = correct[usable & (scores >= cert.threshold)]
+        violation.append(bool(truth.mean() < target))
+        final.append(float(1.0 - (auto & ~right).sum() / pool.sum()))
     out = {
         "accepting": float(np.mean(accepted)),
         "coverage": float(np.mean(coverage)),
@@ -169,6 +195,14 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--gold", type=int, nargs="+", default=[120, 200])
     parser.add_argument("--targets", type=float, nargs="+", default=[0.90, 0.95])
+    parser.add_argument(
+        "--resampled-gold",
+        type=int,
+        nargs="*",
+        default=[120, 200, 400],
+        help="gold sizes simulated on runs resampled from the measured one (raw scores only)",
+    )
+    parser.add_argument("--resample-run", type=int, default=1000, help="records per resampled run")
     parser.add_argument("--level", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=20261130)
     parser.add_argument("--no-embeddings", action="store_true")
@@ -224,10 +258,19 @@ def main() -> None:
                     cell = simulate(correct, ok, kind, payload, n_gold, target, args.level, args.draws,
                                     seed=args.seed + n_gold, guided=guided)  # same gold draws for all  # fmt: skip
                     entry["cells"].append({"confidence": name, "gold": n_gold, "target": target, **cell})
-                    print(f"{corpus:18s} gold {n_gold:4d} target {target:.2f} {name:34s} "
-                          f"accept {cell['accepting']:.2f} coverage {cell['coverage']:.3f} "
-                          f"viol {cell['violation']:.3f} final {cell['final']:.3f} auroc {cell['auroc']:.3f}",
-                          flush=True)  # fmt: skip
+                    print_cell(corpus, entry["cells"][-1])
+        for n_gold in args.resampled_gold:  # gold sizes the measured run cannot hold, on resampled runs
+            for target in args.targets:
+                for name, correct, ok, kind, payload in cases:
+                    if kind != "raw":
+                        continue
+                    cell = simulate(correct, ok, kind, payload, n_gold, target, args.level, args.draws,
+                                    seed=args.seed + n_gold, guided="guided start" in name,
+                                    resample_run=args.resample_run)  # fmt: skip
+                    entry.setdefault("resampled_cells", []).append(
+                        {"confidence": name, "gold": n_gold, "target": target, "run": args.resample_run, **cell}
+                    )
+                    print_cell(corpus, entry["resampled_cells"][-1])
         report["corpora"][corpus] = entry
     report["run_time_s"] = round(time.perf_counter() - started, 1)
     report["cpu_time_s"] = round(time.process_time() - cpu, 1)
@@ -235,6 +278,28 @@ def main() -> None:
     write_json(args.results / "certified_coverage.json", report)
     (args.results / "certified_coverage.md").write_text(markdown(report))
     print(markdown(report))
+
+
+def table_rows(corpus: str, cells: list[dict[str, Any]]) -> list[str]:
+    """Markdown rows, with each cell's coverage over the 4-label logprob's in the same draws."""
+    base = {(c["gold"], c["target"]): c["coverage"] for c in cells if c["confidence"].startswith("logprob (4-label")}
+    rows = []
+    for c in cells:
+        b = base.get((c["gold"], c["target"]))
+        ratio = "n/a" if not b else f"{c['coverage'] / b:.1f}x"
+        rows.append(
+            f"| {corpus} | {c['gold']} | {c['target']:.2f} | {c['confidence']} | {c['auroc']:.3f} | "
+            f"{c['accepting']:.2f} | {c['coverage']:.3f} ± {c['coverage_sd']:.3f} | {ratio} | "
+            f"{c['violation']:.3f} | {c['final']:.3f} |"
+        )
+    return rows
+
+
+def print_cell(corpus: str, cell: dict[str, Any]) -> None:
+    run = f" (resampled run of {cell['run']})" if "run" in cell else ""
+    print(f"{corpus:18s} gold {cell['gold']:4d}{run} target {cell['target']:.2f} {cell['confidence']:34s} "
+          f"accept {cell['accepting']:.2f} coverage {cell['coverage']:.3f} "
+          f"viol {cell['violation']:.3f} final {cell['final']:.3f} auroc {cell['auroc']:.3f}", flush=True)  # fmt: skip
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -254,19 +319,24 @@ def markdown(report: dict[str, Any]) -> str:
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for corpus, entry in report["corpora"].items():
-        base = {
-            (c["gold"], c["target"]): c["coverage"]
-            for c in entry["cells"]
-            if c["confidence"].startswith("logprob (4-label")
-        }
-        for c in entry["cells"]:
-            b = base.get((c["gold"], c["target"]))
-            ratio = "n/a" if not b else f"{c['coverage'] / b:.1f}x"
-            lines.append(
-                f"| {corpus} | {c['gold']} | {c['target']:.2f} | {c['confidence']} | {c['auroc']:.3f} | "
-                f"{c['accepting']:.2f} | {c['coverage']:.3f} ± {c['coverage_sd']:.3f} | {ratio} | "
-                f"{c['violation']:.3f} | {c['final']:.3f} |"
-            )
+        lines += table_rows(corpus, entry["cells"])
+    resampled = {corpus: entry["resampled_cells"] for corpus, entry in report["corpora"].items()
+                 if entry.get("resampled_cells")}  # fmt: skip
+    if resampled:
+        run = next(iter(resampled.values()))[0]["run"]
+        lines += [
+            "",
+            f"Gold sizes beyond the measured run: each draw is a run of {run} records drawn with replacement from "
+            "the measured ones (plug-in bootstrap), its first `gold` records the gold; `violation` checks the "
+            "threshold against the measured run's precision above it. Fixed scores only (the combined ones are "
+            "a new model per draw). Compare its 120 and 200 rows with the table above to see how close the plug-in "
+            "comes.",
+            "",
+            "| corpus | gold | target | confidence | AUROC | accepting | coverage | ratio | violation | final |",
+            "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        ]
+        for corpus, cells in resampled.items():
+            lines += table_rows(corpus, cells)
     lines += ["", "LLM accuracy on the whole run:", ""]
     for corpus, entry in report["corpora"].items():
         lines.append(
