@@ -67,6 +67,7 @@ from labeltriage.jsonio import write_json
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 CORPORA = ("rotten_tomatoes", "crowdflower_tweets")
+MIN_BASE_COVERAGE = 0.005  # the ratio column's smallest baseline
 LLM_SIGNALS = ("logprob", "distribution_top", "distribution_margin", "distribution_entropy", "stated")
 
 
@@ -281,12 +282,13 @@ def main() -> None:
 
 
 def table_rows(corpus: str, cells: list[dict[str, Any]]) -> list[str]:
-    """Markdown rows, with each cell's coverage over the 4-label logprob's in the same draws."""
+    """Markdown rows, with each cell's coverage over the 4-label logprob's in the same draws (n/a when
+    that is under half a percent of the pool: a ratio to almost nothing says nothing)."""
     base = {(c["gold"], c["target"]): c["coverage"] for c in cells if c["confidence"].startswith("logprob (4-label")}
     rows = []
     for c in cells:
         b = base.get((c["gold"], c["target"]))
-        ratio = "n/a" if not b else f"{c['coverage'] / b:.1f}x"
+        ratio = "n/a" if not b or b < MIN_BASE_COVERAGE else f"{c['coverage'] / b:.1f}x"
         rows.append(
             f"| {corpus} | {c['gold']} | {c['target']:.2f} | {c['confidence']} | {c['auroc']:.3f} | "
             f"{c['accepting']:.2f} | {c['coverage']:.3f} ± {c['coverage_sd']:.3f} | {ratio} | "
@@ -313,7 +315,8 @@ def markdown(report: dict[str, Any]) -> str:
         "`coverage`: certified coverage, share of the pool auto-accepted (mean over draws); `accepting`: share "
         "of draws certifying a threshold; `violation`: share of draws whose threshold's true precision over the "
         "run is below the target (stated: at most 5%); `final`: accuracy of the published pool (all-human: 1.0); "
-        "`ratio`: coverage over the 4-label logprob's (before issue 18) in the same draws.",
+        "`ratio`: coverage over the 4-label logprob's (before issue 18) in the same draws (n/a when that is under "
+        f"{MIN_BASE_COVERAGE:.1%} of the pool).",
         "",
         "| corpus | gold | target | confidence | AUROC | accepting | coverage | ratio | violation | final |",
         "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",

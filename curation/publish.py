@@ -473,6 +473,15 @@ def _unresolved(n: int | None, how: str) -> str:
     return f", {n} {how} (no majority: counted as the label being wrong)" if n else ""
 
 
+# curation.estimation's method names, as a reader of the card understands them
+INTERVAL_NAMES = {
+    "jeffreys": "Jeffreys interval, finite-population corrected",
+    "clopper-pearson": "exact Clopper-Pearson interval",
+    "mover-jeffreys": "Jeffreys interval, finite-population corrected",
+    "mover-clopper-pearson": "exact Clopper-Pearson interval",
+}
+
+
 def published_accuracy_parts(measured: dict[str, Any]) -> list[str]:
     """:func:`published_label_accuracy`'s result as one clause per kind of label (LLM, reviewed, student,
     excluded audit answers, all together): the card's bullets and the CLI's lines."""
@@ -484,21 +493,35 @@ def published_accuracy_parts(measured: dict[str, Any]) -> list[str]:
             f"LLM labels published without review: accuracy not measured ({measured.get('reason', 'no audit')})"
         )
     else:
+        unreviewed = measured.get("n_published_unreviewed")
+        published = f" ({unreviewed} of them published unreviewed, the audited ones with the auditors' label)" if (
+            unreviewed is not None and unreviewed != entry["n_population"]) else ""  # fmt: skip
         parts.append(
             f"LLM labels published without review (llm_auto): accuracy {_fmt(entry['estimate'])} "
             f"({level} interval {_fmt(entry['low'])}-{_fmt(entry['high'])}), from "
-            f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records "
-            f"(a random sample reviewed with no suggestion, the auditors' majority label taken as the truth"
+            f"{entry['n_audited']} blind audits of the {entry['n_population']} auto-accepted records{published}: "
+            f"a random sample reviewed with no suggestion, the auditors' majority label taken as the truth"
             f"{_unresolved(measured.get('n_audits_unresolved'), 'unresolved')}; "
-            f"{measured.get('method', 'mover-jeffreys')} interval)"
+            f"{INTERVAL_NAMES.get(entry.get('method') or '', 'Jeffreys interval, finite-population corrected')}"
         )
     reviewed = (measured.get("reviewed") or {}).get("overall")
     if reviewed and reviewed.get("estimate") is not None:
+        by_kind = [(kind, measured["reviewed"].get(kind)) for kind in ("human", "consensus")]
+        by_kind = [(kind, cell) for kind, cell in by_kind if cell and cell.get("n_audited")]
+        tied = measured.get("n_review_audits_tied") or 0
+        agree = sum(cell["n_correct"] for _, cell in by_kind)
+        weighted = (
+            " (weighted over "
+            + " and ".join(f"{kind} {_fmt(cell['estimate'])} ({cell['n_population']} labels)" for kind, cell in by_kind)
+            + " by their counts)"
+            if len(by_kind) > 1
+            else ""
+        )
         parts.append(
-            f"reviewed labels (human, consensus): accuracy {_fmt(reviewed['estimate'])} ({level} interval "
-            f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, Clopper-Pearson), from {reviewed['n_audited']} "
-            f"blind review audits of {reviewed['n_population']}"
-            + _unresolved(measured.get("n_review_audits_tied"), "tied")
+            f"reviewed labels (human, consensus): accuracy {_fmt(reviewed['estimate'])}{weighted} ({level} interval "
+            f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, exact Clopper-Pearson), from "
+            f"{reviewed['n_audited']} blind second reviews of the {reviewed['n_population']} reviewed queue records: "
+            f"{agree} agree, {reviewed['n_audited'] - agree - tied} disagree" + _unresolved(tied, "tied")
         )
     student = measured.get("student")
     if student:
@@ -527,13 +550,14 @@ def published_accuracy_parts(measured: dict[str, Any]) -> list[str]:
     overall = measured.get("overall")
     if overall:
         uncovered = overall.get("n_not_covered") or 0
-        left_out = f"; {uncovered} labels from blind reviews or answered audits have no audit and are left out" if (
-            uncovered) else ""  # fmt: skip
+        left_out = (f"; left out: {uncovered} reviewed labels outside the review queue (the answered audits and "
+                    "blind reviews themselves, which nothing checks)") if uncovered else ""  # fmt: skip
         if overall.get("n_student_not_covered"):
             left_out += f"; the {overall['n_student_not_covered']} student labels are left out (not audited)"
         parts.append(
-            f"the {overall['n_population']} measured published labels together (gold counted as right): "
-            f"{_fmt(overall['estimate'])} ({level} interval {_fmt(overall['low'])}-{_fmt(overall['high'])}){left_out}"
+            f"all {overall['n_population']} published labels whose accuracy is measured, together (the figures "
+            f"above weighted by their counts, gold counted as right): {_fmt(overall['estimate'])} ({level} interval "
+            f"{_fmt(overall['low'])}-{_fmt(overall['high'])}, the MOVER combination of the intervals above){left_out}"
         )
     return parts
 
@@ -623,6 +647,7 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         report = published_accuracy(llm, ["llm_auto"] * len(auto_ids), [rid in audited for rid in auto_ids], truth,
                                     confidence_level=confidence_level)  # fmt: skip
         entry = report["by_source"]["llm_auto"]
+        out["n_published_unreviewed"] = int(published["label_source"].eq("llm_auto").sum())
         out |= {"llm_auto": entry, "n_audited": entry["n_audited"], "n_population": entry["n_population"],
                 "method": report["method"], "assumptions": report["assumptions"],
                 "statement": f"accuracy of the {entry['n_population']} LLM labels published without review, "

@@ -22,7 +22,7 @@ SUBSET = "amazonReviewSnippets"
 REVIEWER_NAMES = ("reviewer-1", "reviewer-2", "reviewer-3")
 # the review audits (<id>::audit, a blind second look at a share of the queue) go to two other people:
 # an audit answered by a record's own reviewer is not independent and does not count
-AUDITOR_NAMES = ("auditor-1", "auditor-2")
+AUDITOR_NAMES = ("auditor-1", "auditor-2", "auditor-3")  # three: a tie counts against the label
 DEMO_REVIEW_AUDIT_RATE = 0.15
 
 
@@ -106,7 +106,7 @@ def _crowd_by_text() -> dict[str, list[int]]:
 
 
 def simulate_reviewers(stack: Any, dataset: Any, question: str, seed: int = 0) -> dict[str, Any]:
-    """Three reviewers answer every record of ``dataset`` they have not answered yet; two auditors
+    """Three reviewers answer every record of ``dataset`` they have not answered yet; three auditors
     answer the review audits' blind copies (``<id>::audit``), which the reviewers leave alone.
 
     Returns the reviewers' and auditors' passwords and the number of answers sent (0 on a rerun).

@@ -79,7 +79,8 @@ def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
     click.echo(
         f"gold plan: precision >= {target:g} at {level:.0%} needs >= {need[0]['n_gold_above']} gold records above "
         f"a threshold, all right (or {need[1]['n_gold_above']} with one error); the present {plan['n_gold']} gold "
-        f"certify {plan['coverage_now']:.0%} of the records"
+        f"certify a threshold that {plan['coverage_now']:.0%} of the run's records reach (gold included, which is "
+        "published with its own label)"
     )
     for row in plan["projections"]:
         if row.get("feasible", True) and row.get("sampling", "random") == "random":

@@ -57,8 +57,8 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     assert calibrated and reported, first.output
     assert float(calibrated.group(1)) * 100 == pytest.approx(float(reported.group(1)), abs=0.1)
     queued = int(routed["route"].isin(["human_review", "spot_check"]).sum())
-    copies = int(routed["review_audit"].sum())  # the review audits' blind copies: two auditors each
-    assert copies >= 1 and f"{3 * queued + 2 * copies} answers sent" in first.output
+    copies = int(routed["review_audit"].sum())  # the review audits' blind copies: three auditors each
+    assert copies >= 1 and f"{3 * queued + 3 * copies} answers sent" in first.output
     # the push's counts add up: the audit copies are rows of the queue, not records
     assert f"{copies} of the rows in the queue are second, blind copies of reviewed records" in first.output
 

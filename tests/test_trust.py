@@ -282,7 +282,7 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     parts = published_accuracy_parts(measured)  # the card's bullets: LLM, reviewed, all together
     assert len(parts) == 3 and parts[0].startswith("LLM labels published without review (llm_auto): accuracy")
     assert parts[1].startswith("reviewed labels (human, consensus): accuracy")
-    assert parts[2].startswith(f"the {overall['n_population']} measured published labels together (gold counted")
+    assert parts[2].startswith(f"all {overall['n_population']} published labels whose accuracy is measured, together")
     assert measured["n_review_audit_answers_by_own_reviewer"] == 0
 
     # the original reviewer answers the audit copies too (Argilla cannot stop them): those answers
@@ -317,8 +317,10 @@ def test_review_audits_measure_the_reviewed_labels_and_the_whole_dataset(tmp_pat
     assert sum(c["n_audited"] for c in cells) == len(copies)
     assert sum(c["n_correct"] for c in cells) == sum(c["n_correct"] for c in before) - 3
     assert tied["reviewed"]["overall"]["estimate"] < entry["estimate"] and tied["n_review_audits_tied"] == 3
+    agree = sum(c["n_correct"] for c in cells)
     assert published_accuracy_parts(tied)[1].endswith(
-        f"blind review audits of {len(reviewed)}, 3 tied (no majority: counted as the label being wrong)")  # fmt: skip
+        f"blind second reviews of the {len(reviewed)} reviewed queue records: {agree} agree, "
+        f"{len(copies) - agree - 3} disagree, 3 tied (no majority: counted as the label being wrong)")  # fmt: skip
     # only the original reviewer answered: nothing independent is left to measure with
     answers[~answers["record_id"].str.endswith("::audit")].pipe(lambda a: pd.concat([a, own])).to_parquet(
         run / "responses.parquet", index=False

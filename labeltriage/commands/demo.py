@@ -96,7 +96,7 @@ def demo(
     render.render_calibration(api.calibrate(run_dir, gold=gold_path))
 
     _step(5, "Route: auto-accept, human review, spot-check")
-    # a share of the queue goes again, blind, to two auditors (demo.AUDITOR_NAMES): the card states the reviewed
+    # a share of the queue goes again, blind, to three auditors (demo.AUDITOR_NAMES): the card states the reviewed
     # labels' accuracy; guided start: chosen on Rotten Tomatoes (results/certified_coverage.md), not on this data
     audit = DEMO_REVIEW_AUDIT_RATE
     render.render_routing(api.route(run_dir, target_precision=target_precision, review_audit_rate=audit,
@@ -107,7 +107,7 @@ def demo(
     client = api.connect_argilla(*stack.credentials())
     render.render_push(api.push(run_dir, client=client), task_config)
 
-    _step(7, "Three reviewers answer the queue, two auditors the blind copies (answers drawn from the VADER crowd)")
+    _step(7, "Three reviewers answer the queue, three auditors the blind copies (answers drawn from the VADER crowd)")
     run = api.RunDir(run_dir)
     dataset = client.datasets(name=task_config.argilla.dataset, workspace=task_config.argilla.workspace)
     simulated = simulate_reviewers(stack, dataset, task_config.argilla.question)
