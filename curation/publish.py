@@ -511,15 +511,24 @@ def published_accuracy_parts(measured: dict[str, Any]) -> list[str]:
         tied = measured.get("n_review_audits_tied") or 0
         agree = sum(cell["n_correct"] for _, cell in by_kind)
         weighted = (
-            " (weighted over "
-            + " and ".join(f"{kind} {_fmt(cell['estimate'])} ({cell['n_population']} labels)" for kind, cell in by_kind)
-            + " by their counts)"
+            " (weighted by their counts over "
+            + " and ".join(
+                f"{kind} {_fmt(cell['estimate'])}: {cell['n_correct']} of {cell['n_audited']} audits agree, "
+                f"{cell['n_population']} labels"
+                for kind, cell in by_kind
+            )
+            + ")"
             if len(by_kind) > 1
             else ""
         )
+        interval = (
+            "exact Clopper-Pearson per kind, combined by MOVER (Zou & Donner 2008)"
+            if len(by_kind) > 1
+            else "exact Clopper-Pearson"
+        )
         parts.append(
             f"reviewed labels (human, consensus): accuracy {_fmt(reviewed['estimate'])}{weighted} ({level} interval "
-            f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, exact Clopper-Pearson), from "
+            f"{_fmt(reviewed['low'])}-{_fmt(reviewed['high'])}, {interval}), from "
             f"{reviewed['n_audited']} blind second reviews of the {reviewed['n_population']} reviewed queue records: "
             f"{agree} agree, {reviewed['n_audited'] - agree - tied} disagree" + _unresolved(tied, "tied")
         )
@@ -550,14 +559,18 @@ def published_accuracy_parts(measured: dict[str, Any]) -> list[str]:
     overall = measured.get("overall")
     if overall:
         uncovered = overall.get("n_not_covered") or 0
-        left_out = (f"; left out: {uncovered} reviewed labels outside the review queue (the answered audits and "
-                    "blind reviews themselves, which nothing checks)") if uncovered else ""  # fmt: skip
+        left_out = ""
+        if uncovered:
+            left_out = (
+                f"; left out: {uncovered} reviewed labels that no audit checks (records reviewed outside the "
+                "assisted review queue: the audited auto-accepted records, blind reviews)"
+            )
         if overall.get("n_student_not_covered"):
             left_out += f"; the {overall['n_student_not_covered']} student labels are left out (not audited)"
         parts.append(
             f"all {overall['n_population']} published labels whose accuracy is measured, together (the figures "
             f"above weighted by their counts, gold counted as right): {_fmt(overall['estimate'])} ({level} interval "
-            f"{_fmt(overall['low'])}-{_fmt(overall['high'])}, the MOVER combination of the intervals above){left_out}"
+            f"{_fmt(overall['low'])}-{_fmt(overall['high'])}, the intervals above combined by MOVER){left_out}"
         )
     return parts
 
@@ -650,8 +663,9 @@ def published_label_accuracy(run: RunFiles, final: FinalDataset, confidence_leve
         out["n_published_unreviewed"] = int(published["label_source"].eq("llm_auto").sum())
         out |= {"llm_auto": entry, "n_audited": entry["n_audited"], "n_population": entry["n_population"],
                 "method": report["method"], "assumptions": report["assumptions"],
-                "statement": f"accuracy of the {entry['n_population']} LLM labels published without review, "
-                f"estimated from {entry['n_audited']} blind audits"}  # fmt: skip
+                "statement": f"accuracy of the LLM labels of the {entry['n_population']} auto-accepted records "
+                f"({out['n_published_unreviewed']} published without review), estimated from {entry['n_audited']} "
+                "blind audits"}  # fmt: skip
     # the reviewed labels of the review queue, from the review audits
     # the assisted review queue, where review audits are drawn (blind-reviewed records are not audited)
     assisted = routed["route"].eq("human_review")

@@ -69,12 +69,13 @@ def render_routing(result: Any) -> None:
         )
     plan = result.report.get("gold_plan")
     if plan:
-        render_gold_plan(plan, result.target_precision, result.confidence_level)
+        render_gold_plan(plan, result.target_precision, result.confidence_level, sum(result.counts.values()))
     click.echo(f"wrote {result.paths['routed']} and routing.json")
 
 
-def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
-    """The planner's answer in a few lines (the whole of it is in routing.json's gold_plan)."""
+def render_gold_plan(plan: dict[str, Any], target: float, level: float, n_records: int | None = None) -> None:
+    """The planner's answer in a few lines (the whole of it is in routing.json's gold_plan); gold
+    sizes over half of the run's ``n_records`` are not shown (labelling them saves nothing)."""
     need = {row["errors"]: row for row in plan["needed"]}
     click.echo(
         f"gold plan: precision >= {target:g} at {level:.0%} needs >= {need[0]['n_gold_above']} gold records above "
@@ -83,11 +84,13 @@ def render_gold_plan(plan: dict[str, Any], target: float, level: float) -> None:
         "published with its own label)"
     )
     for row in plan["projections"]:
+        if n_records and row["n_gold"] > n_records / 2:
+            continue
         if row.get("feasible", True) and row.get("sampling", "random") == "random":
             click.echo(
                 f"  with {row['n_gold']} gold: certifies something in {row['p_certify']:.0%} of simulations, "
-                f"coverage {row['coverage_when_certified'] or 0:.0%} when it does "
-                f"(expected {row['expected_coverage']:.0%} over all of them)"
+                f"{row['coverage_when_certified'] or 0:.0%} of the run above the threshold when it does, gold "
+                f"included (expected {row['expected_coverage']:.0%} over all of them)"
             )
     if plan.get("suggest_ids"):
         click.echo(

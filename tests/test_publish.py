@@ -398,3 +398,39 @@ def test_label_shares_come_from_the_llm_labels_corrected_on_the_gold(tmp_path: P
         class_shares(RunFiles(tmp_path, routed.drop(columns="gold_label"), files.responses, config=files.config))
         is None
     )
+
+
+def test_the_card_names_each_kind_of_review_audit_and_how_the_interval_is_made() -> None:
+    """The demo's case (found by a fresh-eyes run): reviewed labels of two kinds, some audits tied.
+    The bullet gives the per-kind audit counts behind the weighted figure and says the interval is
+    combined from the per-kind ones, not one exact interval of the pooled counts."""
+    from curation.publish import published_accuracy_parts
+
+    def cell(estimate: float, n_correct: int, n_audited: int, n_population: int) -> dict:
+        return {"estimate": estimate, "low": estimate - 0.2, "high": min(estimate + 0.1, 1.0),
+                "n_correct": n_correct, "n_audited": n_audited, "n_population": n_population}  # fmt: skip
+
+    measured = {
+        "confidence_level": 0.95,
+        "llm_auto": {**cell(0.929, 13, 14, 275), "method": "mover-jeffreys"},
+        "n_published_unreviewed": 261,
+        "reviewed": {
+            "overall": {**cell(0.55, 13, 16, 100), "method": "mover-clopper-pearson"},
+            "human": cell(0.889, 8, 9, 44),
+            "consensus": cell(0.714, 5, 7, 56),
+        },
+        "n_review_audits_tied": 2,
+        "overall": {**cell(0.918, 0, 0, 481), "n_not_covered": 14, "n_student_not_covered": 0},
+    }
+    llm, reviewed, together = published_accuracy_parts(measured)
+    assert "from 14 blind audits of the 275 auto-accepted records (261 of them published unreviewed" in llm
+    assert llm.endswith("; Jeffreys interval, finite-population corrected")
+    assert reviewed == (
+        "reviewed labels (human, consensus): accuracy 0.550 (weighted by their counts over human 0.889: 8 of 9 "
+        "audits agree, 44 labels and consensus 0.714: 5 of 7 audits agree, 56 labels) (95% interval 0.350-0.650, "
+        "exact Clopper-Pearson per kind, combined by MOVER (Zou & Donner 2008)), from 16 blind second reviews of "
+        "the 100 reviewed queue records: 13 agree, 1 disagree, 2 tied (no majority: counted as the label being wrong)"
+    )
+    assert together.startswith("all 481 published labels whose accuracy is measured, together")
+    assert together.endswith("; left out: 14 reviewed labels that no audit checks (records reviewed outside the "
+                             "assisted review queue: the audited auto-accepted records, blind reviews)")  # fmt: skip
