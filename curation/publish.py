@@ -458,7 +458,10 @@ def describe_review_modes(modes: dict[str, Any]) -> str:
             return f"{mode}: no reviewed record"
         return f"{mode} {_fmt(m['share'])} [{_fmt(m['low'])}, {_fmt(m['high'])}] on {m['n']}"
 
-    text = f"LLM agrees with reviewers: {part('assisted')}; {part('blind')}"
+    text = (
+        "LLM agrees with reviewers on the review queue (audits not included), shown its suggestion or not: "
+        f"{part('assisted')}; {part('blind')}"
+    )
     diff = modes.get("difference")
     if diff:
         text += (
@@ -918,7 +921,8 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         if lvm:
             lines.append(
                 f"- LLM vs human majority: kappa {_fmt(lvm.get('kappa'))} ({lvm.get('band')}), accuracy "
-                f"{_fmt(lvm.get('accuracy'))} on {lvm.get('n_items')} records"
+                f"{_fmt(lvm.get('accuracy'))} on {lvm.get('n_items')} records (every record reviewers answered, "
+                "audits included)"
             )
         if a.get("llm_favours_reviewer_flagged"):
             lines.append(
@@ -947,12 +951,17 @@ def build_dataset_card(run: RunFiles, final: FinalDataset, agreement: dict[str, 
         lines += ["", "## Label shares", "",
                   f"Share of each label among the {shares['n_population']} records, from the LLM labels corrected "
                   f"on {shares['n_audited']} gold records (prediction-powered inference, {shares['method']}; "
-                  "valid when the gold is a random sample of the run):", "",
-                  "| label | share | 95% interval | LLM's share |", "|---|---|---|---|"]  # fmt: skip
+                  "valid when the gold is a random sample of the run). A published share outside the interval "
+                  "means the published labels under- or over-represent that label (the auto-accepted LLM labels "
+                  "carry the LLM's leanings):", "",
+                  "| label | share | 95% interval | LLM's share | published share |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        published_labels = final.final["label"].astype(str)
         for label, entry in shares["shares"].items():
+            published_share = float((published_labels == str(label)).mean()) if len(published_labels) else None
             lines.append(
                 f"| {label} | {_fmt(entry['estimate'])} | {_fmt(entry['low'])}-{_fmt(entry['high'])} | "
-                f"{_fmt(entry['predicted_share'])} |"
+                f"{_fmt(entry['predicted_share'])} | {_fmt(published_share)} |"
             )
     lines += ["", "## Cost", ""]
     lines.append(

@@ -98,7 +98,12 @@ def test_demo_runs_the_whole_loop_and_reruns_idempotently(tmp_path: Path, stack_
     report = json.loads((run / "agreement.json").read_text())
     assert report["n_reviewers"] == 3 and report["n_records"] == queued
     assert -1.0 <= report["fleiss_kappa"] <= 1.0
-    assert (run / "published" / "README.md").read_text().startswith("---")  # a dataset card with metadata
+    card = (run / "published" / "README.md").read_text()
+    assert card.startswith("---")  # a dataset card with metadata
+    # the label shares set the published labels' share beside the estimated true share
+    assert "| label | share | 95% interval | LLM's share | published share |" in card
+    neutral = float((published["label"] == "neutral").mean())
+    assert any(line.startswith("| neutral |") and line.endswith(f"| {neutral:.3f} |") for line in card.splitlines())
 
     second = CliRunner().invoke(main, args, catch_exceptions=False)
     assert second.exit_code == 0, second.output
