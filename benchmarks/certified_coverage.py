@@ -281,6 +281,12 @@ def main() -> None:
     print(markdown(report))
 
 
+TABLE_HEAD = (
+    "| corpus | gold | target | confidence | AUROC | accepting | coverage | ratio | violation | final |",
+    "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+)
+
+
 def table_rows(corpus: str, cells: list[dict[str, Any]]) -> list[str]:
     """Markdown rows, with each cell's coverage over the 4-label logprob's in the same draws (n/a when
     that is under half a percent of the pool: a ratio to almost nothing says nothing)."""
@@ -318,8 +324,7 @@ def markdown(report: dict[str, Any]) -> str:
         "`ratio`: coverage over the 4-label logprob's (before issue 18) in the same draws (n/a when that is under "
         f"{MIN_BASE_COVERAGE:.1%} of the pool).",
         "",
-        "| corpus | gold | target | confidence | AUROC | accepting | coverage | ratio | violation | final |",
-        "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        *TABLE_HEAD,
     ]
     for corpus, entry in report["corpora"].items():
         lines += table_rows(corpus, entry["cells"])
@@ -335,8 +340,7 @@ def markdown(report: dict[str, Any]) -> str:
             "a new model per draw). Compare its 120 and 200 rows with the table above to see how close the plug-in "
             "comes.",
             "",
-            "| corpus | gold | target | confidence | AUROC | accepting | coverage | ratio | violation | final |",
-            "| --- | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+            *TABLE_HEAD,
         ]
         for corpus, cells in resampled.items():
             lines += table_rows(corpus, cells)
